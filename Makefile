@@ -1,0 +1,81 @@
+# sensor-stream: every set-up step lives here, so a fresh clone needs only
+# `make dev` (run the whole system locally) and `make test` (all checks).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP_PY := $(VENV)/.installed
+STAMP_NODE := node_modules/.installed
+CHROMIUM ?= /usr/bin/chromium
+ORG ?= acme
+CDK := npx --no-install cdk
+
+.PHONY: help install dev test lint typecheck unit infra-test e2e token simulate bench synth deploy diff destroy clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP_PY): requirements-dev.txt functions/requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+$(STAMP_NODE): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# Debian's Chromium drives the browser test (Playwright may not download browsers here).
+$(CHROMIUM):
+	if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null
+
+install: $(STAMP_PY) $(STAMP_NODE) ## Create .venv and node_modules
+
+dev: $(STAMP_PY) ## Run the whole system on 127.0.0.1 until Ctrl-C
+	$(PY) -m devstack
+
+token: $(STAMP_PY) ## Print a token for the local stack: make token ORG=acme [UNITS=a,b]
+	@$(PY) -m devstack.token --org "$(ORG)" $(if $(UNITS),--units "$(UNITS)")
+
+simulate: $(STAMP_PY) ## Simulated devices against an MQTT broker (see devstack/simulator.py --help)
+	$(PY) -m devstack.simulator $(ARGS)
+
+lint: $(STAMP_PY) ## ruff
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(STAMP_PY) ## mypy
+	$(VENV)/bin/mypy functions devstack infra
+
+unit: $(STAMP_PY)
+	$(PY) -m pytest tests/unit -q
+
+infra-test: $(STAMP_PY) $(STAMP_NODE)
+	$(PY) -m pytest tests/infra -q
+
+e2e: $(STAMP_PY) $(CHROMIUM)
+	$(PY) -m pytest tests/e2e -q
+
+test: $(STAMP_PY) $(STAMP_NODE) $(CHROMIUM) lint typecheck ## Lint, type-check and run every test
+	$(PY) -m pytest -q
+
+bench: $(STAMP_PY) ## Throughput figures of ingest and flush (prints, never asserts)
+	$(PY) -m benchmarks.run
+
+synth: $(STAMP_PY) $(STAMP_NODE) ## Synthesize the CloudFormation template offline into cdk.out/
+	$(CDK) synth --quiet
+
+deploy: $(STAMP_PY) $(STAMP_NODE) ## Deploy to the AWS account of your credentials
+	$(CDK) deploy --require-approval broadening
+
+diff: $(STAMP_PY) $(STAMP_NODE) ## Show what a deploy would change
+	$(CDK) diff
+
+destroy: $(STAMP_PY) $(STAMP_NODE) ## Delete the stack
+	$(CDK) destroy
+
+clean:
+	rm -rf cdk.out build .pytest_cache .mypy_cache .ruff_cache test-artifacts

@@ -1,0 +1,44 @@
+"""Flush: the schedule starts one invocation a minute; it ticks every second inside."""
+
+import time
+from typing import Any
+
+from aws_lambda_powertools.utilities.parser import parse
+from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from sensor_stream import clients
+from sensor_stream.delivery import Flusher
+from sensor_stream.observability import logger, metrics, tracer
+from sensor_stream.settings import get_settings
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    parse(event=event, model=EventBridgeModel)
+    settings = get_settings()
+    started = time.monotonic()
+
+    def keep_going() -> bool:
+        time_left = context.get_remaining_time_in_millis() / 1000
+        return (
+            time_left > settings.flush_stop_margin_seconds
+            and time.monotonic() - started < settings.flush_max_loop_seconds
+        )
+
+    flusher = Flusher(clients.store(), clients.gateway(), settings)
+    try:
+        reports = flusher.run(keep_going)
+    finally:
+        flusher.close()
+    summary = {
+        "ticks": len(reports),
+        "readings": sum(r.readings for r in reports),
+        "messages": sum(r.messages_sent for r in reports),
+        "connectionsGone": sum(r.connections_gone for r in reports),
+        "commandsTimedOut": sum(r.commands_timed_out for r in reports),
+    }
+    logger.info("flush invocation done", extra=summary)
+    return summary

@@ -1,0 +1,60 @@
+"""Ingest: IoT topic-rule events and ``POST /readings`` (HTTP API payload v2)."""
+
+import base64
+from typing import Any
+
+from aws_lambda_powertools.utilities.parser import parse
+from aws_lambda_powertools.utilities.parser.models import APIGatewayProxyEventV2Model
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from sensor_stream import clients
+from sensor_stream.auth import principal_from_claims
+from sensor_stream.errors import AppError, Unauthorized
+from sensor_stream.ingestion import ingest_http, ingest_iot_message
+from sensor_stream.models import IotRuleEvent, utc_now
+from sensor_stream.observability import logger, metrics, tracer
+from sensor_stream.responses import error_response, json_response
+from sensor_stream.settings import get_settings
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if "requestContext" in event:
+        return handle_http(parse(event=event, model=APIGatewayProxyEventV2Model))
+    return handle_iot(IotRuleEvent.model_validate(event))
+
+
+def handle_iot(event: IotRuleEvent) -> dict[str, Any]:
+    outcome = ingest_iot_message(clients.store(), event, utc_now())
+    logger.info(
+        "iot message ingested",
+        extra={
+            "stored": outcome.stored,
+            "duplicates": outcome.duplicates,
+            "quarantined": outcome.quarantined,
+        },
+    )
+    return {
+        "stored": outcome.stored,
+        "duplicates": outcome.duplicates,
+        "quarantined": len(outcome.quarantined),
+    }
+
+
+def handle_http(event: APIGatewayProxyEventV2Model) -> dict[str, Any]:
+    try:
+        authorizer = event.requestContext.authorizer
+        claims = authorizer.jwt.claims if authorizer and authorizer.jwt else None
+        if not claims:
+            raise Unauthorized("no verified token claims; send Authorization: Bearer <JWT>")
+        principal = principal_from_claims(claims, get_settings())
+        body = event.body if isinstance(event.body, str) else None
+        if body is not None and event.isBase64Encoded:
+            body = base64.b64decode(body).decode("utf-8", errors="replace")
+        result = ingest_http(clients.store(), principal, body, utc_now())
+    except AppError as error:
+        logger.info("ingest request refused", extra={"code": error.code, "error_message": error.message})
+        return error_response(error)
+    return json_response(200, result.to_wire())

@@ -1,0 +1,55 @@
+"""AWS clients, created once per Lambda container and shared (they are thread-safe).
+
+Endpoints come from settings or boto3's own AWS_ENDPOINT_URL_* variables, which is all
+the local stack changes.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from .auth import TokenVerifier
+from .gateway import ConnectionGateway
+from .settings import get_settings
+from .store import SensorStore
+
+_RETRIES = Config(retries={"mode": "standard", "max_attempts": 3}, max_pool_connections=64)
+
+
+@lru_cache(maxsize=1)
+def store() -> SensorStore:
+    return SensorStore(boto3.client("dynamodb", config=_RETRIES), get_settings())
+
+
+@lru_cache(maxsize=1)
+def gateway() -> ConnectionGateway:
+    settings = get_settings()
+    if not settings.websocket_callback_url:
+        raise RuntimeError("WEBSOCKET_CALLBACK_URL is not set")
+    client = boto3.client(
+        "apigatewaymanagementapi",
+        endpoint_url=settings.websocket_callback_url,
+        config=Config(retries={"mode": "standard", "max_attempts": 2}, max_pool_connections=64),
+    )
+    return ConnectionGateway(client)
+
+
+@lru_cache(maxsize=1)
+def iot_data() -> Any:
+    endpoint = get_settings().iot_data_endpoint or None
+    return boto3.client("iot-data", endpoint_url=endpoint, config=_RETRIES)
+
+
+@lru_cache(maxsize=1)
+def token_verifier() -> TokenVerifier:
+    return TokenVerifier(get_settings())
+
+
+def reset() -> None:
+    """Forget cached clients and settings (tests change the environment)."""
+    for factory in (store, gateway, iot_data, token_verifier, get_settings):
+        factory.cache_clear()

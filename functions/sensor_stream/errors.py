@@ -1,0 +1,63 @@
+"""Errors that reach a client as ``{"error": {"code", "message", "details"?}}``."""
+
+from typing import Any
+
+
+class AppError(Exception):
+    """A failure the caller can act on; ``status`` is the HTTP status where there is one."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, details: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_body(self) -> dict[str, Any]:
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.details:
+            error["details"] = self.details
+        return {"error": error}
+
+
+class ValidationFailed(AppError):
+    code = "validation_error"
+
+
+class MalformedJson(AppError):
+    code = "malformed_json"
+
+
+class PayloadTooLarge(AppError):
+    status = 413
+    code = "payload_too_large"
+
+
+class Unauthorized(AppError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(AppError):
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(AppError):
+    status = 404
+    code = "not_found"
+
+
+class UnknownAction(AppError):
+    code = "unknown_action"
+
+
+class Conflict(AppError):
+    status = 409
+    code = "conflict"
+
+
+class Unavailable(AppError):
+    status = 503
+    code = "unavailable"

@@ -1,0 +1,52 @@
+"""Posting to WebSocket connections through the API Gateway Management API."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from .models import WireModel
+from .observability import logger
+
+if TYPE_CHECKING:
+    from mypy_boto3_apigatewaymanagementapi import ApiGatewayManagementApiClient
+else:
+    ApiGatewayManagementApiClient = Any
+
+# API Gateway's frame limit is 32 KB; stay below it with the envelope included.
+MAX_MESSAGE_BYTES = 32_000
+
+
+class ConnectionGateway:
+    """Sends messages to connections; a gone connection is reported, not raised."""
+
+    def __init__(self, client: ApiGatewayManagementApiClient) -> None:
+        self._client = client
+
+    def send(self, connection_id: str, message: WireModel | bytes) -> bool:
+        """Post one message. False when the connection is gone (HTTP 410)."""
+        data = message if isinstance(message, bytes) else message.to_json().encode()
+        try:
+            self._client.post_to_connection(ConnectionId=connection_id, Data=data)
+        except ClientError as error:
+            if _is_gone(error):
+                logger.info("connection gone", extra={"connection_id": connection_id})
+                return False
+            raise
+        return True
+
+    def disconnect(self, connection_id: str) -> None:
+        try:
+            self._client.delete_connection(ConnectionId=connection_id)
+        except ClientError as error:
+            if not _is_gone(error):
+                raise
+
+
+def _is_gone(error: ClientError) -> bool:
+    # botocore names it GoneException only when API Gateway sends x-amzn-ErrorType.
+    return (
+        error.response.get("Error", {}).get("Code") in ("GoneException", "410")
+        or error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 410
+    )

@@ -1,0 +1,180 @@
+"""Ingest: validate readings, store each once, keep the latest per unit, queue for flush."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from .auth import Principal
+from .errors import MalformedJson, PayloadTooLarge, ValidationFailed
+from .models import (
+    MAX_READINGS_PER_MESSAGE,
+    MAX_READINGS_PER_REQUEST,
+    IngestRequest,
+    IngestResult,
+    IotRuleEvent,
+    QuarantinedMessage,
+    Reading,
+    ReadingIn,
+    Source,
+)
+from .observability import logger, metrics
+from .store import SensorStore
+
+# HTTP bodies above this are refused before parsing (500 readings fit in ~150 KB).
+MAX_HTTP_BODY_BYTES = 1_000_000
+
+
+@dataclass
+class IotIngestOutcome:
+    stored: int = 0
+    duplicates: int = 0
+    quarantined: list[str] = field(default_factory=list)
+
+
+def describe_errors(error: ValidationError) -> list[dict[str, str]]:
+    """pydantic errors as ``[{"field": "temperature", "message": ...}]`` on wire names."""
+    return [
+        {"field": ".".join(str(p) for p in item["loc"]) or "(body)", "message": item["msg"]}
+        for item in error.errors(include_url=False)
+    ]
+
+
+def validate_readings(raw_items: list[Any], now: datetime) -> tuple[list[ReadingIn], list[dict[str, Any]]]:
+    """Each item validated on its own, so every bad one can be named."""
+    valid: list[ReadingIn] = []
+    problems: list[dict[str, Any]] = []
+    for index, raw in enumerate(raw_items):
+        try:
+            valid.append(ReadingIn.model_validate(raw, context={"now": now}))
+        except ValidationError as error:
+            problem: dict[str, Any] = {"index": index, "errors": describe_errors(error)}
+            if isinstance(raw, dict) and isinstance(raw.get("id"), str):
+                problem["id"] = raw["id"]
+            problems.append(problem)
+    return valid, problems
+
+
+def store_accepted(
+    store: SensorStore,
+    org_id: str,
+    device_id: str,
+    readings_in: list[ReadingIn],
+    received_at: datetime,
+    source: Source,
+) -> tuple[int, int]:
+    """Store validated readings; returns (newly stored, duplicates)."""
+    readings = [
+        Reading.accept(raw, device_id=device_id, received_at=received_at, source=source)
+        for raw in readings_in
+    ]
+    store.register_device(org_id, device_id, received_at)
+    # The outbox second is taken when writing, so the flush grace covers the write itself.
+    duplicates = store.store_readings(org_id, readings, bucket=int(received_at.timestamp()))
+    # Latest is refreshed for redeliveries too: a crash after storing must still converge.
+    newest: dict[str, Reading] = {}
+    for reading in readings:
+        current = newest.get(reading.unit_id)
+        if current is None or reading.recorded_at > current.recorded_at:
+            newest[reading.unit_id] = reading
+    for reading in newest.values():
+        store.update_latest(org_id, reading)
+    accepted = len({r.id for r in readings}) - len(duplicates)
+    metrics.add_metric(name="ReadingsStored", unit="Count", value=accepted)
+    if duplicates:
+        metrics.add_metric(name="ReadingsDuplicate", unit="Count", value=len(duplicates))
+    return accepted, len(readings) - accepted
+
+
+def ingest_iot_message(store: SensorStore, event: IotRuleEvent, now: datetime) -> IotIngestOutcome:
+    """One MQTT message. Bad content is quarantined with its reason; it never blocks the
+    valid readings of the same message. Storage failures raise, so IoT/Lambda retry."""
+    outcome = IotIngestOutcome()
+
+    def quarantine(payload: str, reason: str, details: list[dict[str, Any]] | None = None) -> None:
+        store.quarantine(
+            QuarantinedMessage(
+                org_id=event.org_id,
+                device_id=event.device_id,
+                topic=event.topic,
+                payload=payload,
+                reason=reason,
+                details=details,
+                received_at=now,
+            )
+        )
+        outcome.quarantined.append(reason)
+        metrics.add_metric(name="MessagesQuarantined", unit="Count", value=1)
+        logger.warning(
+            "message quarantined", extra={"reason": reason, "topic": event.topic, "details": details}
+        )
+
+    try:
+        text = base64.b64decode(event.payload, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        quarantine(event.payload, "payload is not UTF-8 text")
+        return outcome
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as error:
+        quarantine(text, f"malformed JSON: {error}")
+        return outcome
+
+    if isinstance(document, dict) and "readings" in document:
+        items = document["readings"]
+        if not isinstance(items, list) or not items:
+            quarantine(text, "'readings' must be a non-empty array")
+            return outcome
+        if len(items) > MAX_READINGS_PER_MESSAGE:
+            quarantine(text, f"{len(items)} readings in one message; at most {MAX_READINGS_PER_MESSAGE}")
+            return outcome
+    elif isinstance(document, dict):
+        items = [document]
+    else:
+        quarantine(text, "payload must be a JSON object")
+        return outcome
+
+    valid, problems = validate_readings(items, now)
+    for problem in problems:
+        quarantine(json.dumps(items[problem["index"]]), "invalid reading", problem["errors"])
+    if valid:
+        outcome.stored, outcome.duplicates = store_accepted(
+            store, event.org_id, event.device_id, valid, now, source="iot"
+        )
+    return outcome
+
+
+def ingest_http(store: SensorStore, principal: Principal, body: str | None, now: datetime) -> IngestResult:
+    """``POST /readings``: all or nothing. Any invalid reading stores none of them."""
+    if body is None or not body.strip():
+        raise MalformedJson('request body is empty; send {"deviceId", "readings": [...]}')
+    if len(body.encode()) > MAX_HTTP_BODY_BYTES:
+        raise PayloadTooLarge(f"request body exceeds {MAX_HTTP_BODY_BYTES} bytes")
+    try:
+        document = json.loads(body)
+    except json.JSONDecodeError as error:
+        raise MalformedJson(f"request body is not valid JSON: {error}") from error
+    readings = document.get("readings") if isinstance(document, dict) else None
+    if isinstance(readings, list) and len(readings) > MAX_READINGS_PER_REQUEST:
+        raise PayloadTooLarge(f"{len(readings)} readings in one request; at most {MAX_READINGS_PER_REQUEST}")
+    try:
+        request = IngestRequest.model_validate(document)
+    except ValidationError as error:
+        raise ValidationFailed("request body is invalid", details=describe_errors(error)) from error
+
+    valid, problems = validate_readings(request.readings, now)
+    if problems:
+        raise ValidationFailed(
+            f"{len(problems)} of {len(request.readings)} readings are invalid; none were stored",
+            details=problems,
+        )
+    accepted, duplicates = store_accepted(
+        store, principal.org_id, request.device_id, valid, now, source="http"
+    )
+    return IngestResult(accepted=accepted, duplicates=duplicates)

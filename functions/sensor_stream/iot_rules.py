@@ -1,0 +1,63 @@
+"""The IoT topic rules, defined once: the CDK stack deploys them and the local rule
+runner evaluates the very same SQL.
+
+The payload travels base64-encoded so that a message that is not JSON still reaches
+ingest (and is quarantined there with its reason), and so that ``orgId``/``deviceId``
+come from the topic only: nothing in the payload can override them.
+"""
+
+from dataclasses import dataclass
+from typing import Literal
+
+IOT_SQL_VERSION = "2016-03-23"
+
+TELEMETRY_TOPIC_FILTER = "orgs/+/devices/+/telemetry"
+COMMAND_ACK_TOPIC_FILTER = "orgs/+/devices/+/commands/ack"
+
+
+def telemetry_topic(org_id: str, device_id: str) -> str:
+    return f"orgs/{org_id}/devices/{device_id}/telemetry"
+
+
+def command_topic(org_id: str, device_id: str) -> str:
+    return f"orgs/{org_id}/devices/{device_id}/commands"
+
+
+def command_ack_topic(org_id: str, device_id: str) -> str:
+    return f"orgs/{org_id}/devices/{device_id}/commands/ack"
+
+
+def _select_from(topic_filter: str) -> str:
+    # IoT SQL built from the constants above, never from input.
+    select = "SELECT encode(*, 'base64') AS payload, topic(2) AS orgId, topic(4) AS deviceId"
+    return f"{select}, topic() AS topic, timestamp() AS receivedAt FROM '{topic_filter}'"
+
+
+@dataclass(frozen=True)
+class TopicRuleSpec:
+    # Rule names allow only [a-zA-Z0-9_]; devices use it in Basic Ingest topics.
+    name: str
+    sql: str
+    topic_filter: str
+    target: Literal["ingest", "publish"]
+    description: str
+
+    def basic_ingest_prefix(self) -> str:
+        return f"$aws/rules/{self.name}/"
+
+
+TELEMETRY_RULE = TopicRuleSpec(
+    name="sensor_stream_telemetry",
+    sql=_select_from(TELEMETRY_TOPIC_FILTER),
+    topic_filter=TELEMETRY_TOPIC_FILTER,
+    target="ingest",
+    description="Device telemetry into the ingest function",
+)
+COMMAND_ACK_RULE = TopicRuleSpec(
+    name="sensor_stream_command_ack",
+    sql=_select_from(COMMAND_ACK_TOPIC_FILTER),
+    topic_filter=COMMAND_ACK_TOPIC_FILTER,
+    target="publish",
+    description="Device command acknowledgements into the publish function",
+)
+TOPIC_RULES = (TELEMETRY_RULE, COMMAND_ACK_RULE)

@@ -1,0 +1,384 @@
+"""One pydantic model per message and record of the contract (../docs/contract.md).
+
+Field names are camelCase on the wire and snake_case in Python; times are UTC and
+serialize as ISO-8601 with millisecond precision and a ``Z`` suffix.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
+)
+from pydantic.alias_generators import to_camel
+
+MAX_READINGS_PER_MESSAGE = 100
+MAX_READINGS_PER_REQUEST = 500
+MAX_FUTURE_SKEW = timedelta(minutes=5)
+# Namespace of reading ids derived from deviceId + unitId + recordedAt.
+READING_ID_NAMESPACE = uuid.UUID("6f1d3c1e-8a59-4a53-9a8e-5b1f7e2c9d40")
+
+
+def format_time(value: datetime) -> str:
+    """ISO-8601 UTC with milliseconds and ``Z``: sortable as a string."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def _require_string_time(value: Any) -> Any:
+    # pydantic would also take epoch numbers; the contract says ISO strings.
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("must be an ISO-8601 string such as 2026-01-31T12:00:00Z")
+    return value
+
+
+def _to_utc_millis(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("must carry a time zone, e.g. a trailing Z")
+    value = value.astimezone(UTC)
+    return value.replace(microsecond=value.microsecond // 1000 * 1000)
+
+
+UtcTime = Annotated[
+    datetime,
+    BeforeValidator(_require_string_time),
+    AfterValidator(_to_utc_millis),
+    PlainSerializer(format_time, return_type=str),
+]
+Identifier = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+ReadingId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
+RequestId = Annotated[str, StringConstraints(max_length=128)]
+
+
+def utc_now() -> datetime:
+    return _to_utc_millis(datetime.now(UTC))
+
+
+class WireModel(BaseModel):
+    """camelCase on the wire; optional fields listed in ``omit_when_none`` vanish when unset."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
+    omit_when_none: ClassVar[frozenset[str]] = frozenset({"requestId", "detail", "details", "replay"})
+
+    @model_serializer(mode="wrap")
+    def _omit_empty_optionals(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> Any:
+        data = handler(self)
+        if isinstance(data, dict):
+            for key in self.omit_when_none & data.keys():
+                if data[key] is None:
+                    del data[key]
+        return data
+
+    def to_wire(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+    def to_json(self) -> str:
+        return self.model_dump_json(by_alias=True)
+
+
+# --- Devices --------------------------------------------------------------------------
+
+
+class ReadingIn(WireModel):
+    """One reading as a device or gateway sends it (contract section 1)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: ReadingId | None = None
+    unit_id: Identifier
+    site_id: Identifier | None = None
+    temperature: Annotated[float, Field(strict=True, ge=-100, le=150, allow_inf_nan=False)]
+    humidity: Annotated[float | None, Field(strict=True, ge=0, le=100, allow_inf_nan=False)] = None
+    battery: Annotated[float | None, Field(strict=True, ge=0, le=100, allow_inf_nan=False)] = None
+    signal_strength: Annotated[int | None, Field(strict=True, ge=-150, le=0)] = None
+    recorded_at: UtcTime
+
+    @field_validator("recorded_at")
+    @classmethod
+    def _not_in_future(cls, value: datetime, info: ValidationInfo) -> datetime:
+        now = (info.context or {}).get("now") or utc_now()
+        if value > now + MAX_FUTURE_SKEW:
+            raise ValueError("is more than 5 minutes in the future")
+        return value
+
+    def reading_id(self, device_id: str) -> str:
+        """The given id, or one derived so that a redelivered message maps to the same id."""
+        if self.id:
+            return self.id
+        key = f"{device_id}|{self.unit_id}|{format_time(self.recorded_at)}"
+        return str(uuid.uuid5(READING_ID_NAMESPACE, key))
+
+
+Source = Literal["iot", "http"]
+
+
+class Reading(WireModel):
+    """A stored reading, as every client receives it."""
+
+    id: str
+    unit_id: str
+    site_id: str | None
+    device_id: str
+    temperature: float
+    humidity: float | None
+    battery: float | None
+    signal_strength: int | None
+    recorded_at: UtcTime
+    received_at: UtcTime
+    source: Source
+
+    @classmethod
+    def accept(cls, raw: ReadingIn, *, device_id: str, received_at: datetime, source: Source) -> Reading:
+        return cls(
+            id=raw.reading_id(device_id),
+            unit_id=raw.unit_id,
+            site_id=raw.site_id,
+            device_id=device_id,
+            temperature=raw.temperature,
+            humidity=raw.humidity,
+            battery=raw.battery,
+            signal_strength=raw.signal_strength,
+            recorded_at=raw.recorded_at,
+            received_at=received_at,
+            source=source,
+        )
+
+
+class IotRuleEvent(WireModel):
+    """What the IoT topic rules send to Lambda (see iot_rules.py): the raw payload in
+    base64 so that malformed JSON still arrives, and the ids taken from the topic."""
+
+    payload: str
+    org_id: Identifier
+    device_id: Identifier
+    topic: str
+    received_at: int  # epoch milliseconds, IoT SQL timestamp()
+
+
+class CommandMessage(WireModel):
+    """Published to ``orgs/{orgId}/devices/{deviceId}/commands``."""
+
+    command_id: str
+    command: str
+    params: dict[str, Any]
+    issued_at: UtcTime
+
+
+class CommandAckPayload(WireModel):
+    """Published by a device to ``orgs/{orgId}/devices/{deviceId}/commands/ack``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    command_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    status: Literal["ok", "error"]
+    detail: Annotated[str, StringConstraints(max_length=1024)] | None = None
+
+
+# --- HTTP ingest ----------------------------------------------------------------------
+
+
+class IngestRequest(WireModel):
+    """``POST /readings`` body; readings are validated one by one to name each bad one."""
+
+    device_id: Identifier
+    readings: Annotated[list[Any], Field(min_length=1)]
+
+
+class IngestResult(WireModel):
+    accepted: int
+    duplicates: int
+
+
+# --- WebSocket: subscriptions and client requests -------------------------------------
+
+
+class Subscription(WireModel):
+    """What a connection wants: the whole org (``scope: org``) or selected units/sites."""
+
+    scope: Literal["org", "selected"] = "org"
+    unit_ids: list[str] = Field(default_factory=list)
+    site_ids: list[str] = Field(default_factory=list)
+
+    def matches(self, reading: Reading) -> bool:
+        if self.scope == "org":
+            return True
+        return reading.unit_id in self.unit_ids or (
+            reading.site_id is not None and reading.site_id in self.site_ids
+        )
+
+
+class Resume(WireModel):
+    since: UtcTime
+
+
+class HelloRequest(WireModel):
+    action: Literal["hello"]
+    request_id: RequestId | None = None
+    resume: Resume | None = None
+
+
+class SubscribeRequest(WireModel):
+    action: Literal["subscribe"]
+    request_id: RequestId | None = None
+    unit_ids: Annotated[list[Identifier], Field(max_length=500)] | None = None
+    site_ids: Annotated[list[Identifier], Field(max_length=500)] | None = None
+    scope: Literal["org"] | None = None
+
+
+class UnsubscribeRequest(WireModel):
+    action: Literal["unsubscribe"]
+    request_id: RequestId | None = None
+    unit_ids: Annotated[list[Identifier], Field(max_length=500)] | None = None
+    site_ids: Annotated[list[Identifier], Field(max_length=500)] | None = None
+
+
+class GetLatestRequest(WireModel):
+    action: Literal["getLatest"]
+    request_id: RequestId | None = None
+    unit_id: Identifier
+
+
+class SendCommandRequest(WireModel):
+    action: Literal["sendCommand"]
+    request_id: RequestId | None = None
+    device_id: Identifier
+    command: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+SessionRequest = HelloRequest | SubscribeRequest | UnsubscribeRequest | GetLatestRequest
+SESSION_ACTIONS: dict[str, type[SessionRequest]] = {
+    "hello": HelloRequest,
+    "subscribe": SubscribeRequest,
+    "unsubscribe": UnsubscribeRequest,
+    "getLatest": GetLatestRequest,
+}
+
+
+# --- WebSocket: server messages -------------------------------------------------------
+
+
+class ConnectionMessage(WireModel):
+    type: Literal["connection"] = "connection"
+    request_id: str | None = None
+    status: Literal["connected"] = "connected"
+    connection_id: str
+    server_time: UtcTime
+    subscription: Subscription
+
+
+class SubscribedMessage(WireModel):
+    type: Literal["subscribed"] = "subscribed"
+    request_id: str | None = None
+    subscription: Subscription
+
+
+class LatestMessage(WireModel):
+    type: Literal["latest"] = "latest"
+    request_id: str | None = None
+    unit_id: str
+    reading: Reading | None
+
+
+class UnitBatch(WireModel):
+    unit_id: str
+    readings: list[Reading]
+    count: int
+
+
+class ReadingsBatchMessage(WireModel):
+    type: Literal["sensor:readings:batch"] = "sensor:readings:batch"
+    server_time: UtcTime
+    replay: bool | None = None
+    batches: list[UnitBatch]
+
+
+class CommandAcceptedMessage(WireModel):
+    type: Literal["command:accepted"] = "command:accepted"
+    request_id: str | None = None
+    command_id: str
+
+
+class CommandAckMessage(WireModel):
+    type: Literal["command:ack"] = "command:ack"
+    request_id: str | None = None
+    command_id: str
+    status: Literal["ok", "error"]
+    detail: str | None = None
+
+
+class CommandTimeoutMessage(WireModel):
+    type: Literal["command:timeout"] = "command:timeout"
+    request_id: str | None = None
+    command_id: str
+
+
+class ErrorBody(WireModel):
+    code: str
+    message: str
+    details: list[dict[str, Any]] | None = None
+
+
+class ErrorMessage(WireModel):
+    type: Literal["error"] = "error"
+    request_id: str | None = None
+    error: ErrorBody
+
+
+# --- DynamoDB records -----------------------------------------------------------------
+
+
+class ConnectionRecord(WireModel):
+    """A live WebSocket connection of an org, with its token scope and subscription."""
+
+    connection_id: str
+    org_id: str
+    user_id: str
+    # The token's ``units`` claim; None means every unit of the org.
+    allowed_units: list[str] | None = None
+    subscription: Subscription = Field(default_factory=Subscription)
+    connected_at: UtcTime
+    expires_at: int  # epoch seconds (DynamoDB TTL)
+
+    def wants(self, reading: Reading) -> bool:
+        if self.allowed_units is not None and reading.unit_id not in self.allowed_units:
+            return False
+        return self.subscription.matches(reading)
+
+
+class PendingCommand(WireModel):
+    command_id: str
+    org_id: str
+    device_id: str
+    connection_id: str
+    request_id: str | None = None
+    command: str
+    issued_at: UtcTime
+    due_at: int  # epoch seconds after which the command times out
+
+
+class QuarantinedMessage(WireModel):
+    """An IoT message that could not be stored, kept with its reason for ops."""
+
+    org_id: str
+    device_id: str
+    topic: str
+    payload: str
+    reason: str
+    details: list[dict[str, Any]] | None = None
+    received_at: UtcTime

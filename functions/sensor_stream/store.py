@@ -1,0 +1,467 @@
+"""DynamoDB access: every item layout and query of docs/data-model.md lives here.
+
+One table, string keys ``pk``/``sk``; record bodies are stored as compact JSON in
+``data`` (no float/Decimal juggling) next to the few attributes that conditions need.
+Only the low-level client is used: it is thread-safe, so flush shares it across its
+posting threads.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import zlib
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from .models import (
+    ConnectionRecord,
+    PendingCommand,
+    QuarantinedMessage,
+    Reading,
+    format_time,
+)
+from .observability import logger
+from .settings import Settings
+from .table import TTL_ATTRIBUTE
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+else:
+    DynamoDBClient = Any
+
+# A transaction holds at most 100 actions; each new reading takes two (history + outbox).
+READINGS_PER_TRANSACTION = 50
+TRANSACTION_ATTEMPTS = 5
+FLUSH_STATE_KEY = {"pk": {"S": "FLUSH"}, "sk": {"S": "STATE"}}
+
+
+def shard_of(value: str, shards: int) -> int:
+    """Stable across processes and Python versions (unlike hash())."""
+    return zlib.crc32(value.encode()) % shards
+
+
+def _s(value: str) -> dict[str, str]:
+    return {"S": value}
+
+
+def _n(value: float) -> dict[str, str]:
+    return {"N": str(int(value))}
+
+
+def _key(pk: str, sk: str) -> dict[str, dict[str, str]]:
+    return {"pk": _s(pk), "sk": _s(sk)}
+
+
+def _is_conditional_failure(error: ClientError) -> bool:
+    return error.response["Error"]["Code"] == "ConditionalCheckFailedException"
+
+
+class SensorStore:
+    def __init__(self, client: DynamoDBClient, settings: Settings) -> None:
+        self._db = client
+        self._table = settings.table_name
+        self._settings = settings
+
+    # --- keys -------------------------------------------------------------------------
+
+    @staticmethod
+    def history_key(org_id: str, reading: Reading) -> dict[str, dict[str, str]]:
+        return _key(f"UNIT#{org_id}#{reading.unit_id}", f"R#{format_time(reading.recorded_at)}#{reading.id}")
+
+    def latest_pk(self, org_id: str, unit_id: str) -> str:
+        return f"LATEST#{org_id}#{shard_of(unit_id, self._settings.latest_shards)}"
+
+    @staticmethod
+    def outbox_pk(bucket: int, shard: int) -> str:
+        return f"OUTBOX#{bucket}#{shard}"
+
+    # --- readings ---------------------------------------------------------------------
+
+    def store_readings(self, org_id: str, readings: list[Reading], bucket: int) -> set[str]:
+        """Store each reading in its unit's history and in the outbox of arrival second
+        ``bucket``, atomically per reading. Returns the ids that were already stored
+        (those get no outbox entry, so they are delivered once)."""
+        duplicates: set[str] = set()
+        # One transaction may not touch an item twice: keep the first of repeated ids.
+        pending = list({reading.id: reading for reading in reversed(readings)}.values())[::-1]
+        for start in range(0, len(pending), READINGS_PER_TRANSACTION):
+            chunk = pending[start : start + READINGS_PER_TRANSACTION]
+            duplicates |= self._store_chunk(org_id, chunk, bucket)
+        return duplicates
+
+    def _store_chunk(self, org_id: str, chunk: list[Reading], bucket: int) -> set[str]:
+        duplicates: set[str] = set()
+        for attempt in range(TRANSACTION_ATTEMPTS):
+            if not chunk:
+                return duplicates
+            try:
+                self._db.transact_write_items(TransactItems=self._reading_actions(org_id, chunk, bucket))
+                return duplicates
+            except ClientError as error:
+                if error.response["Error"]["Code"] != "TransactionCanceledException":
+                    raise
+                reasons = error.response.get("CancellationReasons", [])
+                # History puts sit at even positions; their condition fails for a stored id.
+                failed = {
+                    index // 2
+                    for index, reason in enumerate(reasons)
+                    if reason.get("Code") == "ConditionalCheckFailed"
+                }
+                duplicates |= {chunk[i].id for i in failed}
+                chunk = [r for i, r in enumerate(chunk) if i not in failed]
+                if not failed:
+                    # Conflict or throttling inside the transaction: back off and retry.
+                    time.sleep(0.05 * 2**attempt)
+        raise RuntimeError(f"could not store {len(chunk)} readings after {TRANSACTION_ATTEMPTS} attempts")
+
+    def _reading_actions(self, org_id: str, chunk: list[Reading], bucket: int) -> list[Any]:
+        settings = self._settings
+        outbox_expiry = bucket + settings.outbox_ttl_seconds
+        actions: list[Any] = []
+        for reading in chunk:
+            data = reading.to_json()
+            history = {**self.history_key(org_id, reading), "data": _s(data)}
+            if settings.reading_ttl_days:
+                history[TTL_ATTRIBUTE] = _n(
+                    reading.received_at.timestamp() + settings.reading_ttl_days * 86400
+                )
+            shard = shard_of(reading.id, settings.outbox_shards)
+            outbox = {
+                **_key(
+                    self.outbox_pk(bucket, shard),
+                    f"{org_id}#{reading.unit_id}#{format_time(reading.recorded_at)}#{reading.id}",
+                ),
+                "orgId": _s(org_id),
+                "data": _s(data),
+                TTL_ATTRIBUTE: _n(outbox_expiry),
+            }
+            actions.append(
+                {
+                    "Put": {
+                        "TableName": self._table,
+                        "Item": history,
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                }
+            )
+            actions.append({"Put": {"TableName": self._table, "Item": outbox}})
+        return actions
+
+    def update_latest(self, org_id: str, reading: Reading) -> bool:
+        """Keep the newest reading per unit; an older or equal ``recordedAt`` never wins."""
+        try:
+            self._db.put_item(
+                TableName=self._table,
+                Item={
+                    **_key(self.latest_pk(org_id, reading.unit_id), reading.unit_id),
+                    "recordedAt": _s(format_time(reading.recorded_at)),
+                    "data": _s(reading.to_json()),
+                },
+                ConditionExpression="attribute_not_exists(pk) OR recordedAt < :recorded",
+                ExpressionAttributeValues={":recorded": _s(format_time(reading.recorded_at))},
+            )
+        except ClientError as error:
+            if _is_conditional_failure(error):
+                return False
+            raise
+        return True
+
+    def get_latest(self, org_id: str, unit_id: str) -> Reading | None:
+        item = self._db.get_item(
+            TableName=self._table, Key=_key(self.latest_pk(org_id, unit_id), unit_id)
+        ).get("Item")
+        return Reading.model_validate_json(item["data"]["S"]) if item else None
+
+    def list_units(self, org_id: str) -> list[str]:
+        units: list[str] = []
+        for shard in range(self._settings.latest_shards):
+            for item in self._query(pk=f"LATEST#{org_id}#{shard}", projection="sk"):
+                units.append(item["sk"]["S"])
+        return sorted(units)
+
+    def readings_since(self, org_id: str, unit_id: str, since: datetime, limit: int) -> list[Reading]:
+        """The newest ``limit`` readings of a unit recorded at or after ``since``, oldest first."""
+        items = self._query(
+            pk=f"UNIT#{org_id}#{unit_id}",
+            sk_between=(f"R#{format_time(since)}", "R#~"),
+            newest_first=True,
+            limit=limit,
+        )
+        readings = [Reading.model_validate_json(item["data"]["S"]) for item in items]
+        return readings[::-1]
+
+    def outbox(self, bucket: int) -> list[tuple[str, Reading]]:
+        """Everything that arrived in second ``bucket``: (orgId, reading) pairs.
+        Strongly consistent, so nothing written before the query is missed."""
+        found = []
+        for shard in range(self._settings.outbox_shards):
+            for item in self._query(pk=self.outbox_pk(bucket, shard), consistent=True):
+                found.append((item["orgId"]["S"], Reading.model_validate_json(item["data"]["S"])))
+        return found
+
+    # --- devices ----------------------------------------------------------------------
+
+    def register_device(self, org_id: str, device_id: str, seen_at: datetime) -> None:
+        self._db.update_item(
+            TableName=self._table,
+            Key=_key(f"DEVICE#{org_id}#{device_id}", "DEVICE"),
+            UpdateExpression="SET firstSeenAt = if_not_exists(firstSeenAt, :seen), lastSeenAt = :seen",
+            ExpressionAttributeValues={":seen": _s(format_time(seen_at))},
+        )
+
+    def device_exists(self, org_id: str, device_id: str) -> bool:
+        key = _key(f"DEVICE#{org_id}#{device_id}", "DEVICE")
+        return "Item" in self._db.get_item(TableName=self._table, Key=key, ProjectionExpression="pk")
+
+    # --- quarantine -------------------------------------------------------------------
+
+    def quarantine(self, message: QuarantinedMessage) -> None:
+        day = message.received_at.strftime("%Y-%m-%d")
+        digest = zlib.crc32(message.payload.encode()) & 0xFFFFFFFF
+        expires = message.received_at.timestamp() + self._settings.quarantine_ttl_days * 86400
+        self._db.put_item(
+            TableName=self._table,
+            Item={
+                **_key(
+                    f"QUARANTINE#{message.org_id}#{day}",
+                    f"{format_time(message.received_at)}#{message.device_id}#{digest:08x}",
+                ),
+                "data": _s(message.to_json()),
+                TTL_ATTRIBUTE: _n(expires),
+            },
+        )
+
+    def quarantined(self, org_id: str, day: str) -> list[QuarantinedMessage]:
+        items = self._query(pk=f"QUARANTINE#{org_id}#{day}")
+        return [QuarantinedMessage.model_validate_json(item["data"]["S"]) for item in items]
+
+    # --- connections ------------------------------------------------------------------
+
+    def save_connection(self, record: ConnectionRecord) -> None:
+        """Two copies: by connection id (requests) and under the org (flush fan-out)."""
+        data = _s(record.to_json())
+        expiry = _n(record.expires_at)
+        self._db.transact_write_items(
+            TransactItems=[
+                {
+                    "Put": {
+                        "TableName": self._table,
+                        "Item": {
+                            **_key(f"CONN#{record.connection_id}", "CONN"),
+                            "data": data,
+                            TTL_ATTRIBUTE: expiry,
+                        },
+                    }
+                },
+                {
+                    "Put": {
+                        "TableName": self._table,
+                        "Item": {
+                            **_key(f"ORGCONNS#{record.org_id}", record.connection_id),
+                            "data": data,
+                            TTL_ATTRIBUTE: expiry,
+                        },
+                    }
+                },
+            ]
+        )
+
+    def get_connection(self, connection_id: str, now: float) -> ConnectionRecord | None:
+        item = self._db.get_item(
+            TableName=self._table, Key=_key(f"CONN#{connection_id}", "CONN"), ConsistentRead=True
+        ).get("Item")
+        if not item:
+            return None
+        record = ConnectionRecord.model_validate_json(item["data"]["S"])
+        # TTL deletes lazily (up to days later): an expired record is already gone.
+        return record if record.expires_at > now else None
+
+    def delete_connection(self, connection_id: str, org_id: str) -> None:
+        self._db.transact_write_items(
+            TransactItems=[
+                {"Delete": {"TableName": self._table, "Key": _key(f"CONN#{connection_id}", "CONN")}},
+                {"Delete": {"TableName": self._table, "Key": _key(f"ORGCONNS#{org_id}", connection_id)}},
+            ]
+        )
+
+    def connections_of_org(self, org_id: str, now: float) -> list[ConnectionRecord]:
+        records = (
+            ConnectionRecord.model_validate_json(item["data"]["S"])
+            for item in self._query(pk=f"ORGCONNS#{org_id}")
+        )
+        return [record for record in records if record.expires_at > now]
+
+    # --- pending commands -------------------------------------------------------------
+
+    def put_pending_command(self, command: PendingCommand) -> None:
+        expiry = _n(command.due_at + 3600)
+        self._db.transact_write_items(
+            TransactItems=[
+                {
+                    "Put": {
+                        "TableName": self._table,
+                        "Item": {
+                            **_key(f"CMD#{command.command_id}", "CMD"),
+                            "orgId": _s(command.org_id),
+                            "deviceId": _s(command.device_id),
+                            "data": _s(command.to_json()),
+                            TTL_ATTRIBUTE: expiry,
+                        },
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                },
+                {
+                    "Put": {
+                        "TableName": self._table,
+                        "Item": {
+                            **_key(f"CMDDUE#{command.due_at}", command.command_id),
+                            TTL_ATTRIBUTE: expiry,
+                        },
+                    }
+                },
+            ]
+        )
+
+    def complete_command(self, command_id: str, org_id: str, device_id: str) -> PendingCommand | None:
+        """Take the pending command off the books if it is still pending for this device.
+        Ack and timeout race for this one conditional delete: exactly one wins."""
+        return self._take_command(
+            command_id,
+            condition="attribute_exists(pk) AND orgId = :org AND deviceId = :device",
+            values={":org": _s(org_id), ":device": _s(device_id)},
+        )
+
+    def expire_command(self, command_id: str) -> PendingCommand | None:
+        return self._take_command(command_id, condition="attribute_exists(pk)", values=None)
+
+    def _take_command(
+        self, command_id: str, condition: str, values: dict[str, Any] | None
+    ) -> PendingCommand | None:
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": _key(f"CMD#{command_id}", "CMD"),
+            "ConditionExpression": condition,
+            "ReturnValues": "ALL_OLD",
+        }
+        if values:
+            request["ExpressionAttributeValues"] = values
+        try:
+            old = self._db.delete_item(**request).get("Attributes")
+        except ClientError as error:
+            if _is_conditional_failure(error):
+                return None
+            raise
+        return PendingCommand.model_validate_json(old["data"]["S"]) if old else None
+
+    def commands_due(self, second: int) -> list[str]:
+        return [item["sk"]["S"] for item in self._query(pk=f"CMDDUE#{second}", consistent=True)]
+
+    # --- flush lease and progress -----------------------------------------------------
+
+    def acquire_flush_lease(self, owner: str, now: float, duration: float) -> bool:
+        """One flusher at a time: take the lease if free, expired or already ours."""
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=FLUSH_STATE_KEY,
+                UpdateExpression="SET leaseOwner = :owner, leaseUntil = :until",
+                ConditionExpression=(
+                    "attribute_not_exists(leaseUntil) OR leaseUntil < :now OR leaseOwner = :owner"
+                ),
+                ExpressionAttributeValues={
+                    ":owner": _s(owner),
+                    ":until": {"N": f"{now + duration:.3f}"},
+                    ":now": {"N": f"{now:.3f}"},
+                },
+            )
+        except ClientError as error:
+            if _is_conditional_failure(error):
+                return False
+            raise
+        return True
+
+    def release_flush_lease(self, owner: str) -> None:
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=FLUSH_STATE_KEY,
+                UpdateExpression="REMOVE leaseOwner, leaseUntil",
+                ConditionExpression="leaseOwner = :owner",
+                ExpressionAttributeValues={":owner": _s(owner)},
+            )
+        except ClientError as error:
+            if not _is_conditional_failure(error):
+                raise
+
+    def flush_progress(self) -> tuple[int | None, int | None]:
+        """(last delivered arrival second, last second whose command timeouts ran)."""
+        item = self._db.get_item(TableName=self._table, Key=FLUSH_STATE_KEY, ConsistentRead=True).get(
+            "Item", {}
+        )
+        delivered = item.get("deliveredThrough", {}).get("N")
+        commands = item.get("commandsThrough", {}).get("N")
+        return (int(delivered) if delivered else None, int(commands) if commands else None)
+
+    def record_flush_progress(self, owner: str, delivered_through: int, commands_through: int) -> bool:
+        """Advance progress only while still holding the lease (False = lease lost)."""
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=FLUSH_STATE_KEY,
+                UpdateExpression="SET deliveredThrough = :delivered, commandsThrough = :commands",
+                ConditionExpression="leaseOwner = :owner",
+                ExpressionAttributeValues={
+                    ":owner": _s(owner),
+                    ":delivered": _n(delivered_through),
+                    ":commands": _n(commands_through),
+                },
+            )
+        except ClientError as error:
+            if _is_conditional_failure(error):
+                return False
+            raise
+        return True
+
+    # --- query helper -----------------------------------------------------------------
+
+    def _query(
+        self,
+        *,
+        pk: str,
+        sk_between: tuple[str, str] | None = None,
+        consistent: bool = False,
+        newest_first: bool = False,
+        limit: int | None = None,
+        projection: str | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": _s(pk)},
+            "ConsistentRead": consistent,
+            "ScanIndexForward": not newest_first,
+        }
+        if sk_between:
+            request["KeyConditionExpression"] += " AND sk BETWEEN :low AND :high"
+            request["ExpressionAttributeValues"].update(
+                {":low": _s(sk_between[0]), ":high": _s(sk_between[1])}
+            )
+        if projection:
+            request["ProjectionExpression"] = projection
+        remaining = math.inf if limit is None else limit
+        while remaining > 0:
+            if limit is not None:
+                request["Limit"] = int(min(remaining, 1000))
+            page = self._db.query(**request)
+            items: Iterable[dict[str, Any]] = page.get("Items", [])
+            for item in items:
+                remaining -= 1
+                yield item
+            if "LastEvaluatedKey" not in page:
+                return
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        logger.debug("query stopped at its limit", extra={"pk": pk, "limit": limit})

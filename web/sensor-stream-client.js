@@ -1,0 +1,811 @@
+// @ts-check
+/**
+ * Browser client of the sensor-stream WebSocket API (contract v1, section 3).
+ *
+ * No build step: import it as an ES module.
+ *
+ *     import { SensorStreamClient } from "./sensor-stream-client.js";
+ *     const client = new SensorStreamClient({ url: "wss://...", token: () => fetchToken() });
+ *     client.addEventListener("status", (event) => console.log(event.detail.status));
+ *     client.addEventListener("readings", (event) => console.table(event.detail.readings));
+ *     client.connect();
+ *
+ * The typedefs below mirror the pydantic models of functions/sensor_stream/models.py
+ * (the single source of truth); tests/unit/test_web_contract.py keeps them in step.
+ */
+
+export const SUBPROTOCOL = "sensor-stream.v1";
+const BEARER_PREFIX = "bearer.";
+
+// --- Records ----------------------------------------------------------------------------
+
+/**
+ * A stored reading, as every client receives it. Times are ISO-8601 UTC with a `Z`.
+ * @typedef {object} Reading
+ * @property {string} id
+ * @property {string} unitId
+ * @property {string | null} siteId
+ * @property {string} deviceId
+ * @property {number} temperature degrees Celsius
+ * @property {number | null} humidity percent
+ * @property {number | null} battery percent
+ * @property {number | null} signalStrength dBm
+ * @property {string} recordedAt when the device measured it
+ * @property {string} receivedAt when the cloud received it
+ * @property {"iot" | "http"} source
+ */
+
+/**
+ * What a connection receives: the whole org (`scope: "org"`) or selected units/sites.
+ * @typedef {object} Subscription
+ * @property {"org" | "selected"} scope
+ * @property {string[]} unitIds
+ * @property {string[]} siteIds
+ */
+
+/**
+ * @typedef {object} Resume
+ * @property {string} since
+ */
+
+/**
+ * @typedef {object} UnitBatch
+ * @property {string} unitId
+ * @property {Reading[]} readings ordered by `recordedAt`
+ * @property {number} count
+ */
+
+/**
+ * @typedef {object} ErrorBody
+ * @property {string} code
+ * @property {string} message
+ * @property {Array<Record<string, unknown>>} [details]
+ */
+
+// --- Client -> server -------------------------------------------------------------------
+
+/**
+ * @typedef {object} HelloRequest
+ * @property {"hello"} action
+ * @property {string} [requestId]
+ * @property {Resume} [resume]
+ */
+
+/**
+ * @typedef {object} SubscribeRequest
+ * @property {"subscribe"} action
+ * @property {string} [requestId]
+ * @property {string[]} [unitIds]
+ * @property {string[]} [siteIds]
+ * @property {"org"} [scope]
+ */
+
+/**
+ * @typedef {object} UnsubscribeRequest
+ * @property {"unsubscribe"} action
+ * @property {string} [requestId]
+ * @property {string[]} [unitIds]
+ * @property {string[]} [siteIds]
+ */
+
+/**
+ * @typedef {object} GetLatestRequest
+ * @property {"getLatest"} action
+ * @property {string} [requestId]
+ * @property {string} unitId
+ */
+
+/**
+ * @typedef {object} SendCommandRequest
+ * @property {"sendCommand"} action
+ * @property {string} [requestId]
+ * @property {string} deviceId
+ * @property {string} command
+ * @property {Record<string, unknown>} [params]
+ */
+
+/** @typedef {HelloRequest | SubscribeRequest | UnsubscribeRequest | GetLatestRequest | SendCommandRequest} ClientRequest */
+
+// --- Server -> client -------------------------------------------------------------------
+
+/**
+ * @typedef {object} ConnectionMessage
+ * @property {"connection"} type
+ * @property {string} [requestId]
+ * @property {"connected"} status
+ * @property {string} connectionId
+ * @property {string} serverTime
+ * @property {Subscription} subscription
+ */
+
+/**
+ * @typedef {object} SubscribedMessage
+ * @property {"subscribed"} type
+ * @property {string} [requestId]
+ * @property {Subscription} subscription
+ */
+
+/**
+ * @typedef {object} LatestMessage
+ * @property {"latest"} type
+ * @property {string} [requestId]
+ * @property {string} unitId
+ * @property {Reading | null} reading
+ */
+
+/**
+ * @typedef {object} ReadingsBatchMessage
+ * @property {"sensor:readings:batch"} type
+ * @property {string} serverTime
+ * @property {boolean} [replay] true for readings replayed after `hello` with `resume`
+ * @property {UnitBatch[]} batches
+ */
+
+/**
+ * @typedef {object} CommandAcceptedMessage
+ * @property {"command:accepted"} type
+ * @property {string} [requestId]
+ * @property {string} commandId
+ */
+
+/**
+ * @typedef {object} CommandAckMessage
+ * @property {"command:ack"} type
+ * @property {string} [requestId]
+ * @property {string} commandId
+ * @property {"ok" | "error"} status
+ * @property {string} [detail]
+ */
+
+/**
+ * @typedef {object} CommandTimeoutMessage
+ * @property {"command:timeout"} type
+ * @property {string} [requestId]
+ * @property {string} commandId
+ */
+
+/**
+ * @typedef {object} ErrorMessage
+ * @property {"error"} type
+ * @property {string} [requestId]
+ * @property {ErrorBody} error
+ */
+
+/**
+ * @typedef {ConnectionMessage | SubscribedMessage | LatestMessage | ReadingsBatchMessage
+ *   | CommandAcceptedMessage | CommandAckMessage | CommandTimeoutMessage | ErrorMessage} ServerMessage
+ */
+
+// --- Client API ---------------------------------------------------------------------------
+
+/**
+ * - `connecting`: first attempt under way;
+ * - `connected`: the server answered `hello`;
+ * - `reconnecting`: the connection was lost or refused; a retry is scheduled or under way;
+ * - `offline`: not trying: the browser is offline (retries resume when it is back) or `close()` was called;
+ * - `unauthorized`: the token is expired or malformed, or the server refused it; stays so until
+ *   `connect()` is called again (e.g. with a new token via `setToken`).
+ * @typedef {"connecting" | "connected" | "reconnecting" | "offline" | "unauthorized"} ConnectionStatus
+ */
+
+/**
+ * Detail of the `status` event.
+ * @typedef {object} StatusDetail
+ * @property {ConnectionStatus} status
+ * @property {string} [reason] human-readable cause of a non-connected status
+ * @property {number} [retryInMs] delay before the next attempt (`reconnecting`)
+ * @property {number} [attempt] consecutive failed attempts so far
+ */
+
+/**
+ * Detail of the `readings` event: readings never delivered before (de-duplicated by `id`).
+ * @typedef {object} ReadingsDetail
+ * @property {Reading[]} readings
+ * @property {boolean} replay true when they were replayed after a reconnect
+ * @property {string} serverTime
+ */
+
+/**
+ * Detail of the `error` event: a server error no pending request claimed, or a local failure.
+ * @typedef {ErrorBody & { requestId?: string }} ErrorDetail
+ */
+
+/**
+ * @typedef {object} ClientOptions
+ * @property {string} url WebSocket endpoint, e.g. `wss://abc.execute-api.eu-west-1.amazonaws.com/prod`
+ * @property {string | (() => string | Promise<string>)} token JWT, or a function called before every
+ *   connection attempt (so a refreshed token is used on reconnect)
+ * @property {number} [minRetryDelayMs] backoff base (default 1000)
+ * @property {number} [maxRetryDelayMs] backoff cap (default 30000)
+ * @property {number} [requestTimeoutMs] how long a request waits for its answer (default 10000)
+ * @property {number} [commandTimeoutMs] how long `sendCommand` waits for the ack (default 15000:
+ *   the server gives up after 10 s and then sends `command:timeout`)
+ * @property {number} [maxRememberedIds] reading ids kept for de-duplication (default 5000)
+ * @property {number} [maxRefusals] refused handshakes in a row that mean `unauthorized` (default 2)
+ */
+
+/**
+ * @typedef {object} CommandOptions
+ * @property {number} [timeoutMs] overrides `commandTimeoutMs`
+ * @property {(commandId: string) => void} [onAccepted] called when the server accepted the command
+ */
+
+/** A failed request: `code` is the server's error code or one of the local ones below. */
+export class SensorStreamError extends Error {
+  /**
+   * @param {string} code `timeout`, `disconnected`, `not_connected`, `command_timeout`,
+   *   `command_failed` or a server error code such as `forbidden`
+   * @param {string} message
+   * @param {{ requestId?: string, commandId?: string, details?: ErrorBody["details"] }} [extra]
+   */
+  constructor(code, message, extra = {}) {
+    super(message);
+    this.name = "SensorStreamError";
+    this.code = code;
+    this.requestId = extra.requestId;
+    this.commandId = extra.commandId;
+    this.details = extra.details;
+  }
+}
+
+/**
+ * @typedef {object} PendingRequest
+ * @property {string} expects the answer's `type`
+ * @property {(message: any) => void} resolve
+ * @property {(error: SensorStreamError) => void} reject
+ * @property {ReturnType<typeof setTimeout>} timer
+ * @property {string} [commandId] for `sendCommand`, once accepted
+ * @property {(commandId: string) => void} [onAccepted]
+ */
+
+/**
+ * Connects, says `hello`, reconnects with exponential backoff and full jitter, resumes from the
+ * newest reading seen, restores the subscription, and de-duplicates readings by `id`.
+ *
+ * Events (`addEventListener`): `status` (StatusDetail), `readings` (ReadingsDetail),
+ * `subscription` (Subscription), `error` (ErrorDetail).
+ */
+export class SensorStreamClient extends EventTarget {
+  /** @type {Required<Omit<ClientOptions, "token">>} */
+  #options;
+  /** @type {ClientOptions["token"]} */
+  #token;
+  /** @type {WebSocket | null} */
+  #socket = null;
+  /** @type {ConnectionStatus} */
+  #status = "offline";
+  #started = false;
+  #failures = 0;
+  #refusals = 0;
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  #retryTimer;
+  /** @type {string | null} */
+  #connectionId = null;
+  /** @type {Subscription | null} what the caller chose last; restored after a reconnect */
+  #subscription = null;
+  /** @type {string | undefined} newest `receivedAt` seen: where a resume starts */
+  #newestSeen;
+  /** @type {Set<string>} insertion-ordered, so the oldest ids are dropped first */
+  #seenIds = new Set();
+  /** @type {Map<string, PendingRequest>} by requestId */
+  #pending = new Map();
+  /** @type {Map<string, CommandAckMessage | CommandTimeoutMessage>} outcomes that beat their `command:accepted` */
+  #earlyOutcomes = new Map();
+  #requestPrefix = Math.random().toString(36).slice(2, 8);
+  #requestCounter = 0;
+
+  /** @param {ClientOptions} options */
+  constructor(options) {
+    super();
+    this.#token = options.token;
+    this.#options = {
+      url: options.url,
+      minRetryDelayMs: options.minRetryDelayMs ?? 1000,
+      maxRetryDelayMs: options.maxRetryDelayMs ?? 30000,
+      requestTimeoutMs: options.requestTimeoutMs ?? 10000,
+      commandTimeoutMs: options.commandTimeoutMs ?? 15000,
+      maxRememberedIds: options.maxRememberedIds ?? 5000,
+      maxRefusals: options.maxRefusals ?? 2,
+    };
+    globalThis.addEventListener?.("online", () => this.#onBrowserOnline());
+  }
+
+  /** @returns {ConnectionStatus} */
+  get status() {
+    return this.#status;
+  }
+
+  /** The server's id of the current connection, or null. */
+  get connectionId() {
+    return this.#connectionId;
+  }
+
+  /** @returns {Subscription | null} the subscription last confirmed by the server */
+  get subscription() {
+    return this.#subscription;
+  }
+
+  /** @param {ClientOptions["token"]} token used from the next connection attempt on */
+  setToken(token) {
+    this.#token = token;
+  }
+
+  /** Starts connecting (again, after `close()` or `unauthorized`); no-op while active. */
+  connect() {
+    if (this.#started && this.#status !== "unauthorized") return;
+    this.#started = true;
+    this.#failures = 0;
+    this.#refusals = 0;
+    this.#open();
+  }
+
+  /** Closes the connection and stops reconnecting; pending requests fail with `disconnected`. */
+  close() {
+    this.#started = false;
+    clearTimeout(this.#retryTimer);
+    const socket = this.#socket;
+    this.#dropSocket("closed by the client");
+    socket?.close(1000, "client closed");
+    this.#setStatus({ status: "offline", reason: "closed" });
+  }
+
+  /**
+   * Receive readings of these units/sites (added to the current selection), or of the whole
+   * org with `{ scope: "org" }`.
+   * @param {{ unitIds?: string[], siteIds?: string[], scope?: "org" }} selection
+   * @returns {Promise<Subscription>}
+   */
+  async subscribe(selection) {
+    /** @type {SubscribedMessage} */
+    const answer = await this.#request({ action: "subscribe", ...selection }, "subscribed");
+    return answer.subscription;
+  }
+
+  /**
+   * Stop receiving readings of these units/sites.
+   * @param {{ unitIds?: string[], siteIds?: string[] }} selection
+   * @returns {Promise<Subscription>}
+   */
+  async unsubscribe(selection) {
+    /** @type {SubscribedMessage} */
+    const answer = await this.#request({ action: "unsubscribe", ...selection }, "subscribed");
+    return answer.subscription;
+  }
+
+  /**
+   * @param {string} unitId
+   * @returns {Promise<Reading | null>} the unit's newest reading, null if it has none
+   */
+  async getLatest(unitId) {
+    /** @type {LatestMessage} */
+    const answer = await this.#request({ action: "getLatest", unitId }, "latest");
+    return answer.reading;
+  }
+
+  /**
+   * Sends a command to a device and waits for its ack.
+   * Rejects with `command_failed` (ack status `error`), `command_timeout` (the server saw no ack),
+   * `timeout` (no answer at all), `disconnected`, or the server's error code (e.g. `forbidden`).
+   * @param {string} deviceId
+   * @param {string} command e.g. `blink`
+   * @param {Record<string, unknown>} [params]
+   * @param {CommandOptions} [options]
+   * @returns {Promise<CommandAckMessage>}
+   */
+  sendCommand(deviceId, command, params = {}, options = {}) {
+    return this.#request(
+      { action: "sendCommand", deviceId, command, params },
+      "command:ack",
+      options.timeoutMs ?? this.#options.commandTimeoutMs,
+      options.onAccepted,
+    );
+  }
+
+  // --- Connection life cycle ---------------------------------------------------------------
+
+  async #open() {
+    clearTimeout(this.#retryTimer);
+    if (!this.#started) return;
+    if (globalThis.navigator?.onLine === false) {
+      this.#setStatus({ status: "offline", reason: "the browser is offline" });
+      return;
+    }
+    this.#setStatus({ status: this.#failures === 0 && !this.#connectionId ? "connecting" : "reconnecting", attempt: this.#failures });
+
+    let token;
+    try {
+      token = typeof this.#token === "function" ? await this.#token() : this.#token;
+    } catch (error) {
+      this.#setStatus({ status: "unauthorized", reason: `no token: ${describe(error)}` });
+      return;
+    }
+    const problem = tokenProblem(token);
+    if (problem) {
+      this.#setStatus({ status: "unauthorized", reason: problem });
+      return;
+    }
+    if (!this.#started) return;
+
+    // The token rides in the subprotocol list: browsers cannot set headers, and URLs get logged.
+    const socket = new WebSocket(this.#options.url, [SUBPROTOCOL, BEARER_PREFIX + token]);
+    this.#socket = socket;
+    let opened = false;
+    socket.addEventListener("open", () => {
+      opened = true;
+      this.#sayHello(socket);
+    });
+    socket.addEventListener("message", (event) => {
+      if (socket === this.#socket) this.#handleMessage(event.data);
+    });
+    socket.addEventListener("close", (event) => {
+      if (socket === this.#socket) this.#handleClose(opened, event);
+    });
+  }
+
+  /** @param {WebSocket} socket */
+  async #sayHello(socket) {
+    /** @type {HelloRequest} */
+    const hello = { action: "hello" };
+    if (this.#newestSeen) hello.resume = { since: this.#newestSeen };
+    try {
+      /** @type {ConnectionMessage} */
+      const answer = await this.#request(hello, "connection", undefined, undefined, true);
+      this.#connectionId = answer.connectionId;
+      this.#failures = 0;
+      this.#refusals = 0;
+      this.#setStatus({ status: "connected" });
+      await this.#restoreSubscription(answer.subscription);
+    } catch (error) {
+      if (socket !== this.#socket) return;
+      this.#emitError({ code: "hello_failed", message: `the server did not accept hello: ${describe(error)}` });
+      socket.close(4000, "hello failed");
+    }
+  }
+
+  /** A new connection starts subscribed to the whole org: re-apply the caller's selection. */
+  /** @param {Subscription} fresh */
+  async #restoreSubscription(fresh) {
+    const wanted = this.#subscription;
+    if (!wanted || wanted.scope === "org") {
+      this.#setSubscription(fresh);
+      return;
+    }
+    try {
+      await this.subscribe({ unitIds: wanted.unitIds, siteIds: wanted.siteIds });
+    } catch (error) {
+      this.#emitError({ code: "resubscribe_failed", message: `could not restore the subscription: ${describe(error)}` });
+    }
+  }
+
+  /**
+   * @param {boolean} opened
+   * @param {CloseEvent} event
+   */
+  async #handleClose(opened, event) {
+    this.#dropSocket(`connection closed (${event.code}${event.reason ? `: ${event.reason}` : ""})`);
+    if (!this.#started) return;
+    if (!opened) {
+      // A refused handshake (HTTP 401) and an unreachable server look alike to a page: the
+      // browser hides the status code. A server that answers plain HTTP is up, so it refused us.
+      const reachable = await isReachable(this.#options.url);
+      if (!this.#started) return;
+      if (reachable && ++this.#refusals >= this.#options.maxRefusals) {
+        this.#started = false;
+        this.#setStatus({
+          status: "unauthorized",
+          reason: "the server refused the connection: the token is invalid, expired or not for this API",
+        });
+        return;
+      }
+    }
+    this.#scheduleRetry(opened ? "the connection was lost" : "the server could not be reached");
+  }
+
+  /** @param {string} reason */
+  #scheduleRetry(reason) {
+    // Full jitter (random delay up to an exponentially growing ceiling) spreads the reconnects
+    // of many browsers after a server outage instead of synchronising them.
+    const ceiling = Math.min(this.#options.maxRetryDelayMs, this.#options.minRetryDelayMs * 2 ** this.#failures);
+    const delay = Math.round(Math.random() * ceiling);
+    this.#failures += 1;
+    this.#setStatus({ status: "reconnecting", reason, retryInMs: delay, attempt: this.#failures });
+    clearTimeout(this.#retryTimer);
+    this.#retryTimer = setTimeout(() => this.#open(), delay);
+  }
+
+  #onBrowserOnline() {
+    if (this.#started && this.#status === "offline") {
+      this.#failures = 0;
+      this.#open();
+    }
+  }
+
+  /** @param {string} reason */
+  #dropSocket(reason) {
+    this.#socket = null;
+    this.#connectionId = null;
+    for (const [requestId, pending] of this.#pending) {
+      clearTimeout(pending.timer);
+      pending.reject(new SensorStreamError("disconnected", reason, { requestId, commandId: pending.commandId }));
+    }
+    this.#pending.clear();
+  }
+
+  // --- Requests ------------------------------------------------------------------------------
+
+  /**
+   * @param {ClientRequest} message
+   * @param {string} expects
+   * @param {number} [timeoutMs]
+   * @param {(commandId: string) => void} [onAccepted]
+   * @param {boolean} [beforeConnected] true for `hello`, which is what makes the status `connected`
+   * @returns {Promise<any>}
+   */
+  async #request(message, expects, timeoutMs = this.#options.requestTimeoutMs, onAccepted, beforeConnected = false) {
+    if (!beforeConnected) await this.#whenConnected();
+    const socket = this.#socket;
+    if (!socket || socket.readyState !== WebSocket.OPEN) {
+      throw new SensorStreamError("not_connected", "not connected");
+    }
+    const requestId = `${this.#requestPrefix}-${++this.#requestCounter}`;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#pending.delete(requestId);
+        reject(new SensorStreamError("timeout", `no answer to ${message.action} within ${timeoutMs} ms`, { requestId }));
+      }, timeoutMs);
+      this.#pending.set(requestId, { expects, resolve, reject, timer, onAccepted });
+      socket.send(JSON.stringify({ ...message, requestId }));
+    });
+  }
+
+  /** Requests made while (re)connecting wait for the connection, up to the request timeout. */
+  #whenConnected() {
+    if (this.#status === "connected") return Promise.resolve();
+    if (!this.#started || this.#status === "unauthorized") {
+      return Promise.reject(new SensorStreamError("not_connected", `not connected (${this.#status})`));
+    }
+    return new Promise((resolve, reject) => {
+      /** @param {Event} event */
+      const onStatus = (event) => {
+        const { status } = /** @type {CustomEvent<StatusDetail>} */ (event).detail;
+        if (status === "connected") finish(null);
+        else if (status === "unauthorized" || (status === "offline" && !this.#started)) {
+          finish(new SensorStreamError("not_connected", `not connected (${status})`));
+        }
+      };
+      const timer = setTimeout(
+        () => finish(new SensorStreamError("not_connected", "not connected yet")),
+        this.#options.requestTimeoutMs,
+      );
+      /** @param {SensorStreamError | null} error */
+      const finish = (error) => {
+        clearTimeout(timer);
+        this.removeEventListener("status", onStatus);
+        if (error) reject(error);
+        else resolve(undefined);
+      };
+      this.addEventListener("status", onStatus);
+    });
+  }
+
+  /**
+   * @param {string | undefined} requestId
+   * @returns {PendingRequest | undefined}
+   */
+  #takePending(requestId) {
+    const pending = requestId ? this.#pending.get(requestId) : undefined;
+    if (pending && requestId) {
+      clearTimeout(pending.timer);
+      this.#pending.delete(requestId);
+    }
+    return pending;
+  }
+
+  /** @param {CommandAckMessage | CommandTimeoutMessage} message */
+  #findCommand(message) {
+    if (message.requestId && this.#pending.has(message.requestId)) return message.requestId;
+    for (const [requestId, pending] of this.#pending) {
+      if (pending.commandId === message.commandId) return requestId;
+    }
+    return undefined;
+  }
+
+  // --- Messages ------------------------------------------------------------------------------
+
+  /** @param {unknown} data */
+  #handleMessage(data) {
+    /** @type {ServerMessage} */
+    let message;
+    try {
+      message = JSON.parse(String(data));
+    } catch {
+      this.#emitError({ code: "malformed_message", message: "the server sent a message that is not JSON" });
+      return;
+    }
+    switch (message.type) {
+      case "connection":
+      case "latest":
+        this.#takePending(message.requestId)?.resolve(message);
+        break;
+      case "subscribed":
+        this.#setSubscription(message.subscription);
+        this.#takePending(message.requestId)?.resolve(message);
+        break;
+      case "sensor:readings:batch":
+        this.#acceptBatch(message);
+        break;
+      case "command:accepted":
+        this.#commandAccepted(message);
+        break;
+      case "command:ack":
+      case "command:timeout":
+        this.#commandOutcome(message);
+        break;
+      case "error":
+        this.#serverError(message);
+        break;
+      default:
+        // Newer servers may send more types; ignoring them keeps this client working.
+        break;
+    }
+  }
+
+  /** @param {CommandAcceptedMessage} message */
+  #commandAccepted(message) {
+    const pending = message.requestId ? this.#pending.get(message.requestId) : undefined;
+    if (!pending) return;
+    pending.commandId = message.commandId;
+    pending.onAccepted?.(message.commandId);
+    const early = this.#earlyOutcomes.get(message.commandId);
+    if (early) {
+      this.#earlyOutcomes.delete(message.commandId);
+      this.#commandOutcome(early);
+    }
+  }
+
+  /** @param {CommandAckMessage | CommandTimeoutMessage} message */
+  #commandOutcome(message) {
+    const requestId = this.#findCommand(message);
+    const pending = this.#takePending(requestId);
+    if (!pending) {
+      // A fast device can ack before `command:accepted` (without requestId) arrives.
+      this.#earlyOutcomes.set(message.commandId, message);
+      if (this.#earlyOutcomes.size > 100) this.#earlyOutcomes.delete(first(this.#earlyOutcomes.keys()));
+      return;
+    }
+    const ids = { requestId, commandId: message.commandId };
+    if (message.type === "command:timeout") {
+      pending.reject(new SensorStreamError("command_timeout", "the device did not acknowledge the command in time", ids));
+    } else if (message.status === "error") {
+      pending.reject(new SensorStreamError("command_failed", message.detail || "the device reported an error", ids));
+    } else {
+      pending.resolve(message);
+    }
+  }
+
+  /** @param {ErrorMessage} message */
+  #serverError(message) {
+    const { code, message: text, details } = message.error;
+    const pending = this.#takePending(message.requestId);
+    if (pending) {
+      pending.reject(new SensorStreamError(code, text, { requestId: message.requestId, details }));
+    } else {
+      this.#emitError({ ...message.error, requestId: message.requestId });
+    }
+  }
+
+  /** @param {ReadingsBatchMessage} message */
+  #acceptBatch(message) {
+    /** @type {Reading[]} */
+    const fresh = [];
+    for (const batch of message.batches) {
+      for (const reading of batch.readings) {
+        if (this.#seenIds.has(reading.id)) continue;
+        this.#remember(reading);
+        // Right after a reconnect the server still sends the whole org until the
+        // subscription is restored; the caller only wants its selection.
+        if (this.#wants(reading)) fresh.push(reading);
+      }
+    }
+    if (fresh.length > 0) {
+      /** @type {ReadingsDetail} */
+      const detail = { readings: fresh, replay: message.replay === true, serverTime: message.serverTime };
+      this.dispatchEvent(new CustomEvent("readings", { detail }));
+    }
+  }
+
+  /** @param {Reading} reading */
+  #remember(reading) {
+    this.#seenIds.add(reading.id);
+    if (this.#seenIds.size > this.#options.maxRememberedIds) this.#seenIds.delete(first(this.#seenIds.values()));
+    const seenAt = reading.receivedAt || reading.recordedAt;
+    if (!this.#newestSeen || Date.parse(seenAt) > Date.parse(this.#newestSeen)) this.#newestSeen = seenAt;
+  }
+
+  /** @param {Reading} reading */
+  #wants(reading) {
+    const selection = this.#subscription;
+    if (!selection || selection.scope === "org") return true;
+    return selection.unitIds.includes(reading.unitId) || (reading.siteId !== null && selection.siteIds.includes(reading.siteId));
+  }
+
+  // --- Events --------------------------------------------------------------------------------
+
+  /** @param {StatusDetail} detail */
+  #setStatus(detail) {
+    this.#status = detail.status;
+    this.dispatchEvent(new CustomEvent("status", { detail }));
+  }
+
+  /** @param {Subscription} subscription */
+  #setSubscription(subscription) {
+    this.#subscription = subscription;
+    this.dispatchEvent(new CustomEvent("subscription", { detail: subscription }));
+  }
+
+  /** @param {ErrorDetail} detail */
+  #emitError(detail) {
+    this.dispatchEvent(new CustomEvent("error", { detail }));
+  }
+}
+
+// --- Helpers ---------------------------------------------------------------------------------
+
+/**
+ * The claims of a JWT, read without verifying it (only the server can): for display and for
+ * not connecting with a token that is visibly expired.
+ * @param {string} token
+ * @returns {Record<string, unknown> | null}
+ */
+export function decodeTokenClaims(token) {
+  const parts = token.split(".");
+  if (parts.length !== 3) return null;
+  try {
+    const base64 = parts[1].replace(/-/g, "+").replace(/_/g, "/");
+    const json = new TextDecoder().decode(Uint8Array.from(atob(base64), (c) => c.charCodeAt(0)));
+    const claims = JSON.parse(json);
+    return claims && typeof claims === "object" ? claims : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * @param {string} token
+ * @returns {string | null} why the token cannot work, or null
+ */
+function tokenProblem(token) {
+  if (!token) return "no token";
+  const claims = decodeTokenClaims(token);
+  if (!claims) return "the token is not a JWT";
+  if (typeof claims.exp === "number" && claims.exp * 1000 <= Date.now()) return "the token has expired";
+  return null;
+}
+
+/**
+ * Whether anything answers HTTP at the WebSocket endpoint. An opaque (`no-cors`) answer is
+ * enough: fetch rejects only when nothing answered at all.
+ * @param {string} url
+ */
+async function isReachable(url) {
+  try {
+    await fetch(url.replace(/^ws/, "http"), { mode: "no-cors", cache: "no-store", signal: AbortSignal.timeout(5000) });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * @template T
+ * @param {Iterator<T>} iterator
+ * @returns {T}
+ */
+function first(iterator) {
+  return iterator.next().value;
+}
+
+/** @param {unknown} error */
+function describe(error) {
+  return error instanceof Error ? error.message : String(error);
+}
