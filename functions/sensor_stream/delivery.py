@@ -151,8 +151,9 @@ class Flusher:
             return report
         delivered_through, commands_through = self._store.flush_progress()
         ready_through = math.floor(now - settings.flush_grace_seconds) - 1
-        first = ready_through if delivered_through is None else delivered_through + 1
-        first = max(first, ready_through - settings.flush_max_catch_up_seconds + 1)
+        # The very first tick (and one after a long outage) catches up a bounded window.
+        oldest = ready_through - settings.flush_max_catch_up_seconds + 1
+        first = oldest if delivered_through is None else max(delivered_through + 1, oldest)
         report.buckets = list(range(first, ready_through + 1))
 
         arrived: dict[str, list[Reading]] = defaultdict(list)
@@ -165,8 +166,8 @@ class Flusher:
             self._deliver(arrived, server_time, now, report)
 
         timeouts_through = math.floor(now)
-        first_due = timeouts_through if commands_through is None else commands_through + 1
-        first_due = max(first_due, timeouts_through - settings.flush_max_catch_up_seconds + 1)
+        oldest_due = timeouts_through - settings.flush_max_catch_up_seconds + 1
+        first_due = oldest_due if commands_through is None else max(commands_through + 1, oldest_due)
         report.commands_timed_out = self._time_out_commands(range(first_due, timeouts_through + 1))
 
         if not self._store.record_flush_progress(
