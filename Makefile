@@ -11,6 +11,8 @@ STAMP_NODE := node_modules/.installed
 CHROMIUM ?= /usr/bin/chromium
 ORG ?= acme
 CDK := npx --no-install cdk
+# The functions' shared package and the repo root, as in Lambda and in pytest.
+export PYTHONPATH := $(CURDIR)/functions:$(CURDIR)
 
 .PHONY: help install dev test lint typecheck unit infra-test e2e token simulate bench synth deploy diff destroy clean
 
@@ -53,7 +55,7 @@ typecheck: $(STAMP_PY) ## mypy
 unit: $(STAMP_PY)
 	$(PY) -m pytest tests/unit -q
 
-infra-test: $(STAMP_PY) $(STAMP_NODE)
+infra-test: $(STAMP_PY) $(STAMP_NODE) ## CDK template assertions, cdk-nag and cfn-lint (no AWS account needed)
 	$(PY) -m pytest tests/infra -q
 
 e2e: $(STAMP_PY) $(CHROMIUM)
@@ -66,16 +68,16 @@ bench: $(STAMP_PY) ## Throughput figures of ingest and flush (prints, never asse
 	$(PY) -m benchmarks.run
 
 synth: $(STAMP_PY) $(STAMP_NODE) ## Synthesize the CloudFormation template offline into cdk.out/
-	$(CDK) synth --quiet
+	$(CDK) synth --quiet $(CDK_ARGS)
 
 deploy: $(STAMP_PY) $(STAMP_NODE) ## Deploy to the AWS account of your credentials
-	$(CDK) deploy --require-approval broadening
+	$(CDK) deploy --require-approval broadening $(CDK_ARGS)
 
 diff: $(STAMP_PY) $(STAMP_NODE) ## Show what a deploy would change
-	$(CDK) diff
+	$(CDK) diff $(CDK_ARGS)
 
 destroy: $(STAMP_PY) $(STAMP_NODE) ## Delete the stack
-	$(CDK) destroy
+	$(CDK) destroy $(CDK_ARGS)
 
 clean:
 	rm -rf cdk.out build .pytest_cache .mypy_cache .ruff_cache test-artifacts

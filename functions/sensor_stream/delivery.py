@@ -24,13 +24,23 @@ from .observability import logger, metrics
 from .settings import Settings
 from .store import SensorStore
 
-# Bytes of a batch message around its readings (type, serverTime, replay, unit headers).
+# Bytes of a batch message around its readings (type, serverTime, replay), and of one
+# unit's {"unitId", "readings", "count"} wrapper besides the unit id itself.
 _ENVELOPE_BYTES = 160
 _UNIT_HEADER_BYTES = 48
 
 
+def encoded_sizes(readings: Iterable[Reading]) -> dict[str, int]:
+    """JSON size of each reading, computed once per tick rather than per connection."""
+    return {reading.id: len(reading.to_json()) for reading in readings}
+
+
 def batch_messages(
-    readings: Iterable[Reading], *, server_time: datetime, replay: bool | None = None
+    readings: Iterable[Reading],
+    *,
+    server_time: datetime,
+    replay: bool | None = None,
+    sizes: dict[str, int] | None = None,
 ) -> list[ReadingsBatchMessage]:
     """Readings grouped per unit, ordered by ``recordedAt``, packed into as few messages
     as fit under the frame limit."""
@@ -49,16 +59,19 @@ def batch_messages(
 
     for unit_id in sorted(per_unit):
         unit_readings = sorted(per_unit[unit_id].values(), key=lambda r: (r.recorded_at, r.id))
+        # Unit ids are ASCII (Identifier), so their JSON length is their length.
+        unit_header_bytes = _UNIT_HEADER_BYTES + len(unit_id)
         current: list[Reading] = []
         for reading in unit_readings:
-            reading_bytes = len(reading.to_json()) + 1
-            if size + _UNIT_HEADER_BYTES + reading_bytes > MAX_MESSAGE_BYTES and (current or batches):
+            known = sizes.get(reading.id) if sizes else None
+            reading_bytes = (known if known is not None else len(reading.to_json())) + 1
+            if size + unit_header_bytes + reading_bytes > MAX_MESSAGE_BYTES and (current or batches):
                 if current:
                     batches.append(UnitBatch(unit_id=unit_id, readings=current, count=len(current)))
                 close_message()
                 current = []
             if not current:
-                size += _UNIT_HEADER_BYTES
+                size += unit_header_bytes
             current.append(reading)
             size += reading_bytes
         if current:
@@ -170,8 +183,11 @@ class Flusher:
         first_due = oldest_due if commands_through is None else max(commands_through + 1, oldest_due)
         report.commands_timed_out = self._time_out_commands(range(first_due, timeouts_through + 1))
 
+        # A post that failed (throttled, API Gateway error) is retried by delivering these
+        # seconds again on the next tick, as after a crash: clients de-duplicate by id.
+        delivered = first - 1 if report.post_failures else ready_through
         if not self._store.record_flush_progress(
-            self.owner, max(ready_through, delivered_through or ready_through), timeouts_through
+            self.owner, max(delivered, delivered_through or delivered), timeouts_through
         ):
             report.lease_lost = True
         self._record_metrics(report)
@@ -181,11 +197,12 @@ class Flusher:
         self, arrived: dict[str, list[Reading]], server_time: datetime, now: float, report: TickReport
     ) -> None:
         posts = []
+        sizes = encoded_sizes(r for readings in arrived.values() for r in readings)
         for org_id, readings in arrived.items():
             for connection in self._store.connections_of_org(org_id, now):
                 wanted = [r for r in readings if connection.wants(r)]
                 if wanted:
-                    messages = batch_messages(wanted, server_time=server_time)
+                    messages = batch_messages(wanted, server_time=server_time, sizes=sizes)
                     posts.append((connection, self._pool.submit(self._post_all, connection, messages)))
         for connection, future in posts:
             try:
@@ -218,10 +235,15 @@ class Flusher:
                 if command is None:
                     continue  # acknowledged in time
                 timed_out += 1
-                self._gateway.send(
-                    command.connection_id,
-                    CommandTimeoutMessage(request_id=command.request_id, command_id=command.command_id),
-                )
+                try:
+                    self._gateway.send(
+                        command.connection_id,
+                        CommandTimeoutMessage(request_id=command.request_id, command_id=command.command_id),
+                    )
+                except Exception:
+                    # A failing post must not stop the tick (and the loop); the command is
+                    # settled, so this notice is lost like any post to a failing connection.
+                    logger.exception("posting a command timeout failed", extra={"command_id": command_id})
         return timed_out
 
     @staticmethod

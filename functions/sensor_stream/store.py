@@ -12,6 +12,7 @@ import math
 import time
 import zlib
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -33,9 +34,9 @@ if TYPE_CHECKING:
 else:
     DynamoDBClient = Any
 
-# A transaction holds at most 100 actions; each new reading takes two (history + outbox).
-READINGS_PER_TRANSACTION = 50
-TRANSACTION_ATTEMPTS = 5
+BATCH_WRITE_SIZE = 25  # DynamoDB's limit per BatchWriteItem
+BATCH_WRITE_ATTEMPTS = 6
+WRITE_CONCURRENCY = 8  # parallel conditional puts for a large HTTP batch
 FLUSH_STATE_KEY = {"pk": {"S": "FLUSH"}, "sk": {"S": "STATE"}}
 
 
@@ -65,6 +66,7 @@ class SensorStore:
         self._db = client
         self._table = settings.table_name
         self._settings = settings
+        self._pool: ThreadPoolExecutor | None = None
 
     # --- keys -------------------------------------------------------------------------
 
@@ -82,74 +84,90 @@ class SensorStore:
     # --- readings ---------------------------------------------------------------------
 
     def store_readings(self, org_id: str, readings: list[Reading], bucket: int) -> set[str]:
-        """Store each reading in its unit's history and in the outbox of arrival second
-        ``bucket``, atomically per reading. Returns the ids that were already stored
-        (those get no outbox entry, so they are delivered once)."""
-        duplicates: set[str] = set()
-        # One transaction may not touch an item twice: keep the first of repeated ids.
-        pending = list({reading.id: reading for reading in reversed(readings)}.values())[::-1]
-        for start in range(0, len(pending), READINGS_PER_TRANSACTION):
-            chunk = pending[start : start + READINGS_PER_TRANSACTION]
-            duplicates |= self._store_chunk(org_id, chunk, bucket)
-        return duplicates
+        """Store each reading in its unit's history (once: conditional put) and queue it in
+        the outbox of arrival second ``bucket``. Returns the ids that were already stored.
 
-    def _store_chunk(self, org_id: str, chunk: list[Reading], bucket: int) -> set[str]:
-        duplicates: set[str] = set()
-        for attempt in range(TRANSACTION_ATTEMPTS):
-            if not chunk:
-                return duplicates
-            try:
-                self._db.transact_write_items(TransactItems=self._reading_actions(org_id, chunk, bucket))
-                return duplicates
-            except ClientError as error:
-                if error.response["Error"]["Code"] != "TransactionCanceledException":
-                    raise
-                reasons = error.response.get("CancellationReasons", [])
-                # History puts sit at even positions; their condition fails for a stored id.
-                failed = {
-                    index // 2
-                    for index, reason in enumerate(reasons)
-                    if reason.get("Code") == "ConditionalCheckFailed"
-                }
-                duplicates |= {chunk[i].id for i in failed}
-                chunk = [r for i, r in enumerate(chunk) if i not in failed]
-                if not failed:
-                    # Conflict or throttling inside the transaction: back off and retry.
-                    time.sleep(0.05 * 2**attempt)
-        raise RuntimeError(f"could not store {len(chunk)} readings after {TRANSACTION_ATTEMPTS} attempts")
+        History is written first; a redelivery finds it and queues nothing, unless the
+        earlier attempt died before its outbox write landed (checked by key), so a reading
+        is delivered once and never lost. No transactions: they cost twice the WCU."""
+        # Repeated ids within one call: keep the first.
+        unique = list({reading.id: reading for reading in reversed(readings)}.values())[::-1]
+        outcomes = list(self._map(lambda r: self._put_history(org_id, r, bucket), unique))
+        queue = [r for r, previous in zip(unique, outcomes, strict=True) if previous is None]
+        stored_before = [
+            (r, previous) for r, previous in zip(unique, outcomes, strict=True) if previous is not None
+        ]
+        queue += [r for r, previous in stored_before if not self._in_outbox(org_id, r, previous)]
+        self._write_outbox(org_id, queue, bucket)
+        return {r.id for r, _ in stored_before}
 
-    def _reading_actions(self, org_id: str, chunk: list[Reading], bucket: int) -> list[Any]:
-        settings = self._settings
-        outbox_expiry = bucket + settings.outbox_ttl_seconds
-        actions: list[Any] = []
-        for reading in chunk:
-            data = reading.to_json()
-            history = {**self.history_key(org_id, reading), "data": _s(data)}
-            if settings.reading_ttl_days:
-                history[TTL_ATTRIBUTE] = _n(
-                    reading.received_at.timestamp() + settings.reading_ttl_days * 86400
-                )
-            shard = shard_of(reading.id, settings.outbox_shards)
-            outbox = {
-                **_key(
-                    self.outbox_pk(bucket, shard),
-                    f"{org_id}#{reading.unit_id}#{format_time(reading.recorded_at)}#{reading.id}",
-                ),
-                "orgId": _s(org_id),
-                "data": _s(data),
-                TTL_ATTRIBUTE: _n(outbox_expiry),
-            }
-            actions.append(
-                {
-                    "Put": {
-                        "TableName": self._table,
-                        "Item": history,
-                        "ConditionExpression": "attribute_not_exists(pk)",
+    def _map(self, work: Any, items: list[Any]) -> Iterator[Any]:
+        if len(items) <= 1:
+            return map(work, items)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=WRITE_CONCURRENCY, thread_name_prefix="store")
+        return self._pool.map(work, items)
+
+    def _put_history(self, org_id: str, reading: Reading, bucket: int) -> int | None:
+        """None when newly stored; else the outbox second of the earlier store."""
+        item = {**self.history_key(org_id, reading), "data": _s(reading.to_json()), "bucket": _n(bucket)}
+        if self._settings.reading_ttl_days:
+            ttl_seconds = self._settings.reading_ttl_days * 86400
+            item[TTL_ATTRIBUTE] = _n(reading.received_at.timestamp() + ttl_seconds)
+        try:
+            self._db.put_item(
+                TableName=self._table,
+                Item=item,
+                ConditionExpression="attribute_not_exists(pk)",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as error:
+            if not _is_conditional_failure(error):
+                raise
+            previous: dict[str, Any] = error.response.get("Item", {})  # type: ignore[assignment]
+            return int(previous.get("bucket", {}).get("N", bucket))
+        return None
+
+    def _outbox_key(self, org_id: str, reading: Reading, bucket: int) -> dict[str, dict[str, str]]:
+        shard = shard_of(reading.id, self._settings.outbox_shards)
+        sort_key = f"{org_id}#{reading.unit_id}#{format_time(reading.recorded_at)}#{reading.id}"
+        return _key(self.outbox_pk(bucket, shard), sort_key)
+
+    def _in_outbox(self, org_id: str, reading: Reading, bucket: int) -> bool:
+        key = self._outbox_key(org_id, reading, bucket)
+        found = self._db.get_item(
+            TableName=self._table, Key=key, ConsistentRead=True, ProjectionExpression="pk"
+        )
+        return "Item" in found
+
+    def _write_outbox(self, org_id: str, readings: list[Reading], bucket: int) -> None:
+        expires = _n(bucket + self._settings.outbox_ttl_seconds)
+        requests = [
+            {
+                "PutRequest": {
+                    "Item": {
+                        **self._outbox_key(org_id, reading, bucket),
+                        "orgId": _s(org_id),
+                        "data": _s(reading.to_json()),
+                        TTL_ATTRIBUTE: expires,
                     }
                 }
-            )
-            actions.append({"Put": {"TableName": self._table, "Item": outbox}})
-        return actions
+            }
+            for reading in readings
+        ]
+        for start in range(0, len(requests), BATCH_WRITE_SIZE):
+            self._batch_write(requests[start : start + BATCH_WRITE_SIZE])
+
+    def _batch_write(self, requests: list[Any]) -> None:
+        for attempt in range(BATCH_WRITE_ATTEMPTS):
+            response = self._db.batch_write_item(RequestItems={self._table: requests})
+            requests = response.get("UnprocessedItems", {}).get(self._table, [])
+            if not requests:
+                return
+            time.sleep(0.05 * 2**attempt)  # throttled: back off, then resend the rest
+        raise RuntimeError(
+            f"{len(requests)} outbox writes still unprocessed after {BATCH_WRITE_ATTEMPTS} attempts"
+        )
 
     def update_latest(self, org_id: str, reading: Reading) -> bool:
         """Keep the newest reading per unit; an older or equal ``recordedAt`` never wins."""
@@ -242,33 +260,17 @@ class SensorStore:
     # --- connections ------------------------------------------------------------------
 
     def save_connection(self, record: ConnectionRecord) -> None:
-        """Two copies: by connection id (requests) and under the org (flush fan-out)."""
+        """Two copies: by connection id (requests) and under the org (flush fan-out).
+        The by-id copy goes first, so the org copy never points at an unknown record."""
         data = _s(record.to_json())
         expiry = _n(record.expires_at)
-        self._db.transact_write_items(
-            TransactItems=[
-                {
-                    "Put": {
-                        "TableName": self._table,
-                        "Item": {
-                            **_key(f"CONN#{record.connection_id}", "CONN"),
-                            "data": data,
-                            TTL_ATTRIBUTE: expiry,
-                        },
-                    }
-                },
-                {
-                    "Put": {
-                        "TableName": self._table,
-                        "Item": {
-                            **_key(f"ORGCONNS#{record.org_id}", record.connection_id),
-                            "data": data,
-                            TTL_ATTRIBUTE: expiry,
-                        },
-                    }
-                },
-            ]
-        )
+        for pk, sk in (
+            (f"CONN#{record.connection_id}", "CONN"),
+            (f"ORGCONNS#{record.org_id}", record.connection_id),
+        ):
+            self._db.put_item(
+                TableName=self._table, Item={**_key(pk, sk), "data": data, TTL_ATTRIBUTE: expiry}
+            )
 
     def get_connection(self, connection_id: str, now: float) -> ConnectionRecord | None:
         item = self._db.get_item(
@@ -281,12 +283,9 @@ class SensorStore:
         return record if record.expires_at > now else None
 
     def delete_connection(self, connection_id: str, org_id: str) -> None:
-        self._db.transact_write_items(
-            TransactItems=[
-                {"Delete": {"TableName": self._table, "Key": _key(f"CONN#{connection_id}", "CONN")}},
-                {"Delete": {"TableName": self._table, "Key": _key(f"ORGCONNS#{org_id}", connection_id)}},
-            ]
-        )
+        # The org copy first: flush stops posting to it before the record disappears.
+        self._db.delete_item(TableName=self._table, Key=_key(f"ORGCONNS#{org_id}", connection_id))
+        self._db.delete_item(TableName=self._table, Key=_key(f"CONN#{connection_id}", "CONN"))
 
     def connections_of_org(self, org_id: str, now: float) -> list[ConnectionRecord]:
         records = (
@@ -298,32 +297,22 @@ class SensorStore:
     # --- pending commands -------------------------------------------------------------
 
     def put_pending_command(self, command: PendingCommand) -> None:
+        # The due entry first: without its command it is skipped; the reverse would never time out.
         expiry = _n(command.due_at + 3600)
-        self._db.transact_write_items(
-            TransactItems=[
-                {
-                    "Put": {
-                        "TableName": self._table,
-                        "Item": {
-                            **_key(f"CMD#{command.command_id}", "CMD"),
-                            "orgId": _s(command.org_id),
-                            "deviceId": _s(command.device_id),
-                            "data": _s(command.to_json()),
-                            TTL_ATTRIBUTE: expiry,
-                        },
-                        "ConditionExpression": "attribute_not_exists(pk)",
-                    }
-                },
-                {
-                    "Put": {
-                        "TableName": self._table,
-                        "Item": {
-                            **_key(f"CMDDUE#{command.due_at}", command.command_id),
-                            TTL_ATTRIBUTE: expiry,
-                        },
-                    }
-                },
-            ]
+        self._db.put_item(
+            TableName=self._table,
+            Item={**_key(f"CMDDUE#{command.due_at}", command.command_id), TTL_ATTRIBUTE: expiry},
+        )
+        self._db.put_item(
+            TableName=self._table,
+            Item={
+                **_key(f"CMD#{command.command_id}", "CMD"),
+                "orgId": _s(command.org_id),
+                "deviceId": _s(command.device_id),
+                "data": _s(command.to_json()),
+                TTL_ATTRIBUTE: expiry,
+            },
+            ConditionExpression="attribute_not_exists(pk)",
         )
 
     def complete_command(self, command_id: str, org_id: str, device_id: str) -> PendingCommand | None:

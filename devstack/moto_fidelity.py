@@ -1,0 +1,100 @@
+"""Make moto's DynamoDB behave like DynamoDB where a long-running local stack notices.
+
+moto answers a Query by sorting every item of the table and filtering by partition,
+so each query costs O(table) and a stack that streams readings for a few minutes slows
+to a crawl; and moto never expires TTL items. DynamoDB does neither. This module
+narrows Query to the partition (same result, O(partition)) and runs a TTL sweeper.
+It patches the emulator only; the functions' code is untouched.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from moto.dynamodb.models.table import Table
+
+_scope = threading.local()
+_applied = False
+
+
+def apply() -> None:
+    """Patch moto's Table once per process (idempotent)."""
+    global _applied
+    if _applied:
+        return
+    _applied = True
+    original_query = Table.query
+    original_all_items = Table.all_items
+
+    def query(self: Table, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
+        index_name = kwargs.get("index_name", args[6] if len(args) > 6 else None)
+        if index_name is None and hash_key is not None and self.range_key_attr:
+            _scope.partition = (self, hash_key)
+            try:
+                return original_query(self, hash_key, *args, **kwargs)
+            finally:
+                _scope.partition = None
+        return original_query(self, hash_key, *args, **kwargs)
+
+    def all_items(self: Table) -> Any:
+        scoped = getattr(_scope, "partition", None)
+        if scoped is not None and scoped[0] is self:
+            # The base-table query keeps only this partition's items anyway.
+            # list() first: a copy taken without yielding to the server's other threads.
+            partition = list(self.items.get(scoped[1], {}).values())
+            return sorted(partition, key=lambda item: item.range_key)
+        return original_all_items(self)
+
+    Table.query = query  # type: ignore[method-assign]
+    Table.all_items = all_items  # type: ignore[method-assign]
+
+
+def expire_items(tables: Callable[[], list[Table]], now: float | None = None) -> int:
+    """Delete items whose TTL attribute is in the past, as DynamoDB's TTL does."""
+    now = time.time() if now is None else now
+    removed = 0
+    for table in tables():
+        ttl = table.ttl or {}
+        attribute = ttl.get("AttributeName")
+        if ttl.get("TimeToLiveStatus") != "ENABLED" or not attribute:
+            continue
+        # Empty partitions stay: removing keys of table.items could break a concurrent request.
+        for partition in list(table.items.values()):
+            if not isinstance(partition, dict):
+                continue
+            for range_key, item in list(partition.items()):
+                value = item.attrs.get(attribute)
+                if value is not None and value.type == "N" and float(value.value) < now:
+                    partition.pop(range_key, None)
+                    removed += 1
+    return removed
+
+
+def all_tables() -> list[Table]:
+    from moto.dynamodb.models import dynamodb_backends
+
+    return [
+        table
+        for account in dynamodb_backends.values()
+        for backend in account.values()
+        for table in backend.tables.values()
+    ]
+
+
+class TtlSweeper(threading.Thread):
+    """Runs ``expire_items`` every ``interval`` seconds until stopped."""
+
+    def __init__(self, interval: float = 30.0) -> None:
+        super().__init__(name="ttl-sweeper", daemon=True)
+        self._interval = interval
+        self._stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self._stopped.wait(self._interval):
+            expire_items(all_tables)
+
+    def stop(self) -> None:
+        self._stopped.set()
