@@ -1,0 +1,1 @@
+"""The AWS CDK app of sensor-stream: one stack, one construct per concern."""

@@ -1,0 +1,95 @@
+"""Who may connect and ingest: an OIDC issuer whose tokens the HTTP API authorizer and
+the connect function both verify. Either an existing issuer (context values) or, with
+``createCognitoUserPool``, a Cognito user pool made here.
+
+Nothing secret is involved: an issuer URL, an audience and a public JWKS URL.
+"""
+
+from aws_cdk import Aws, RemovalPolicy, Stack
+from aws_cdk import aws_cognito as cognito
+from constructs import Construct
+
+from infra.config import DeployConfig
+from infra.nag import acknowledge
+
+# Custom attributes: the user's organisation and, optionally, the units they may see
+# (comma-separated; absent = every unit of the org). ID token claims "custom:org"/"custom:units".
+ORG_ATTRIBUTE = "org"
+UNITS_ATTRIBUTE = "units"
+
+
+class TokenIssuer(Construct):
+    """``issuer``, ``audience``, ``jwks_url`` and the org/units claim names of accepted tokens."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: DeployConfig) -> None:
+        super().__init__(scope, construct_id)
+        self.user_pool: cognito.UserPool | None = None
+        self.user_pool_client: cognito.UserPoolClient | None = None
+        self.org_claim = config.jwt_org_claim
+        self.units_claim = config.jwt_units_claim
+        if not config.create_cognito_user_pool:
+            self.issuer = config.jwt_issuer
+            self.audience = config.jwt_audience
+            self.jwks_url = config.jwt_jwks_url
+            return
+
+        self.user_pool = cognito.UserPool(
+            self,
+            "UserPool",
+            # Operators create users (with their org); nobody signs up on their own.
+            self_sign_up_enabled=False,
+            sign_in_aliases=cognito.SignInAliases(username=True, email=True),
+            custom_attributes={
+                # Mutable so that an administrator can move a user; app clients cannot write it.
+                ORG_ATTRIBUTE: cognito.StringAttribute(min_len=1, max_len=64, mutable=True),
+                UNITS_ATTRIBUTE: cognito.StringAttribute(max_len=2048, mutable=True),
+            },
+            password_policy=cognito.PasswordPolicy(
+                min_length=12,
+                require_lowercase=True,
+                require_uppercase=True,
+                require_digits=True,
+                require_symbols=True,
+            ),
+            mfa=cognito.Mfa.OPTIONAL,
+            mfa_second_factor=cognito.MfaSecondFactor(otp=True, sms=False),
+            account_recovery=cognito.AccountRecovery.EMAIL_ONLY,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        self.user_pool_client = self.user_pool.add_client(
+            "DashboardClient",
+            generate_secret=False,
+            auth_flows=cognito.AuthFlow(user_srp=True, admin_user_password=True),
+            # org and units are readable (they end up in the ID token) but never writable by the
+            # user themself: only an administrator decides what a user may see.
+            read_attributes=cognito.ClientAttributes()
+            .with_standard_attributes(email=True, email_verified=True)
+            .with_custom_attributes(ORG_ATTRIBUTE, UNITS_ATTRIBUTE),
+            write_attributes=cognito.ClientAttributes().with_standard_attributes(email=True),
+            prevent_user_existence_errors=True,
+            # Tokens come from the Cognito API (SRP or admin sign-in), not the hosted UI.
+            disable_o_auth=True,
+        )
+        # The "iss" of the pool's tokens (built as CDK's own user pool authorizer builds it;
+        # the pool's ProviderURL attribute lacks the scheme).
+        self.issuer = (
+            f"https://cognito-idp.{Stack.of(self).region}.{Aws.URL_SUFFIX}/{self.user_pool.user_pool_id}"
+        )
+        # Cognito ID tokens carry the app client id as their audience.
+        self.audience = self.user_pool_client.user_pool_client_id
+        self.jwks_url = f"{self.issuer}/.well-known/jwks.json"
+
+        acknowledge(
+            self.user_pool,
+            "AwsSolutions-COG2",
+            "MFA is optional (TOTP) so that operators can onboard dashboard users without an "
+            "authenticator app; sign-up is disabled and passwords are long. Stricter deployments "
+            "set mfa=Mfa.REQUIRED here.",
+        )
+        acknowledge(
+            self.user_pool,
+            "AwsSolutions-COG8",
+            "The Plus feature plan (threat protection) is a paid per-user tier; sign-up is "
+            "disabled, so only operator-created users exist. Accounts that want it set the pool's "
+            "feature plan to PLUS without any other change.",
+        )

@@ -1,0 +1,104 @@
+"""Deploy-time settings, read from CDK context (``cdk.json`` or ``-c key=value``).
+
+Only identifiers live here (issuer, audience, endpoints): the stack holds no secret.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+from aws_cdk import aws_logs as logs
+from constructs import Node
+
+# Cognito puts custom user attributes into the ID token as "custom:<name>".
+COGNITO_ORG_CLAIM = "custom:org"
+COGNITO_UNITS_CLAIM = "custom:units"
+DEFAULT_ORG_CLAIM = "org"
+DEFAULT_UNITS_CLAIM = "units"
+
+_TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
+_FALSE_WORDS = frozenset({"false", "0", "no", "off", ""})
+
+
+class ConfigurationError(ValueError):
+    """A context value is missing or malformed; the message says which and how to fix it."""
+
+
+@dataclass(frozen=True)
+class DeployConfig:
+    create_cognito_user_pool: bool
+    # External OIDC issuer (ignored when the Cognito user pool is created).
+    jwt_issuer: str
+    jwt_audience: str
+    jwt_jwks_url: str
+    jwt_org_claim: str
+    jwt_units_claim: str
+    # Empty: boto3's default iot-data endpoint for the region (data-ats.iot.<region>.amazonaws.com).
+    iot_data_endpoint: str
+    alarm_email: str
+    log_retention: logs.RetentionDays
+    # API Gateway needs an account-wide CloudWatch role before a WebSocket stage may log.
+    configure_api_gateway_account: bool
+
+    @classmethod
+    def from_context(cls, node: Node) -> "DeployConfig":
+        create_cognito_user_pool = _boolean(node, "createCognitoUserPool", default=True)
+        # Kept verbatim: a token's "iss" must equal it exactly (some issuers end with "/").
+        issuer = _text(node, "jwtIssuer")
+        audience = _text(node, "jwtAudience")
+        if not create_cognito_user_pool:
+            if not issuer or not audience:
+                raise ConfigurationError(
+                    "Without the Cognito user pool (createCognitoUserPool=false), set the token issuer "
+                    "and audience: -c jwtIssuer=https://issuer.example.com -c jwtAudience=<audience>"
+                )
+            if not issuer.startswith("https://"):
+                raise ConfigurationError(f"jwtIssuer must be an https:// URL, got {issuer!r}")
+        cognito = create_cognito_user_pool
+        return cls(
+            create_cognito_user_pool=create_cognito_user_pool,
+            jwt_issuer=issuer,
+            jwt_audience=audience,
+            jwt_jwks_url=_text(node, "jwtJwksUrl")
+            or (f"{issuer.rstrip('/')}/.well-known/jwks.json" if issuer else ""),
+            jwt_org_claim=_text(node, "jwtOrgClaim") or (COGNITO_ORG_CLAIM if cognito else DEFAULT_ORG_CLAIM),
+            jwt_units_claim=_text(node, "jwtUnitsClaim")
+            or (COGNITO_UNITS_CLAIM if cognito else DEFAULT_UNITS_CLAIM),
+            iot_data_endpoint=_text(node, "iotDataEndpoint"),
+            alarm_email=_text(node, "alarmEmail"),
+            log_retention=_retention(node, "logRetention", default=logs.RetentionDays.ONE_MONTH),
+            configure_api_gateway_account=_boolean(node, "configureApiGatewayAccount", default=True),
+        )
+
+
+def _raw(node: Node, key: str) -> Any:
+    return node.try_get_context(key)
+
+
+def _text(node: Node, key: str) -> str:
+    value = _raw(node, key)
+    return "" if value is None else str(value).strip()
+
+
+def _boolean(node: Node, key: str, *, default: bool) -> bool:
+    value = _raw(node, key)
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower()
+    if word in _TRUE_WORDS:
+        return True
+    if word in _FALSE_WORDS:
+        return False
+    raise ConfigurationError(f"Context value {key} must be true or false, got {value!r}")
+
+
+def _retention(node: Node, key: str, *, default: logs.RetentionDays) -> logs.RetentionDays:
+    value = _text(node, key)
+    if not value:
+        return default
+    try:
+        return logs.RetentionDays[value]
+    except KeyError as error:
+        allowed = ", ".join(member.name for member in logs.RetentionDays)
+        raise ConfigurationError(f"{key} must be one of {allowed}; got {value!r}") from error

@@ -1,0 +1,217 @@
+"""The four Lambda functions, all made by one helper from the ``functions/`` asset and the
+shared dependency layer.
+
+Each function gets its own role (no managed policy: it may write to its own log group,
+and every other permission is granted by the construct that owns the resource), its own
+log group with retention, X-Ray active tracing and the Powertools settings.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import jsii
+from aws_cdk import AssetHashType, CfnResource, Duration, IStableListProducer, Lazy, RemovalPolicy, Stack
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from infra.auth import TokenIssuer
+from infra.config import DeployConfig
+from infra.layer import REPOSITORY_ROOT, DependencyLayer
+from infra.nag import acknowledge
+
+FUNCTIONS_SOURCE_DIRECTORY = REPOSITORY_ROOT / "functions"
+# The dependencies come from the layer; compiled files are this machine's, not the runtime's.
+ASSET_EXCLUDES = ["__pycache__", "*.pyc", "requirements.txt"]
+RUNTIME = lambda_.Runtime.PYTHON_3_14
+ARCHITECTURE = lambda_.Architecture.ARM_64
+
+POWERTOOLS_SERVICE_NAME = "sensor-stream"
+POWERTOOLS_METRICS_NAMESPACE = "SensorStream"
+LOG_LEVEL = "INFO"
+
+# Flush runs one tick loop per scheduled invocation: the loop ends after
+# FLUSH_MAX_LOOP_SECONDS so that the next minute's invocation finds the lease free; the
+# timeout leaves room above the loop for the last tick and the lease release.
+FLUSH_MAX_LOOP_SECONDS = 57
+FLUSH_TIMEOUT = Duration.seconds(70)
+# Posts to @connections run on a thread pool of this size; they wait on the network, and
+# 1 GB (0.6 vCPU) keeps request signing and JSON encoding off the critical path.
+FLUSH_POST_CONCURRENCY = 32
+FLUSH_MEMORY_MB = 1024
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    name: str
+    description: str
+    memory_size: int
+    timeout: Duration
+    reserved_concurrent_executions: int | None = None
+    environment: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def handler(self) -> str:
+        return f"{self.name}.handler.lambda_handler"
+
+
+class Functions(Construct):
+    """``ingest``, ``connect``, ``flush`` and ``publish``; ``by_name`` maps the names used in
+    ``sensor_stream.iot_rules`` (``TopicRuleSpec.target``) to the functions."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: DeployConfig,
+        table: dynamodb.ITable,
+        token_issuer: TokenIssuer,
+        dependency_layer: DependencyLayer,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self._retention = config.log_retention
+        self.log_groups: dict[str, logs.LogGroup] = {}
+        self._common_environment = {
+            "TABLE_NAME": table.table_name,
+            "POWERTOOLS_SERVICE_NAME": POWERTOOLS_SERVICE_NAME,
+            "POWERTOOLS_METRICS_NAMESPACE": POWERTOOLS_METRICS_NAMESPACE,
+            "LOG_LEVEL": LOG_LEVEL,
+        }
+        self._code = lambda_.Code.from_asset(str(FUNCTIONS_SOURCE_DIRECTORY), exclude=ASSET_EXCLUDES)
+        self.dependency_layer = lambda_.LayerVersion(
+            self,
+            "Dependencies",
+            code=lambda_.Code.from_asset(
+                str(dependency_layer.directory),
+                asset_hash=dependency_layer.digest,
+                asset_hash_type=AssetHashType.CUSTOM,
+            ),
+            compatible_runtimes=[RUNTIME],
+            compatible_architectures=[ARCHITECTURE],
+            description="Python dependencies of the sensor-stream functions (functions/requirements.txt)",
+        )
+
+        # Both read the caller's org and units from verified claims (sensor_stream.auth).
+        claim_names = {"JWT_ORG_CLAIM": token_issuer.org_claim, "JWT_UNITS_CLAIM": token_issuer.units_claim}
+        self.ingest = self._function(
+            FunctionSpec(
+                name="ingest",
+                description="Validates and stores readings from IoT Core and POST /readings",
+                memory_size=512,
+                timeout=Duration.seconds(30),
+                environment=claim_names,
+            )
+        )
+        self.connect = self._function(
+            FunctionSpec(
+                name="connect",
+                description="WebSocket connect, disconnect and client requests",
+                memory_size=512,
+                timeout=Duration.seconds(15),
+                environment={
+                    "JWT_JWKS_URL": token_issuer.jwks_url,
+                    "JWT_ISSUER": token_issuer.issuer,
+                    "JWT_AUDIENCE": token_issuer.audience,
+                    **claim_names,
+                },
+            )
+        )
+        self.flush = self._function(
+            FunctionSpec(
+                name="flush",
+                description="Delivers each second's new readings to the subscribed WebSocket connections",
+                memory_size=FLUSH_MEMORY_MB,
+                timeout=FLUSH_TIMEOUT,
+                # One tick loop at a time; a DynamoDB lease guards it as well.
+                reserved_concurrent_executions=1,
+                environment={
+                    "FLUSH_MAX_LOOP_SECONDS": str(FLUSH_MAX_LOOP_SECONDS),
+                    "FLUSH_POST_CONCURRENCY": str(FLUSH_POST_CONCURRENCY),
+                },
+            )
+        )
+        self.publish = self._function(
+            FunctionSpec(
+                name="publish",
+                description="Sends commands to devices and relays their acknowledgements",
+                memory_size=256,
+                timeout=Duration.seconds(15),
+                # Unset: boto3 uses the region's default iot-data endpoint (data-ats).
+                environment=(
+                    {"IOT_DATA_ENDPOINT": config.iot_data_endpoint} if config.iot_data_endpoint else {}
+                ),
+            )
+        )
+        self.all = (self.ingest, self.connect, self.flush, self.publish)
+        self.by_name = {function.node.id: function for function in self.all}
+        for function in self.all:
+            table.grant_read_write_data(function)
+
+    def _function(self, spec: FunctionSpec) -> lambda_.Function:
+        log_group = logs.LogGroup(
+            self,
+            f"{spec.name}-logs",
+            retention=self._retention,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        role = iam.Role(
+            self,
+            f"{spec.name}-role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"Execution role of the sensor-stream {spec.name} function",
+        )
+        log_group.grant_write(role)
+        self.log_groups[spec.name] = log_group
+        function = lambda_.Function(
+            self,
+            spec.name,
+            description=spec.description,
+            runtime=RUNTIME,
+            architecture=ARCHITECTURE,
+            code=self._code,
+            handler=spec.handler,
+            layers=[self.dependency_layer],
+            memory_size=spec.memory_size,
+            timeout=spec.timeout,
+            reserved_concurrent_executions=spec.reserved_concurrent_executions,
+            environment={**self._common_environment, **spec.environment},
+            role=role,
+            log_group=log_group,
+            tracing=lambda_.Tracing.ACTIVE,
+        )
+        _depend_only_on_role_policy(function, role)
+        acknowledge(
+            role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "X-Ray PutTraceSegments/PutTelemetryRecords (active tracing) support no resource-level "
+            "permissions; the role's other statements are scoped to this stack's resources.",
+        )
+        return function
+
+
+@jsii.implements(IStableListProducer)
+class _DefaultPolicyLogicalIds:
+    """The logical id of a role's default policy, looked up at synthesis (after every grant)."""
+
+    def __init__(self, role: iam.Role) -> None:
+        self._role = role
+
+    def produce(self) -> list[str]:
+        policy = self._role.node.try_find_child("DefaultPolicy")
+        if policy is None:
+            return []
+        resource = policy.node.default_child
+        assert isinstance(resource, CfnResource)
+        return [Stack.of(self._role).get_logical_id(resource)]
+
+
+def _depend_only_on_role_policy(function: lambda_.Function, role: iam.Role) -> None:
+    """CDK makes a function depend on its role and the role's policy; the role part is
+    already implied by the function's GetAtt of the role ARN (cfn-lint W3005). The policy
+    part matters: Lambda checks, e.g., an on-failure destination's permission on creation."""
+    resource = function.node.default_child
+    assert isinstance(resource, CfnResource)
+    resource.add_override("DependsOn", Lazy.list(_DefaultPolicyLogicalIds(role)))

@@ -1,0 +1,96 @@
+"""``SensorStreamStack``: the whole system in one stack, one construct per concern."""
+
+from aws_cdk import CfnOutput, Stack
+from constructs import Construct
+
+from infra.auth import TokenIssuer
+from infra.config import DeployConfig
+from infra.data import DataStore
+from infra.functions import Functions
+from infra.http_api import HttpIngestApi
+from infra.iot import IotIngress
+from infra.layer import DependencyLayer
+from infra.monitoring import Monitoring
+from infra.scheduling import FlushSchedule
+from infra.websocket_api import WebSocketApi
+
+STACK_NAME = "SensorStreamStack"
+IOT_DATA_ENDPOINT_COMMAND = (
+    "aws iot describe-endpoint --endpoint-type iot:Data-ATS --query endpointAddress --output text"
+)
+
+
+class SensorStreamStack(Stack):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str = STACK_NAME,
+        *,
+        dependency_layer: DependencyLayer,
+        config: DeployConfig | None = None,
+    ) -> None:
+        super().__init__(
+            scope,
+            construct_id,
+            description="sensor-stream: live sensor readings from IoT devices to browsers",
+        )
+        config = config or DeployConfig.from_context(self.node)
+        self.data = DataStore(self, "Data")
+        self.token_issuer = TokenIssuer(self, "Auth", config=config)
+        self.functions = Functions(
+            self,
+            "Functions",
+            config=config,
+            table=self.data.table,
+            token_issuer=self.token_issuer,
+            dependency_layer=dependency_layer,
+        )
+        self.websocket = WebSocketApi(
+            self,
+            "WebSocket",
+            config=config,
+            connect_function=self.functions.connect,
+            publish_function=self.functions.publish,
+            posting_functions=(self.functions.connect, self.functions.flush, self.functions.publish),
+        )
+        self.http = HttpIngestApi(
+            self, "Http", config=config, ingest_function=self.functions.ingest, token_issuer=self.token_issuer
+        )
+        self.iot = IotIngress(self, "Iot", rule_targets=self.functions.by_name)
+        self.iot.grant_command_publish(self.functions.publish)
+        self.schedule = FlushSchedule(self, "Schedule", flush_function=self.functions.flush)
+        self.monitoring = Monitoring(
+            self,
+            "Monitoring",
+            functions=self.functions.all,
+            flush_function=self.functions.flush,
+            dead_letter_queue=self.iot.dead_letter_queue,
+            table=self.data.table,
+            websocket_api=self.websocket.api,
+            http_api=self.http.api,
+            alarm_email=config.alarm_email,
+        )
+
+        CfnOutput(
+            self, "WebSocketUrl", value=self.websocket.url, description="Browsers connect here (wss://)"
+        )
+        CfnOutput(self, "HttpApiUrl", value=self.http.url, description="POST /readings is under this URL")
+        CfnOutput(
+            self,
+            "IotDataEndpointCommand",
+            value=IOT_DATA_ENDPOINT_COMMAND,
+            description="Devices connect (MQTT over TLS, port 8883) to the endpoint this command prints",
+        )
+        CfnOutput(
+            self,
+            "DevicePolicyName",
+            value=self.iot.device_policy.ref,
+            description="Attach to device certificates",
+        )
+        CfnOutput(self, "TableName", value=self.data.table.table_name)
+        CfnOutput(self, "DeadLetterQueueUrl", value=self.iot.dead_letter_queue.queue_url)
+        CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn)
+        CfnOutput(self, "TokenIssuer", value=self.token_issuer.issuer)
+        CfnOutput(self, "TokenAudience", value=self.token_issuer.audience)
+        if self.token_issuer.user_pool is not None:
+            CfnOutput(self, "UserPoolId", value=self.token_issuer.user_pool.user_pool_id)

@@ -1,0 +1,260 @@
+"""The four functions: runtime, settings, environment, permissions and the flush schedule."""
+
+from typing import Any
+
+import pytest
+from aws_cdk.assertions import Match
+
+from infra.functions import FLUSH_MAX_LOOP_SECONDS
+from tests.infra.synthesis import EXTERNAL_AUDIENCE, EXTERNAL_ISSUER, Synthesized
+
+FUNCTION_NAMES = ("ingest", "connect", "flush", "publish")
+COMMON_ENVIRONMENT = {"TABLE_NAME", "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "LOG_LEVEL"}
+CLAIM_NAMES = {"JWT_ORG_CLAIM", "JWT_UNITS_CLAIM"}
+EXPECTED_ENVIRONMENT = {
+    "ingest": COMMON_ENVIRONMENT | CLAIM_NAMES,
+    "connect": COMMON_ENVIRONMENT
+    | CLAIM_NAMES
+    | {"JWT_JWKS_URL", "JWT_ISSUER", "JWT_AUDIENCE", "WEBSOCKET_CALLBACK_URL"},
+    "flush": COMMON_ENVIRONMENT
+    | {"WEBSOCKET_CALLBACK_URL", "FLUSH_MAX_LOOP_SECONDS", "FLUSH_POST_CONCURRENCY"},
+    "publish": COMMON_ENVIRONMENT | {"WEBSOCKET_CALLBACK_URL"},
+}
+POSTING_FUNCTIONS = ("connect", "flush", "publish")
+TABLE_ACTIONS = {
+    "dynamodb:BatchGetItem",
+    "dynamodb:BatchWriteItem",
+    "dynamodb:ConditionCheckItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:DescribeTable",
+    "dynamodb:GetItem",
+    "dynamodb:GetRecords",
+    "dynamodb:GetShardIterator",
+    "dynamodb:PutItem",
+    "dynamodb:Query",
+    "dynamodb:Scan",
+    "dynamodb:UpdateItem",
+}
+LOG_ACTIONS = {"logs:CreateLogStream", "logs:PutLogEvents"}
+TRACE_ACTIONS = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+DEAD_LETTER_ACTIONS = {"sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"}
+
+
+def _function(synthesized: Synthesized, name: str) -> dict[str, Any]:
+    return synthesized.resource(getattr(synthesized.stack.functions, name))["Properties"]
+
+
+def _statements(synthesized: Synthesized, name: str) -> list[dict[str, Any]]:
+    role = getattr(synthesized.stack.functions, name).role
+    role_id = synthesized.logical_id(role)
+    policies = synthesized.template.find_resources(
+        "AWS::IAM::Policy", {"Properties": {"Roles": [{"Ref": role_id}]}}
+    ).values()
+    return [
+        statement for policy in policies for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+
+
+def _actions(statement: dict[str, Any]) -> set[str]:
+    actions = statement["Action"]
+    return {actions} if isinstance(actions, str) else set(actions)
+
+
+def _granted(synthesized: Synthesized, name: str) -> dict[str, list[Any]]:
+    """Every action the function's role allows, with the resources it is allowed on."""
+    granted: dict[str, list[Any]] = {}
+    for statement in _statements(synthesized, name):
+        assert statement["Effect"] == "Allow"
+        resources = (
+            statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        )
+        for action in _actions(statement):
+            granted.setdefault(action, []).extend(resources)
+    return granted
+
+
+@pytest.mark.parametrize("name", FUNCTION_NAMES)
+def test_function_runs_its_handler_on_the_latest_python_for_arm(synthesized: Synthesized, name: str) -> None:
+    function = _function(synthesized, name)
+    assert function["Handler"] == f"{name}.handler.lambda_handler"
+    assert function["Runtime"] == "python3.14"
+    assert function["Architectures"] == ["arm64"]
+    assert function["TracingConfig"] == {"Mode": "Active"}
+    assert function["Layers"] == [
+        {"Ref": synthesized.logical_id(synthesized.stack.functions.dependency_layer)}
+    ]
+
+
+def test_all_functions_share_one_code_asset(synthesized: Synthesized) -> None:
+    keys = {_function(synthesized, name)["Code"]["S3Key"] for name in FUNCTION_NAMES}
+    assert len(keys) == 1
+
+
+@pytest.mark.parametrize("name", FUNCTION_NAMES)
+def test_function_logs_to_its_own_group_with_retention(synthesized: Synthesized, name: str) -> None:
+    log_group_id = _function(synthesized, name)["LoggingConfig"]["LogGroup"]["Ref"]
+    log_group = synthesized.resources[log_group_id]
+    assert log_group["Type"] == "AWS::Logs::LogGroup"
+    assert log_group["Properties"]["RetentionInDays"] == 30
+
+
+@pytest.mark.parametrize("name", FUNCTION_NAMES)
+def test_function_gets_exactly_the_environment_it_reads(synthesized: Synthesized, name: str) -> None:
+    environment = _function(synthesized, name)["Environment"]["Variables"]
+    assert set(environment) == EXPECTED_ENVIRONMENT[name]
+    assert environment["TABLE_NAME"] == {"Ref": synthesized.logical_id(synthesized.stack.data.table)}
+    assert environment["POWERTOOLS_SERVICE_NAME"] == "sensor-stream"
+    assert environment["POWERTOOLS_METRICS_NAMESPACE"] == "SensorStream"
+
+
+@pytest.mark.parametrize("name", POSTING_FUNCTIONS)
+def test_posting_functions_know_the_stage_callback_url(synthesized: Synthesized, name: str) -> None:
+    api = synthesized.logical_id(synthesized.stack.websocket.api)
+    callback_url = _function(synthesized, name)["Environment"]["Variables"]["WEBSOCKET_CALLBACK_URL"]
+    assert callback_url == {
+        "Fn::Join": [
+            "",
+            [
+                "https://",
+                {"Ref": api},
+                ".execute-api.",
+                {"Ref": "AWS::Region"},
+                ".",
+                {"Ref": "AWS::URLSuffix"},
+                "/live",
+            ],
+        ]
+    }
+
+
+def test_connect_verifies_tokens_of_the_user_pool(synthesized: Synthesized) -> None:
+    token_issuer = synthesized.stack.token_issuer
+    environment = _function(synthesized, "connect")["Environment"]["Variables"]
+    issuer = synthesized.stack.resolve(token_issuer.issuer)
+    assert environment["JWT_ISSUER"] == issuer
+    assert environment["JWT_AUDIENCE"] == {"Ref": synthesized.logical_id(token_issuer.user_pool_client)}  # type: ignore[arg-type]
+    assert environment["JWT_JWKS_URL"] == {
+        "Fn::Join": ["", [*issuer["Fn::Join"][1], "/.well-known/jwks.json"]]
+    }
+    assert environment["JWT_ORG_CLAIM"] == "custom:org"
+    assert environment["JWT_UNITS_CLAIM"] == "custom:units"
+
+
+def test_connect_verifies_tokens_of_an_external_issuer(synthesized_external_issuer: Synthesized) -> None:
+    environment = _function(synthesized_external_issuer, "connect")["Environment"]["Variables"]
+    assert environment["JWT_ISSUER"] == EXTERNAL_ISSUER
+    assert environment["JWT_AUDIENCE"] == EXTERNAL_AUDIENCE
+    assert environment["JWT_JWKS_URL"] == f"{EXTERNAL_ISSUER}/.well-known/jwks.json"
+    assert environment["JWT_ORG_CLAIM"] == "org"
+    assert environment["JWT_UNITS_CLAIM"] == "units"
+
+
+def test_no_function_environment_holds_a_secret(synthesized: Synthesized) -> None:
+    for name in FUNCTION_NAMES:
+        environment = _function(synthesized, name)["Environment"]["Variables"]
+        assert not {key for key in environment if "SECRET" in key or "PASSWORD" in key}
+
+
+def test_no_role_allows_a_wildcard_action(synthesized: Synthesized) -> None:
+    for policy in synthesized.template.find_resources("AWS::IAM::Policy").values():
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            assert not any("*" in action for action in _actions(statement)), statement
+
+
+def test_function_roles_carry_no_managed_policy(synthesized: Synthesized) -> None:
+    for name in FUNCTION_NAMES:
+        role = synthesized.resource(getattr(synthesized.stack.functions, name).role)
+        assert "ManagedPolicyArns" not in role["Properties"]
+
+
+@pytest.mark.parametrize("name", FUNCTION_NAMES)
+def test_function_is_granted_only_what_it_needs(synthesized: Synthesized, name: str) -> None:
+    functions = synthesized.stack.functions
+    table_arn = {"Fn::GetAtt": [synthesized.logical_id(synthesized.stack.data.table), "Arn"]}
+    granted = _granted(synthesized, name)
+
+    expected = LOG_ACTIONS | TRACE_ACTIONS | TABLE_ACTIONS
+    if name in POSTING_FUNCTIONS:
+        expected |= {"execute-api:ManageConnections"}
+    if name in ("ingest", "publish"):
+        expected |= DEAD_LETTER_ACTIONS  # on-failure destination of asynchronous (IoT) invocations
+    if name == "publish":
+        expected |= {"iot:Publish"}
+    assert set(granted) == expected
+
+    own_log_group = {"Fn::GetAtt": [synthesized.logical_id(functions.log_groups[name]), "Arn"]}
+    for action in LOG_ACTIONS:
+        assert granted[action] == [own_log_group]
+    for action in TRACE_ACTIONS:
+        assert granted[action] == ["*"]  # X-Ray has no resource-level permissions
+    for action in TABLE_ACTIONS:
+        assert set(map(str, granted[action])) == {str(table_arn)}
+
+
+@pytest.mark.parametrize("name", POSTING_FUNCTIONS)
+def test_manage_connections_is_scoped_to_this_api_stage(synthesized: Synthesized, name: str) -> None:
+    api = synthesized.logical_id(synthesized.stack.websocket.api)
+    (resource,) = _granted(synthesized, name)["execute-api:ManageConnections"]
+    assert resource == {
+        "Fn::Join": [
+            "",
+            [
+                "arn:",
+                {"Ref": "AWS::Partition"},
+                ":execute-api:",
+                {"Ref": "AWS::Region"},
+                ":",
+                {"Ref": "AWS::AccountId"},
+                ":",
+                {"Ref": api},
+                "/live/*/@connections/*",
+            ],
+        ]
+    }
+
+
+def test_publish_may_publish_only_device_commands(synthesized: Synthesized) -> None:
+    (resource,) = _granted(synthesized, "publish")["iot:Publish"]
+    assert resource == {
+        "Fn::Join": [
+            "",
+            [
+                "arn:",
+                {"Ref": "AWS::Partition"},
+                ":iot:",
+                {"Ref": "AWS::Region"},
+                ":",
+                {"Ref": "AWS::AccountId"},
+                ":topic/orgs/*/devices/*/commands",
+            ],
+        ]
+    }
+
+
+def test_flush_runs_one_loop_at_a_time_within_its_timeout(synthesized: Synthesized) -> None:
+    flush = _function(synthesized, "flush")
+    assert flush["ReservedConcurrentExecutions"] == 1
+    assert flush["Environment"]["Variables"]["FLUSH_MAX_LOOP_SECONDS"] == str(FLUSH_MAX_LOOP_SECONDS)
+    # The loop stops before the next minute's start and well before the timeout.
+    assert FLUSH_MAX_LOOP_SECONDS < 60 < flush["Timeout"]
+
+
+def test_eventbridge_starts_flush_every_minute(synthesized: Synthesized) -> None:
+    flush_id = synthesized.logical_id(synthesized.stack.functions.flush)
+    synthesized.template.has_resource_properties(
+        "AWS::Events::Rule",
+        {
+            "ScheduleExpression": "rate(1 minute)",
+            "State": "ENABLED",
+            "Targets": [Match.object_like({"Arn": {"Fn::GetAtt": [flush_id, "Arn"]}})],
+        },
+    )
+    synthesized.template.has_resource_properties(
+        "AWS::Lambda::Permission",
+        {"FunctionName": {"Fn::GetAtt": [flush_id, "Arn"]}, "Principal": "events.amazonaws.com"},
+    )
+    # A failed or late loop is not retried: the next minute starts a fresh one.
+    synthesized.template.has_resource_properties(
+        "AWS::Lambda::EventInvokeConfig",
+        {"FunctionName": {"Ref": flush_id}, "MaximumRetryAttempts": 0, "MaximumEventAgeInSeconds": 60},
+    )

@@ -1,0 +1,148 @@
+"""IoT Core: the topic rules (same SQL as the local rule runner), their dead-letter queue and
+the device policy."""
+
+from typing import Any
+
+import pytest
+
+from infra.iot import device_topic
+from sensor_stream.iot_rules import IOT_SQL_VERSION, TOPIC_RULES, TopicRuleSpec
+from tests.infra.synthesis import Synthesized
+
+THING = "${iot:Connection.Thing.ThingName}"
+ORG = "${iot:Connection.Thing.Attributes[orgId]}"
+
+
+def _iot_arn(suffix: str) -> dict[str, Any]:
+    return {
+        "Fn::Join": [
+            "",
+            [
+                "arn:",
+                {"Ref": "AWS::Partition"},
+                ":iot:",
+                {"Ref": "AWS::Region"},
+                ":",
+                {"Ref": "AWS::AccountId"},
+                f":{suffix}",
+            ],
+        ]
+    }
+
+
+def _statements_by_action(synthesized: Synthesized) -> dict[str, dict[str, Any]]:
+    policy = synthesized.resource(synthesized.stack.iot.device_policy)["Properties"]["PolicyDocument"]
+    statements = {}
+    for statement in policy["Statement"]:
+        assert statement["Effect"] == "Allow"
+        assert isinstance(statement["Action"], str), "one action per statement keeps the scoping readable"
+        statements[statement["Action"]] = statement
+    return statements
+
+
+@pytest.mark.parametrize("spec", TOPIC_RULES, ids=lambda spec: spec.name)
+def test_topic_rule_runs_the_shared_sql_into_its_function(
+    synthesized: Synthesized, spec: TopicRuleSpec
+) -> None:
+    stack = synthesized.stack
+    target_id = synthesized.logical_id(stack.functions.by_name[spec.target])
+    rule = synthesized.resource(stack.iot.rules[spec.name])["Properties"]
+
+    assert rule["RuleName"] == spec.name
+    payload = rule["TopicRulePayload"]
+    assert payload["Sql"] == spec.sql
+    assert payload["AwsIotSqlVersion"] == IOT_SQL_VERSION == "2016-03-23"
+    assert payload["RuleDisabled"] is False
+    assert payload["Actions"] == [{"Lambda": {"FunctionArn": {"Fn::GetAtt": [target_id, "Arn"]}}}]
+
+
+@pytest.mark.parametrize("spec", TOPIC_RULES, ids=lambda spec: spec.name)
+def test_topic_rule_keeps_failed_messages_in_the_dead_letter_queue(
+    synthesized: Synthesized, spec: TopicRuleSpec
+) -> None:
+    iot = synthesized.stack.iot
+    error_action = synthesized.resource(iot.rules[spec.name])["Properties"]["TopicRulePayload"]["ErrorAction"]
+    assert error_action["Sqs"]["QueueUrl"] == {"Ref": synthesized.logical_id(iot.dead_letter_queue)}
+
+    role_id = error_action["Sqs"]["RoleArn"]["Fn::GetAtt"][0]
+    assert synthesized.resources[role_id]["Properties"]["AssumeRolePolicyDocument"]["Statement"][0][
+        "Principal"
+    ] == {"Service": "iot.amazonaws.com"}
+
+
+@pytest.mark.parametrize("spec", TOPIC_RULES, ids=lambda spec: spec.name)
+def test_only_its_rule_may_invoke_the_target(synthesized: Synthesized, spec: TopicRuleSpec) -> None:
+    stack = synthesized.stack
+    target_id = synthesized.logical_id(stack.functions.by_name[spec.target])
+    rule_id = synthesized.logical_id(stack.iot.rules[spec.name])
+    permissions = synthesized.template.find_resources(
+        "AWS::Lambda::Permission",
+        {
+            "Properties": {
+                "Principal": "iot.amazonaws.com",
+                "FunctionName": {"Fn::GetAtt": [target_id, "Arn"]},
+            }
+        },
+    )
+    (permission,) = permissions.values()
+    assert permission["Properties"]["SourceArn"] == {"Fn::GetAtt": [rule_id, "Arn"]}
+    assert permission["Properties"]["SourceAccount"] == {"Ref": "AWS::AccountId"}
+
+
+@pytest.mark.parametrize("target", sorted({spec.target for spec in TOPIC_RULES}))
+def test_failed_asynchronous_invocations_are_kept(synthesized: Synthesized, target: str) -> None:
+    stack = synthesized.stack
+    synthesized.template.has_resource_properties(
+        "AWS::Lambda::EventInvokeConfig",
+        {
+            "FunctionName": {"Ref": synthesized.logical_id(stack.functions.by_name[target])},
+            "DestinationConfig": {
+                "OnFailure": {
+                    "Destination": {
+                        "Fn::GetAtt": [synthesized.logical_id(stack.iot.dead_letter_queue), "Arn"]
+                    }
+                }
+            },
+        },
+    )
+
+
+def test_dead_letter_queue_is_encrypted_and_ssl_only(synthesized: Synthesized) -> None:
+    queue_id = synthesized.logical_id(synthesized.stack.iot.dead_letter_queue)
+    assert synthesized.resources[queue_id]["Properties"]["SqsManagedSseEnabled"] is True
+    (queue_policy,) = synthesized.template.find_resources("AWS::SQS::QueuePolicy").values()
+    assert queue_policy["Properties"]["Queues"] == [{"Ref": queue_id}]
+    (statement,) = queue_policy["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Effect"] == "Deny"
+    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_device_topic_names_its_own_org_and_thing() -> None:
+    assert device_topic("orgs/+/devices/+/telemetry") == f"orgs/{ORG}/devices/{THING}/telemetry"
+    with pytest.raises(ValueError, match="org and a device"):
+        device_topic("orgs/+/telemetry")
+
+
+def test_device_connects_only_as_its_own_attached_thing(synthesized: Synthesized) -> None:
+    connect = _statements_by_action(synthesized)["iot:Connect"]
+    assert connect["Resource"] == _iot_arn(f"client/{THING}")
+    assert connect["Condition"] == {"Bool": {"iot:Connection.Thing.IsAttached": "true"}}
+
+
+def test_device_publishes_only_its_own_telemetry_and_acks(synthesized: Synthesized) -> None:
+    publish = _statements_by_action(synthesized)["iot:Publish"]
+    own = f"orgs/{ORG}/devices/{THING}"
+    assert publish["Resource"] == [
+        _iot_arn(f"topic/{own}/telemetry"),
+        _iot_arn(f"topic/$aws/rules/sensor_stream_telemetry/{own}/telemetry"),
+        _iot_arn(f"topic/{own}/commands/ack"),
+        _iot_arn(f"topic/$aws/rules/sensor_stream_command_ack/{own}/commands/ack"),
+    ]
+
+
+def test_device_receives_only_its_own_commands(synthesized: Synthesized) -> None:
+    statements = _statements_by_action(synthesized)
+    own_commands = f"orgs/{ORG}/devices/{THING}/commands"
+    assert statements["iot:Subscribe"]["Resource"] == _iot_arn(f"topicfilter/{own_commands}")
+    assert statements["iot:Receive"]["Resource"] == _iot_arn(f"topic/{own_commands}")
+    assert set(statements) == {"iot:Connect", "iot:Publish", "iot:Subscribe", "iot:Receive"}
