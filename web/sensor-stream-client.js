@@ -222,6 +222,8 @@ const BEARER_PREFIX = "bearer.";
  *   the server gives up after 10 s and then sends `command:timeout`)
  * @property {number} [maxRememberedIds] reading ids kept for de-duplication (default 5000)
  * @property {number} [maxRefusals] refused handshakes in a row that mean `unauthorized` (default 2)
+ * @property {number} [resumeOverlapMs] a resume starts this long before the newest reading seen, so
+ *   readings that arrived out of order are not missed; the repeats are de-duplicated (default 5000)
  */
 
 /**
@@ -283,8 +285,8 @@ export class SensorStreamClient extends EventTarget {
   #connectionId = null;
   /** @type {Subscription | null} what the caller chose last; restored after a reconnect */
   #subscription = null;
-  /** @type {string | undefined} newest `receivedAt` seen: where a resume starts */
-  #newestSeen;
+  /** @type {number | undefined} epoch ms of the newest reading seen: where a resume starts */
+  #newestSeenMs;
   /** @type {Set<string>} insertion-ordered, so the oldest ids are dropped first */
   #seenIds = new Set();
   /** @type {Map<string, PendingRequest>} by requestId */
@@ -306,6 +308,7 @@ export class SensorStreamClient extends EventTarget {
       commandTimeoutMs: options.commandTimeoutMs ?? 15000,
       maxRememberedIds: options.maxRememberedIds ?? 5000,
       maxRefusals: options.maxRefusals ?? 2,
+      resumeOverlapMs: options.resumeOverlapMs ?? 5000,
     };
     globalThis.addEventListener?.("online", () => this.#onBrowserOnline());
   }
@@ -332,7 +335,7 @@ export class SensorStreamClient extends EventTarget {
 
   /** Starts connecting (again, after `close()` or `unauthorized`); no-op while active. */
   connect() {
-    if (this.#started && this.#status !== "unauthorized") return;
+    if (this.#started) return;
     this.#started = true;
     this.#failures = 0;
     this.#refusals = 0;
@@ -350,8 +353,9 @@ export class SensorStreamClient extends EventTarget {
   }
 
   /**
-   * Receive readings of these units/sites (added to the current selection), or of the whole
-   * org with `{ scope: "org" }`.
+   * Receive readings of these units/sites, or of the whole org with `{ scope: "org" }`.
+   * While subscribed to the whole org, ids narrow the subscription to exactly them; on a
+   * selection they are added to it.
    * @param {{ unitIds?: string[], siteIds?: string[], scope?: "org" }} selection
    * @returns {Promise<Subscription>}
    */
@@ -362,7 +366,7 @@ export class SensorStreamClient extends EventTarget {
   }
 
   /**
-   * Stop receiving readings of these units/sites.
+   * Stop receiving readings of these units/sites (of a selection); without ids, of everything.
    * @param {{ unitIds?: string[], siteIds?: string[] }} selection
    * @returns {Promise<Subscription>}
    */
@@ -410,18 +414,18 @@ export class SensorStreamClient extends EventTarget {
       this.#setStatus({ status: "offline", reason: "the browser is offline" });
       return;
     }
-    this.#setStatus({ status: this.#failures === 0 && !this.#connectionId ? "connecting" : "reconnecting", attempt: this.#failures });
+    this.#setStatus({ status: this.#failures === 0 ? "connecting" : "reconnecting", attempt: this.#failures });
 
     let token;
     try {
       token = typeof this.#token === "function" ? await this.#token() : this.#token;
     } catch (error) {
-      this.#setStatus({ status: "unauthorized", reason: `no token: ${describe(error)}` });
+      this.#giveUp(`no token: ${describe(error)}`);
       return;
     }
     const problem = tokenProblem(token);
     if (problem) {
-      this.#setStatus({ status: "unauthorized", reason: problem });
+      this.#giveUp(problem);
       return;
     }
     if (!this.#started) return;
@@ -446,7 +450,9 @@ export class SensorStreamClient extends EventTarget {
   async #sayHello(socket) {
     /** @type {HelloRequest} */
     const hello = { action: "hello" };
-    if (this.#newestSeen) hello.resume = { since: this.#newestSeen };
+    if (this.#newestSeenMs !== undefined) {
+      hello.resume = { since: new Date(this.#newestSeenMs - this.#options.resumeOverlapMs).toISOString() };
+    }
     try {
       /** @type {ConnectionMessage} */
       const answer = await this.#request(hello, "connection", undefined, undefined, true);
@@ -462,8 +468,10 @@ export class SensorStreamClient extends EventTarget {
     }
   }
 
-  /** A new connection starts subscribed to the whole org: re-apply the caller's selection. */
-  /** @param {Subscription} fresh */
+  /**
+   * A new connection starts subscribed to the whole org: re-apply the caller's selection.
+   * @param {Subscription} fresh the new connection's subscription
+   */
   async #restoreSubscription(fresh) {
     const wanted = this.#subscription;
     if (!wanted || wanted.scope === "org") {
@@ -471,7 +479,8 @@ export class SensorStreamClient extends EventTarget {
       return;
     }
     try {
-      await this.subscribe({ unitIds: wanted.unitIds, siteIds: wanted.siteIds });
+      if (wanted.unitIds.length === 0 && wanted.siteIds.length === 0) await this.unsubscribe({});
+      else await this.subscribe({ unitIds: wanted.unitIds, siteIds: wanted.siteIds });
     } catch (error) {
       this.#emitError({ code: "resubscribe_failed", message: `could not restore the subscription: ${describe(error)}` });
     }
@@ -490,11 +499,7 @@ export class SensorStreamClient extends EventTarget {
       const reachable = await isReachable(this.#options.url);
       if (!this.#started) return;
       if (reachable && ++this.#refusals >= this.#options.maxRefusals) {
-        this.#started = false;
-        this.#setStatus({
-          status: "unauthorized",
-          reason: "the server refused the connection: the token is invalid, expired or not for this API",
-        });
+        this.#giveUp("the server refused the connection: the token is invalid, expired or not for this API");
         return;
       }
     }
@@ -511,6 +516,16 @@ export class SensorStreamClient extends EventTarget {
     this.#setStatus({ status: "reconnecting", reason, retryInMs: delay, attempt: this.#failures });
     clearTimeout(this.#retryTimer);
     this.#retryTimer = setTimeout(() => this.#open(), delay);
+  }
+
+  /**
+   * Stops retrying: a token the server refuses will not get better by retrying.
+   * @param {string} reason
+   */
+  #giveUp(reason) {
+    this.#started = false;
+    clearTimeout(this.#retryTimer);
+    this.#setStatus({ status: "unauthorized", reason });
   }
 
   #onBrowserOnline() {
@@ -561,7 +576,7 @@ export class SensorStreamClient extends EventTarget {
   /** Requests made while (re)connecting wait for the connection, up to the request timeout. */
   #whenConnected() {
     if (this.#status === "connected") return Promise.resolve();
-    if (!this.#started || this.#status === "unauthorized") {
+    if (!this.#started) {
       return Promise.reject(new SensorStreamError("not_connected", `not connected (${this.#status})`));
     }
     return new Promise((resolve, reject) => {
@@ -690,7 +705,12 @@ export class SensorStreamClient extends EventTarget {
     if (pending) {
       pending.reject(new SensorStreamError(code, text, { requestId: message.requestId, details }));
     } else {
-      this.#emitError({ ...message.error, requestId: message.requestId });
+      this.#emitError(message.requestId ? { ...message.error, requestId: message.requestId } : message.error);
+    }
+    if (code === "unauthorized") {
+      // The server no longer knows this connection (expired record): a new one re-registers,
+      // or, if the token itself expired, ends in the `unauthorized` status.
+      this.#socket?.close(4001, "connection unknown to the server");
     }
   }
 
@@ -718,8 +738,12 @@ export class SensorStreamClient extends EventTarget {
   #remember(reading) {
     this.#seenIds.add(reading.id);
     if (this.#seenIds.size > this.#options.maxRememberedIds) this.#seenIds.delete(first(this.#seenIds.values()));
-    const seenAt = reading.receivedAt || reading.recordedAt;
-    if (!this.#newestSeen || Date.parse(seenAt) > Date.parse(this.#newestSeen)) this.#newestSeen = seenAt;
+    // The server replays readings *recorded* after `since`; a device clock running ahead must
+    // not push `since` past readings of other devices, hence the earlier of the two times.
+    const seenMs = Math.min(Date.parse(reading.recordedAt), Date.parse(reading.receivedAt));
+    if (Number.isFinite(seenMs) && (this.#newestSeenMs === undefined || seenMs > this.#newestSeenMs)) {
+      this.#newestSeenMs = seenMs;
+    }
   }
 
   /** @param {Reading} reading */
