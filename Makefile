@@ -52,7 +52,7 @@ lint: $(STAMP_PY) ## ruff
 typecheck: $(STAMP_PY) ## mypy
 	$(VENV)/bin/mypy functions devstack infra
 
-unit: $(STAMP_PY)
+unit: $(STAMP_PY) $(CHROMIUM)
 	$(PY) -m pytest tests/unit -q
 
 infra-test: $(STAMP_PY) $(STAMP_NODE) ## CDK template assertions, cdk-nag and cfn-lint (no AWS account needed)

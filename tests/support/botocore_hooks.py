@@ -1,0 +1,64 @@
+"""Answering a boto3 client's calls in-process, the way botocore's Stubber does: the
+request is still validated and serialized, and an error answer raises the client's real
+exception class (e.g. ``client.exceptions.GoneException``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from botocore.awsrequest import AWSResponse
+from botocore.compat import HTTPHeaders
+
+Answer = tuple[AWSResponse, dict[str, Any]]
+# Where the answered request would have gone; nothing is sent.
+IN_PROCESS_URL = "https://in-process.invalid/"
+
+
+def success(parsed: dict[str, Any] | None = None) -> Answer:
+    response = AWSResponse(IN_PROCESS_URL, 200, HTTPHeaders(), None)
+    return response, {"ResponseMetadata": {"HTTPStatusCode": 200}, **(parsed or {})}
+
+
+def failure(code: str, status: int, message: str = "") -> Answer:
+    # API Gateway and IoT name the error in this header; botocore maps it to the exception.
+    headers = HTTPHeaders()
+    headers["x-amzn-ErrorType"] = code
+    return AWSResponse(IN_PROCESS_URL, status, headers, None), {
+        "Error": {"Code": code, "Message": message},
+        "ResponseMetadata": {"HTTPStatusCode": status},
+    }
+
+
+def before_call_event(client: Any, operation: str) -> str:
+    return f"before-call.{client.meta.service_model.service_id.hyphenize()}.{operation}"
+
+
+def fail_operation(
+    client: Any,
+    operation: str,
+    code: str,
+    status: int,
+    *,
+    when: Callable[[dict[str, Any]], bool] | None = None,
+    times: int | None = None,
+) -> list[dict[str, Any]]:
+    """Later calls of ``operation`` on ``client`` whose parameters match ``when`` fail with
+    ``code``/``status`` (the first ``times`` of them, or all). Returns the failed calls'
+    parameters as they come."""
+    failed: list[dict[str, Any]] = []
+    service = client.meta.service_model.service_id.hyphenize()
+
+    def remember(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        context["fault_params"] = dict(params)
+
+    def answer(context: dict[str, Any], **_: Any) -> Answer | None:
+        params = context.get("fault_params", {})
+        if (times is not None and len(failed) >= times) or (when is not None and not when(params)):
+            return None  # the call goes on as usual
+        failed.append(params)
+        return failure(code, status, f"injected by the test: {code}")
+
+    client.meta.events.register(f"before-parameter-build.{service}.{operation}", remember)
+    client.meta.events.register(before_call_event(client, operation), answer)
+    return failed
