@@ -10,8 +10,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from sensor_stream import clients
 from sensor_stream.auth import principal_from_claims
 from sensor_stream.errors import AppError, Unauthorized
-from sensor_stream.ingestion import ingest_http, ingest_iot_message
-from sensor_stream.models import IotRuleEvent, utc_now
+from sensor_stream.ingestion import ingest_http, ingest_iot_event
+from sensor_stream.models import utc_now
 from sensor_stream.observability import logger, metrics, tracer
 from sensor_stream.responses import error_response, json_response
 from sensor_stream.settings import get_settings
@@ -23,11 +23,11 @@ from sensor_stream.settings import get_settings
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if "requestContext" in event:
         return handle_http(parse(event=event, model=APIGatewayProxyEventV2Model))
-    return handle_iot(IotRuleEvent.model_validate(event))
+    return handle_iot(event)
 
 
-def handle_iot(event: IotRuleEvent) -> dict[str, Any]:
-    outcome = ingest_iot_message(clients.store(), event, utc_now())
+def handle_iot(event: dict[str, Any]) -> dict[str, Any]:
+    outcome = ingest_iot_event(clients.store(), event, utc_now())
     logger.info(
         "iot message ingested",
         extra={

@@ -131,7 +131,14 @@ class Flusher:
         slot = 0
         try:
             while keep_going():
-                report = self.tick(self._clock())
+                try:
+                    report = self.tick(self._clock())
+                except Exception:
+                    # A passing failure (throttling, a network blip) must not stop delivery for
+                    # the rest of the minute; progress was not recorded, so nothing is lost.
+                    logger.exception("flush tick failed; retrying on the next slot")
+                    metrics.add_metric(name="FlushTickErrors", unit="Count", value=1)
+                    report = TickReport()
                 reports.append(report)
                 if report.lease_lost:
                     logger.error("flush lease lost; stopping")

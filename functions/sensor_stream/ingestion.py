@@ -92,6 +92,34 @@ def store_accepted(
     return accepted, len(readings) - accepted
 
 
+# Quarantine partition of rule events whose topic ids are unusable (no org to file them under).
+UNROUTABLE_ORG = "_unroutable"
+
+
+def ingest_iot_event(store: SensorStore, raw_event: dict[str, Any], now: datetime) -> IotIngestOutcome:
+    """The IoT rule's event as Lambda receives it. One whose topic ids are invalid is
+    quarantined (retrying could never succeed), not raised."""
+    try:
+        event = IotRuleEvent.model_validate(raw_event)
+    except ValidationError as error:
+        reason = "topic ids or rule event invalid"
+        store.quarantine(
+            QuarantinedMessage(
+                org_id=UNROUTABLE_ORG,
+                device_id=str(raw_event.get("deviceId", ""))[:128],
+                topic=str(raw_event.get("topic", "")),
+                payload=str(raw_event.get("payload", "")),
+                reason=reason,
+                details=describe_errors(error),
+                received_at=now,
+            )
+        )
+        metrics.add_metric(name="MessagesQuarantined", unit="Count", value=1)
+        logger.warning("rule event quarantined", extra={"details": describe_errors(error)})
+        return IotIngestOutcome(quarantined=[reason])
+    return ingest_iot_message(store, event, now)
+
+
 def ingest_iot_message(store: SensorStore, event: IotRuleEvent, now: datetime) -> IotIngestOutcome:
     """One MQTT message. Bad content is quarantined with its reason; it never blocks the
     valid readings of the same message. Storage failures raise, so IoT/Lambda retry."""

@@ -61,6 +61,8 @@ UtcTime = Annotated[
     PlainSerializer(format_time, return_type=str),
 ]
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+# Devices are IoT things: names of up to 128 characters.
+DeviceId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
 ReadingId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
 RequestId = Annotated[str, StringConstraints(max_length=128)]
 
@@ -165,7 +167,7 @@ class IotRuleEvent(WireModel):
 
     payload: str
     org_id: Identifier
-    device_id: Identifier
+    device_id: DeviceId
     topic: str
     received_at: int  # epoch milliseconds, IoT SQL timestamp()
 
@@ -195,7 +197,7 @@ class CommandAckPayload(WireModel):
 class IngestRequest(WireModel):
     """``POST /readings`` body; readings are validated one by one to name each bad one."""
 
-    device_id: Identifier
+    device_id: DeviceId
     readings: Annotated[list[Any], Field(min_length=1)]
 
 
@@ -256,7 +258,7 @@ class GetLatestRequest(WireModel):
 class SendCommandRequest(WireModel):
     action: Literal["sendCommand"]
     request_id: RequestId | None = None
-    device_id: Identifier
+    device_id: DeviceId
     command: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
     params: dict[str, Any] = Field(default_factory=dict)
 

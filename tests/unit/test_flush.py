@@ -255,6 +255,23 @@ def test_tick_loop_is_drift_free_and_skips_slots_a_slow_tick_missed(
     assert all(pause > 0 for pause in clock.sleeps)
 
 
+def test_a_failing_tick_does_not_end_the_loop_and_loses_nothing(stack: InProcessStack, clock: FakeClock):
+    connection_id = stack.open("acme")
+    stack.publish_telemetry("acme", "dev-1", reading("u1", clock.iso()))
+    clock.advance(2.5)  # its arrival second is ready at the first tick
+    failed = fail_progress_updates(stack, times=1)
+    flusher = stack.flusher()
+    origin = clock.time()
+
+    reports = flusher.run(keep_going=lambda: clock.time() < origin + 4.5)
+
+    assert len(failed) == 1
+    assert len(reports) == 5  # the failed tick is reported empty; the loop went on
+    received = unit_readings(stack.take(connection_id))
+    # Posted by the failed tick and again by the next one: at least once, never lost.
+    assert [unit for unit, _ in received] == ["u1", "u1"]
+
+
 def test_tick_loop_stops_when_the_lease_is_lost(stack: InProcessStack, clock: FakeClock):
     flusher = stack.flusher()
     origin = clock.time()

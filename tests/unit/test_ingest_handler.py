@@ -117,6 +117,29 @@ def test_unusable_message_is_quarantined_with_its_reason(stack: InProcessStack, 
     assert entry.details is None
 
 
+def test_event_with_unusable_topic_ids_is_quarantined_not_retried(stack: InProcessStack, clock: FakeClock):
+    event = telemetry_event("acme", "dev-1", b"{}", clock.now()) | {
+        "orgId": "acme corp",
+        "topic": "orgs/acme corp/devices/dev-1/telemetry",
+    }
+
+    assert ingest.handler.lambda_handler(event, FakeLambdaContext())["quarantined"] == 1
+    [entry] = quarantined(stack, org="_unroutable")
+    assert (entry.reason, entry.topic) == (
+        "topic ids or rule event invalid",
+        "orgs/acme corp/devices/dev-1/telemetry",
+    )
+    assert entry.details is not None
+    assert [d["field"] for d in entry.details] == ["orgId"]
+
+
+def test_device_id_may_be_a_128_character_thing_name(stack: InProcessStack, clock: FakeClock):
+    thing = "t" * 128
+
+    assert stack.publish_telemetry("acme", thing, reading("u1", clock.iso()))["stored"] == 1
+    assert stack.store.device_exists("acme", thing)
+
+
 def test_payload_that_is_not_base64_is_quarantined(stack: InProcessStack, clock: FakeClock):
     event = telemetry_event("acme", "dev-1", b"{}", clock.now()) | {"payload": "%%% not base64 %%%"}
 
