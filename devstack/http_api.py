@@ -1,0 +1,180 @@
+"""An API Gateway HTTP API on loopback: ``POST /readings`` behind a JWT authorizer,
+invoking the ingest function with a payload format 2.0 event.
+
+Locally the authorizer verifies HS256 with ``JWT_SECRET``; in AWS it verifies the
+issuer's RS256 keys. Either way the function receives the verified claims the way API
+Gateway passes them: every value a string, arrays flattened to ``"[a b]"``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import secrets
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import jwt
+
+from devstack.config import ACCOUNT_ID
+from devstack.http_server import HttpRequest, HttpResponse
+from devstack.lambda_runtime import LambdaFunction
+
+log = logging.getLogger("devstack.http_api")
+
+ROUTE_KEY = "POST /readings"
+UNAUTHORIZED = {"message": "Unauthorized"}
+_TEXT_TYPES = ("text/", "application/json", "+json", "application/xml", "+xml", "application/javascript")
+_FORM_TYPE = "application/x-www-form-urlencoded"
+
+
+class JwtAuthorizer:
+    """What the HTTP API's JWT authorizer checks: signature, ``exp``/``nbf``/``iat``, and
+    issuer and audience when configured."""
+
+    def __init__(self, secret: str, *, issuer: str = "", audience: str = "") -> None:
+        self._secret = secret
+        self._issuer = issuer
+        self._audience = audience
+
+    def claims(self, authorization: str | None) -> dict[str, Any] | None:
+        """The verified claims, or None (API Gateway then answers 401 itself)."""
+        if not authorization:
+            return None
+        scheme, _, token = authorization.strip().partition(" ")
+        # The authorizer takes the header with or without the "Bearer" scheme.
+        token = token.strip() if scheme.lower() == "bearer" else authorization.strip()
+        try:
+            return jwt.decode(
+                token,
+                self._secret,
+                algorithms=["HS256"],
+                issuer=self._issuer or None,
+                audience=self._audience or None,
+                options={"require": ["exp"], "verify_aud": bool(self._audience)},
+            )
+        except jwt.PyJWTError as error:
+            log.info("token refused: %s", error)
+            return None
+
+
+def flatten_claim(value: Any) -> str:
+    """A claim value as API Gateway hands it to the integration."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + " ".join(flatten_claim(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
+
+
+def _is_text(content_type: str) -> bool:
+    content_type = content_type.lower()
+    return content_type.startswith(_FORM_TYPE) or any(kind in content_type for kind in _TEXT_TYPES)
+
+
+class HttpApi:
+    def __init__(self, ingest: LambdaFunction, authorizer: JwtAuthorizer) -> None:
+        self._ingest = ingest
+        self._authorizer = authorizer
+        self.api_id = "".join(secrets.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(10))
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self._route(request)
+        origin = request.headers.get("Origin")
+        if origin:
+            # The HTTP API's CORS configuration, open to any origin locally.
+            response.headers.update(
+                {"Access-Control-Allow-Origin": origin, "Vary": "Origin", "Access-Control-Max-Age": "600"}
+            )
+        return response
+
+    def _route(self, request: HttpRequest) -> HttpResponse:
+        if request.method == "OPTIONS" and request.headers.get("Access-Control-Request-Method"):
+            return HttpResponse(
+                204,
+                headers={
+                    "Access-Control-Allow-Methods": "POST, OPTIONS",
+                    "Access-Control-Allow-Headers": "authorization, content-type",
+                },
+            )
+        if f"{request.method} {request.raw_path}" != ROUTE_KEY:
+            return HttpResponse.json(404, {"message": "Not Found"})
+        claims = self._authorizer.claims(request.headers.get("Authorization"))
+        if claims is None:
+            return HttpResponse.json(
+                401, UNAUTHORIZED, {"www-authenticate": 'Bearer scope="" error="invalid_token"'}
+            )
+        try:
+            result = self._ingest.invoke(self._event(request, claims))
+        except Exception:
+            log.exception("ingest failed on %s", ROUTE_KEY)
+            return HttpResponse.json(500, {"message": "Internal Server Error"})
+        return self._response(result)
+
+    def _event(self, request: HttpRequest, claims: dict[str, Any]) -> dict[str, Any]:
+        headers: dict[str, str] = {}
+        for name, value in request.headers.items():
+            key = name.lower()
+            headers[key] = f"{headers[key]},{value}" if key in headers else value
+        cookies = [c.strip() for c in headers.pop("cookie", "").split(";") if c.strip()]
+        now_ms = time.time_ns() // 1_000_000
+        host = headers.get("host", "localhost")
+        event: dict[str, Any] = {
+            "version": "2.0",
+            "routeKey": ROUTE_KEY,
+            "rawPath": request.raw_path,
+            "rawQueryString": request.raw_query,
+            "headers": headers,
+            "requestContext": {
+                "accountId": ACCOUNT_ID,
+                "apiId": self.api_id,
+                "authorizer": {
+                    "jwt": {"claims": {k: flatten_claim(v) for k, v in claims.items()}, "scopes": None}
+                },
+                "domainName": host,
+                "domainPrefix": host.split(".")[0],
+                "http": {
+                    "method": request.method,
+                    "path": request.raw_path,
+                    "protocol": request.protocol,
+                    "sourceIp": request.client_ip,
+                    "userAgent": headers.get("user-agent", ""),
+                },
+                "requestId": base64.b64encode(secrets.token_bytes(6)).decode(),
+                "routeKey": ROUTE_KEY,
+                "stage": "$default",
+                "time": datetime.fromtimestamp(now_ms / 1000, UTC).strftime("%d/%b/%Y:%H:%M:%S +0000"),
+                "timeEpoch": now_ms,
+            },
+            "isBase64Encoded": False,
+        }
+        if cookies:
+            event["cookies"] = cookies
+        if request.raw_query:
+            event["queryStringParameters"] = {k: ",".join(v) for k, v in request.query.items()}
+        if request.body:
+            if _is_text(headers.get("content-type", "")):
+                event["body"] = request.body.decode("utf-8", errors="replace")
+            else:
+                event["body"] = base64.b64encode(request.body).decode()
+                event["isBase64Encoded"] = True
+        return event
+
+    @staticmethod
+    def _response(result: Any) -> HttpResponse:
+        """Payload 2.0 response mapping, including the inferred form for a plain return value."""
+        if not (isinstance(result, dict) and "statusCode" in result):
+            return HttpResponse.json(200, result)
+        body = result.get("body") or ""
+        raw = base64.b64decode(body) if result.get("isBase64Encoded") else str(body).encode()
+        headers = {str(k): str(v) for k, v in (result.get("headers") or {}).items()}
+        for cookie in result.get("cookies") or []:
+            # One Set-Cookie line per cookie is not expressible in a dict; the API uses none.
+            headers["Set-Cookie"] = cookie
+        return HttpResponse(int(result["statusCode"]), raw, headers)

@@ -1,0 +1,474 @@
+"""An API Gateway WebSocket API on loopback: the client side (a WebSocket server that
+turns the connection's life into ``$connect``/message/``$disconnect`` invocations) and the
+Management API (``POST/GET/DELETE /{stage}/@connections/{id}``) the functions call back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import secrets
+import string
+import time
+import uuid
+import weakref
+from collections.abc import Mapping
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+from websockets.server import ServerProtocol
+
+from devstack.config import LOOPBACK
+from devstack.http_server import HttpRequest, HttpResponse
+from devstack.lambda_runtime import LambdaFunction
+
+log = logging.getLogger("devstack.websocket")
+
+# API Gateway WebSocket limits.
+MAX_FRAME_BYTES = 32 * 1024
+MAX_MESSAGE_BYTES = 128 * 1024
+# Integration timeout of API Gateway (29 s); a $connect slower than that is refused.
+INTEGRATION_TIMEOUT_SECONDS = 29.0
+
+
+@dataclass(frozen=True)
+class Routes:
+    """Route keys (selected on ``$request.body.action``) and the function behind each."""
+
+    connect: LambdaFunction
+    disconnect: LambdaFunction
+    default: LambdaFunction
+    by_action: Mapping[str, LambdaFunction]
+
+    def select(self, body: str | bytes) -> tuple[str, LambdaFunction]:
+        action = None
+        if isinstance(body, str):
+            try:
+                document = json.loads(body)
+            except ValueError:
+                document = None
+            if isinstance(document, dict):
+                action = document.get("action")
+        if isinstance(action, str) and action in self.by_action:
+            return action, self.by_action[action]
+        return "$default", self.default
+
+
+@dataclass(frozen=True)
+class GatewayLimits:
+    idle_seconds: float = 600.0
+    max_seconds: float = 7200.0
+    # API Gateway does not guarantee $disconnect; False = never for a client that vanishes.
+    disconnect_on_drop: bool = True
+
+
+def _new_connection_id() -> str:
+    # Like AWS's ids (e.g. "L0SM9cOFvHcCIhw="): 11 random bytes in base64, url-safe so that
+    # the id is one path segment even once botocore has percent-encoded it.
+    return base64.urlsafe_b64encode(secrets.token_bytes(11)).decode()
+
+
+def _new_api_id() -> str:
+    return "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(10))
+
+
+def _epoch_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _request_time(epoch_ms: int) -> str:
+    return datetime.fromtimestamp(epoch_ms / 1000, UTC).strftime("%d/%b/%Y:%H:%M:%S +0000")
+
+
+def _iso(epoch_ms: int) -> str:
+    return (
+        datetime.fromtimestamp(epoch_ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )
+
+
+def _text_frames(data: bytes) -> str | bytes | list[str] | list[bytes]:
+    """The message as API Gateway delivers it: text when it is UTF-8, in frames of 32 KB."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        if len(data) <= MAX_FRAME_BYTES:
+            return data
+        return [data[i : i + MAX_FRAME_BYTES] for i in range(0, len(data), MAX_FRAME_BYTES)]
+    if len(data) <= MAX_FRAME_BYTES:
+        return text
+    chunks: list[str] = []
+    start = 0
+    while start < len(data):
+        end = min(start + MAX_FRAME_BYTES, len(data))
+        # Never cut inside a UTF-8 sequence: back off over continuation bytes.
+        while end < len(data) and data[end] & 0xC0 == 0x80:
+            end -= 1
+        chunks.append(data[start:end].decode("utf-8"))
+        start = end
+    return chunks
+
+
+class _FrameLimitedProtocol(ServerProtocol):
+    """websockets limits whole messages only; API Gateway also limits each frame to 32 KB.
+
+    The parser allows ``max_size - cur_size`` bytes for the next frame, where ``cur_size``
+    is what the message already holds, so a ``max_size`` that follows ``cur_size`` caps
+    every frame while the message limit still holds."""
+
+    message_limit: int = MAX_MESSAGE_BYTES
+
+    @property
+    def max_size(self) -> int:
+        received = self.cur_size or 0
+        return min(self.message_limit, received + MAX_FRAME_BYTES)
+
+    @max_size.setter
+    def max_size(self, value: int | None) -> None:
+        self.message_limit = value or MAX_MESSAGE_BYTES
+
+
+class _GatewayServerConnection(ServerConnection):
+    def __init__(self, protocol: ServerProtocol, *args: Any, **kwargs: Any) -> None:
+        # websockets builds the protocol itself; give it the frame limit before any data.
+        protocol.__class__ = _FrameLimitedProtocol
+        super().__init__(protocol, *args, **kwargs)
+
+
+@dataclass
+class _Connection:
+    connection_id: str
+    socket: ServerConnection
+    connected_at_ms: int
+    source_ip: str
+    user_agent: str
+    domain_name: str
+    opened: float = field(default_factory=time.monotonic)
+    last_active: float = field(default_factory=time.monotonic)
+    last_active_ms: int = field(default_factory=_epoch_ms)
+    # (code, reason) when the gateway itself closes the connection.
+    closed_by_gateway: tuple[int, str] | None = None
+
+    def touch(self) -> None:
+        self.last_active = time.monotonic()
+        self.last_active_ms = _epoch_ms()
+
+
+@dataclass
+class _Handshake:
+    connection_id: str
+    connected_at_ms: int
+    subprotocol: str | None = None
+
+
+class WebSocketGateway:
+    def __init__(
+        self,
+        routes: Routes,
+        executor: Executor,
+        *,
+        stage: str,
+        limits: GatewayLimits | None = None,
+    ) -> None:
+        self._routes = routes
+        self._executor = executor
+        self.stage = stage
+        self.api_id = _new_api_id()
+        self._limits = limits or GatewayLimits()
+        # Weak: a client that leaves mid-handshake must not pin its entry.
+        self._handshakes: weakref.WeakKeyDictionary[ServerConnection, _Handshake] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._connections: dict[str, _Connection] = {}
+        self._server: Server | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # --- client side ----------------------------------------------------------------
+
+    async def start(self, port: int) -> int:
+        self._loop = asyncio.get_running_loop()
+        self._server = await serve(
+            self._serve_connection,
+            LOOPBACK,
+            port,
+            process_request=self._on_handshake_request,
+            process_response=self._on_handshake_response,
+            create_connection=_GatewayServerConnection,
+            # API Gateway neither compresses nor pings; it answers the client's pings.
+            compression=None,
+            ping_interval=None,
+            max_size=MAX_MESSAGE_BYTES,
+            server_header=None,
+        )
+        return int(next(iter(self._server.sockets)).getsockname()[1])
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    def _base_context(self, connection_id: str, connected_at_ms: int, domain_name: str) -> dict[str, Any]:
+        now_ms = _epoch_ms()
+        return {
+            "extendedRequestId": base64.b64encode(secrets.token_bytes(6)).decode(),
+            "requestTime": _request_time(now_ms),
+            "messageDirection": "IN",
+            "stage": self.stage,
+            "connectedAt": connected_at_ms,
+            "requestTimeEpoch": now_ms,
+            "requestId": base64.b64encode(secrets.token_bytes(6)).decode(),
+            "domainName": domain_name,
+            "connectionId": connection_id,
+            "apiId": self.api_id,
+        }
+
+    async def _invoke(self, function: LambdaFunction, event: dict[str, Any]) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, function.invoke, event)
+
+    async def _on_handshake_request(self, socket: ServerConnection, request: Request) -> Response | None:
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            # A plain HTTP request (a browser tab, a probe): no $connect for it.
+            return socket.respond(
+                HTTPStatus.UPGRADE_REQUIRED, "WebSocket endpoint: connect with a WebSocket client\n"
+            )
+        connection_id = _new_connection_id()
+        connected_at_ms = _epoch_ms()
+        headers: dict[str, str] = {}
+        multi_value_headers: dict[str, list[str]] = {}
+        for name, value in request.headers.raw_items():
+            headers[name] = value
+            multi_value_headers.setdefault(name, []).append(value)
+        source_ip = str(socket.remote_address[0])
+        forwarded = {"X-Forwarded-For": source_ip, "X-Forwarded-Port": str(socket.local_address[1])}
+        forwarded["X-Forwarded-Proto"] = "http"
+        for name, value in forwarded.items():
+            headers[name] = value
+            multi_value_headers[name] = [value]
+        context = self._base_context(connection_id, connected_at_ms, request.headers.get("Host", LOOPBACK))
+        context.update(
+            routeKey="$connect",
+            eventType="CONNECT",
+            identity={"sourceIp": source_ip, "userAgent": request.headers.get("User-Agent", "")},
+        )
+        event: dict[str, Any] = {
+            "headers": headers,
+            "multiValueHeaders": multi_value_headers,
+            "requestContext": context,
+            "isBase64Encoded": False,
+        }
+        query = urlsplit(request.path).query
+        if query:
+            values = parse_qs(query, keep_blank_values=True)
+            event["queryStringParameters"] = {k: v[-1] for k, v in values.items()}
+            event["multiValueQueryStringParameters"] = values
+        try:
+            result = await asyncio.wait_for(
+                self._invoke(self._routes.connect, event), timeout=INTEGRATION_TIMEOUT_SECONDS
+            )
+        except Exception:
+            log.exception("$connect failed for %s", connection_id)
+            return socket.respond(HTTPStatus.INTERNAL_SERVER_ERROR, '{"message": "Internal server error"}')
+        status = int(result.get("statusCode", 200)) if isinstance(result, dict) else 200
+        if not 200 <= status < 300:
+            body = result.get("body") if isinstance(result, dict) else None
+            return socket.respond(status, body if isinstance(body, str) else "")
+        response_headers = Headers(result.get("headers") or {}) if isinstance(result, dict) else Headers()
+        self._handshakes[socket] = _Handshake(
+            connection_id, connected_at_ms, response_headers.get("Sec-WebSocket-Protocol")
+        )
+        return None
+
+    def _on_handshake_response(self, socket: ServerConnection, request: Request, response: Response) -> None:
+        handshake = self._handshakes.get(socket)
+        # Echo only what $connect selected: a browser that offered subprotocols closes
+        # the socket when none comes back, exactly as it would against AWS.
+        if response.status_code == HTTPStatus.SWITCHING_PROTOCOLS and handshake and handshake.subprotocol:
+            response.headers["Sec-WebSocket-Protocol"] = handshake.subprotocol
+
+    async def _serve_connection(self, socket: ServerConnection) -> None:
+        handshake = self._handshakes.pop(socket, None)
+        if handshake is None:  # $connect never ran for it; nothing can address it
+            await socket.close(1011, "Internal server error")
+            return
+        request = socket.request
+        connection = _Connection(
+            connection_id=handshake.connection_id,
+            socket=socket,
+            connected_at_ms=handshake.connected_at_ms,
+            source_ip=str(socket.remote_address[0]),
+            user_agent=request.headers.get("User-Agent", "") if request else "",
+            domain_name=request.headers.get("Host", LOOPBACK) if request else LOOPBACK,
+        )
+        self._connections[connection.connection_id] = connection
+        watchdog = asyncio.create_task(self._enforce_limits(connection))
+        try:
+            async for message in socket:
+                connection.touch()
+                self._spawn(self._on_message(connection, message))
+        except ConnectionClosed:
+            pass
+        finally:
+            watchdog.cancel()
+            self._connections.pop(connection.connection_id, None)
+        await self._on_closed(connection)
+
+    def _spawn(self, coroutine: Any) -> None:
+        # Like API Gateway, messages of one connection are handled concurrently.
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _enforce_limits(self, connection: _Connection) -> None:
+        while True:
+            deadline = min(
+                connection.last_active + self._limits.idle_seconds,
+                connection.opened + self._limits.max_seconds,
+            )
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                connection.closed_by_gateway = (1001, "Going away")
+                await connection.socket.close(1001, "Going away")
+                return
+            await asyncio.sleep(remaining)
+
+    async def _on_message(self, connection: _Connection, message: str | bytes) -> None:
+        route_key, function = self._routes.select(message)
+        context = self._base_context(
+            connection.connection_id, connection.connected_at_ms, connection.domain_name
+        )
+        context.update(
+            routeKey=route_key,
+            eventType="MESSAGE",
+            messageId=base64.b64encode(secrets.token_bytes(6)).decode(),
+            identity={"sourceIp": connection.source_ip, "userAgent": connection.user_agent},
+        )
+        binary = isinstance(message, bytes)
+        event = {
+            "requestContext": context,
+            "body": base64.b64encode(message).decode() if isinstance(message, bytes) else message,
+            "isBase64Encoded": binary,
+        }
+        try:
+            await self._invoke(function, event)
+        except Exception:
+            log.exception("route %s failed for %s", route_key, connection.connection_id)
+            # What API Gateway sends the client when the integration fails.
+            error = {
+                "message": "Internal server error",
+                "connectionId": connection.connection_id,
+                "requestId": context["requestId"],
+            }
+            await self._send(connection.connection_id, json.dumps(error).encode())
+
+    async def _on_closed(self, connection: _Connection) -> None:
+        if self._stopping:
+            return
+        received = connection.socket.protocol.close_rcvd
+        if connection.closed_by_gateway is not None:
+            code, reason = connection.closed_by_gateway
+        elif received is not None:
+            code = received.code
+            reason = f"Client-side close frame status code '{code}' - with reason '{received.reason}'"
+        else:
+            if not self._limits.disconnect_on_drop:
+                log.info("%s vanished without a close frame; no $disconnect", connection.connection_id)
+                return
+            code, reason = 1006, "Connection closed abnormally"
+        context = self._base_context(
+            connection.connection_id, connection.connected_at_ms, connection.domain_name
+        )
+        context.update(
+            routeKey="$disconnect",
+            eventType="DISCONNECT",
+            disconnectStatusCode=code,
+            disconnectReason=reason,
+            identity={"sourceIp": connection.source_ip, "userAgent": connection.user_agent},
+        )
+        headers = {"Host": connection.domain_name, "x-api-key": "", "X-Forwarded-For": "", "x-restapi": ""}
+        event = {
+            "headers": headers,
+            "multiValueHeaders": {name: [value] for name, value in headers.items()},
+            "requestContext": context,
+            "isBase64Encoded": False,
+        }
+        try:
+            await self._invoke(self._routes.disconnect, event)
+        except Exception:
+            log.exception("$disconnect failed for %s", connection.connection_id)
+
+    # --- Management API (called from HTTP server threads) -----------------------------
+
+    async def _send(self, connection_id: str, data: bytes) -> bool:
+        connection = self._connections.get(connection_id)
+        if connection is None:
+            return False
+        try:
+            await connection.socket.send(_text_frames(data))
+        except ConnectionClosed:
+            return False
+        connection.touch()
+        return True
+
+    async def _info(self, connection_id: str) -> dict[str, Any] | None:
+        connection = self._connections.get(connection_id)
+        if connection is None:
+            return None
+        return {
+            "connectedAt": _iso(connection.connected_at_ms),
+            "identity": {"sourceIp": connection.source_ip, "userAgent": connection.user_agent},
+            "lastActiveAt": _iso(connection.last_active_ms),
+        }
+
+    async def _delete(self, connection_id: str) -> bool:
+        connection = self._connections.get(connection_id)
+        if connection is None:
+            return False
+        connection.closed_by_gateway = (1000, "Connection closed by the server")
+        await connection.socket.close(1000)
+        return True
+
+    def _on_loop(self, coroutine: Any) -> Any:
+        assert self._loop is not None, "the gateway is not started"
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(
+            timeout=INTEGRATION_TIMEOUT_SECONDS
+        )
+
+    def management_api(self, request: HttpRequest) -> HttpResponse:
+        """``/{stage}/@connections/{connectionId}``, answered as API Gateway does."""
+        segments = request.raw_path.strip("/").split("/")
+        if len(segments) != 3 or segments[0] != self.stage or segments[1] != "@connections":
+            return HttpResponse.json(404, {"message": "Not Found"}, {"x-amzn-ErrorType": "NotFoundException"})
+        connection_id = unquote(segments[2])
+        request_id = {"x-amzn-RequestId": str(uuid.uuid4())}
+        if request.method == "POST":
+            if len(request.body) > MAX_MESSAGE_BYTES:
+                return HttpResponse.json(
+                    413,
+                    {"message": f"Message too long; the limit is {MAX_MESSAGE_BYTES} bytes"},
+                    {"x-amzn-ErrorType": "PayloadTooLargeException", **request_id},
+                )
+            if self._on_loop(self._send(connection_id, request.body)):
+                return HttpResponse(200, headers=request_id)
+        elif request.method == "GET":
+            info = self._on_loop(self._info(connection_id))
+            if info is not None:
+                return HttpResponse.json(200, info, request_id)
+        elif request.method == "DELETE":
+            if self._on_loop(self._delete(connection_id)):
+                return HttpResponse(204, headers=request_id)
+        else:
+            return HttpResponse.json(405, {"message": "Method Not Allowed"}, request_id)
+        return HttpResponse.json(410, {"message": None}, {"x-amzn-ErrorType": "GoneException", **request_id})
