@@ -50,7 +50,7 @@ lint: $(STAMP_PY) ## ruff
 	$(VENV)/bin/ruff format --check .
 
 typecheck: $(STAMP_PY) ## mypy
-	$(VENV)/bin/mypy functions devstack infra
+	$(VENV)/bin/mypy functions devstack infra benchmarks tests
 
 unit: $(STAMP_PY) $(CHROMIUM)
 	$(PY) -m pytest tests/unit -q

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
-from devstack.config import LOOPBACK
+from devstack.http_server import BackgroundHttpServer
 
 log = logging.getLogger("devstack.dashboard")
 
@@ -40,26 +39,9 @@ class _DashboardHandler(SimpleHTTPRequestHandler):
         log.debug(format, *args)
 
 
-class DashboardServer:
+class DashboardServer(BackgroundHttpServer):
     def __init__(self, directory: Path, config: dict[str, Any], port: int) -> None:
         handler = type(
             "DashboardHandler", (_DashboardHandler,), {"config_document": json.dumps(config).encode()}
         )
-        self._server = ThreadingHTTPServer((LOOPBACK, port), partial(handler, directory=str(directory)))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="dashboard", daemon=True)
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
-
-    @property
-    def url(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}"
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__("dashboard", partial(handler, directory=str(directory)), port)

@@ -108,13 +108,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
         log.debug("%s: " + format, self.server_name, *args)
 
 
-class LoopbackHttpServer:
-    """Serves one endpoint function on 127.0.0.1 from a background thread."""
+class BackgroundHttpServer:
+    """A threading HTTP server on 127.0.0.1, served from a background thread."""
 
-    def __init__(self, name: str, endpoint: Endpoint, port: int) -> None:
-        handler = type(
-            f"{name}Handler", (_RequestHandler,), {"endpoint": staticmethod(endpoint), "server_name": name}
-        )
+    def __init__(self, name: str, handler: Callable[..., BaseHTTPRequestHandler], port: int) -> None:
         self._server = ThreadingHTTPServer((LOOPBACK, port), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name=f"http-{name}", daemon=True)
@@ -133,3 +130,13 @@ class LoopbackHttpServer:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+class LoopbackHttpServer(BackgroundHttpServer):
+    """Serves one endpoint function."""
+
+    def __init__(self, name: str, endpoint: Endpoint, port: int) -> None:
+        handler = type(
+            f"{name}Handler", (_RequestHandler,), {"endpoint": staticmethod(endpoint), "server_name": name}
+        )
+        super().__init__(name, handler, port)

@@ -184,21 +184,6 @@ def authorizer_claims(
     return claims
 
 
-def scheduled_event(at: datetime | None = None) -> dict[str, Any]:
-    """The EventBridge ``rate(1 minute)`` schedule's event."""
-    return {
-        "version": "0",
-        "id": str(uuid.uuid4()),
-        "detail-type": "Scheduled Event",
-        "source": "aws.events",
-        "account": ACCOUNT_ID,
-        "time": (at or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "region": REGION,
-        "resources": [f"arn:aws:events:{REGION}:{ACCOUNT_ID}:rule/sensor-stream-flush"],
-        "detail": {},
-    }
-
-
 def _raw_payload(payload: bytes | str | dict[str, Any] | list[Any]) -> bytes:
     if isinstance(payload, bytes):
         return payload
