@@ -11,22 +11,13 @@ from collections.abc import Iterator
 
 import jwt
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from tests.e2e.conftest import ARTIFACTS, LocalStack, start_local_stack
+from tests.support.browser import debian_chromium
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 # Generous: the machine is shared, and the stack answers within a few ticks when idle.
 WAIT_MS = 60_000
 SCREENSHOT = ARTIFACTS / "dashboard.png"
@@ -42,10 +33,7 @@ def stack() -> Iterator[LocalStack]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    yield from debian_chromium()
 
 
 @pytest.fixture

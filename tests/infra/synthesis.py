@@ -71,3 +71,21 @@ def synthesize(outdir: Path, context: Mapping[str, Any], layer: DependencyLayer)
         assembly_directory=Path(assembly.directory),
         validation_report=json.loads(report_path.read_text()) if report_path.exists() else {},
     )
+
+
+def iot_arn(suffix: str) -> dict[str, Any]:
+    """An ARN of this stack's account and region, as CDK renders ``format_arn``."""
+    return {
+        "Fn::Join": [
+            "",
+            [
+                "arn:",
+                {"Ref": "AWS::Partition"},
+                ":iot:",
+                {"Ref": "AWS::Region"},
+                ":",
+                {"Ref": "AWS::AccountId"},
+                f":{suffix}",
+            ],
+        ]
+    }

@@ -6,7 +6,7 @@ import pytest
 from aws_cdk.assertions import Match
 
 from infra.functions import FLUSH_MAX_LOOP_SECONDS
-from tests.infra.synthesis import EXTERNAL_AUDIENCE, EXTERNAL_ISSUER, Synthesized
+from tests.infra.synthesis import EXTERNAL_AUDIENCE, EXTERNAL_ISSUER, Synthesized, iot_arn
 
 FUNCTION_NAMES = ("ingest", "connect", "flush", "publish")
 COMMON_ENVIRONMENT = {"TABLE_NAME", "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "LOG_LEVEL"}
@@ -215,20 +215,7 @@ def test_manage_connections_is_scoped_to_this_api_stage(synthesized: Synthesized
 
 def test_publish_may_publish_only_device_commands(synthesized: Synthesized) -> None:
     (resource,) = _granted(synthesized, "publish")["iot:Publish"]
-    assert resource == {
-        "Fn::Join": [
-            "",
-            [
-                "arn:",
-                {"Ref": "AWS::Partition"},
-                ":iot:",
-                {"Ref": "AWS::Region"},
-                ":",
-                {"Ref": "AWS::AccountId"},
-                ":topic/orgs/*/devices/*/commands",
-            ],
-        ]
-    }
+    assert resource == iot_arn("topic/orgs/*/devices/*/commands")
 
 
 def test_flush_runs_one_loop_at_a_time_within_its_timeout(synthesized: Synthesized) -> None:

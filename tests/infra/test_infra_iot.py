@@ -7,27 +7,10 @@ import pytest
 
 from infra.iot import device_topic
 from sensor_stream.iot_rules import IOT_SQL_VERSION, TOPIC_RULES, TopicRuleSpec
-from tests.infra.synthesis import Synthesized
+from tests.infra.synthesis import Synthesized, iot_arn
 
 THING = "${iot:Connection.Thing.ThingName}"
 ORG = "${iot:Connection.Thing.Attributes[orgId]}"
-
-
-def _iot_arn(suffix: str) -> dict[str, Any]:
-    return {
-        "Fn::Join": [
-            "",
-            [
-                "arn:",
-                {"Ref": "AWS::Partition"},
-                ":iot:",
-                {"Ref": "AWS::Region"},
-                ":",
-                {"Ref": "AWS::AccountId"},
-                f":{suffix}",
-            ],
-        ]
-    }
 
 
 def _statements_by_action(synthesized: Synthesized) -> dict[str, dict[str, Any]]:
@@ -125,7 +108,7 @@ def test_device_topic_names_its_own_org_and_thing() -> None:
 
 def test_device_connects_only_as_its_own_attached_thing(synthesized: Synthesized) -> None:
     connect = _statements_by_action(synthesized)["iot:Connect"]
-    assert connect["Resource"] == _iot_arn(f"client/{THING}")
+    assert connect["Resource"] == iot_arn(f"client/{THING}")
     assert connect["Condition"] == {"Bool": {"iot:Connection.Thing.IsAttached": "true"}}
 
 
@@ -133,16 +116,16 @@ def test_device_publishes_only_its_own_telemetry_and_acks(synthesized: Synthesiz
     publish = _statements_by_action(synthesized)["iot:Publish"]
     own = f"orgs/{ORG}/devices/{THING}"
     assert publish["Resource"] == [
-        _iot_arn(f"topic/{own}/telemetry"),
-        _iot_arn(f"topic/$aws/rules/sensor_stream_telemetry/{own}/telemetry"),
-        _iot_arn(f"topic/{own}/commands/ack"),
-        _iot_arn(f"topic/$aws/rules/sensor_stream_command_ack/{own}/commands/ack"),
+        iot_arn(f"topic/{own}/telemetry"),
+        iot_arn(f"topic/$aws/rules/sensor_stream_telemetry/{own}/telemetry"),
+        iot_arn(f"topic/{own}/commands/ack"),
+        iot_arn(f"topic/$aws/rules/sensor_stream_command_ack/{own}/commands/ack"),
     ]
 
 
 def test_device_receives_only_its_own_commands(synthesized: Synthesized) -> None:
     statements = _statements_by_action(synthesized)
     own_commands = f"orgs/{ORG}/devices/{THING}/commands"
-    assert statements["iot:Subscribe"]["Resource"] == _iot_arn(f"topicfilter/{own_commands}")
-    assert statements["iot:Receive"]["Resource"] == _iot_arn(f"topic/{own_commands}")
+    assert statements["iot:Subscribe"]["Resource"] == iot_arn(f"topicfilter/{own_commands}")
+    assert statements["iot:Receive"]["Resource"] == iot_arn(f"topic/{own_commands}")
     assert set(statements) == {"iot:Connect", "iot:Publish", "iot:Subscribe", "iot:Receive"}
