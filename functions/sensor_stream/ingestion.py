@@ -83,8 +83,7 @@ def store_accepted(
         current = newest.get(reading.unit_id)
         if current is None or reading.recorded_at > current.recorded_at:
             newest[reading.unit_id] = reading
-    for reading in newest.values():
-        store.update_latest(org_id, reading)
+    store.update_latest_of_units(org_id, list(newest.values()))
     accepted = len({r.id for r in readings}) - len(duplicates)
     metrics.add_metric(name="ReadingsStored", unit="Count", value=accepted)
     if duplicates:

@@ -188,6 +188,11 @@ class SensorStore:
             raise
         return True
 
+    def update_latest_of_units(self, org_id: str, readings: list[Reading]) -> None:
+        """``update_latest`` for the newest reading of each of several units, in parallel."""
+        for _ in self._map(lambda reading: self.update_latest(org_id, reading), readings):
+            pass
+
     def get_latest(self, org_id: str, unit_id: str) -> Reading | None:
         item = self._db.get_item(
             TableName=self._table, Key=_key(self.latest_pk(org_id, unit_id), unit_id)
