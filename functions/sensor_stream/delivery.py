@@ -155,7 +155,10 @@ class Flusher:
     def _wait_for_lease(self, keep_going: Callable[[], bool]) -> bool:
         # A previous invocation may still be finishing its last tick: wait for it a little.
         while True:
-            if self._store.acquire_flush_lease(self.owner, self._clock(), self._settings.flush_lease_seconds):
+            if (
+                self._store.acquire_flush_lease(self.owner, self._clock(), self._settings.flush_lease_seconds)
+                is not None
+            ):
                 return True
             if not keep_going():
                 return False
@@ -166,10 +169,11 @@ class Flusher:
     def tick(self, now: float) -> TickReport:
         settings = self._settings
         report = TickReport()
-        if not self._store.acquire_flush_lease(self.owner, now, settings.flush_lease_seconds):
+        progress = self._store.acquire_flush_lease(self.owner, now, settings.flush_lease_seconds)
+        if progress is None:
             report.lease_lost = True
             return report
-        delivered_through, commands_through = self._store.flush_progress()
+        delivered_through, commands_through = progress
         ready_through = math.floor(now - settings.flush_grace_seconds) - 1
         # The very first tick (and one after a long outage) catches up a bounded window.
         oldest = ready_through - settings.flush_max_catch_up_seconds + 1

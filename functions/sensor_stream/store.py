@@ -14,7 +14,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from botocore.exceptions import ClientError
 
@@ -38,6 +38,13 @@ BATCH_WRITE_SIZE = 25  # DynamoDB's limit per BatchWriteItem
 BATCH_WRITE_ATTEMPTS = 6
 WRITE_CONCURRENCY = 8  # parallel conditional puts for a large HTTP batch
 FLUSH_STATE_KEY = {"pk": {"S": "FLUSH"}, "sk": {"S": "STATE"}}
+
+
+class FlushProgress(NamedTuple):
+    """Last delivered arrival second, and last second whose command timeouts ran."""
+
+    delivered_through: int | None
+    commands_through: int | None
 
 
 def shard_of(value: str, shards: int) -> int:
@@ -356,10 +363,11 @@ class SensorStore:
 
     # --- flush lease and progress -----------------------------------------------------
 
-    def acquire_flush_lease(self, owner: str, now: float, duration: float) -> bool:
-        """One flusher at a time: take the lease if free, expired or already ours."""
+    def acquire_flush_lease(self, owner: str, now: float, duration: float) -> FlushProgress | None:
+        """One flusher at a time: take (or renew) the lease if free, expired or already ours.
+        Returns the recorded progress, read in the same request; None when someone else holds it."""
         try:
-            self._db.update_item(
+            response = self._db.update_item(
                 TableName=self._table,
                 Key=FLUSH_STATE_KEY,
                 UpdateExpression="SET leaseOwner = :owner, leaseUntil = :until",
@@ -371,12 +379,16 @@ class SensorStore:
                     ":until": {"N": f"{now + duration:.3f}"},
                     ":now": {"N": f"{now:.3f}"},
                 },
+                ReturnValues="ALL_NEW",
             )
         except ClientError as error:
             if _is_conditional_failure(error):
-                return False
+                return None
             raise
-        return True
+        item = response["Attributes"]
+        delivered = item.get("deliveredThrough", {}).get("N")
+        commands = item.get("commandsThrough", {}).get("N")
+        return FlushProgress(int(delivered) if delivered else None, int(commands) if commands else None)
 
     def release_flush_lease(self, owner: str) -> None:
         try:
@@ -390,15 +402,6 @@ class SensorStore:
         except ClientError as error:
             if not _is_conditional_failure(error):
                 raise
-
-    def flush_progress(self) -> tuple[int | None, int | None]:
-        """(last delivered arrival second, last second whose command timeouts ran)."""
-        item = self._db.get_item(TableName=self._table, Key=FLUSH_STATE_KEY, ConsistentRead=True).get(
-            "Item", {}
-        )
-        delivered = item.get("deliveredThrough", {}).get("N")
-        commands = item.get("commandsThrough", {}).get("N")
-        return (int(delivered) if delivered else None, int(commands) if commands else None)
 
     def record_flush_progress(self, owner: str, delivered_through: int, commands_through: int) -> bool:
         """Advance progress only while still holding the lease (False = lease lost)."""
