@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS_DIR = REPOSITORY_ROOT / "functions"
@@ -27,77 +30,50 @@ def ensure_functions_importable() -> None:
         sys.path.insert(0, str(FUNCTIONS_DIR))
 
 
-def _int(name: str, default: int) -> int:
-    raw = os.environ.get(name, "").strip()
-    try:
-        return int(raw) if raw else default
-    except ValueError as exc:
-        raise SystemExit(f"{name} must be an integer, got {raw!r}") from exc
-
-
-def _float(name: str, default: float) -> float:
-    raw = os.environ.get(name, "").strip()
-    try:
-        return float(raw) if raw else default
-    except ValueError as exc:
-        raise SystemExit(f"{name} must be a number, got {raw!r}") from exc
-
-
-def _bool(name: str, default: bool) -> bool:
-    raw = os.environ.get(name, "").strip().lower()
-    if not raw:
-        return default
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    if raw in ("0", "false", "no", "off"):
-        return False
-    raise SystemExit(f"{name} must be true or false, got {raw!r}")
-
-
 def jwt_secret() -> str:
     return os.environ.get("JWT_SECRET") or DEFAULT_JWT_SECRET
 
 
-@dataclass(frozen=True)
-class StackConfig:
-    """Ports (0 = any free port) and the knobs tests turn to make loops shorter."""
+class StackConfig(BaseSettings):
+    """Ports (0 = any free port) and the knobs tests turn to make loops shorter, read
+    from the environment (names in devstack/README.md)."""
 
-    websocket_port: int
-    http_port: int
-    mqtt_port: int
-    dashboard_port: int
+    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+
+    websocket_port: int = Field(3001, ge=0, le=65535, alias="LOCAL_WS_PORT")
+    http_port: int = Field(3000, ge=0, le=65535, alias="LOCAL_HTTP_PORT")
+    mqtt_port: int = Field(1883, ge=0, le=65535, alias="LOCAL_MQTT_PORT")
+    dashboard_port: int = Field(8080, ge=0, le=65535, alias="LOCAL_DASHBOARD_PORT")
     # Where moto serves the AWS APIs; not in the contract, 0 = any free port.
-    aws_port: int
-    jwt_secret: str
-    simulated_devices: int
-    simulated_orgs: tuple[str, ...]
+    aws_port: int = Field(0, ge=0, le=65535, alias="LOCAL_AWS_PORT")
+    jwt_secret: str = Field(DEFAULT_JWT_SECRET, min_length=1, alias="JWT_SECRET")
+    simulated_devices: int = Field(5, ge=0, alias="SIMULATED_DEVICES")
+    # Comma-separated in the environment.
+    simulated_orgs: Annotated[tuple[str, ...], NoDecode] = Field(DEFAULT_ORGS, alias="SIMULATED_ORGS")
     # EventBridge schedule of the flush function and the function's timeout.
-    flush_schedule_seconds: float
-    flush_timeout_seconds: float
+    flush_schedule_seconds: float = Field(60.0, gt=0, alias="LOCAL_FLUSH_SCHEDULE_SECONDS")
+    flush_timeout_seconds: float = Field(70.0, gt=0, alias="LOCAL_FLUSH_TIMEOUT_SECONDS")
     # API Gateway WebSocket limits.
-    websocket_idle_seconds: float
-    websocket_max_seconds: float
+    websocket_idle_seconds: float = Field(600.0, gt=0, alias="LOCAL_WS_IDLE_TIMEOUT_SECONDS")
+    websocket_max_seconds: float = Field(7200.0, gt=0, alias="LOCAL_WS_MAX_CONNECTION_SECONDS")
     # API Gateway does not guarantee $disconnect; false = never for clients that vanish.
-    websocket_disconnect_on_drop: bool
+    websocket_disconnect_on_drop: bool = Field(True, alias="LOCAL_WS_DISCONNECT_ON_DROP")
     # Lambda retries a failed asynchronous invocation twice; AWS waits 1 then 2 minutes.
-    async_retry_base_seconds: float
+    async_retry_base_seconds: float = Field(1.0, gt=0, alias="LOCAL_ASYNC_RETRY_SECONDS")
+
+    @field_validator("simulated_orgs", mode="before")
+    @classmethod
+    def _split_orgs(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(org.strip() for org in value.split(",") if org.strip()) or DEFAULT_ORGS
+        return value
 
     @classmethod
     def from_environment(cls) -> StackConfig:
-        orgs = tuple(o.strip() for o in os.environ.get("SIMULATED_ORGS", "").split(",") if o.strip())
-        return cls(
-            websocket_port=_int("LOCAL_WS_PORT", 3001),
-            http_port=_int("LOCAL_HTTP_PORT", 3000),
-            mqtt_port=_int("LOCAL_MQTT_PORT", 1883),
-            dashboard_port=_int("LOCAL_DASHBOARD_PORT", 8080),
-            aws_port=_int("LOCAL_AWS_PORT", 0),
-            jwt_secret=jwt_secret(),
-            simulated_devices=_int("SIMULATED_DEVICES", 5),
-            simulated_orgs=orgs or DEFAULT_ORGS,
-            flush_schedule_seconds=_float("LOCAL_FLUSH_SCHEDULE_SECONDS", 60.0),
-            flush_timeout_seconds=_float("LOCAL_FLUSH_TIMEOUT_SECONDS", 70.0),
-            websocket_idle_seconds=_float("LOCAL_WS_IDLE_TIMEOUT_SECONDS", 600.0),
-            websocket_max_seconds=_float("LOCAL_WS_MAX_CONNECTION_SECONDS", 7200.0),
-            websocket_disconnect_on_drop=_bool("LOCAL_WS_DISCONNECT_ON_DROP", True),
-            async_retry_base_seconds=_float("LOCAL_ASYNC_RETRY_SECONDS", 1.0),
-        )
+        try:
+            return cls()
+        except ValidationError as error:
+            problems = "; ".join(
+                f"{item['loc'][0]}: {item['msg']}" for item in error.errors(include_url=False)
+            )
+            raise SystemExit(f"invalid local stack settings: {problems}") from error
