@@ -83,6 +83,26 @@ def rate(count: int, seconds: float) -> str:
     return f"{count / seconds:,.0f}/s" if seconds else "n/a"
 
 
+def synthetic_readings(count: int, *, units: int, received_at: datetime) -> list[Reading]:
+    """Full readings spread over ``units`` units, recorded a millisecond apart."""
+    return [
+        Reading(
+            id=f"r-{i}",
+            unit_id=f"unit-{i % units}",
+            site_id="site-1",
+            device_id="dev-1",
+            temperature=21.25,
+            humidity=40.5,
+            battery=88.0,
+            signal_strength=-70,
+            recorded_at=received_at - timedelta(milliseconds=i),
+            received_at=received_at,
+            source="iot",
+        )
+        for i in range(count)
+    ]
+
+
 def bench_ingest(store: SensorStore, total: int, per_message: int) -> None:
     now = datetime.now(UTC)
     latencies = []
@@ -135,22 +155,7 @@ def bench_flush(store: SensorStore, settings: Settings, connections: int, readin
         )
     bucket = int(now) + 10  # a second of its own, apart from the ingest runs
     received = datetime.fromtimestamp(bucket, UTC)
-    batch = [
-        Reading(
-            id=f"r-{i}",
-            unit_id=f"unit-{i % 100}",
-            site_id=None,
-            device_id="dev-1",
-            temperature=21.0,
-            humidity=None,
-            battery=None,
-            signal_strength=None,
-            recorded_at=received - timedelta(milliseconds=i),
-            received_at=received,
-            source="iot",
-        )
-        for i in range(readings)
-    ]
+    batch = synthetic_readings(readings, units=100, received_at=received)
     store.store_readings("acme", batch, bucket)
     api = CountingManagementApi()
     flusher = Flusher(store, ConnectionGateway(api), settings)  # type: ignore[arg-type]
@@ -168,22 +173,7 @@ def bench_flush(store: SensorStore, settings: Settings, connections: int, readin
 
 def bench_packing(readings: int) -> None:
     now = datetime.now(UTC)
-    batch = [
-        Reading(
-            id=f"r-{i}",
-            unit_id=f"unit-{i % 50}",
-            site_id="site-1",
-            device_id="dev-1",
-            temperature=21.25,
-            humidity=40.5,
-            battery=88.0,
-            signal_strength=-70,
-            recorded_at=now - timedelta(milliseconds=i),
-            received_at=now,
-            source="iot",
-        )
-        for i in range(readings)
-    ]
+    batch = synthetic_readings(readings, units=50, received_at=now)
     t0 = time.perf_counter()
     messages = batch_messages(batch, server_time=now)
     elapsed = time.perf_counter() - t0
