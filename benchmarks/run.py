@@ -41,7 +41,7 @@ from moto import mock_aws
 
 from devstack import moto_fidelity
 from sensor_stream import table
-from sensor_stream.delivery import Flusher, batch_messages
+from sensor_stream.delivery import Flusher
 from sensor_stream.gateway import ConnectionGateway
 from sensor_stream.ingestion import ingest_iot_message
 from sensor_stream.models import (
@@ -51,6 +51,8 @@ from sensor_stream.models import (
     Subscription,
 )
 from sensor_stream.observability import metrics
+from sensor_stream.outbox import ReadingQueue
+from sensor_stream.packing import PackedReading, pack_batches
 from sensor_stream.settings import Settings
 from sensor_stream.store import SensorStore
 
@@ -143,7 +145,7 @@ def bench_flush(store: SensorStore, settings: Settings, connections: int, readin
         subscription = (
             Subscription() if i % 2 else Subscription(scope="selected", unit_ids=["unit-1", "unit-2"])
         )
-        store.save_connection(
+        store.connections.create(
             ConnectionRecord(
                 connection_id=f"conn-{i}",
                 org_id="acme",
@@ -156,12 +158,13 @@ def bench_flush(store: SensorStore, settings: Settings, connections: int, readin
     bucket = int(now) + 10  # a second of its own, apart from the ingest runs
     received = datetime.fromtimestamp(bucket, UTC)
     batch = synthetic_readings(readings, units=100, received_at=received)
-    store.store_readings("acme", batch, bucket)
+    store.clock = lambda: bucket + 0.5
+    ReadingQueue(store).store_and_queue("acme", "dev-1", batch)
     api = CountingManagementApi()
     flusher = Flusher(store, ConnectionGateway(api), settings)  # type: ignore[arg-type]
     try:
         t0 = time.perf_counter()
-        report = flusher.tick(bucket + 2.5)
+        report = flusher.tick(bucket + 1.5)
         elapsed = time.perf_counter() - t0
     finally:
         flusher.close()
@@ -173,11 +176,11 @@ def bench_flush(store: SensorStore, settings: Settings, connections: int, readin
 
 def bench_packing(readings: int) -> None:
     now = datetime.now(UTC)
-    batch = synthetic_readings(readings, units=50, received_at=now)
+    batch = [PackedReading.from_reading(r) for r in synthetic_readings(readings, units=50, received_at=now)]
     t0 = time.perf_counter()
-    messages = batch_messages(batch, server_time=now)
+    messages = pack_batches(batch, server_time=now)
     elapsed = time.perf_counter() - t0
-    largest = max(len(m.to_json()) for m in messages)
+    largest = max(len(m) for m in messages)
     print(
         f"packing  {readings} readings -> {len(messages)} messages (largest {largest:,} bytes) "
         f"in {elapsed * 1000:.1f} ms ({rate(readings, elapsed)} readings)"

@@ -52,7 +52,7 @@ class StackConfig(BaseSettings):
     simulated_orgs: Annotated[tuple[str, ...], NoDecode] = Field(DEFAULT_ORGS, alias="SIMULATED_ORGS")
     # EventBridge schedule of the flush function and the function's timeout.
     flush_schedule_seconds: float = Field(60.0, gt=0, alias="LOCAL_FLUSH_SCHEDULE_SECONDS")
-    flush_timeout_seconds: float = Field(70.0, gt=0, alias="LOCAL_FLUSH_TIMEOUT_SECONDS")
+    flush_timeout_seconds: float = Field(120.0, gt=0, alias="LOCAL_FLUSH_TIMEOUT_SECONDS")
     # API Gateway WebSocket limits.
     websocket_idle_seconds: float = Field(600.0, gt=0, alias="LOCAL_WS_IDLE_TIMEOUT_SECONDS")
     websocket_max_seconds: float = Field(7200.0, gt=0, alias="LOCAL_WS_MAX_CONNECTION_SECONDS")

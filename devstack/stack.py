@@ -82,7 +82,7 @@ def _function_environment(config: StackConfig, aws_url: str, callback_url: str, 
     os.environ.setdefault("TABLE_NAME", DEFAULT_TABLE_NAME)
     # The table starts empty, so there is no old backlog to catch up; a short window keeps
     # the first tick quick on moto (each second of window costs one query per outbox shard).
-    os.environ.setdefault("FLUSH_MAX_CATCH_UP_SECONDS", "60")
+    os.environ.setdefault("FLUSH_MAX_CATCH_UP_SECONDS", "5")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
 
 
@@ -194,13 +194,15 @@ async def run_stack(config: StackConfig, ready_stream: TextIO) -> None:
         invoker = AsyncInvoker(executor, config.async_retry_base_seconds)
         running.callback(invoker.close)
 
-        session_routes = dict.fromkeys(("hello", "subscribe", "unsubscribe", "getLatest"), connect)
+        from sensor_stream import catalog
+
+        session_routes = dict.fromkeys(catalog.CONNECT.client_actions, connect)
         gateway = WebSocketGateway(
             Routes(
                 connect=connect,
                 disconnect=connect,
                 default=connect,
-                by_action={**session_routes, "sendCommand": publish},
+                by_action={**session_routes, **dict.fromkeys(catalog.PUBLISH.client_actions, publish)},
             ),
             executor,
             stage=STAGE,

@@ -7,7 +7,6 @@ log group with retention, X-Ray active tracing and the Powertools settings.
 """
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 import jsii
 from aws_cdk import AssetHashType, CfnResource, Duration, IStableListProducer, Lazy, RemovalPolicy, Stack
@@ -21,6 +20,7 @@ from infra.auth import TokenIssuer
 from infra.config import DeployConfig
 from infra.layer import REPOSITORY_ROOT, DependencyLayer
 from infra.nag import acknowledge
+from sensor_stream import catalog
 
 FUNCTIONS_SOURCE_DIRECTORY = REPOSITORY_ROOT / "functions"
 # The dependencies come from the layer; compiled files are this machine's, not the runtime's.
@@ -32,29 +32,8 @@ POWERTOOLS_SERVICE_NAME = "sensor-stream"
 POWERTOOLS_METRICS_NAMESPACE = "SensorStream"
 LOG_LEVEL = "INFO"
 
-# Flush runs one tick loop per scheduled invocation: the loop ends after
-# FLUSH_MAX_LOOP_SECONDS so that the next minute's invocation finds the lease free; the
-# timeout leaves room above the loop for the last tick and the lease release.
-FLUSH_MAX_LOOP_SECONDS = 57
-FLUSH_TIMEOUT = Duration.seconds(70)
-# Posts to @connections run on a thread pool of this size; they wait on the network, and
-# 1 GB (0.6 vCPU) keeps request signing and JSON encoding off the critical path.
+# Posts to @connections run on a thread pool of this size; they wait on the network.
 FLUSH_POST_CONCURRENCY = 32
-FLUSH_MEMORY_MB = 1024
-
-
-@dataclass(frozen=True)
-class FunctionSpec:
-    name: str
-    description: str
-    memory_size: int
-    timeout: Duration
-    reserved_concurrent_executions: int | None = None
-    environment: Mapping[str, str] = field(default_factory=dict)
-
-    @property
-    def handler(self) -> str:
-        return f"{self.name}.handler.lambda_handler"
 
 
 class Functions(Construct):
@@ -96,61 +75,30 @@ class Functions(Construct):
 
         # Both read the caller's org and units from verified claims (sensor_stream.auth).
         claim_names = {"JWT_ORG_CLAIM": token_issuer.org_claim, "JWT_UNITS_CLAIM": token_issuer.units_claim}
-        self.ingest = self._function(
-            FunctionSpec(
-                name="ingest",
-                description="Validates and stores readings from IoT Core and POST /readings",
-                memory_size=512,
-                timeout=Duration.seconds(30),
-                environment=claim_names,
-            )
-        )
+        self.ingest = self._function(catalog.INGEST, claim_names)
         self.connect = self._function(
-            FunctionSpec(
-                name="connect",
-                description="WebSocket connect, disconnect and client requests",
-                memory_size=512,
-                timeout=Duration.seconds(15),
-                environment={
-                    "JWT_JWKS_URL": token_issuer.jwks_url,
-                    "JWT_ISSUER": token_issuer.issuer,
-                    "JWT_AUDIENCE": token_issuer.audience,
-                    **claim_names,
-                },
-            )
+            catalog.CONNECT,
+            {
+                "JWT_JWKS_URL": token_issuer.jwks_url,
+                "JWT_ISSUER": token_issuer.issuer,
+                "JWT_AUDIENCE": token_issuer.audience,
+                **claim_names,
+            },
         )
-        self.flush = self._function(
-            FunctionSpec(
-                name="flush",
-                description="Delivers each second's new readings to the subscribed WebSocket connections",
-                memory_size=FLUSH_MEMORY_MB,
-                timeout=FLUSH_TIMEOUT,
-                # One tick loop at a time; a DynamoDB lease guards it as well.
-                reserved_concurrent_executions=1,
-                environment={
-                    "FLUSH_MAX_LOOP_SECONDS": str(FLUSH_MAX_LOOP_SECONDS),
-                    "FLUSH_POST_CONCURRENCY": str(FLUSH_POST_CONCURRENCY),
-                },
-            )
-        )
+        # No reserved concurrency: the lease lets one invocation deliver at a time, and the
+        # next scheduled one must be able to start (and wait) while the running one ends.
+        self.flush = self._function(catalog.FLUSH, {"FLUSH_POST_CONCURRENCY": str(FLUSH_POST_CONCURRENCY)})
         self.publish = self._function(
-            FunctionSpec(
-                name="publish",
-                description="Sends commands to devices and relays their acknowledgements",
-                memory_size=256,
-                timeout=Duration.seconds(15),
-                # Unset: boto3 uses the region's default iot-data endpoint (data-ats).
-                environment=(
-                    {"IOT_DATA_ENDPOINT": config.iot_data_endpoint} if config.iot_data_endpoint else {}
-                ),
-            )
+            catalog.PUBLISH,
+            # Unset: boto3 uses the region's default iot-data endpoint (data-ats).
+            {"IOT_DATA_ENDPOINT": config.iot_data_endpoint} if config.iot_data_endpoint else {},
         )
         self.all = (self.ingest, self.connect, self.flush, self.publish)
         self.by_name = {function.node.id: function for function in self.all}
         for function in self.all:
             table.grant_read_write_data(function)
 
-    def _function(self, spec: FunctionSpec) -> lambda_.Function:
+    def _function(self, spec: catalog.FunctionSpec, environment: Mapping[str, str]) -> lambda_.Function:
         log_group = logs.LogGroup(
             self,
             f"{spec.name}-logs",
@@ -174,10 +122,9 @@ class Functions(Construct):
             code=self._code,
             handler=spec.handler,
             layers=[self.dependency_layer],
-            memory_size=spec.memory_size,
-            timeout=spec.timeout,
-            reserved_concurrent_executions=spec.reserved_concurrent_executions,
-            environment={**self._common_environment, **spec.environment},
+            memory_size=spec.memory_mb,
+            timeout=Duration.seconds(spec.timeout_seconds),
+            environment={**self._common_environment, **environment},
             role=role,
             log_group=log_group,
             tracing=lambda_.Tracing.ACTIVE,

@@ -15,12 +15,10 @@ from constructs import Construct
 from infra.access_logs import json_access_logs
 from infra.config import DeployConfig
 from infra.nag import acknowledge, nag_resource_name
+from sensor_stream import catalog
 
 STAGE_NAME = "live"
 ROUTE_SELECTION_EXPRESSION = "$request.body.action"
-# Client actions (CONTRACT.md section 3); $connect, $disconnect and $default go to connect too.
-CONNECT_ACTIONS = ("hello", "subscribe", "unsubscribe", "getLatest")
-PUBLISH_ACTIONS = ("sendCommand",)
 # Stage-wide limits per second across all clients; a dashboard sends a handful of messages.
 THROTTLE_RATE_LIMIT = 500
 THROTTLE_BURST_LIMIT = 1000
@@ -64,9 +62,10 @@ class WebSocketApi(Construct):
             disconnect_route_options=apigwv2.WebSocketRouteOptions(integration=connect_integration),
             default_route_options=apigwv2.WebSocketRouteOptions(integration=connect_integration),
         )
-        for action in CONNECT_ACTIONS:
+        # Client actions (CONTRACT.md section 3) as sensor_stream.catalog routes them.
+        for action in catalog.CONNECT.client_actions:
             self.api.add_route(action, integration=connect_integration)
-        for action in PUBLISH_ACTIONS:
+        for action in catalog.PUBLISH.client_actions:
             self.api.add_route(action, integration=publish_integration)
 
         self.access_logs, access_log_settings = json_access_logs(

@@ -104,7 +104,18 @@ const BEARER_PREFIX = "bearer.";
  * @property {Record<string, unknown>} [params]
  */
 
-/** @typedef {HelloRequest | SubscribeRequest | UnsubscribeRequest | GetLatestRequest | SendCommandRequest} ClientRequest */
+/**
+ * A fresh token for the same user and org, sent before the current one expires.
+ * @typedef {object} RefreshTokenRequest
+ * @property {"refreshToken"} action
+ * @property {string} [requestId]
+ * @property {string} token
+ */
+
+/**
+ * @typedef {HelloRequest | SubscribeRequest | UnsubscribeRequest | GetLatestRequest | RefreshTokenRequest
+ *   | SendCommandRequest} ClientRequest
+ */
 
 // --- Server -> client -------------------------------------------------------------------
 
@@ -131,6 +142,13 @@ const BEARER_PREFIX = "bearer.";
  * @property {string} [requestId]
  * @property {string} unitId
  * @property {Reading | null} reading
+ */
+
+/**
+ * @typedef {object} TokenRefreshedMessage
+ * @property {"tokenRefreshed"} type
+ * @property {string} [requestId]
+ * @property {string} expiresAt
  */
 
 /**
@@ -172,7 +190,7 @@ const BEARER_PREFIX = "bearer.";
  */
 
 /**
- * @typedef {ConnectionMessage | SubscribedMessage | LatestMessage | ReadingsBatchMessage
+ * @typedef {ConnectionMessage | SubscribedMessage | LatestMessage | TokenRefreshedMessage | ReadingsBatchMessage
  *   | CommandAcceptedMessage | CommandAckMessage | CommandTimeoutMessage | ErrorMessage} ServerMessage
  */
 
@@ -214,7 +232,9 @@ const BEARER_PREFIX = "bearer.";
  * @typedef {object} ClientOptions
  * @property {string} url WebSocket endpoint, e.g. `wss://abc.execute-api.eu-west-1.amazonaws.com/prod`
  * @property {string | (() => string | Promise<string>)} token JWT, or a function called before every
- *   connection attempt (so a refreshed token is used on reconnect)
+ *   connection attempt and before the current token expires (the session is then extended with
+ *   `refreshToken`; with a fixed token the server ends the session at the token's expiry)
+ * @property {number} [refreshAheadMs] how long before its expiry a token is replaced (default 60000)
  * @property {number} [minRetryDelayMs] backoff base (default 1000)
  * @property {number} [maxRetryDelayMs] backoff cap (default 30000)
  * @property {number} [requestTimeoutMs] how long a request waits for its answer (default 10000)
@@ -293,6 +313,8 @@ export class SensorStreamClient extends EventTarget {
   #pending = new Map();
   /** @type {Map<string, CommandAckMessage | CommandTimeoutMessage>} outcomes that beat their `command:accepted` */
   #earlyOutcomes = new Map();
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  #refreshTimer;
   #requestPrefix = Math.random().toString(36).slice(2, 8);
   #requestCounter = 0;
 
@@ -309,6 +331,7 @@ export class SensorStreamClient extends EventTarget {
       maxRememberedIds: options.maxRememberedIds ?? 5000,
       maxRefusals: options.maxRefusals ?? 2,
       resumeOverlapMs: options.resumeOverlapMs ?? 5000,
+      refreshAheadMs: options.refreshAheadMs ?? 60000,
     };
     globalThis.addEventListener?.("online", () => this.#onBrowserOnline());
   }
@@ -405,6 +428,20 @@ export class SensorStreamClient extends EventTarget {
     );
   }
 
+  /**
+   * Extends the session with a fresh token (same user and org) before the current one expires;
+   * done automatically when the `token` option is a function.
+   * @param {string} [token] defaults to the `token` option (called again when it is a function)
+   * @returns {Promise<string>} the session's new expiry (ISO-8601)
+   */
+  async refreshToken(token) {
+    const fresh = token ?? (typeof this.#token === "function" ? await this.#token() : this.#token);
+    /** @type {TokenRefreshedMessage} */
+    const answer = await this.#request({ action: "refreshToken", token: fresh }, "tokenRefreshed");
+    this.#scheduleRefresh(fresh);
+    return answer.expiresAt;
+  }
+
   // --- Connection life cycle ---------------------------------------------------------------
 
   async #open() {
@@ -436,7 +473,7 @@ export class SensorStreamClient extends EventTarget {
     let opened = false;
     socket.addEventListener("open", () => {
       opened = true;
-      this.#sayHello(socket);
+      this.#sayHello(socket, token);
     });
     socket.addEventListener("message", (event) => {
       if (socket === this.#socket) this.#handleMessage(event.data);
@@ -446,8 +483,28 @@ export class SensorStreamClient extends EventTarget {
     });
   }
 
-  /** @param {WebSocket} socket */
-  async #sayHello(socket) {
+  /**
+   * With a token function, a fresh token replaces the current one a while before it expires;
+   * should that fail, the server ends the session at expiry and the reconnect resumes.
+   * @param {string} token the token the session runs on
+   */
+  #scheduleRefresh(token) {
+    clearTimeout(this.#refreshTimer);
+    const exp = decodeTokenClaims(token)?.exp;
+    if (typeof this.#token !== "function" || typeof exp !== "number") return;
+    const delay = Math.max(0, exp * 1000 - Date.now() - this.#options.refreshAheadMs);
+    this.#refreshTimer = setTimeout(() => {
+      this.refreshToken().catch((error) =>
+        this.#emitError({ code: "refresh_failed", message: `could not refresh the token: ${describe(error)}` }),
+      );
+    }, delay);
+  }
+
+  /**
+   * @param {WebSocket} socket
+   * @param {string} token
+   */
+  async #sayHello(socket, token) {
     /** @type {HelloRequest} */
     const hello = { action: "hello" };
     if (this.#newestSeenMs !== undefined) {
@@ -460,6 +517,7 @@ export class SensorStreamClient extends EventTarget {
       this.#failures = 0;
       this.#refusals = 0;
       this.#setStatus({ status: "connected" });
+      this.#scheduleRefresh(token);
       await this.#restoreSubscription(answer.subscription);
     } catch (error) {
       if (socket !== this.#socket) return;
@@ -537,6 +595,7 @@ export class SensorStreamClient extends EventTarget {
 
   /** @param {string} reason */
   #dropSocket(reason) {
+    clearTimeout(this.#refreshTimer);
     this.#socket = null;
     this.#connectionId = null;
     for (const [requestId, pending] of this.#pending) {
@@ -640,6 +699,7 @@ export class SensorStreamClient extends EventTarget {
     switch (message.type) {
       case "connection":
       case "latest":
+      case "tokenRefreshed":
         this.#takePending(message.requestId)?.resolve(message);
         break;
       case "subscribed":

@@ -15,8 +15,9 @@ from sensor_stream.auth import SUBPROTOCOL
 from sensor_stream.errors import Unauthorized
 from sensor_stream.models import utc_now
 from sensor_stream.observability import logger, metrics, tracer
+from sensor_stream.protocol import RequestContext, answer_client_message
 from sensor_stream.responses import error_response, header
-from sensor_stream.sessions import Session, close_connection, handle_client_message, open_connection
+from sensor_stream.sessions import answer_session_request, close_connection, open_connection
 from sensor_stream.settings import get_settings
 
 OK = {"statusCode": 200}
@@ -59,9 +60,13 @@ def on_disconnect(event: APIGatewayWebSocketDisconnectEventModel) -> dict[str, A
 
 
 def on_message(event: APIGatewayWebSocketMessageEventModel) -> dict[str, Any]:
-    session = Session(
-        store=clients.store(), gateway=clients.gateway(), settings=get_settings(), now=utc_now()
+    context = RequestContext(
+        store=clients.store(),
+        gateway=clients.gateway(),
+        settings=get_settings(),
+        now=utc_now(),
+        verifier=clients.token_verifier(),
     )
     body = event.body if isinstance(event.body, str) else None
-    handle_client_message(session, event.request_context.connection_id, body)
+    answer_client_message(context, event.request_context.connection_id, body, answer_session_request)
     return OK

@@ -1,6 +1,6 @@
-"""Flush: the schedule starts one invocation a minute; it ticks every second inside."""
+"""Flush: the schedule starts an invocation every minute; it ticks every second inside until
+the next one takes over (or its time runs low)."""
 
-import time
 from typing import Any
 
 from aws_lambda_powertools.utilities.parser import parse
@@ -19,16 +19,11 @@ from sensor_stream.settings import get_settings
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     parse(event=event, model=EventBridgeModel)
     settings = get_settings()
-    started = time.monotonic()
 
     def keep_going() -> bool:
-        time_left = context.get_remaining_time_in_millis() / 1000
-        return (
-            time_left > settings.flush_stop_margin_seconds
-            and time.monotonic() - started < settings.flush_max_loop_seconds
-        )
+        return context.get_remaining_time_in_millis() / 1000 > settings.flush_stop_margin_seconds
 
-    flusher = Flusher(clients.store(), clients.gateway(), settings)
+    flusher = Flusher(clients.store(), clients.fanout_gateway(), settings)
     try:
         reports = flusher.run(keep_going)
     finally:
@@ -36,8 +31,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     summary = {
         "ticks": len(reports),
         "readings": sum(r.readings for r in reports),
-        "messages": sum(r.messages_sent for r in reports),
-        "connectionsGone": sum(r.connections_gone for r in reports),
+        "messages": sum(r.fanout.messages_sent for r in reports),
+        "connectionsGone": sum(r.fanout.connections_gone for r in reports),
+        "connectionsClosed": sum(r.fanout.connections_closed for r in reports),
         "commandsTimedOut": sum(r.commands_timed_out for r in reports),
     }
     logger.info("flush invocation done", extra=summary)

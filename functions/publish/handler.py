@@ -5,15 +5,12 @@ from typing import Any
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import APIGatewayWebSocketMessageEventModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import ValidationError
 
 from sensor_stream import clients
 from sensor_stream.commands import acknowledge, send_command
-from sensor_stream.errors import AppError, ValidationFailed
-from sensor_stream.ingestion import describe_errors
-from sensor_stream.models import IotRuleEvent, SendCommandRequest, utc_now
+from sensor_stream.models import IotRuleEvent, utc_now
 from sensor_stream.observability import logger, metrics, tracer
-from sensor_stream.sessions import error_message, parse_client_message
+from sensor_stream.protocol import RequestContext, answer_client_message
 from sensor_stream.settings import get_settings
 
 OK = {"statusCode": 200}
@@ -30,24 +27,16 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 
 
 def on_send_command(event: APIGatewayWebSocketMessageEventModel) -> dict[str, Any]:
-    connection_id = event.request_context.connection_id
-    request_id = None
-    try:
-        document, request_id = parse_client_message(event.body if isinstance(event.body, str) else None)
-        try:
-            request = SendCommandRequest.model_validate(document)
-        except ValidationError as error:
-            raise ValidationFailed("invalid 'sendCommand' request", details=describe_errors(error)) from error
-        send_command(
-            clients.store(),
-            clients.gateway(),
-            clients.iot_data(),
-            get_settings(),
-            connection_id,
-            request,
-            utc_now(),
-        )
-    except AppError as error:
-        logger.info("command refused", extra={"code": error.code, "error_message": error.message})
-        clients.gateway().send(connection_id, error_message(error, request_id))
+    context = RequestContext(
+        store=clients.store(), gateway=clients.gateway(), settings=get_settings(), now=utc_now()
+    )
+    body = event.body if isinstance(event.body, str) else None
+    answer_client_message(
+        context,
+        event.request_context.connection_id,
+        body,
+        lambda request_context, record, document: send_command(
+            request_context, record, document, clients.iot_data()
+        ),
+    )
     return OK

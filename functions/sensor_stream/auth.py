@@ -26,6 +26,8 @@ class Principal(BaseModel):
     user_id: str
     org_id: Identifier
     units: list[Identifier] | None = None
+    # The token's ``exp`` (epoch seconds): a WebSocket session ends then.
+    expires_at: int | None = None
 
 
 class TokenVerifier:
@@ -70,7 +72,12 @@ def principal_from_claims(claims: dict[str, Any], settings: Settings) -> Princip
         # API Gateway's authorizer flattens arrays to "[a b]"; Cognito attributes are strings.
         units = [u for u in units.strip("[]").replace(",", " ").split() if u]
     try:
-        return Principal(user_id=claims.get("sub"), org_id=claims.get(settings.jwt_org_claim), units=units)
+        return Principal(
+            user_id=claims.get("sub"),
+            org_id=claims.get(settings.jwt_org_claim),
+            units=units,
+            expires_at=claims.get("exp"),
+        )
     except ValidationError as exc:
         raise Unauthorized(f"token lacks a valid '{settings.jwt_org_claim}' or 'sub' claim") from exc
 

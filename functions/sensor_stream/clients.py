@@ -25,17 +25,36 @@ def store() -> SensorStore:
     return SensorStore(boto3.client("dynamodb", config=_RETRIES), get_settings())
 
 
-@lru_cache(maxsize=1)
-def gateway() -> ConnectionGateway:
+def _management_api(config: Config) -> ConnectionGateway:
     settings = get_settings()
     if not settings.websocket_callback_url:
         raise RuntimeError("WEBSOCKET_CALLBACK_URL is not set")
     client = boto3.client(
-        "apigatewaymanagementapi",
-        endpoint_url=settings.websocket_callback_url,
-        config=Config(retries={"mode": "standard", "max_attempts": 2}, max_pool_connections=64),
+        "apigatewaymanagementapi", endpoint_url=settings.websocket_callback_url, config=config
     )
     return ConnectionGateway(client)
+
+
+@lru_cache(maxsize=1)
+def gateway() -> ConnectionGateway:
+    """Answers to a client's requests: retried once."""
+    return _management_api(Config(retries={"mode": "standard", "max_attempts": 2}, max_pool_connections=64))
+
+
+@lru_cache(maxsize=1)
+def fanout_gateway() -> ConnectionGateway:
+    """The flush's posts: short timeouts and no retry inside the call, because a post that
+    fails is retried on the next tick with what arrived meanwhile, and a slow connection
+    must not hold a posting thread."""
+    settings = get_settings()
+    return _management_api(
+        Config(
+            retries={"mode": "standard", "max_attempts": 1},
+            connect_timeout=settings.flush_post_timeout_seconds,
+            read_timeout=settings.flush_post_timeout_seconds,
+            max_pool_connections=settings.flush_post_concurrency + 8,
+        )
+    )
 
 
 @lru_cache(maxsize=1)
@@ -51,5 +70,5 @@ def token_verifier() -> TokenVerifier:
 
 def reset() -> None:
     """Forget cached clients and settings (tests change the environment)."""
-    for factory in (store, gateway, iot_data, token_verifier, get_settings):
+    for factory in (store, gateway, fanout_gateway, iot_data, token_verifier, get_settings):
         factory.cache_clear()

@@ -7,12 +7,11 @@ import binascii
 import json
 import math
 import uuid
-from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
 
-from .errors import NotFound, Unauthorized, Unavailable
+from .errors import NotFound, Unavailable
 from .gateway import ConnectionGateway
 from .iot_rules import command_topic
 from .models import (
@@ -20,65 +19,62 @@ from .models import (
     CommandAckMessage,
     CommandAckPayload,
     CommandMessage,
+    ConnectionRecord,
     IotRuleEvent,
     PendingCommand,
     SendCommandRequest,
+    WireModel,
 )
 from .observability import logger, metrics
-from .settings import Settings
+from .protocol import RequestContext, require_live_token, validate
 from .store import SensorStore
 
 
 def send_command(
-    store: SensorStore,
-    gateway: ConnectionGateway,
-    iot_data: Any,
-    settings: Settings,
-    connection_id: str,
-    request: SendCommandRequest,
-    now: datetime,
-) -> PendingCommand:
+    context: RequestContext, record: ConnectionRecord, document: dict[str, Any], iot_data: Any
+) -> list[WireModel | bytes]:
     """Publish a command to a device of the caller's org and remember it until its ack
     or its timeout. Raises AppError for the caller's mistakes and IoT failures."""
-    connection = store.get_connection(connection_id, now.timestamp())
-    if connection is None:
-        raise Unauthorized("this connection is not registered (expired?); reconnect")
+    request = validate(SendCommandRequest, document, "'sendCommand' request")
+    require_live_token(record, context.now)
+    store, now = context.store, context.now
     # Devices are keyed by org: another org's device looks exactly like an unknown one.
-    if not store.device_exists(connection.org_id, request.device_id):
+    if not store.readings.device_known(record.org_id, request.device_id):
         raise NotFound(f"device {request.device_id!r} is not known in your organization")
     command = PendingCommand(
         command_id=str(uuid.uuid4()),
-        org_id=connection.org_id,
+        org_id=record.org_id,
         device_id=request.device_id,
-        connection_id=connection_id,
+        connection_id=record.connection_id,
         request_id=request.request_id,
         command=request.command,
         issued_at=now,
-        due_at=math.ceil(now.timestamp()) + settings.command_timeout_seconds,
+        due_at=math.ceil(now.timestamp()) + context.settings.command_timeout_seconds,
     )
     # Recorded before publishing, so even an instant ack finds it; "accepted" goes out
     # before the device can answer, so the client sees accepted before ack.
-    store.put_pending_command(command)
-    gateway.send(
-        connection_id, CommandAcceptedMessage(request_id=request.request_id, command_id=command.command_id)
+    store.commands.put_pending(command)
+    context.gateway.send(
+        record.connection_id,
+        CommandAcceptedMessage(request_id=request.request_id, command_id=command.command_id),
     )
     message = CommandMessage(
         command_id=command.command_id, command=request.command, params=request.params, issued_at=now
     )
     try:
         iot_data.publish(
-            topic=command_topic(connection.org_id, request.device_id),
+            topic=command_topic(record.org_id, request.device_id),
             qos=1,
             payload=message.to_json().encode(),
         )
     except Exception as error:
-        store.expire_command(command.command_id)
+        store.commands.expire(command.command_id)
         logger.exception("publishing a command failed", extra={"command_id": command.command_id})
         raise Unavailable(
             f"command {command.command_id} could not be sent to the device; try again"
         ) from error
     metrics.add_metric(name="CommandsSent", unit="Count", value=1)
-    return command
+    return []
 
 
 def acknowledge(store: SensorStore, gateway: ConnectionGateway, event: IotRuleEvent) -> bool:
@@ -90,7 +86,7 @@ def acknowledge(store: SensorStore, gateway: ConnectionGateway, event: IotRuleEv
         logger.warning("invalid command ack ignored", extra={"topic": event.topic, "error": str(error)})
         metrics.add_metric(name="CommandAcksInvalid", unit="Count", value=1)
         return False
-    command = store.complete_command(ack.command_id, event.org_id, event.device_id)
+    command = store.commands.complete(ack.command_id, event.org_id, event.device_id)
     if command is None:
         logger.info("ack for no pending command", extra={"command_id": ack.command_id, "topic": event.topic})
         return False

@@ -1,94 +1,95 @@
 """Flush: once a second, deliver what arrived to every subscribed connection.
 
-Each tick takes the outbox seconds that are ready (arrival second + 1 s + grace in the
-past), groups them per org, and sends each connection of those orgs one message (split
-only to stay under the 32 KB frame limit) with the readings it may see. Progress is
-recorded after delivery and only while holding the lease, so a crash redelivers rather
-than loses, and two flushers never deliver the same tick.
+A flusher holds a lease on the flush state and ticks on a fixed grid: tick ``k`` runs at
+``second + FLUSH_GRACE_SECONDS`` and reads the outbox of the seconds that ended before it
+(each second once, strongly consistent), after announcing them in ``readThrough``. The
+readings of each org go to the org's connections through the fan-out (one message per
+connection per tick, each connection on its own lane). Timers that fall due in those
+seconds (command timeouts, token expiries) fire in the same tick.
+
+The schedule starts an invocation every minute. The new one waits as the successor; the
+running one hands the lease over at the end of its next tick, so no second goes without
+a tick. A crashed holder is replaced when its lease expires: its successor starts after
+the last second whose posts had all ended (``deliveredThrough``), so nothing is lost;
+browsers may then see a reading twice and drop it by id.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+import struct
 import time
 import uuid
-from collections import defaultdict
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections import defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
-from .gateway import MAX_MESSAGE_BYTES, ConnectionGateway
-from .models import CommandTimeoutMessage, ConnectionRecord, Reading, ReadingsBatchMessage, UnitBatch
+from .fanout import Fanout, FanoutCounts, TickSettlement, server_time_of
+from .gateway import ConnectionGateway
+from .keys import DUE_COMMAND, DUE_SESSION_END
+from .models import CommandTimeoutMessage, ErrorBody, ErrorMessage
 from .observability import logger, metrics
+from .packing import PackedReading
 from .settings import Settings
-from .store import SensorStore
+from .store import DueTimer, FlushState, SensorStore
 
-# Bytes of a batch message around its readings (type, serverTime, replay), and of one
-# unit's {"unitId", "readings", "count"} wrapper besides the unit id itself.
-_ENVELOPE_BYTES = 160
-_UNIT_HEADER_BYTES = 48
-
-
-def encoded_sizes(readings: Iterable[Reading]) -> dict[str, int]:
-    """JSON size of each reading, computed once per tick rather than per connection."""
-    return {reading.id: len(reading.to_json()) for reading in readings}
+# How long delivered readings are remembered, to drop copies queued again by ingest.
+RECENT_SECONDS = 30
+# Digests handed to a successor at most (8 bytes each; the hand-over item stays < 400 KB).
+MAX_HANDOVER_DIGESTS = 40_000
+# At a hand-over, how long to let posts still in flight end before closing their lanes.
+HANDOVER_POST_WAIT_SECONDS = 0.5
 
 
-def batch_messages(
-    readings: Iterable[Reading],
-    *,
-    server_time: datetime,
-    replay: bool | None = None,
-    sizes: dict[str, int] | None = None,
-) -> list[ReadingsBatchMessage]:
-    """Readings grouped per unit, ordered by ``recordedAt``, packed into as few messages
-    as fit under the frame limit."""
-    per_unit: dict[str, dict[str, Reading]] = defaultdict(dict)
-    for reading in readings:
-        per_unit[reading.unit_id].setdefault(reading.id, reading)  # each reading once
-    messages: list[ReadingsBatchMessage] = []
-    batches: list[UnitBatch] = []
-    size = _ENVELOPE_BYTES
+def reading_digest(org_id: str, reading: PackedReading) -> int:
+    text = f"{org_id}|{reading.unit_id}|{reading.recorded_at}|{reading.reading_id}".encode()
+    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big")
 
-    def close_message() -> None:
-        nonlocal batches, size
-        if batches:
-            messages.append(ReadingsBatchMessage(server_time=server_time, replay=replay, batches=batches))
-        batches, size = [], _ENVELOPE_BYTES
 
-    for unit_id in sorted(per_unit):
-        unit_readings = sorted(per_unit[unit_id].values(), key=lambda r: (r.recorded_at, r.id))
-        # Unit ids are ASCII (Identifier), so their JSON length is their length.
-        unit_header_bytes = _UNIT_HEADER_BYTES + len(unit_id)
-        current: list[Reading] = []
-        for reading in unit_readings:
-            known = sizes.get(reading.id) if sizes else None
-            reading_bytes = (known if known is not None else len(reading.to_json())) + 1
-            if size + unit_header_bytes + reading_bytes > MAX_MESSAGE_BYTES and (current or batches):
-                if current:
-                    batches.append(UnitBatch(unit_id=unit_id, readings=current, count=len(current)))
-                close_message()
-                current = []
-            if not current:
-                size += unit_header_bytes
-            current.append(reading)
-            size += reading_bytes
-        if current:
-            batches.append(UnitBatch(unit_id=unit_id, readings=current, count=len(current)))
-    close_message()
-    return messages
+class RecentReadings:
+    """Digests of the readings delivered in the last RECENT_SECONDS ticks."""
+
+    def __init__(self, digests: bytes = b"") -> None:
+        self._by_tick: deque[list[int]] = deque([list(_unpack(digests))])
+        self._all: set[int] = set(self._by_tick[0])
+
+    def __contains__(self, digest: int) -> bool:
+        return digest in self._all
+
+    def add_tick(self, digests: list[int]) -> None:
+        self._by_tick.append(digests)
+        self._all.update(digests)
+        while len(self._by_tick) > RECENT_SECONDS:
+            for old in self._by_tick.popleft():
+                self._all.discard(old)
+
+    def pack(self) -> bytes:
+        newest: list[int] = []
+        for digests in reversed(self._by_tick):
+            newest.extend(digests)
+            if len(newest) >= MAX_HANDOVER_DIGESTS:
+                break
+        return struct.pack(f">{min(len(newest), MAX_HANDOVER_DIGESTS)}Q", *newest[:MAX_HANDOVER_DIGESTS])
+
+
+def _unpack(data: bytes) -> tuple[int, ...]:
+    return struct.unpack(f">{len(data) // 8}Q", data[: len(data) // 8 * 8])
 
 
 @dataclass
 class TickReport:
-    buckets: list[int] = field(default_factory=list)
+    seconds: list[int] = field(default_factory=list)
+    skipped_seconds: int = 0
     readings: int = 0
-    messages_sent: int = 0
-    connections_gone: int = 0
-    post_failures: int = 0
+    duplicates_dropped: int = 0
+    unreadable: int = 0
+    connections: int = 0
     commands_timed_out: int = 0
+    sessions_expired: int = 0
     lease_lost: bool = False
+    successor: str | None = None
+    fanout: FanoutCounts = field(default_factory=FanoutCounts)
 
 
 class Flusher:
@@ -110,162 +111,298 @@ class Flusher:
         self._clock = clock
         self._sleep = sleep
         self.owner = owner or str(uuid.uuid4())
-        self._pool = ThreadPoolExecutor(
-            max_workers=settings.flush_post_concurrency, thread_name_prefix="post"
-        )
+        self.fanout = Fanout(store, gateway, settings, clock=clock)
+        self._recent = RecentReadings()
+        # The next arrival second to read (None until the lease is held).
+        self._next_second: int | None = None
+        self._read_through: int | None = None
+        self._ticks: deque[TickSettlement] = deque()
+        self._delivered_through: int | None = None
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
+        self.fanout.close()
 
     # --- the loop ---------------------------------------------------------------------
 
     def run(self, keep_going: Callable[[], bool]) -> list[TickReport]:
-        """Tick every FLUSH_TICK_SECONDS on a fixed grid (no drift) while ``keep_going()``."""
-        settings = self._settings
-        if not self._wait_for_lease(keep_going):
-            logger.warning("another flusher holds the lease; this invocation delivers nothing")
+        """Take the lease (or wait for it as the successor), then tick on the grid until a
+        successor takes over, the lease is lost, or ``keep_going()`` turns false."""
+        state = self._take_lease(keep_going)
+        if state is None:
             return []
         reports: list[TickReport] = []
-        interval = settings.flush_tick_seconds
-        start = self._clock()
-        slot = 0
+        handed_over = False
         try:
             while keep_going():
+                self._sleep_until_next_tick()
+                if not keep_going():
+                    break
                 try:
                     report = self.tick(self._clock())
                 except Exception:
-                    # A passing failure (throttling, a network blip) must not stop delivery for
-                    # the rest of the minute; progress was not recorded, so nothing is lost.
-                    logger.exception("flush tick failed; retrying on the next slot")
+                    # A passing failure (throttling, a network blip) must not stop delivery;
+                    # what was not read is read again on the next tick.
+                    logger.exception("flush tick failed; retrying on the next tick")
                     metrics.add_metric(name="FlushTickErrors", unit="Count", value=1)
                     report = TickReport()
                 reports.append(report)
                 if report.lease_lost:
                     logger.error("flush lease lost; stopping")
-                    break
-                # Next slot on the grid; slots missed by a slow tick are skipped, not bunched.
-                slot = max(slot + 1, math.floor((self._clock() - start) / interval) + 1)
-                delay = start + slot * interval - self._clock()
-                if delay > 0 and keep_going():
-                    self._sleep(delay)
+                    return reports
+                if report.successor and report.successor != self.owner:
+                    handed_over = self.hand_over(report.successor)
+                    if handed_over:
+                        break
         finally:
-            self._store.release_flush_lease(self.owner)
+            if not handed_over and not (reports and reports[-1].lease_lost):
+                self._settle_for_exit()
+                self._store.flush_state.release(self.owner, delivered_through=self._delivered_through)
         return reports
 
-    def _wait_for_lease(self, keep_going: Callable[[], bool]) -> bool:
-        # A previous invocation may still be finishing its last tick: wait for it a little.
-        while True:
-            if (
-                self._store.acquire_flush_lease(self.owner, self._clock(), self._settings.flush_lease_seconds)
-                is not None
-            ):
-                return True
-            if not keep_going():
-                return False
-            self._sleep(self._settings.flush_tick_seconds / 2)
+    def _take_lease(self, keep_going: Callable[[], bool]) -> FlushState | None:
+        state = self.try_lease()
+        if state is not None:
+            return state
+        # The running invocation hands over at the end of its next tick.
+        if not self.wait_as_successor():
+            logger.info("another invocation already waits to take over; nothing to do")
+            return None
+        while keep_going():
+            self._sleep(self._settings.flush_successor_poll_seconds)
+            state = self.poll_for_lease()
+            if state is not None:
+                return state
+        return None
+
+    def try_lease(self) -> FlushState | None:
+        """Take the lease if it is free or expired (then continue where delivery stopped)."""
+        state = self._store.flush_state.acquire(self.owner, self._clock(), self._settings.flush_lease_seconds)
+        if state is not None:
+            self._start_from(state)
+        return state
+
+    def wait_as_successor(self) -> bool:
+        return self._store.flush_state.wait_as_successor(
+            self.owner, self._clock(), stale_after=2 * self._settings.flush_lease_seconds
+        )
+
+    def poll_for_lease(self) -> FlushState | None:
+        """As the successor: the lease once it was handed over (with what the predecessor
+        delivered recently) or once it expired (the holder died)."""
+        current = self._store.flush_state.read()
+        if current.owner == self.owner:
+            self._recent = RecentReadings(self._store.flush_state.handed_over_digests(self.owner))
+            self._start_from(current)
+            return current
+        if current.lease_until < self._clock():
+            return self.try_lease()
+        return None
+
+    def _start_from(self, state: FlushState) -> None:
+        self._read_through = state.read_through
+        if state.delivered_through is not None:
+            self._delivered_through = state.delivered_through
+            self._next_second = state.delivered_through + 1
+        else:
+            self._next_second = (
+                self._ready_through(self._clock()) - self._settings.flush_max_catch_up_seconds + 1
+            )
+
+    def _ready_through(self, now: float) -> int:
+        """The newest second whose writes can have landed: it ended a grace ago."""
+        return math.floor(now - self._settings.flush_grace_seconds) - 1
+
+    def _sleep_until_next_tick(self) -> None:
+        grace = self._settings.flush_grace_seconds % 1
+        now = self._clock()
+        next_tick = math.floor(now - grace) + 1 + grace
+        self._sleep(max(0.0, next_tick - now))
 
     # --- one tick ---------------------------------------------------------------------
 
     def tick(self, now: float) -> TickReport:
         settings = self._settings
         report = TickReport()
-        progress = self._store.acquire_flush_lease(self.owner, now, settings.flush_lease_seconds)
-        if progress is None:
+        if self._next_second is None:
+            state = self._store.flush_state.acquire(self.owner, now, settings.flush_lease_seconds)
+            if state is None:
+                report.lease_lost = True
+                return report
+            self._start_from(state)
+        assert self._next_second is not None
+        ready = self._ready_through(now)
+        oldest = ready - settings.flush_max_catch_up_seconds + 1
+        first = self._next_second
+        if first < oldest:
+            report.skipped_seconds = oldest - first
+            logger.warning("skipping seconds beyond the catch-up window", extra={"seconds": oldest - first})
+            first = oldest
+        last = min(ready, first + settings.flush_max_seconds_per_tick - 1)
+        report.seconds = list(range(first, last + 1))
+
+        self._settle_ticks()
+        announce = max(last, self._read_through if self._read_through is not None else last)
+        state = self._store.flush_state.renew(
+            self.owner,
+            now,
+            settings.flush_lease_seconds,
+            read_through=announce,
+            delivered_through=self._delivered_through,
+        )
+        if state is None:
             report.lease_lost = True
             return report
-        delivered_through, commands_through = progress
-        ready_through = math.floor(now - settings.flush_grace_seconds) - 1
-        # The very first tick (and one after a long outage) catches up a bounded window.
-        oldest = ready_through - settings.flush_max_catch_up_seconds + 1
-        first = oldest if delivered_through is None else max(delivered_through + 1, oldest)
-        report.buckets = list(range(first, ready_through + 1))
+        self._read_through = announce
+        report.successor = state.successor
 
-        arrived: dict[str, list[Reading]] = defaultdict(list)
-        for bucket in report.buckets:
-            for org_id, reading in self._store.outbox(bucket):
-                arrived[org_id].append(reading)
-        report.readings = sum(len(r) for r in arrived.values())
-        server_time = datetime.fromtimestamp(now, UTC)
-        if arrived:
-            self._deliver(arrived, server_time, now, report)
+        arrived: dict[str, list[PackedReading]] = defaultdict(list)
+        timers: list[DueTimer] = []
+        delivered: list[int] = []
+        this_tick: set[int] = set()
+        for second in report.seconds:
+            queue = self._store.readings.second_queue(second)
+            timers.extend(queue.timers)
+            for entry in queue.entries:
+                for line in entry.lines:
+                    try:
+                        reading = PackedReading.from_text(line)
+                    except (ValueError, KeyError, TypeError):
+                        report.unreadable += 1
+                        continue
+                    digest = reading_digest(entry.org_id, reading)
+                    if digest in self._recent or digest in this_tick:
+                        report.duplicates_dropped += 1
+                        continue
+                    this_tick.add(digest)
+                    delivered.append(digest)
+                    arrived[entry.org_id].append(reading)
+        if report.unreadable:
+            logger.error("unreadable outbox readings skipped", extra={"count": report.unreadable})
+        report.readings = sum(len(readings) for readings in arrived.values())
 
-        timeouts_through = math.floor(now)
-        oldest_due = timeouts_through - settings.flush_max_catch_up_seconds + 1
-        first_due = oldest_due if commands_through is None else max(commands_through + 1, oldest_due)
-        report.commands_timed_out = self._time_out_commands(range(first_due, timeouts_through + 1))
+        if report.seconds:
+            settlement = TickSettlement(last)
+            self._ticks.append(settlement)
+            for org_id, readings in arrived.items():
+                report.connections += self._fan_out(org_id, readings, settlement, now)
+            self._next_second = last + 1
+        self._recent.add_tick(delivered)
+        # Lanes that waited for a post in flight go out now too, then the tick waits a
+        # while for its posts: normally they all end well within it.
+        self.fanout.dispatch(server_time_of(now))
+        self._wait_for_posts(settings.flush_tick_post_wait_seconds)
 
-        # A post that failed (throttled, API Gateway error) is retried by delivering these
-        # seconds again on the next tick, as after a crash: clients de-duplicate by id.
-        delivered = first - 1 if report.post_failures else ready_through
-        if not self._store.record_flush_progress(
-            self.owner, max(delivered, delivered_through or delivered), timeouts_through
-        ):
-            report.lease_lost = True
+        for timer in timers:
+            self._fire(timer, now, report)
+        report.fanout = self.fanout.take_counts()
         self._record_metrics(report)
         return report
 
-    def _deliver(
-        self, arrived: dict[str, list[Reading]], server_time: datetime, now: float, report: TickReport
-    ) -> None:
-        posts = []
-        sizes = encoded_sizes(r for readings in arrived.values() for r in readings)
-        for org_id, readings in arrived.items():
-            for connection in self._store.connections_of_org(org_id, now):
-                wanted = [r for r in readings if connection.wants(r)]
-                if wanted:
-                    messages = batch_messages(wanted, server_time=server_time, sizes=sizes)
-                    posts.append((connection, self._pool.submit(self._post_all, connection, messages)))
-        for connection, future in posts:
-            try:
-                sent, gone = future.result()
-            except Exception:
-                # Throttled or failing beyond botocore's retries: the next tick goes on.
-                logger.exception("post failed", extra={"connection_id": connection.connection_id})
-                report.post_failures += 1
+    def _fan_out(
+        self, org_id: str, readings: list[PackedReading], settlement: TickSettlement, now: float
+    ) -> int:
+        connections = 0
+        for record in self._store.connections.of_org(org_id, now):
+            if record.token_expired(now):
                 continue
-            report.messages_sent += sent
-            if gone:
-                report.connections_gone += 1
-                self._store.delete_connection(connection.connection_id, connection.org_id)
+            wanted = [r for r in readings if record.wants_unit(r.unit_id, r.site_id)]
+            if wanted:
+                self.fanout.deliver(record, wanted, settlement)
+                connections += 1
+        return connections
 
-    def _post_all(
-        self, connection: ConnectionRecord, messages: list[ReadingsBatchMessage]
-    ) -> tuple[int, bool]:
-        sent = 0
-        for message in messages:
-            if not self._gateway.send(connection.connection_id, message):
-                return sent, True
-            sent += 1
-        return sent, False
+    def _settle_ticks(self) -> None:
+        """Advance ``deliveredThrough`` over the oldest ticks whose posts have all ended."""
+        while self._ticks and self._ticks[0].settled:
+            self._delivered_through = self._ticks.popleft().last_second
 
-    def _time_out_commands(self, seconds: range) -> int:
-        timed_out = 0
-        for second in seconds:
-            for command_id in self._store.commands_due(second):
-                command = self._store.expire_command(command_id)
-                if command is None:
-                    continue  # acknowledged in time
-                timed_out += 1
-                try:
-                    self._gateway.send(
-                        command.connection_id,
-                        CommandTimeoutMessage(request_id=command.request_id, command_id=command.command_id),
-                    )
-                except Exception:
-                    # A failing post must not stop the tick (and the loop); the command is
-                    # settled, so this notice is lost like any post to a failing connection.
-                    logger.exception("posting a command timeout failed", extra={"command_id": command_id})
-        return timed_out
+    # --- hand-over and exit -------------------------------------------------------------
+
+    def hand_over(self, successor: str) -> bool:
+        """Pass the lease to the waiting successor after this tick: posts still in flight
+        get a moment, then their lanes are closed (those browsers resume)."""
+        self._wait_for_posts(HANDOVER_POST_WAIT_SECONDS)
+        self.fanout.abandon_in_flight()
+        delivered = (self._next_second - 1) if self._next_second is not None else self._delivered_through
+        handed = self._store.flush_state.hand_over(
+            self.owner,
+            successor,
+            self._clock(),
+            self._settings.flush_lease_seconds,
+            delivered_through=delivered,
+            recent=self._recent.pack(),
+        )
+        if handed:
+            logger.info("flush handed over", extra={"successor": successor, "delivered_through": delivered})
+        return handed
+
+    def _settle_for_exit(self) -> None:
+        self._wait_for_posts(self._settings.flush_post_timeout_seconds)
+        self.fanout.abandon_in_flight()
+        if self._next_second is not None:
+            self._delivered_through = self._next_second - 1
+
+    def _wait_for_posts(self, seconds: float) -> None:
+        # Real time, whatever clock the ticks follow: this waits on the network.
+        deadline = time.monotonic() + seconds
+        while self.fanout.in_flight() and time.monotonic() < deadline:
+            time.sleep(0.002)
+
+    # --- timers -------------------------------------------------------------------------
+
+    def _fire(self, timer: DueTimer, now: float, report: TickReport) -> None:
+        try:
+            if timer.kind == DUE_COMMAND:
+                report.commands_timed_out += self._time_out_command(timer.identifier)
+            elif timer.kind == DUE_SESSION_END:
+                report.sessions_expired += self._end_expired_session(timer.identifier, now)
+        except Exception:
+            # A failing timer must not stop the tick; the command or session is left as is.
+            logger.exception("a timer failed", extra={"kind": timer.kind, "id": timer.identifier})
+
+    def _time_out_command(self, command_id: str) -> int:
+        command = self._store.commands.expire(command_id)
+        if command is None:
+            return 0  # acknowledged in time
+        try:
+            self._gateway.send(
+                command.connection_id,
+                CommandTimeoutMessage(request_id=command.request_id, command_id=command.command_id),
+            )
+        except Exception:
+            # The command is settled; the notice is lost like any post to a failing connection.
+            logger.exception("posting a command timeout failed", extra={"command_id": command_id})
+        return 1
+
+    def _end_expired_session(self, connection_id: str, now: float) -> int:
+        record = self._store.connections.get(connection_id, now)
+        if record is None or not record.token_expired(now):
+            return 0  # gone already, or the client refreshed its token
+        notice = ErrorMessage(
+            error=ErrorBody(
+                code="token_expired", message="your token expired; reconnect (and resume) with a fresh token"
+            )
+        )
+        self._gateway.send(connection_id, notice)
+        self._gateway.disconnect(connection_id)
+        self._store.connections.delete(connection_id, record.org_id)
+        return 1
 
     @staticmethod
     def _record_metrics(report: TickReport) -> None:
         metrics.add_metric(name="FlushTicks", unit="Count", value=1)
         for name, value in (
             ("ReadingsDelivered", report.readings),
-            ("MessagesSent", report.messages_sent),
-            ("ConnectionsGone", report.connections_gone),
-            ("PostFailures", report.post_failures),
+            ("ReadingsDuplicateDropped", report.duplicates_dropped),
+            ("OutboxUnreadable", report.unreadable),
+            ("SecondsSkipped", report.skipped_seconds),
+            ("MessagesSent", report.fanout.messages_sent),
+            ("PostFailures", report.fanout.posts_failed),
+            ("PostsThrottled", report.fanout.posts_throttled),
+            ("ConnectionsGone", report.fanout.connections_gone),
+            ("ConnectionsClosed", report.fanout.connections_closed),
             ("CommandsTimedOut", report.commands_timed_out),
+            ("SessionsExpired", report.sessions_expired),
         ):
             if value:
                 metrics.add_metric(name=name, unit="Count", value=value)

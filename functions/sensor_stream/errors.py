@@ -2,6 +2,16 @@
 
 from typing import Any
 
+from pydantic import ValidationError
+
+
+def describe_errors(error: ValidationError) -> list[dict[str, str]]:
+    """pydantic errors as ``[{"field": "temperature", "message": ...}]`` on wire names."""
+    return [
+        {"field": ".".join(str(p) for p in item["loc"]) or "(body)", "message": item["msg"]}
+        for item in error.errors(include_url=False)
+    ]
+
 
 class AppError(Exception):
     """A failure the caller can act on; ``status`` is the HTTP status where there is one."""
@@ -61,3 +71,12 @@ class Conflict(AppError):
 class Unavailable(AppError):
     status = 503
     code = "unavailable"
+
+
+class LimitExceeded(AppError):
+    code = "limit_exceeded"
+
+
+class Throttled(AppError):
+    status = 429
+    code = "throttled"

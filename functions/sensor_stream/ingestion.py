@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from .auth import Principal
-from .errors import MalformedJson, PayloadTooLarge, ValidationFailed
+from .errors import MalformedJson, PayloadTooLarge, ValidationFailed, describe_errors
 from .models import (
     MAX_READINGS_PER_MESSAGE,
     MAX_READINGS_PER_REQUEST,
@@ -25,6 +25,7 @@ from .models import (
     Source,
 )
 from .observability import logger, metrics
+from .outbox import ReadingQueue
 from .store import SensorStore
 
 # HTTP bodies above this are refused before parsing (500 readings fit in ~150 KB).
@@ -36,14 +37,6 @@ class IotIngestOutcome:
     stored: int = 0
     duplicates: int = 0
     quarantined: list[str] = field(default_factory=list)
-
-
-def describe_errors(error: ValidationError) -> list[dict[str, str]]:
-    """pydantic errors as ``[{"field": "temperature", "message": ...}]`` on wire names."""
-    return [
-        {"field": ".".join(str(p) for p in item["loc"]) or "(body)", "message": item["msg"]}
-        for item in error.errors(include_url=False)
-    ]
 
 
 def validate_readings(raw_items: list[Any], now: datetime) -> tuple[list[ReadingIn], list[dict[str, Any]]]:
@@ -69,26 +62,17 @@ def store_accepted(
     received_at: datetime,
     source: Source,
 ) -> tuple[int, int]:
-    """Store validated readings; returns (newly stored, duplicates)."""
+    """Store validated readings and queue the new ones for delivery; returns (newly
+    stored, duplicates)."""
     readings = [
         Reading.accept(raw, device_id=device_id, received_at=received_at, source=source)
         for raw in readings_in
     ]
-    store.register_device(org_id, device_id, received_at)
-    # The outbox second is taken when writing, so the flush grace covers the write itself.
-    duplicates = store.store_readings(org_id, readings, bucket=int(received_at.timestamp()))
-    # Latest is refreshed for redeliveries too: a crash after storing must still converge.
-    newest: dict[str, Reading] = {}
-    for reading in readings:
-        current = newest.get(reading.unit_id)
-        if current is None or reading.recorded_at > current.recorded_at:
-            newest[reading.unit_id] = reading
-    store.update_latest_of_units(org_id, list(newest.values()))
-    accepted = len({r.id for r in readings}) - len(duplicates)
-    metrics.add_metric(name="ReadingsStored", unit="Count", value=accepted)
-    if duplicates:
-        metrics.add_metric(name="ReadingsDuplicate", unit="Count", value=len(duplicates))
-    return accepted, len(readings) - accepted
+    outcome = ReadingQueue(store).store_and_queue(org_id, device_id, readings)
+    metrics.add_metric(name="ReadingsStored", unit="Count", value=outcome.stored)
+    if outcome.duplicates:
+        metrics.add_metric(name="ReadingsDuplicate", unit="Count", value=outcome.duplicates)
+    return outcome.stored, outcome.duplicates
 
 
 # Quarantine partition of rule events whose topic ids are unusable (no org to file them under).
@@ -102,7 +86,7 @@ def ingest_iot_event(store: SensorStore, raw_event: dict[str, Any], now: datetim
         event = IotRuleEvent.model_validate(raw_event)
     except ValidationError as error:
         reason = "topic ids or rule event invalid"
-        store.quarantine(
+        store.readings.quarantine(
             QuarantinedMessage(
                 org_id=UNROUTABLE_ORG,
                 device_id=str(raw_event.get("deviceId", ""))[:128],
@@ -125,7 +109,7 @@ def ingest_iot_message(store: SensorStore, event: IotRuleEvent, now: datetime) -
     outcome = IotIngestOutcome()
 
     def quarantine(payload: str, reason: str, details: list[dict[str, Any]] | None = None) -> None:
-        store.quarantine(
+        store.readings.quarantine(
             QuarantinedMessage(
                 org_id=event.org_id,
                 device_id=event.device_id,

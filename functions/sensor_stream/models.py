@@ -217,11 +217,12 @@ class Subscription(WireModel):
     site_ids: list[str] = Field(default_factory=list)
 
     def matches(self, reading: Reading) -> bool:
+        return self.matches_unit(reading.unit_id, reading.site_id)
+
+    def matches_unit(self, unit_id: str, site_id: str | None) -> bool:
         if self.scope == "org":
             return True
-        return reading.unit_id in self.unit_ids or (
-            reading.site_id is not None and reading.site_id in self.site_ids
-        )
+        return unit_id in self.unit_ids or (site_id is not None and site_id in self.site_ids)
 
 
 class Resume(WireModel):
@@ -263,13 +264,25 @@ class SendCommandRequest(WireModel):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
-SessionRequest = HelloRequest | SubscribeRequest | UnsubscribeRequest | GetLatestRequest
+class RefreshTokenRequest(WireModel):
+    """A fresh token for the same user and org, before the current one expires."""
+
+    action: Literal["refreshToken"]
+    request_id: RequestId | None = None
+    token: Annotated[str, StringConstraints(min_length=1, max_length=8192)]
+
+
+SessionRequest = HelloRequest | SubscribeRequest | UnsubscribeRequest | GetLatestRequest | RefreshTokenRequest
 SESSION_ACTIONS: dict[str, type[SessionRequest]] = {
     "hello": HelloRequest,
     "subscribe": SubscribeRequest,
     "unsubscribe": UnsubscribeRequest,
     "getLatest": GetLatestRequest,
+    "refreshToken": RefreshTokenRequest,
 }
+# A selection holds at most this many ids (its echo must fit in one WebSocket message).
+MAX_SELECTED_UNITS = 500
+MAX_SELECTED_SITES = 100
 
 
 # --- WebSocket: server messages -------------------------------------------------------
@@ -295,6 +308,12 @@ class LatestMessage(WireModel):
     request_id: str | None = None
     unit_id: str
     reading: Reading | None
+
+
+class TokenRefreshedMessage(WireModel):
+    type: Literal["tokenRefreshed"] = "tokenRefreshed"
+    request_id: str | None = None
+    expires_at: UtcTime
 
 
 class UnitBatch(WireModel):
@@ -346,7 +365,10 @@ class ErrorMessage(WireModel):
 
 
 class ConnectionRecord(WireModel):
-    """A live WebSocket connection of an org, with its token scope and subscription."""
+    """A live WebSocket connection of an org, with its token scope and subscription.
+
+    ``version`` grows with every change; writes are conditional on it, so concurrent
+    requests of one connection never overwrite each other's changes."""
 
     connection_id: str
     org_id: str
@@ -356,11 +378,30 @@ class ConnectionRecord(WireModel):
     subscription: Subscription = Field(default_factory=Subscription)
     connected_at: UtcTime
     expires_at: int  # epoch seconds (DynamoDB TTL)
+    # The token's ``exp``: the session ends then unless the client refreshes its token.
+    token_expires_at: int | None = None
+    version: int = 0
 
     def wants(self, reading: Reading) -> bool:
-        if self.allowed_units is not None and reading.unit_id not in self.allowed_units:
+        return self.wants_unit(reading.unit_id, reading.site_id)
+
+    def wants_unit(self, unit_id: str, site_id: str | None) -> bool:
+        if self.allowed_units is not None and unit_id not in self.allowed_units:
             return False
-        return self.subscription.matches(reading)
+        return self.subscription.matches_unit(unit_id, site_id)
+
+    def token_expired(self, now: float) -> bool:
+        return self.token_expires_at is not None and self.token_expires_at <= now
+
+
+class UnitSeen(WireModel):
+    """A unit of an org as the registry knows it; ``lastSeenAt`` is refreshed at most every
+    REGISTRY_REFRESH_SECONDS, so it may lag the newest reading by that much."""
+
+    unit_id: str
+    site_id: str | None
+    device_id: str
+    last_seen_at: UtcTime
 
 
 class PendingCommand(WireModel):

@@ -1,59 +1,43 @@
-"""WebSocket sessions: connect, disconnect and the client's requests."""
+"""WebSocket sessions: connect, disconnect and the client's requests (all but sendCommand)."""
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+import math
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pydantic import ValidationError
-
 from .auth import TokenVerifier, token_from_subprotocols
-from .delivery import batch_messages
-from .errors import (
-    AppError,
-    Conflict,
-    Forbidden,
-    MalformedJson,
-    Unauthorized,
-    UnknownAction,
-    ValidationFailed,
-)
-from .gateway import ConnectionGateway
-from .ingestion import describe_errors
+from .catalog import CLIENT_ACTIONS
+from .errors import Conflict, Forbidden, LimitExceeded, Unauthorized, UnknownAction, ValidationFailed
 from .models import (
+    MAX_SELECTED_SITES,
+    MAX_SELECTED_UNITS,
     SESSION_ACTIONS,
     ConnectionMessage,
     ConnectionRecord,
-    ErrorBody,
-    ErrorMessage,
     GetLatestRequest,
     HelloRequest,
     LatestMessage,
     Reading,
+    RefreshTokenRequest,
     SessionRequest,
     SubscribedMessage,
     SubscribeRequest,
     Subscription,
+    TokenRefreshedMessage,
     UnsubscribeRequest,
     WireModel,
 )
-from .observability import logger, metrics
+from .observability import metrics
+from .packing import PackedReading, pack_batches
+from .protocol import RequestContext, require_live_token, validate
 from .settings import Settings
-from .store import SensorStore
+from .store import SensorStore, StaleConnection
 
-KNOWN_ACTIONS = (*SESSION_ACTIONS, "sendCommand")
-
-
-@dataclass
-class Session:
-    """What one request needs; built per invocation by the handler."""
-
-    store: SensorStore
-    gateway: ConnectionGateway
-    settings: Settings
-    now: datetime
+# Attempts at a change of the connection record that races with another request.
+MAX_RECORD_ATTEMPTS = 5
+# Resume: readings fetched per unit at least (the newest RESUME_MAX_READINGS are kept).
+MIN_REPLAY_PER_UNIT = 20
 
 
 def open_connection(
@@ -66,113 +50,113 @@ def open_connection(
 ) -> ConnectionRecord:
     """``$connect``: authenticate and record the connection (nothing can be posted yet)."""
     principal = verifier.verify(token_from_subprotocols(subprotocol_header))
-    record = ConnectionRecord(
-        connection_id=connection_id,
-        org_id=principal.org_id,
-        user_id=principal.user_id,
-        allowed_units=principal.units,
-        subscription=Subscription(scope="org"),
-        connected_at=now,
-        expires_at=int(now.timestamp()) + settings.connection_ttl_seconds,
+    record = store.connections.create(
+        ConnectionRecord(
+            connection_id=connection_id,
+            org_id=principal.org_id,
+            user_id=principal.user_id,
+            allowed_units=principal.units,
+            subscription=Subscription(scope="org"),
+            connected_at=now,
+            expires_at=int(now.timestamp()) + settings.connection_ttl_seconds,
+            token_expires_at=principal.expires_at,
+        )
     )
-    store.save_connection(record)
     metrics.add_metric(name="Connections", unit="Count", value=1)
     return record
 
 
 def close_connection(store: SensorStore, connection_id: str, now: datetime) -> None:
-    record = store.get_connection(connection_id, now.timestamp())
+    record = store.connections.get(connection_id, now.timestamp())
     if record:
-        store.delete_connection(connection_id, record.org_id)
+        store.connections.delete(connection_id, record.org_id)
 
 
-def parse_client_message(body: str | None) -> tuple[dict[str, Any], str | None]:
-    """The JSON object of a client message and its requestId (for error answers)."""
-    try:
-        document = json.loads(body or "")
-    except json.JSONDecodeError as error:
-        raise MalformedJson(f"message is not valid JSON: {error}") from error
-    if not isinstance(document, dict):
-        raise MalformedJson("message must be a JSON object with an 'action'")
-    request_id = document.get("requestId")
-    return document, request_id if isinstance(request_id, str) else None
-
-
-def error_message(error: AppError, request_id: str | None) -> ErrorMessage:
-    return ErrorMessage(
-        request_id=request_id,
-        error=ErrorBody(code=error.code, message=error.message, details=error.details),
-    )
-
-
-def handle_client_message(session: Session, connection_id: str, body: str | None) -> None:
-    """Answer one client message on its connection; errors are answered, not raised."""
-    request_id: str | None = None
-    try:
-        document, request_id = parse_client_message(body)
-        action = document.get("action")
-        model = SESSION_ACTIONS.get(action) if isinstance(action, str) else None
-        if model is None:
-            raise UnknownAction(f"unknown action {action!r}; expected one of {', '.join(KNOWN_ACTIONS)}")
-        try:
-            request = model.model_validate(document)
-        except ValidationError as error:
-            raise ValidationFailed(f"invalid '{action}' request", details=describe_errors(error)) from error
-        record = session.store.get_connection(connection_id, session.now.timestamp())
-        if record is None:
-            raise Unauthorized("this connection is not registered (expired?); reconnect")
-        for message in answer(session, record, request):
-            session.gateway.send(connection_id, message)
-    except AppError as error:
-        logger.info("request refused", extra={"code": error.code, "error_message": error.message})
-        session.gateway.send(connection_id, error_message(error, request_id))
-
-
-def answer(session: Session, record: ConnectionRecord, request: SessionRequest) -> list[WireModel]:
+def answer_session_request(
+    context: RequestContext, record: ConnectionRecord, document: dict[str, Any]
+) -> list[WireModel | bytes]:
+    action = document.get("action")
+    model = SESSION_ACTIONS.get(action) if isinstance(action, str) else None
+    if model is None:
+        raise UnknownAction(f"unknown action {action!r}; expected one of {', '.join(CLIENT_ACTIONS)}")
+    request: SessionRequest = validate(model, document, f"'{action}' request")
+    if isinstance(request, RefreshTokenRequest):
+        return [refresh_token(context, record, request)]
+    require_live_token(record, context.now)
     match request:
         case HelloRequest():
-            return hello(session, record, request)
+            return hello(context, record, request)
         case SubscribeRequest():
-            record = subscribe(session, record, request)
+            record = _change_subscription(context, record, lambda current: subscribe(current, request))
             return [SubscribedMessage(request_id=request.request_id, subscription=record.subscription)]
         case UnsubscribeRequest():
-            record = unsubscribe(session, record, request)
+            record = _change_subscription(context, record, lambda current: unsubscribe(current, request))
             return [SubscribedMessage(request_id=request.request_id, subscription=record.subscription)]
         case GetLatestRequest():
-            return [get_latest(session, record, request)]
+            return [get_latest(context, record, request)]
     raise AssertionError(f"unhandled request {request!r}")  # pragma: no cover
 
 
-def hello(session: Session, record: ConnectionRecord, request: HelloRequest) -> list[WireModel]:
-    messages: list[WireModel] = [
+# --- hello and resume ---------------------------------------------------------------------
+
+
+def hello(
+    context: RequestContext, record: ConnectionRecord, request: HelloRequest
+) -> list[WireModel | bytes]:
+    messages: list[WireModel | bytes] = [
         ConnectionMessage(
             request_id=request.request_id,
             connection_id=record.connection_id,
-            server_time=session.now,
+            server_time=context.now,
             subscription=record.subscription,
         )
     ]
     if request.resume:
-        missed = replay_readings(session, record, request.resume.since)
-        messages.extend(batch_messages(missed, server_time=session.now, replay=True))
+        missed = replay_readings(context, record, request.resume.since)
+        packed = [PackedReading.from_reading(r) for r in missed]
+        messages.extend(pack_batches(packed, server_time=context.now, replay=True))
     return messages
 
 
-def replay_readings(session: Session, record: ConnectionRecord, since: datetime) -> list[Reading]:
-    """Readings recorded after ``since`` that this connection may see, bounded by
-    RESUME_MAX_SECONDS back and the newest RESUME_MAX_READINGS in all."""
-    settings = session.settings
-    since = max(since, session.now - timedelta(seconds=settings.resume_max_seconds))
+def replay_readings(context: RequestContext, record: ConnectionRecord, since: datetime) -> list[Reading]:
+    """Readings recorded after ``since`` that this connection may see: at most
+    RESUME_MAX_SECONDS back, the newest RESUME_MAX_READINGS in all, and per unit at most
+    max(RESUME_MAX_READINGS / units, MIN_REPLAY_PER_UNIT). One query per unit that may
+    have reported since then (the unit registry), run in parallel."""
+    settings = context.settings
     cap = settings.resume_max_readings
-    found: list[Reading] = []
-    for unit_id in session.store.list_units(record.org_id):
-        if record.allowed_units is not None and unit_id not in record.allowed_units:
-            continue
-        readings = session.store.readings_since(record.org_id, unit_id, since, limit=cap)
+    if not cap:
+        return []
+    since = max(since, context.now - timedelta(seconds=settings.resume_max_seconds))
+    # The registry's lastSeenAt lags by up to REGISTRY_REFRESH_SECONDS.
+    seen_after = since - timedelta(seconds=settings.registry_refresh_seconds)
+    readings_store = context.store.readings
+    units = [
+        unit.unit_id
+        for unit in readings_store.units_seen(record.org_id)
+        if unit.last_seen_at >= seen_after and _may_see_unit(record, unit.unit_id)
+    ]
+    if not units:
+        return []
+    per_unit = max(math.ceil(cap / len(units)), MIN_REPLAY_PER_UNIT)
+    found = [
+        reading
+        for readings in readings_store.parallel(
+            lambda unit_id: readings_store.since(record.org_id, unit_id, since, limit=per_unit), units
+        )
         # "since" is exclusive: the client already has the reading it names.
-        found.extend(r for r in readings if r.recorded_at > since and record.wants(r))
-    found.sort(key=lambda r: r.recorded_at)
-    return found[-cap:] if cap else []
+        for reading in readings
+        if reading.recorded_at > since and record.wants(reading)
+    ]
+    found.sort(key=lambda r: (r.recorded_at, r.id))
+    return found[-cap:]
+
+
+def _may_see_unit(record: ConnectionRecord, unit_id: str) -> bool:
+    return record.allowed_units is None or unit_id in record.allowed_units
+
+
+# --- subscriptions ------------------------------------------------------------------------
 
 
 def _check_scope(record: ConnectionRecord, unit_ids: list[str]) -> None:
@@ -183,55 +167,92 @@ def _check_scope(record: ConnectionRecord, unit_ids: list[str]) -> None:
         raise Forbidden(f"your token does not allow units {', '.join(outside)}")
 
 
-def subscribe(session: Session, record: ConnectionRecord, request: SubscribeRequest) -> ConnectionRecord:
+def subscribe(record: ConnectionRecord, request: SubscribeRequest) -> Subscription:
     """``scope: org`` takes the whole org; unitIds/siteIds narrow an org-wide subscription
     to exactly those, or add to an existing selection."""
     if request.scope == "org":
         if request.unit_ids or request.site_ids:
             raise ValidationFailed("give either scope 'org' or unitIds/siteIds, not both")
-        subscription = Subscription(scope="org")
-    else:
-        if not request.unit_ids and not request.site_ids:
-            raise ValidationFailed("give unitIds, siteIds or scope 'org'")
-        _check_scope(record, request.unit_ids or [])
-        current = record.subscription
-        base_units = current.unit_ids if current.scope == "selected" else []
-        base_sites = current.site_ids if current.scope == "selected" else []
-        subscription = Subscription(
-            scope="selected",
-            unit_ids=sorted({*base_units, *(request.unit_ids or [])}),
-            site_ids=sorted({*base_sites, *(request.site_ids or [])}),
+        return Subscription(scope="org")
+    if not request.unit_ids and not request.site_ids:
+        raise ValidationFailed("give unitIds, siteIds or scope 'org'")
+    _check_scope(record, request.unit_ids or [])
+    current = record.subscription
+    selected = current.scope == "selected"
+    units = sorted({*(current.unit_ids if selected else []), *(request.unit_ids or [])})
+    sites = sorted({*(current.site_ids if selected else []), *(request.site_ids or [])})
+    if len(units) > MAX_SELECTED_UNITS or len(sites) > MAX_SELECTED_SITES:
+        raise LimitExceeded(
+            f"a subscription selects at most {MAX_SELECTED_UNITS} units and {MAX_SELECTED_SITES} sites "
+            f"(this one would select {len(units)} units and {len(sites)} sites); "
+            "subscribe to scope 'org' or to sites instead"
         )
-    return _save_subscription(session, record, subscription)
+    return Subscription(scope="selected", unit_ids=units, site_ids=sites)
 
 
-def unsubscribe(session: Session, record: ConnectionRecord, request: UnsubscribeRequest) -> ConnectionRecord:
+def unsubscribe(record: ConnectionRecord, request: UnsubscribeRequest) -> Subscription:
     """Without ids: stop everything. With ids: drop them from a selection."""
     if not request.unit_ids and not request.site_ids:
-        return _save_subscription(session, record, Subscription(scope="selected"))
+        return Subscription(scope="selected")
     current = record.subscription
     if current.scope == "org":
         raise Conflict(
             "subscribed to the whole org; subscribe to the unitIds/siteIds you want instead of unsubscribing"
         )
-    subscription = Subscription(
+    dropped_units, dropped_sites = set(request.unit_ids or []), set(request.site_ids or [])
+    return Subscription(
         scope="selected",
-        unit_ids=[u for u in current.unit_ids if u not in set(request.unit_ids or [])],
-        site_ids=[s for s in current.site_ids if s not in set(request.site_ids or [])],
+        unit_ids=[u for u in current.unit_ids if u not in dropped_units],
+        site_ids=[s for s in current.site_ids if s not in dropped_sites],
     )
-    return _save_subscription(session, record, subscription)
 
 
-def _save_subscription(
-    session: Session, record: ConnectionRecord, subscription: Subscription
-) -> ConnectionRecord:
-    updated = record.model_copy(update={"subscription": subscription})
-    session.store.save_connection(updated)
-    return updated
+def _change_subscription(context: RequestContext, record: ConnectionRecord, change: Any) -> ConnectionRecord:
+    """Apply ``change`` (current record -> new subscription) and save it; when another
+    request of the same connection saved first, apply it again to what that one left."""
+    return _save_change(context, record, lambda current: {"subscription": change(current)})
 
 
-def get_latest(session: Session, record: ConnectionRecord, request: GetLatestRequest) -> LatestMessage:
+def _save_change(context: RequestContext, record: ConnectionRecord, change: Any) -> ConnectionRecord:
+    connections = context.store.connections
+    for _ in range(MAX_RECORD_ATTEMPTS):
+        try:
+            return connections.save(record.model_copy(update=change(record)))
+        except StaleConnection:
+            current = connections.get(record.connection_id, context.now.timestamp())
+            if current is None:
+                raise Unauthorized("this connection is not registered (expired?); reconnect") from None
+            record = current
+    raise Conflict("this connection's record keeps changing under concurrent requests; try again")
+
+
+# --- getLatest and refreshToken -----------------------------------------------------------
+
+
+def get_latest(context: RequestContext, record: ConnectionRecord, request: GetLatestRequest) -> LatestMessage:
     _check_scope(record, [request.unit_id])
     # Keyed by the caller's own org: another org's unit id simply is not found here.
-    reading = session.store.get_latest(record.org_id, request.unit_id)
+    reading = context.store.readings.newest(record.org_id, request.unit_id)
     return LatestMessage(request_id=request.request_id, unit_id=request.unit_id, reading=reading)
+
+
+def refresh_token(
+    context: RequestContext, record: ConnectionRecord, request: RefreshTokenRequest
+) -> TokenRefreshedMessage:
+    """Extend the session with a fresh token of the same user and org; its ``units``
+    claim replaces the old one."""
+    if context.verifier is None:
+        raise AssertionError("refreshToken needs the request context's token verifier")
+    principal = context.verifier.verify(request.token)
+    if principal.org_id != record.org_id or principal.user_id != record.user_id:
+        raise Forbidden("the new token is for another user or org; reconnect with it instead")
+    updated = _save_change(
+        context,
+        record,
+        lambda _: {"token_expires_at": principal.expires_at, "allowed_units": principal.units},
+    )
+    expires = updated.token_expires_at
+    return TokenRefreshedMessage(
+        request_id=request.request_id,
+        expires_at=datetime.fromtimestamp(expires, UTC) if expires is not None else context.now,
+    )

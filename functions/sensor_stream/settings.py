@@ -27,22 +27,45 @@ class Settings(BaseSettings):
     jwt_org_claim: str = Field("org", alias="JWT_ORG_CLAIM")
     jwt_units_claim: str = Field("units", alias="JWT_UNITS_CLAIM")
 
-    # Write sharding (see docs/data-model.md); changing them needs a drained outbox.
+    # Outbox partitions per arrival second (see docs/data-model.md); each takes ~1,000
+    # entries/s. Changing it needs a drained outbox.
     outbox_shards: int = Field(4, ge=1, le=64, alias="OUTBOX_SHARDS")
-    latest_shards: int = Field(4, ge=1, le=64, alias="LATEST_SHARDS")
 
-    # Flush: an arrival second is delivered once it is this far in the past, so that
-    # writes still in flight when the second ends are never skipped.
-    flush_grace_seconds: float = Field(1.0, ge=0, alias="FLUSH_GRACE_SECONDS")
+    # Flush: second s is read at s + 1 s + grace; writes that land later are queued again
+    # by ingest (see docs/data-model.md, "Why the flush never misses a reading").
+    flush_grace_seconds: float = Field(0.1, ge=0, alias="FLUSH_GRACE_SECONDS")
+    # How far apart the clocks of two Lambda hosts may be; ingest checks the flush's
+    # progress for any outbox write that completed later than grace minus this margin.
+    flush_clock_margin_seconds: float = Field(0.05, ge=0, alias="FLUSH_CLOCK_MARGIN_SECONDS")
     flush_tick_seconds: float = Field(1.0, gt=0, alias="FLUSH_TICK_SECONDS")
-    # Stop the tick loop this long before the invocation would time out.
-    flush_stop_margin_seconds: float = Field(3.0, ge=0, alias="FLUSH_STOP_MARGIN_SECONDS")
-    # Stop the loop after this long even with time left, so the next schedule finds the lease free.
-    flush_max_loop_seconds: float = Field(57.0, gt=0, alias="FLUSH_MAX_LOOP_SECONDS")
+    # Stop ticking this long before the invocation would time out.
+    flush_stop_margin_seconds: float = Field(5.0, ge=0, alias="FLUSH_STOP_MARGIN_SECONDS")
     flush_lease_seconds: float = Field(10.0, gt=0, alias="FLUSH_LEASE_SECONDS")
+    # How often a waiting successor looks whether the lease was handed to it.
+    flush_successor_poll_seconds: float = Field(0.1, gt=0, alias="FLUSH_SUCCESSOR_POLL_SECONDS")
     flush_post_concurrency: int = Field(32, ge=1, le=256, alias="FLUSH_POST_CONCURRENCY")
-    # Oldest backlog a flush delivers after an outage (older seconds are skipped).
-    flush_max_catch_up_seconds: int = Field(300, ge=1, alias="FLUSH_MAX_CATCH_UP_SECONDS")
+    # How long a tick waits for its posts before it lets them finish in the background.
+    flush_tick_post_wait_seconds: float = Field(0.7, ge=0, alias="FLUSH_TICK_POST_WAIT_SECONDS")
+    # One post's network timeout (API Gateway answers in milliseconds).
+    flush_post_timeout_seconds: float = Field(2.0, gt=0, alias="FLUSH_POST_TIMEOUT_SECONDS")
+    # A connection that has accepted nothing for this long is closed; its client resumes.
+    flush_stalled_connection_seconds: float = Field(10.0, gt=0, alias="FLUSH_STALLED_CONNECTION_SECONDS")
+    # Backlog: seconds read per tick at most, and the oldest second delivered after an
+    # outage (older ones are skipped: browsers get them by resuming).
+    flush_max_seconds_per_tick: int = Field(10, ge=1, alias="FLUSH_MAX_SECONDS_PER_TICK")
+    flush_max_catch_up_seconds: int = Field(900, ge=1, alias="FLUSH_MAX_CATCH_UP_SECONDS")
+    # A 410 this soon after $connect means "handshake not complete yet", not "gone".
+    connect_grace_seconds: float = Field(30.0, ge=0, alias="CONNECT_GRACE_SECONDS")
+
+    # Ingest: a redelivery re-queues readings whose first queueing cannot be found if the
+    # first attempt was at most this long ago (IoT and Lambda retry within minutes).
+    recovery_window_seconds: int = Field(900, ge=0, alias="RECOVERY_WINDOW_SECONDS")
+    # Unit and device registry items are rewritten at most this often per container.
+    registry_refresh_seconds: int = Field(300, ge=1, alias="REGISTRY_REFRESH_SECONDS")
+
+    # Requests per connection: at most LIMIT per WINDOW seconds, else "throttled".
+    connection_request_limit: int = Field(100, ge=1, alias="CONNECTION_REQUEST_LIMIT")
+    connection_request_window_seconds: int = Field(10, ge=1, alias="CONNECTION_REQUEST_WINDOW_SECONDS")
 
     command_timeout_seconds: int = Field(10, ge=1, alias="COMMAND_TIMEOUT_SECONDS")
     # API Gateway closes a connection after 2 h; the record outlives it a little.

@@ -118,7 +118,9 @@ def start_local_stack(**env: str) -> Iterator[LocalStack]:
         "SIMULATED_DEVICES": "0",
         # Short flush invocations, so hand-overs between them happen during the tests.
         "LOCAL_FLUSH_SCHEDULE_SECONDS": "10",
-        "LOCAL_FLUSH_TIMEOUT_SECONDS": "13",
+        "LOCAL_FLUSH_TIMEOUT_SECONDS": "20",
+        # A 410 this soon after connecting counts as a handshake still in progress.
+        "CONNECT_GRACE_SECONDS": "3",
         "COMMAND_TIMEOUT_SECONDS": "3",
         # A client that vanishes gets no $disconnect: its clean-up must come from the 410.
         "LOCAL_WS_DISCONNECT_ON_DROP": "false",

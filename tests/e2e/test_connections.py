@@ -1,6 +1,5 @@
 """Connection life: resuming after a reconnect, and forgetting clients that vanished."""
 
-import json
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -36,8 +35,14 @@ def test_resume_after_a_reconnect_replays_what_was_missed(local_stack, device_fa
 
 
 def _items_mentioning(stack, connection_id):
+    """The connection's records (by id and under its org)."""
     items = stack.dynamodb().scan(TableName=stack.table_name, ConsistentRead=True)["Items"]
-    return [item for item in items if connection_id in json.dumps(item)]
+    return [
+        item
+        for item in items
+        if item["pk"]["S"] == f"CONN#{connection_id}"
+        or (item["pk"]["S"].startswith("ORGCONNS#") and item["sk"]["S"] == connection_id)
+    ]
 
 
 def test_a_client_that_vanishes_without_closing_is_forgotten_after_its_next_410(local_stack, device_factory):

@@ -5,6 +5,7 @@ from typing import Any
 from aws_cdk.assertions import Match
 
 from infra.websocket_api import STAGE_NAME
+from sensor_stream import catalog
 from tests.infra.synthesis import EXTERNAL_AUDIENCE, EXTERNAL_ISSUER, Synthesized
 
 
@@ -53,6 +54,7 @@ def test_each_websocket_route_reaches_its_function(synthesized: Synthesized) -> 
         "subscribe": connect,
         "unsubscribe": connect,
         "getLatest": connect,
+        "refreshToken": connect,
         "sendCommand": publish,
     }
 
@@ -73,8 +75,8 @@ def test_api_gateway_may_invoke_each_route_function_only_from_this_api(synthesiz
         ).values()
     ]
     websocket_permissions = [p for p in permissions if {"Ref": api} in p["SourceArn"]["Fn::Join"][1]]
-    # One per route: $connect, $disconnect, $default, hello, subscribe, unsubscribe, getLatest, sendCommand.
-    assert len(websocket_permissions) == 8
+    # One per route: $connect, $disconnect, $default and the client actions.
+    assert len(websocket_permissions) == 3 + len(catalog.CLIENT_ACTIONS) == 9
 
 
 def test_websocket_stage_logs_access_and_throttles(synthesized: Synthesized) -> None:

@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match
 
-from infra.functions import FLUSH_MAX_LOOP_SECONDS
+from sensor_stream import catalog
 from tests.infra.synthesis import EXTERNAL_AUDIENCE, EXTERNAL_ISSUER, Synthesized, iot_arn
 
 FUNCTION_NAMES = ("ingest", "connect", "flush", "publish")
@@ -16,8 +16,7 @@ EXPECTED_ENVIRONMENT = {
     "connect": COMMON_ENVIRONMENT
     | CLAIM_NAMES
     | {"JWT_JWKS_URL", "JWT_ISSUER", "JWT_AUDIENCE", "WEBSOCKET_CALLBACK_URL"},
-    "flush": COMMON_ENVIRONMENT
-    | {"WEBSOCKET_CALLBACK_URL", "FLUSH_MAX_LOOP_SECONDS", "FLUSH_POST_CONCURRENCY"},
+    "flush": COMMON_ENVIRONMENT | {"WEBSOCKET_CALLBACK_URL", "FLUSH_POST_CONCURRENCY"},
     "publish": COMMON_ENVIRONMENT | {"WEBSOCKET_CALLBACK_URL"},
 }
 POSTING_FUNCTIONS = ("connect", "flush", "publish")
@@ -218,12 +217,14 @@ def test_publish_may_publish_only_device_commands(synthesized: Synthesized) -> N
     assert resource == iot_arn("topic/orgs/*/devices/*/commands")
 
 
-def test_flush_runs_one_loop_at_a_time_within_its_timeout(synthesized: Synthesized) -> None:
+def test_flush_may_overlap_its_successor_and_outlasts_the_schedule(synthesized: Synthesized) -> None:
     flush = _function(synthesized, "flush")
-    assert flush["ReservedConcurrentExecutions"] == 1
-    assert flush["Environment"]["Variables"]["FLUSH_MAX_LOOP_SECONDS"] == str(FLUSH_MAX_LOOP_SECONDS)
-    # The loop stops before the next minute's start and well before the timeout.
-    assert FLUSH_MAX_LOOP_SECONDS < 60 < flush["Timeout"]
+    # The lease serialises delivery; reserved concurrency would throttle the successor that
+    # must start while the running invocation ticks (and cannot even deploy on a new account).
+    assert "ReservedConcurrentExecutions" not in flush
+    # The running invocation ticks until the next minute's takes over: a late schedule
+    # must not leave seconds without a tick.
+    assert flush["Timeout"] == catalog.FLUSH.timeout_seconds >= 90
 
 
 def test_eventbridge_starts_flush_every_minute(synthesized: Synthesized) -> None:

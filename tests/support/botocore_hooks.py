@@ -4,6 +4,7 @@ exception class (e.g. ``client.exceptions.GoneException``)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -62,3 +63,14 @@ def fail_operation(
     client.meta.events.register(f"before-parameter-build.{service}.{operation}", remember)
     client.meta.events.register(before_call_event(client, operation), answer)
     return failed
+
+
+def count_calls(client: Any) -> Counter[str]:
+    """Operation names of the client's later calls, counted as they are made."""
+    calls: Counter[str] = Counter()
+
+    def count(model: Any, **_: Any) -> None:
+        calls[model.name] += 1
+
+    client.meta.events.register("before-call", count)
+    return calls

@@ -9,6 +9,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from sensor_stream.catalog import CLIENT_ACTIONS
 from sensor_stream.iot_rules import command_ack_topic, telemetry_topic
 
 ACCOUNT_ID = "123456789012"
@@ -18,7 +19,7 @@ WEBSOCKET_STAGE = "prod"
 HTTP_API_ID = "httpapi123"
 # The WebSocket API's route keys; anything else goes to $default (route selection
 # expression `$request.body.action`).
-WEBSOCKET_ROUTES = frozenset({"hello", "subscribe", "unsubscribe", "getLatest", "sendCommand"})
+WEBSOCKET_ROUTES = frozenset(CLIENT_ACTIONS)
 
 
 def _epoch_ms(at: datetime | None) -> int:

@@ -52,11 +52,14 @@ class InProcessStack:
         self.jwt_secret = jwt_secret
         self._connection_numbers = count(1)
         self._flushers: dict[str, Flusher] = {}
-        self.attach_recorder()
+        self.wire_clients()
 
-    def attach_recorder(self) -> None:
-        # The handlers' own cached client (clients.gateway()); re-attach after clients.reset().
+    def wire_clients(self) -> None:
+        """The handlers' own cached clients, answered by the recorder and on the fake clock;
+        again after clients.reset()."""
         self.recorder.attach(clients.gateway()._client)
+        self.recorder.attach(clients.fanout_gateway()._client)
+        clients.store().clock = self.clock.time
 
     def reconfigure(self, monkeypatch: pytest.MonkeyPatch, **env: str) -> None:
         """Change settings as a new Lambda container would see them."""
@@ -64,7 +67,7 @@ class InProcessStack:
         for name, value in env.items():
             monkeypatch.setenv(name, value)
         clients.reset()
-        self.attach_recorder()
+        self.wire_clients()
 
     def close(self) -> None:
         for flusher in self._flushers.values():
@@ -152,7 +155,7 @@ class InProcessStack:
         if owner not in self._flushers:
             self._flushers[owner] = Flusher(
                 self.store,
-                clients.gateway(),
+                clients.fanout_gateway(),
                 self.settings,
                 clock=self.clock.time,
                 sleep=self.clock.sleep,

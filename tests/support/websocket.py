@@ -26,6 +26,7 @@ from sensor_stream.models import (
     LatestMessage,
     ReadingsBatchMessage,
     SubscribedMessage,
+    TokenRefreshedMessage,
 )
 
 from .botocore_hooks import Answer, before_call_event, failure, success
@@ -38,6 +39,7 @@ ServerMessage = Annotated[
     | CommandAcceptedMessage
     | CommandAckMessage
     | CommandTimeoutMessage
+    | TokenRefreshedMessage
     | ErrorMessage,
     Field(discriminator="type"),
 ]
@@ -72,11 +74,34 @@ class PostRecorder:
         self.failure = ("LimitExceededException", 429)
         self.refused: list[Post] = []
         self._read_upto: dict[str, int] = defaultdict(int)
+        # Posts to these connections wait until the event is set (a browser that stopped reading).
+        self.held: dict[str, threading.Event] = {}
+        self.deleted: list[str] = []
+
+    def hold(self, connection_id: str) -> threading.Event:
+        """Posts to the connection block until the returned event is set."""
+        release = self.held[connection_id] = threading.Event()
+        return release
 
     def attach(self, client: Any) -> None:
         events = client.meta.events
         events.register("before-parameter-build.apigatewaymanagementapi.PostToConnection", self._remember)
         events.register(before_call_event(client, "PostToConnection"), self._answer)
+        events.register(
+            "before-parameter-build.apigatewaymanagementapi.DeleteConnection", self._remember_delete
+        )
+        events.register(before_call_event(client, "DeleteConnection"), self._answer_delete)
+
+    @staticmethod
+    def _remember_delete(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        context["deleted_connection"] = params["ConnectionId"]
+
+    def _answer_delete(self, context: dict[str, Any], **_: Any) -> Answer:
+        connection_id = context["deleted_connection"]
+        with self._lock:
+            self.deleted.append(connection_id)
+            self.gone.add(connection_id)  # closed: later posts get 410
+        return success()
 
     @staticmethod
     def _remember(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
@@ -84,6 +109,9 @@ class PostRecorder:
 
     def _answer(self, context: dict[str, Any], **_: Any) -> Answer:
         post: Post = context["recorded_post"]
+        release = self.held.get(post.connection_id)
+        if release is not None:
+            release.wait(timeout=30)
         with self._lock:
             if post.connection_id in self.gone:
                 self.refused.append(post)

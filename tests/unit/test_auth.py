@@ -42,9 +42,10 @@ def hs256() -> TokenVerifier:
 
 
 def test_hs256_token_yields_the_principal(hs256: TokenVerifier):
-    assert hs256.verify(hs256_token(SECRET, org="acme", sub="alice")) == Principal(
-        user_id="alice", org_id="acme", units=None
-    )
+    token = hs256_token(SECRET, org="acme", sub="alice")
+    expires_at = jwt.decode(token, options={"verify_signature": False})["exp"]
+
+    assert hs256.verify(token) == Principal(user_id="alice", org_id="acme", units=None, expires_at=expires_at)
 
 
 def test_units_claim_limits_the_principal(hs256: TokenVerifier):
@@ -172,7 +173,8 @@ def test_rs256_token_from_the_issuer_is_accepted(
 ):
     token = signed_token(rsa_key, "RS256", "rsa-1", org="acme", sub="bob", **oidc_claims())
 
-    assert oidc.verify(token) == Principal(user_id="bob", org_id="acme")
+    expires_at = jwt.decode(token, options={"verify_signature": False})["exp"]
+    assert oidc.verify(token) == Principal(user_id="bob", org_id="acme", expires_at=expires_at)
     assert jwks == [JWKS_URL]
 
 

@@ -1,17 +1,19 @@
-"""batch_messages: one message per tick and connection, split only to stay under the
-frame limit, each reading once, ordered by recordedAt within its unit."""
+"""pack_batches: one message per tick and connection, split only to stay under the frame
+limit, each reading once, ordered by recordedAt within its unit, byte for byte what the
+message model writes."""
 
 from __future__ import annotations
 
 import itertools
+import json
 import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from sensor_stream.delivery import batch_messages
 from sensor_stream.gateway import MAX_MESSAGE_BYTES
 from sensor_stream.models import Reading, ReadingsBatchMessage
+from sensor_stream.packing import PackedReading, pack_batches
 
 NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 # The contract's bound; MAX_MESSAGE_BYTES is the code's own, stricter one.
@@ -35,8 +37,22 @@ def make_reading(unit_id: str, seconds_ago: float, *, long_fields: bool = False,
     )
 
 
+def batch_messages(
+    readings: list[Reading], *, server_time: datetime, replay: bool = False
+) -> list[ReadingsBatchMessage]:
+    """pack_batches on the readings' stored texts; each message must parse as the model
+    and be exactly what the model writes."""
+    packed = pack_batches(
+        [PackedReading.from_reading(r) for r in readings], server_time=server_time, replay=replay
+    )
+    messages = [ReadingsBatchMessage.model_validate_json(data) for data in packed]
+    for data, message in zip(packed, messages, strict=True):
+        assert json.loads(data) == message.to_wire()
+        assert data == message.to_json().encode()  # so frame_sizes measures what is posted
+    return messages
+
+
 def frame_sizes(messages: list[ReadingsBatchMessage]) -> list[int]:
-    # Exactly what ConnectionGateway.send posts.
     return [len(message.to_json().encode()) for message in messages]
 
 

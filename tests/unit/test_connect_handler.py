@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import jwt
 import pytest
 
 import connect.handler
@@ -25,7 +26,7 @@ ORG_SUBSCRIPTION = {"scope": "org", "unitIds": [], "siteIds": []}
 
 
 def record(stack: InProcessStack, connection_id: str) -> ConnectionRecord | None:
-    return stack.store.get_connection(connection_id, stack.clock.time())
+    return stack.store.connections.get(connection_id, stack.clock.time())
 
 
 # --- $connect ----------------------------------------------------------------------------
@@ -46,6 +47,8 @@ def test_connect_selects_the_subprotocol_and_records_the_connection(
         allowed_units=["fridge-1", "fridge-2"],
         connected_at=clock.now(),
         expires_at=int(clock.time()) + stack.settings.connection_ttl_seconds,
+        token_expires_at=jwt.decode(token, options={"verify_signature": False})["exp"],
+        version=1,
     )
     # Nothing can be posted to a connection before $connect returns.
     assert posts.posts == []
@@ -115,7 +118,7 @@ def test_disconnect_forgets_the_connection(stack: InProcessStack):
     assert stack.disconnect(connection_id) == {"statusCode": 200}
 
     assert record(stack, connection_id) is None
-    assert stack.store.connections_of_org("acme", stack.clock.time()) == []
+    assert stack.store.connections.of_org("acme", stack.clock.time()) == []
     assert wire(stack.request(connection_id, {"action": "hello", "requestId": "r1"})) == [
         error("unauthorized", "this connection is not registered (expired?); reconnect", "r1")
     ]
@@ -133,7 +136,7 @@ def test_expired_connection_record_is_treated_as_gone(stack: InProcessStack, clo
     assert wire(stack.request(connection_id, {"action": "hello"})) == [
         error("unauthorized", "this connection is not registered (expired?); reconnect")
     ]
-    assert stack.store.connections_of_org("acme", clock.time()) == []
+    assert stack.store.connections.of_org("acme", clock.time()) == []
 
 
 # --- hello ---------------------------------------------------------------------------------
@@ -188,7 +191,7 @@ def test_subscribe_narrows_the_org_to_the_given_units_then_adds(stack: InProcess
     stored = record(stack, connection_id)
     assert stored is not None
     assert stored.subscription.to_wire() == ORG_SUBSCRIPTION
-    [by_org] = stack.store.connections_of_org("acme", stack.clock.time())
+    [by_org] = stack.store.connections.of_org("acme", stack.clock.time())
     assert by_org.subscription.to_wire() == ORG_SUBSCRIPTION
 
 
@@ -314,7 +317,7 @@ def test_get_latest_outside_the_token_scope_is_forbidden(stack: InProcessStack, 
 # --- malformed and unknown messages --------------------------------------------------------
 
 
-KNOWN = "hello, subscribe, unsubscribe, getLatest, sendCommand"
+KNOWN = "hello, subscribe, unsubscribe, getLatest, refreshToken, sendCommand"
 
 
 @pytest.mark.parametrize(

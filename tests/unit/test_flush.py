@@ -1,5 +1,6 @@
-"""flush: ticks on the 1-s grid, the lease that keeps two flushers from delivering the
-same tick, progress that survives failures mid-tick, and the scheduled handler."""
+"""flush: ticks a grace after each second ends, one message per connection per tick, a slow
+or failing connection costs only itself, a successor takes over without a gap, a crash
+loses nothing, and the scheduled handler."""
 
 from __future__ import annotations
 
@@ -9,14 +10,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
 import flush.handler
 from devstack.schedule import scheduled_event
-from sensor_stream import clients
+from sensor_stream import clients, keys
 from sensor_stream.delivery import TickReport
 from sensor_stream.models import ReadingsBatchMessage
+from sensor_stream.store.dynamo import N, S
 from tests.support.botocore_hooks import fail_operation
 from tests.support.clock import FakeClock
 from tests.support.lambda_context import FakeLambdaContext, countdown
@@ -31,39 +32,43 @@ def unit_readings(messages: list[Any]) -> list[tuple[str, str]]:
     """(unitId, recordedAt) of every reading in the batch messages, in order."""
     pairs = []
     for message in messages:
-        assert isinstance(message, ReadingsBatchMessage)
+        if not isinstance(message, ReadingsBatchMessage):
+            continue
         for batch in message.batches:
             pairs += [(r.unit_id, r.to_wire()["recordedAt"]) for r in batch.readings]
     return pairs
 
 
-def fail_progress_updates(stack: InProcessStack, times: int) -> list[dict[str, Any]]:
-    """The store fails to write flush progress (after the posts went out)."""
-    return fail_operation(
-        stack.store._db,  # the store's own client: the one the flusher uses
-        "UpdateItem",
-        "InternalServerError",
-        500,
-        when=lambda params: "deliveredThrough" in params.get("UpdateExpression", ""),
-        times=times,
-    )
+def units(messages: list[Any]) -> list[str]:
+    return [unit for unit, _ in unit_readings(messages)]
+
+
+def outbox_entries(stack: InProcessStack) -> list[dict[str, Any]]:
+    items = stack.store.client.scan(TableName=stack.settings.table_name)["Items"]
+    return [item for item in items if item["pk"]["S"].startswith("OUTBOX#") and "data" in item]
+
+
+def seconds_of(reports: list[TickReport]) -> list[int]:
+    return [second for report in reports for second in report.seconds]
 
 
 # --- one tick ------------------------------------------------------------------------------
 
 
-def test_arrival_second_is_delivered_once_its_grace_has_passed(stack: InProcessStack, clock: FakeClock):
+def test_arrival_second_is_read_a_grace_after_it_ends(stack: InProcessStack, clock: FakeClock):
     connection_id = stack.open("acme")
     stack.publish_telemetry("acme", "dev-1", reading("u1", clock.iso(-1)))
-    arrival_second = math.floor(clock.time())
+    arrival = math.floor(clock.time())
+    grace = stack.settings.flush_grace_seconds
 
-    early = stack.tick(advance=1.5)
+    clock.set(datetime.fromtimestamp(arrival + 1 + grace - 0.01, UTC))
+    early = stack.tick(advance=0)
     assert (early.readings, stack.take(connection_id)) == (0, [])
-    assert max(early.buckets) == arrival_second - 1
+    assert max(early.seconds) == arrival - 1
 
-    ready = stack.tick(advance=0.5)
-    assert ready.readings == 1
-    assert unit_readings(stack.take(connection_id)) == [("u1", clock.iso(-3))]
+    ready = stack.tick(advance=0.02)
+    assert ready.seconds == [arrival]
+    assert units(stack.take(connection_id)) == ["u1"]
 
 
 def test_tick_with_nothing_new_posts_nothing(stack: InProcessStack, clock: FakeClock, posts: PostRecorder):
@@ -74,7 +79,7 @@ def test_tick_with_nothing_new_posts_nothing(stack: InProcessStack, clock: FakeC
 
     reports = [stack.tick() for _ in range(3)]
 
-    assert [(r.readings, r.messages_sent) for r in reports] == [(0, 0)] * 3
+    assert [(r.readings, r.fanout.messages_sent) for r in reports] == [(0, 0)] * 3
     assert len(posts.posts) == delivered == 1
     assert len(stack.take(connection_id)) == 1
 
@@ -87,8 +92,28 @@ def test_first_tick_catches_up_a_bounded_backlog(stack: InProcessStack, clock: F
 
     report = stack.deliver()
 
-    assert len(report.buckets) == stack.settings.flush_max_catch_up_seconds
-    assert [unit for unit, _ in unit_readings(stack.take(connection_id))] == ["new"]
+    assert len(report.seconds) == stack.settings.flush_max_catch_up_seconds
+    assert units(stack.take(connection_id)) == ["new"]
+
+
+def test_a_backlog_is_read_a_bounded_number_of_seconds_per_tick_and_never_skipped(
+    stack: InProcessStack, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+):
+    connection_id = stack.open("acme")
+    stack.deliver()
+    stack.tick()  # progress recorded: a new flusher continues from here
+    stack.reconfigure(monkeypatch, FLUSH_MAX_SECONDS_PER_TICK="2", FLUSH_MAX_CATCH_UP_SECONDS="60")
+    for second in range(5):  # the flush fell behind by five seconds
+        stack.publish_telemetry("acme", "dev-1", reading(f"u{second}", clock.iso()))
+        clock.advance(1)
+
+    reports = [stack.deliver()]
+    while reports[-1].seconds:
+        reports.append(stack.tick(advance=0))
+
+    assert all(len(r.seconds) <= 2 for r in reports)
+    assert len(reports) > 3
+    assert units(stack.take(connection_id)) == ["u0", "u1", "u2", "u3", "u4"]
 
 
 def test_each_connection_gets_one_message_per_tick(stack: InProcessStack, clock: FakeClock):
@@ -101,16 +126,40 @@ def test_each_connection_gets_one_message_per_tick(stack: InProcessStack, clock:
 
     report = stack.deliver()
 
-    assert (report.readings, report.messages_sent) == (3, 40)
+    assert (report.readings, report.fanout.messages_sent) == (3, 40)
     for connection_id in connections:
         [message] = stack.take(connection_id)
         assert unit_readings([message]) == sent
 
 
-# --- failures mid-tick -----------------------------------------------------------------------
+def test_an_unreadable_outbox_reading_is_skipped_and_everything_else_delivered(
+    stack: InProcessStack, clock: FakeClock
+):
+    # Whatever one tenant's data looks like, it must not stall the others.
+    connection_id, other_org = stack.open("acme"), stack.open("globex")
+    second = math.floor(clock.time())
+    stack.store.table.put(
+        {
+            **keys.key(keys.outbox_pk(second, 0), keys.outbox_sk("acme", "corrupt.0")),
+            "orgId": S("acme"),
+            "data": S('{"unitId": 7}\nnot json'),
+            "expiresAt": N(second + 3600),
+        }
+    )
+    stack.publish_telemetry("acme", "dev-1", reading("u1", clock.iso()))
+    stack.publish_telemetry("globex", "dev-9", reading("g1", clock.iso()))
+
+    report = stack.deliver()
+
+    assert report.unreadable == 2
+    assert units(stack.take(connection_id)) == ["u1"]
+    assert units(stack.take(other_org)) == ["g1"]
 
 
-def test_posts_failing_for_everyone_are_delivered_on_the_next_tick(
+# --- a connection that fails costs only itself ---------------------------------------------
+
+
+def test_posts_throttled_for_everyone_are_retried_on_the_next_tick(
     stack: InProcessStack, clock: FakeClock, posts: PostRecorder
 ):
     first, second = stack.open("acme"), stack.open("acme")
@@ -118,17 +167,18 @@ def test_posts_failing_for_everyone_are_delivered_on_the_next_tick(
     posts.failing.add("*")  # API Gateway throttles every post
 
     failed = stack.deliver()
-    assert (failed.post_failures, failed.messages_sent) == (2, 0)
+    assert (failed.fanout.posts_throttled, failed.fanout.messages_sent) == (2, 0)
 
     posts.failing.clear()
     stack.publish_telemetry("acme", "dev-1", reading("u2", clock.iso()))
-    stack.deliver()
+    retried = stack.deliver()
 
+    assert retried.fanout.messages_sent == 2  # one message each: u1 and u2 together
     for connection_id in (first, second):
-        assert sorted(unit for unit, _ in unit_readings(stack.take(connection_id))) == ["u1", "u2"]
+        assert units(stack.take(connection_id)) == ["u1", "u2"]
 
 
-def test_post_failing_for_one_connection_is_retried_for_it(
+def test_a_post_failing_for_one_connection_is_retried_for_it_alone(
     stack: InProcessStack, clock: FakeClock, posts: PostRecorder
 ):
     healthy, throttled = stack.open("acme"), stack.open("acme")
@@ -139,33 +189,89 @@ def test_post_failing_for_one_connection_is_retried_for_it(
 
     stack.deliver()
 
-    assert [unit for unit, _ in unit_readings(stack.take(throttled))] == ["u1"]
-    # The healthy one may see u1 again (the contract allows it after a failure; clients
-    # de-duplicate by id), but never loses or reorders it.
-    assert {unit for unit, _ in unit_readings(stack.take(healthy))} == {"u1"}
+    assert units(stack.take(throttled)) == ["u1"]
+    assert units(stack.take(healthy)) == ["u1"]  # once: no whole-tick redelivery
 
 
-def test_store_failing_before_progress_is_recorded_loses_nothing(stack: InProcessStack, clock: FakeClock):
+def test_a_connection_whose_posts_keep_failing_is_closed_and_forgotten(
+    stack: InProcessStack, clock: FakeClock, posts: PostRecorder
+):
+    healthy, broken = stack.open("acme"), stack.open("acme")
+    posts.failing.add(broken)
+    posts.failure = ("InternalServerErrorException", 500)
+
+    for unit in ("u1", "u2", "u3"):
+        stack.publish_telemetry("acme", "dev-1", reading(unit, clock.iso()))
+        stack.deliver()
+    stack.deliver()  # the close itself runs in the background; let it finish
+
+    assert posts.deleted == [broken]  # its browser reconnects and resumes
+    assert stack.store.connections.get(broken, clock.time()) is None
+    assert units(stack.take(healthy)) == ["u1", "u2", "u3"]
+
+
+def test_a_browser_that_stops_reading_delays_nobody_else_and_is_closed_once_stalled(
+    stack: InProcessStack, clock: FakeClock, posts: PostRecorder, monkeypatch: pytest.MonkeyPatch
+):
+    stack.reconfigure(monkeypatch, FLUSH_TICK_POST_WAIT_SECONDS="0.2")
+    healthy, stuck = stack.open("acme"), stack.open("acme")
+    release = posts.hold(stuck)
+    stack.publish_telemetry("acme", "dev-1", reading("u1", clock.iso()))
+
+    started = time.monotonic()
+    first = stack.deliver()
+    assert time.monotonic() - started < 5  # the tick did not wait for the stuck post
+    assert first.connections == 2
+    stack.publish_telemetry("acme", "dev-1", reading("u2", clock.iso()))
+    stack.deliver()
+    assert units(stack.take(healthy)) == ["u1", "u2"]  # on time, tick after tick
+
+    clock.advance(stack.settings.flush_stalled_connection_seconds)
+    stack.publish_telemetry("acme", "dev-1", reading("u3", clock.iso()))
+    closing = stack.deliver()
+    release.set()
+    stack.deliver()
+
+    assert closing.fanout.connections_closed == 1
+    assert posts.deleted == [stuck]
+    assert units(stack.take(healthy)) == ["u3"]
+
+
+def test_a_store_failure_mid_tick_loses_nothing(stack: InProcessStack, clock: FakeClock):
     connection_id = stack.open("acme")
     stack.publish_telemetry("acme", "dev-1", reading("u1", clock.iso()))
-    failed = fail_progress_updates(stack, times=1)
+    failed = fail_operation(stack.store.client, "Query", "InternalServerError", 500, times=1)
 
-    with pytest.raises(ClientError, match="InternalServerError"):
+    with pytest.raises(Exception, match="InternalServerError"):
         stack.deliver()
     assert len(failed) == 1
     stack.publish_telemetry("acme", "dev-1", reading("u2", clock.iso()))
     stack.deliver()
 
-    received = unit_readings(stack.take(connection_id))
-    # u1 went out before the crash and again after it: at least once, never lost.
-    assert [unit for unit, _ in received] == ["u1", "u1", "u2"]
+    assert units(stack.take(connection_id)) == ["u1", "u2"]
     assert stack.tick().readings == 0
 
 
-# --- the lease -------------------------------------------------------------------------------
+def test_a_reading_queued_again_by_ingest_is_delivered_once(stack: InProcessStack, clock: FakeClock):
+    connection_id = stack.open("acme")
+    stack.publish_telemetry("acme", "dev-1", reading("u1", clock.iso()))
+    [entry] = outbox_entries(stack)
+    stack.deliver()
+    # Ingest queues an entry again when its write may have landed after the flush read
+    # its second; a copy of something already delivered is dropped.
+    second = math.floor(clock.time())
+    stack.store.table.put({**entry, "pk": S(keys.outbox_pk(second, 0))})
+
+    report = stack.deliver()
+
+    assert (report.readings, report.duplicates_dropped) == (0, 1)
+    assert units(stack.take(connection_id)) == ["u1"]
 
 
-def test_a_second_flusher_cannot_take_the_lease(stack: InProcessStack, clock: FakeClock, posts: PostRecorder):
+# --- the lease, the successor and crashes --------------------------------------------------
+
+
+def test_a_second_flusher_cannot_take_the_lease(stack: InProcessStack, clock: FakeClock):
     connection_id = stack.open("acme")
     stack.publish_telemetry("acme", "dev-1", reading("u1", clock.iso()))
     assert stack.deliver(owner="flusher-a").readings == 1
@@ -173,65 +279,121 @@ def test_a_second_flusher_cannot_take_the_lease(stack: InProcessStack, clock: Fa
     stack.publish_telemetry("acme", "dev-1", reading("u2", clock.iso()))
     refused = stack.deliver(owner="flusher-b")
 
-    assert refused == TickReport(lease_lost=True)
-    assert [unit for unit, _ in unit_readings(stack.take(connection_id))] == ["u1"]
+    assert refused.lease_lost
+    assert units(stack.take(connection_id)) == ["u1"]
 
 
-def test_after_release_the_next_flusher_delivers_no_bucket_twice(
-    stack: InProcessStack, clock: FakeClock, posts: PostRecorder
-):
-    connection_id = stack.open("acme")
-    first = stack.flusher("flusher-a")
-    stack.publish_telemetry("acme", "dev-1", reading("u1", clock.iso()))
-    clock.advance(2)
-    started = clock.time()
-    reports_a = first.run(keep_going=lambda: clock.time() < started + 3)  # releases when done
-    stack.publish_telemetry("acme", "dev-1", reading("u2", clock.iso()))
-
-    reports_b = [stack.deliver(owner="flusher-b"), stack.tick(owner="flusher-b")]
-
-    buckets_a = [b for r in reports_a for b in r.buckets]
-    buckets_b = [b for r in reports_b for b in r.buckets]
-    assert not set(buckets_a) & set(buckets_b)
-    assert buckets_b[0] == buckets_a[-1] + 1
-    assert [unit for unit, _ in unit_readings(stack.take(connection_id))] == ["u1", "u2"]
-
-
-def test_lease_of_a_crashed_flusher_expires_and_it_cannot_record_progress_any_more(
+def test_the_successor_takes_over_after_the_next_tick_with_no_second_missed_or_repeated(
     stack: InProcessStack, clock: FakeClock
 ):
     connection_id = stack.open("acme")
-    stack.deliver(owner="crashed")  # took the lease, then its invocation died
-    clock.advance(stack.settings.flush_lease_seconds - 2)
+    running, successor = stack.flusher("running"), stack.flusher("successor")
     stack.publish_telemetry("acme", "dev-1", reading("u1", clock.iso()))
+    before = [stack.deliver(owner="running")]
 
-    assert stack.deliver(owner="next").lease_lost  # the lease's last instant
-    assert stack.tick(owner="next").readings == 1
+    assert successor.try_lease() is None
+    assert successor.wait_as_successor()
+    assert successor.poll_for_lease() is None  # not yet: the holder finishes its tick
+    stack.publish_telemetry("acme", "dev-1", reading("u2", clock.iso()))
+    last = stack.tick(owner="running")
+    assert last.successor == "successor"
+    assert running.hand_over("successor")
+    assert successor.poll_for_lease() is not None
+    stack.publish_telemetry("acme", "dev-1", reading("u3", clock.iso()))
+    after = [stack.tick(owner="successor"), stack.tick(owner="successor")]
 
-    assert stack.tick(advance=0, owner="crashed").lease_lost
-    assert [unit for unit, _ in unit_readings(stack.take(connection_id))] == ["u1"]
+    handed = seconds_of([*before, last])
+    taken = seconds_of(after)
+    assert taken[0] == handed[-1] + 1
+    assert units(stack.take(connection_id)) == ["u1", "u2", "u3"]
+    assert stack.tick(owner="running").lease_lost
 
 
-def test_run_waits_for_the_lease_then_gives_up_delivering_nothing(
-    stack: InProcessStack, clock: FakeClock, posts: PostRecorder
-):
-    stack.open("acme")
-    stack.deliver(owner="holder")
+def test_copies_queued_around_a_hand_over_are_still_dropped(stack: InProcessStack, clock: FakeClock):
+    connection_id = stack.open("acme")
     stack.publish_telemetry("acme", "dev-1", reading("u1", clock.iso()))
-    started = clock.time()
+    [entry] = outbox_entries(stack)
+    stack.deliver(owner="running")
+    successor = stack.flusher("successor")
+    assert successor.wait_as_successor()
+    stack.tick(owner="running")
+    assert stack.flusher("running").hand_over("successor")
+    assert successor.poll_for_lease() is not None
 
-    reports = stack.flusher("waiter").run(keep_going=lambda: clock.time() < started + 3)
+    stack.store.table.put({**entry, "pk": S(keys.outbox_pk(math.floor(clock.time()), 0))})
+    report = stack.deliver(owner="successor")
+
+    assert report.duplicates_dropped == 1
+    assert units(stack.take(connection_id)) == ["u1"]
+
+
+def test_a_third_invocation_leaves_when_a_successor_already_waits(stack: InProcessStack, clock: FakeClock):
+    stack.deliver(owner="running")
+    assert stack.flusher("successor").wait_as_successor()
+
+    reports = stack.flusher("third").run(keep_going=lambda: True)
 
     assert reports == []
-    assert clock.sleeps
-    assert all(s == stack.settings.flush_tick_seconds / 2 for s in clock.sleeps)
-    assert posts.posts == []
 
 
-# --- the tick loop ---------------------------------------------------------------------------
+def test_run_hands_over_at_the_end_of_its_next_tick(stack: InProcessStack, clock: FakeClock):
+    stack.deliver(owner="running")
+    successor = stack.flusher("successor")
+    assert successor.wait_as_successor()
+
+    reports = stack.flusher("running").run(keep_going=lambda: True)
+
+    assert [report.successor for report in reports] == ["successor"]
+    assert successor.poll_for_lease() is not None
 
 
-def test_tick_loop_is_drift_free_and_skips_slots_a_slow_tick_missed(
+def test_a_crashed_holder_is_replaced_once_its_lease_expires_and_nothing_is_lost(
+    stack: InProcessStack, clock: FakeClock, posts: PostRecorder, monkeypatch: pytest.MonkeyPatch
+):
+    stack.reconfigure(monkeypatch, FLUSH_TICK_POST_WAIT_SECONDS="0.1")
+    connection_id = stack.open("acme")
+    stack.publish_telemetry("acme", "dev-1", reading("u1", clock.iso()))
+    stack.deliver(owner="crashing")
+    release = posts.hold(connection_id)
+    stack.publish_telemetry("acme", "dev-1", reading("u2", clock.iso()))
+    stack.deliver(owner="crashing")  # its post of u2 never ends: the invocation died
+    successor = stack.flusher("successor")
+    assert successor.try_lease() is None
+    release.set()
+
+    clock.advance(stack.settings.flush_lease_seconds + 1)
+    assert successor.try_lease() is not None
+    stack.publish_telemetry("acme", "dev-1", reading("u3", clock.iso()))
+    stack.deliver(owner="successor")
+
+    received = units(stack.take(connection_id))
+    # u2's post had not ended: the successor delivers its second again (at least once).
+    assert (received[0], received[-1]) == ("u1", "u3")
+    assert "u2" in received[1:]
+    assert stack.tick(advance=0, owner="crashing").lease_lost
+
+
+def test_each_tick_announces_the_seconds_it_reads_before_it_reads_them(
+    stack: InProcessStack, clock: FakeClock
+):
+    announced_at_query: list[tuple[int, int | None]] = []
+    store = stack.store
+
+    def check(params: dict[str, Any], **_: Any) -> None:
+        pk = params["ExpressionAttributeValues"][":pk"]["S"]
+        if pk.startswith("OUTBOX#"):
+            announced_at_query.append((int(pk.split("#")[1]), store.flush_state.read().read_through))
+
+    store.client.meta.events.register("before-parameter-build.dynamodb.Query", check)
+    stack.publish_telemetry("acme", "dev-1", reading("u1", clock.iso()))
+    stack.deliver()
+    stack.tick()
+
+    assert announced_at_query
+    assert all(read is not None and read >= second for second, read in announced_at_query)
+
+
+def test_tick_loop_is_on_a_grid_a_grace_after_each_second_and_skips_slots_a_slow_tick_missed(
     stack: InProcessStack, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ):
     flusher = stack.flusher()
@@ -246,30 +408,34 @@ def test_tick_loop_is_drift_free_and_skips_slots_a_slow_tick_missed(
         return report
 
     monkeypatch.setattr(flusher, "tick", timed_tick)
-    origin = clock.time()
+    origin = math.floor(clock.time())
+    grace = stack.settings.flush_grace_seconds
 
     reports = flusher.run(keep_going=lambda: clock.time() < origin + 7.5)
 
-    assert len(reports) == 6
-    assert [t - origin for t in started] == pytest.approx([0, 1, 2, 5, 6, 7], abs=1e-3)
-    assert all(pause > 0 for pause in clock.sleeps)
+    assert len(reports) == 5
+    assert [t - origin - grace for t in started] == pytest.approx([1, 2, 3, 6, 7], abs=1e-3)
 
 
 def test_a_failing_tick_does_not_end_the_loop_and_loses_nothing(stack: InProcessStack, clock: FakeClock):
     connection_id = stack.open("acme")
     stack.publish_telemetry("acme", "dev-1", reading("u1", clock.iso()))
-    clock.advance(2.5)  # its arrival second is ready at the first tick
-    failed = fail_progress_updates(stack, times=1)
+    failed = fail_operation(
+        stack.store.client,
+        "UpdateItem",
+        "InternalServerError",
+        500,
+        times=1,
+        when=lambda params: "readThrough" in params.get("UpdateExpression", ""),
+    )
     flusher = stack.flusher()
     origin = clock.time()
 
     reports = flusher.run(keep_going=lambda: clock.time() < origin + 4.5)
 
     assert len(failed) == 1
-    assert len(reports) == 5  # the failed tick is reported empty; the loop went on
-    received = unit_readings(stack.take(connection_id))
-    # Posted by the failed tick and again by the next one: at least once, never lost.
-    assert [unit for unit, _ in received] == ["u1", "u1"]
+    assert reports[0] == TickReport()  # the failed tick is reported empty; the loop went on
+    assert units(stack.take(connection_id)) == ["u1"]
 
 
 def test_tick_loop_stops_when_the_lease_is_lost(stack: InProcessStack, clock: FakeClock):
@@ -280,9 +446,9 @@ def test_tick_loop_stops_when_the_lease_is_lost(stack: InProcessStack, clock: Fa
     def keep_going() -> bool:
         nonlocal ticks
         ticks += 1
-        if ticks == 3:  # someone else took over (e.g. this invocation stalled past the lease)
-            stack.store.release_flush_lease(flusher.owner)
-            assert stack.store.acquire_flush_lease("usurper", clock.time(), 60)
+        if ticks == 4:  # someone else took over (e.g. this invocation stalled past the lease)
+            stack.store.flush_state.release(flusher.owner, delivered_through=None)
+            assert stack.store.flush_state.acquire("usurper", clock.time(), 60)
         return clock.time() < origin + 30
 
     reports = flusher.run(keep_going)
@@ -299,20 +465,30 @@ def test_flush_handler_ticks_until_its_time_runs_low(
 ):
     # The handler runs on the real clock: let the readings arrive a few seconds ago, and
     # let its first tick look back far enough for a slow machine.
-    stack.reconfigure(monkeypatch, FLUSH_MAX_CATCH_UP_SECONDS="30")
+    stack.reconfigure(monkeypatch, FLUSH_MAX_CATCH_UP_SECONDS="5", FLUSH_STOP_MARGIN_SECONDS="1")
     clock.set(datetime.fromtimestamp(time.time() - 3, UTC))
+    stack.store.clock = time.time
     connection_id = stack.open("acme")
     stack.publish_telemetry(
         "acme", "dev-1", {"readings": [reading("u1", clock.iso(-1)), reading("u2", clock.iso())]}
     )
-    context = FakeLambdaContext(function_name="sensor-stream-flush", remaining_ms=countdown(50_000, 1_000))
+    context = FakeLambdaContext(
+        function_name="sensor-stream-flush", remaining_ms=countdown(50_000, 50_000, 1_000)
+    )
 
     summary = flush.handler.lambda_handler(scheduled_event(), context)
 
-    assert summary == {"ticks": 1, "readings": 2, "messages": 1, "connectionsGone": 0, "commandsTimedOut": 0}
+    assert summary == {
+        "ticks": 1,
+        "readings": 2,
+        "messages": 1,
+        "connectionsGone": 0,
+        "connectionsClosed": 0,
+        "commandsTimedOut": 0,
+    }
     assert unit_readings(posts.received(connection_id)) == [("u1", clock.iso(-1)), ("u2", clock.iso())]
     # The lease was released: the next invocation can start at once.
-    assert stack.store.acquire_flush_lease("next-invocation", time.time(), 10)
+    assert stack.store.flush_state.acquire("next-invocation", time.time(), 10)
 
 
 def test_flush_handler_refuses_an_event_that_is_not_a_schedule(stack: InProcessStack):
@@ -335,14 +511,13 @@ def test_failing_post_of_a_command_timeout_does_not_stop_the_tick(
     stack.publish_telemetry("acme", "dev-1", reading("u1", clock.iso()))
     stack.deliver()
     stack.request(connection_id, {"action": "sendCommand", "deviceId": "dev-1", "command": "reboot"})
-    clock.advance(stack.settings.command_timeout_seconds - 1)
+    clock.advance(stack.settings.command_timeout_seconds)
     stack.publish_telemetry("acme", "dev-1", reading("u2", clock.iso()))
     posts.failing.add("*")
 
     failed = stack.deliver()  # the command is due and u2 is ready: every post fails
 
-    assert (failed.commands_timed_out, failed.post_failures) == (1, 1)
+    assert (failed.commands_timed_out, failed.fanout.posts_throttled) == (1, 1)
     posts.failing.clear()
     stack.deliver()
-    batches = [m for m in posts.received(connection_id) if isinstance(m, ReadingsBatchMessage)]
-    assert [unit for unit, _ in unit_readings(batches)] == ["u1", "u2"]
+    assert units(posts.received(connection_id)) == ["u1", "u2"]

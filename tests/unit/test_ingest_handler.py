@@ -26,11 +26,11 @@ EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 def history(stack: InProcessStack, unit_id: str, org: str = "acme") -> list[Reading]:
-    return stack.store.readings_since(org, unit_id, EPOCH, limit=1000)
+    return stack.store.readings.since(org, unit_id, EPOCH, limit=1000)
 
 
 def quarantined(stack: InProcessStack, org: str = "acme") -> list[QuarantinedMessage]:
-    return stack.store.quarantined(org, DAY)
+    return stack.store.readings.quarantined(org, DAY)
 
 
 # --- IoT rule events ---------------------------------------------------------------------
@@ -56,10 +56,10 @@ def test_single_reading_is_stored_with_ids_from_the_topic(stack: InProcessStack,
         "receivedAt": clock.iso(),
         "source": "iot",
     }
-    assert stack.store.get_latest("acme", "fridge-1") == stored
-    assert stack.store.device_exists("acme", "dev-1")
+    assert stack.store.readings.newest("acme", "fridge-1") == stored
+    assert stack.store.readings.device_known("acme", "dev-1")
     assert history(stack, "fridge-1", org="globex") == []
-    assert not stack.store.device_exists("acme", "spoofed")
+    assert not stack.store.readings.device_known("acme", "spoofed")
 
 
 def test_readings_array_of_up_to_100_is_stored(stack: InProcessStack, clock: FakeClock):
@@ -137,7 +137,7 @@ def test_device_id_may_be_a_128_character_thing_name(stack: InProcessStack, cloc
     thing = "t" * 128
 
     assert stack.publish_telemetry("acme", thing, reading("u1", clock.iso()))["stored"] == 1
-    assert stack.store.device_exists("acme", thing)
+    assert stack.store.readings.device_known("acme", thing)
 
 
 def test_payload_that_is_not_base64_is_quarantined(stack: InProcessStack, clock: FakeClock):
@@ -220,20 +220,25 @@ def test_redelivered_message_is_stored_once(stack: InProcessStack, clock: FakeCl
     assert len(history(stack, "u1")) == 2
 
 
-def test_newer_reading_wins_latest_and_an_older_redelivery_never_overwrites(
+def test_newest_recorded_reading_is_the_latest_and_a_late_older_one_never_is(
     stack: InProcessStack, clock: FakeClock
 ):
-    older = reading("u1", clock.iso(-20), temperature=10)
-    newer = reading("u1", clock.iso(-10), temperature=20)
+    older = reading("u1", clock.iso(-20), temperature=10, id="r-older")
+    newer = reading("u1", clock.iso(-10), temperature=20, id="r-b")
     stack.publish_telemetry("acme", "dev-1", older)
     stack.publish_telemetry("acme", "dev-1", newer)
     stack.publish_telemetry("acme", "dev-1", older)  # redelivered late
-    stack.publish_telemetry("acme", "dev-2", reading("u1", clock.iso(-10), temperature=99))  # same time
-
-    latest = stack.store.get_latest("acme", "u1")
+    assert stack.store.readings.newest("acme", "u1") == history(stack, "u1")[-1]
+    latest = stack.store.readings.newest("acme", "u1")
     assert latest is not None
     assert (latest.temperature, latest.device_id) == (20, "dev-1")
-    assert len(history(stack, "u1")) == 3
+
+    # Equal recordedAt: the reading ids decide (the history's sort order), whatever arrives last.
+    stack.publish_telemetry("acme", "dev-2", reading("u1", clock.iso(-10), temperature=99, id="r-a"))
+    assert stack.store.readings.newest("acme", "u1").temperature == 20  # type: ignore[union-attr]
+    stack.publish_telemetry("acme", "dev-2", reading("u1", clock.iso(-10), temperature=77, id="r-c"))
+    assert stack.store.readings.newest("acme", "u1").temperature == 77  # type: ignore[union-attr]
+    assert len(history(stack, "u1")) == 4
 
 
 def test_latest_takes_the_newest_of_one_message_whatever_its_order(stack: InProcessStack, clock: FakeClock):
@@ -241,7 +246,7 @@ def test_latest_takes_the_newest_of_one_message_whatever_its_order(stack: InProc
 
     stack.publish_telemetry("acme", "dev-1", {"readings": readings})
 
-    latest = stack.store.get_latest("acme", "u1")
+    latest = stack.store.readings.newest("acme", "u1")
     assert latest is not None
     assert latest.temperature == 3
 
@@ -273,7 +278,7 @@ def test_http_readings_are_stored_under_the_token_org(stack: InProcessStack, clo
     [first] = history(stack, "u1")
     assert (first.device_id, first.source, first.received_at) == ("gateway-7", "http", clock.now())
     assert [r.id for r in history(stack, "u2")] == ["gw-r-2"]
-    assert stack.store.device_exists("acme", "gateway-7")
+    assert stack.store.readings.device_known("acme", "gateway-7")
 
 
 def test_http_base64_body_is_decoded(stack: InProcessStack, clock: FakeClock):
@@ -419,8 +424,8 @@ def test_http_request_with_an_invalid_reading_stores_none_and_names_each(
         ),
     )
     assert history(stack, "u1") == []
-    assert stack.store.get_latest("acme", "u1") is None
-    assert not stack.store.device_exists("acme", "gateway-7")
+    assert stack.store.readings.newest("acme", "u1") is None
+    assert not stack.store.readings.device_known("acme", "gateway-7")
 
 
 def test_http_without_authorizer_claims_is_unauthorized(stack: InProcessStack, clock: FakeClock):

@@ -1,0 +1,70 @@
+"""The functions and their entry points, declared once: the CDK stack, the local stack and
+the tests derive each function's handler, memory, timeout and WebSocket routes from here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .models import SESSION_ACTIONS
+
+# API Gateway's own route keys (no client action selects them).
+CONNECT_ROUTE = "$connect"
+DISCONNECT_ROUTE = "$disconnect"
+DEFAULT_ROUTE = "$default"
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    name: str
+    description: str
+    memory_mb: int
+    timeout_seconds: int
+    # WebSocket route keys this function answers (route selection `$request.body.action`).
+    websocket_routes: tuple[str, ...] = ()
+
+    @property
+    def handler(self) -> str:
+        return f"{self.name}.handler.lambda_handler"
+
+    @property
+    def client_actions(self) -> tuple[str, ...]:
+        return tuple(route for route in self.websocket_routes if not route.startswith("$"))
+
+
+INGEST = FunctionSpec(
+    name="ingest",
+    description="Validates and stores readings from IoT Core and POST /readings",
+    memory_mb=512,
+    timeout_seconds=30,
+)
+CONNECT = FunctionSpec(
+    name="connect",
+    description="WebSocket connect, disconnect and client requests",
+    memory_mb=512,
+    timeout_seconds=15,
+    websocket_routes=(CONNECT_ROUTE, DISCONNECT_ROUTE, DEFAULT_ROUTE, *SESSION_ACTIONS),
+)
+# One invocation ticks until the next scheduled one takes over (about a minute later); the
+# timeout leaves room for a late schedule before a second goes without a tick.
+FLUSH = FunctionSpec(
+    name="flush",
+    description="Delivers each second's new readings to the subscribed WebSocket connections",
+    memory_mb=1024,
+    timeout_seconds=120,
+)
+PUBLISH = FunctionSpec(
+    name="publish",
+    description="Sends commands to devices and relays their acknowledgements",
+    memory_mb=256,
+    timeout_seconds=15,
+    websocket_routes=("sendCommand",),
+)
+FUNCTIONS = (INGEST, CONNECT, FLUSH, PUBLISH)
+
+
+def websocket_routes() -> dict[str, FunctionSpec]:
+    """Every WebSocket route key and the function behind it."""
+    return {route: spec for spec in FUNCTIONS for route in spec.websocket_routes}
+
+
+CLIENT_ACTIONS = tuple(route for route in websocket_routes() if not route.startswith("$"))

@@ -1,0 +1,282 @@
+"""Posting each tick's readings to the connections that want them, so that a slow, dead
+or throttled connection costs only itself.
+
+Every connection has a lane with at most one post in flight. Readings for a lane whose
+post is still in flight wait for the next tick (one message per connection per tick);
+a post that fails is retried on the next tick with whatever arrived meanwhile; a lane
+that has taken nothing for FLUSH_STALLED_CONNECTION_SECONDS, or whose posts keep
+failing, is closed: its browser reconnects and resumes, so nothing is lost to it.
+A 410 within CONNECT_GRACE_SECONDS of $connect is a handshake still in progress (API
+Gateway answers 410 until it completes), not a gone connection.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
+
+from .gateway import ConnectionGateway
+from .models import ConnectionRecord
+from .observability import logger
+from .packing import PackedReading, pack_batches
+from .settings import Settings
+from .store import SensorStore
+
+# Posts that failed for reasons other than throttling before the lane is closed.
+MAX_POST_FAILURES = 3
+# Readings a lane may hold back before it is closed (its browser resumes instead).
+MAX_LANE_BACKLOG = 20_000
+_THROTTLED = {"LimitExceededException", "TooManyRequestsException", "ThrottlingException", "429"}
+
+
+class TickSettlement:
+    """Counts the posts of one tick still in flight; settled when all have ended."""
+
+    def __init__(self, last_second: int) -> None:
+        self.last_second = last_second
+        self._open = 0
+        self._lock = threading.Lock()
+
+    def add(self) -> None:
+        with self._lock:
+            self._open += 1
+
+    def done(self) -> None:
+        with self._lock:
+            self._open -= 1
+
+    @property
+    def settled(self) -> bool:
+        with self._lock:
+            return self._open == 0
+
+
+@dataclass
+class FanoutCounts:
+    messages_sent: int = 0
+    posts_failed: int = 0
+    posts_throttled: int = 0
+    connections_gone: int = 0
+    connections_closed: int = 0
+
+    def add(self, other: FanoutCounts) -> None:
+        for name in vars(self):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+@dataclass
+class _Lane:
+    record: ConnectionRecord
+    waiting: list[PackedReading] = field(default_factory=list)
+    waiting_for: list[TickSettlement] = field(default_factory=list)
+    in_flight: Future[None] | None = None
+    # Since when readings have been waiting on a post in flight or a failed one.
+    blocked_since: float | None = None
+    failures: int = 0
+    closed: bool = False
+
+
+class Fanout:
+    def __init__(
+        self,
+        store: SensorStore,
+        gateway: ConnectionGateway,
+        settings: Settings,
+        *,
+        clock: Callable[[], float],
+    ) -> None:
+        self._store = store
+        self._gateway = gateway
+        self._settings = settings
+        self._clock = clock
+        self._pool = ThreadPoolExecutor(
+            max_workers=settings.flush_post_concurrency, thread_name_prefix="post"
+        )
+        self._lanes: dict[str, _Lane] = {}
+        self._lock = threading.Lock()
+        self._counts = FanoutCounts()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    def take_counts(self) -> FanoutCounts:
+        with self._lock:
+            counts, self._counts = self._counts, FanoutCounts()
+        return counts
+
+    # --- each tick ------------------------------------------------------------------------
+
+    def deliver(self, record: ConnectionRecord, readings: list[PackedReading], tick: TickSettlement) -> None:
+        """Queue readings for a connection; they go out now unless a post is in flight."""
+        with self._lock:
+            lane = self._lanes.get(record.connection_id)
+            if lane is None or lane.closed:
+                lane = self._lanes[record.connection_id] = _Lane(record)
+            lane.record = record
+            lane.waiting.extend(readings)
+            lane.waiting_for.append(tick)
+            tick.add()
+
+    def dispatch(self, server_time: datetime) -> None:
+        """Start a post on every lane that has readings waiting and none in flight; close
+        lanes that stalled."""
+        now = self._clock()
+        to_close: list[_Lane] = []
+        with self._lock:
+            for lane in self._lanes.values():
+                if lane.closed or not lane.waiting:
+                    continue
+                if lane.in_flight is not None and lane.blocked_since is None:
+                    lane.blocked_since = now
+                blocked_for = now - lane.blocked_since if lane.blocked_since is not None else 0.0
+                if blocked_for > self._settings.flush_stalled_connection_seconds or (
+                    len(lane.waiting) > MAX_LANE_BACKLOG
+                ):
+                    to_close.append(lane)
+                elif lane.in_flight is None:
+                    readings, settlements = lane.waiting, lane.waiting_for
+                    lane.waiting, lane.waiting_for = [], []
+                    lane.in_flight = self._pool.submit(self._post, lane, readings, settlements, server_time)
+            for lane in to_close:
+                self._close_lane(lane, reason="stalled")
+            # Lanes with nothing waiting and nothing in flight are forgotten.
+            for connection_id in [
+                cid
+                for cid, lane in self._lanes.items()
+                if lane.closed or (not lane.waiting and not lane.in_flight)
+            ]:
+                del self._lanes[connection_id]
+
+    def in_flight(self) -> int:
+        with self._lock:
+            return sum(1 for lane in self._lanes.values() if lane.in_flight is not None)
+
+    def abandon_in_flight(self) -> None:
+        """Hand-over: lanes whose post has not ended are closed (their browsers resume),
+        so the successor can start right after what this flusher dispatched."""
+        with self._lock:
+            for lane in list(self._lanes.values()):
+                if lane.in_flight is not None or lane.waiting:
+                    self._close_lane(lane, reason="hand-over")
+
+    # --- one post (posting thread) ------------------------------------------------------
+
+    def _post(
+        self,
+        lane: _Lane,
+        readings: list[PackedReading],
+        settlements: list[TickSettlement],
+        server_time: datetime,
+    ) -> None:
+        record = lane.record
+        outcome = "sent"
+        sent = 0
+        try:
+            if record.token_expired(self._clock()):
+                outcome = "expired"  # the token-expiry timer closes it; it may see nothing more
+            else:
+                for message in pack_batches(readings, server_time=server_time):
+                    if not self._gateway.send(record.connection_id, message):
+                        outcome = "gone"
+                        break
+                    sent += 1
+        except (ClientError, ConnectionError, HTTPClientError) as error:
+            outcome = "throttled" if _error_code(error) in _THROTTLED else "failed"
+            logger.warning(
+                "post failed",
+                extra={"connection_id": record.connection_id, "error": str(error), "outcome": outcome},
+            )
+        except Exception:
+            outcome = "failed"
+            logger.exception("post failed", extra={"connection_id": record.connection_id})
+        self._finish(lane, readings, settlements, outcome, sent)
+
+    def _finish(
+        self,
+        lane: _Lane,
+        readings: list[PackedReading],
+        settlements: list[TickSettlement],
+        outcome: str,
+        sent: int,
+    ) -> None:
+        now = self._clock()
+        delete_record = False
+        with self._lock:
+            self._counts.messages_sent += sent
+            if outcome in ("sent", "expired"):
+                lane.failures = 0
+                if not lane.waiting:
+                    lane.blocked_since = None
+            elif outcome == "gone":
+                young = now - lane.record.connected_at.timestamp() < self._settings.connect_grace_seconds
+                if not young:
+                    self._counts.connections_gone += 1
+                    lane.closed = True
+                    delete_record = True
+            elif not lane.closed:
+                # Retried with the next tick's readings (they are older, so they go first).
+                lane.waiting[:0] = readings
+                lane.waiting_for[:0] = settlements
+                settlements = []
+                if lane.blocked_since is None:
+                    lane.blocked_since = now
+                if outcome == "throttled":
+                    self._counts.posts_throttled += 1
+                else:
+                    self._counts.posts_failed += 1
+                    lane.failures += 1
+                    if lane.failures >= MAX_POST_FAILURES:
+                        self._close_lane(lane, reason="failing")
+        if delete_record:
+            self._delete_record(lane.record)
+        for settlement in settlements:
+            settlement.done()
+        with self._lock:
+            # Last: whoever waits for posts in flight sees this one's effects complete.
+            lane.in_flight = None
+
+    # --- closing --------------------------------------------------------------------------
+
+    def _close_lane(self, lane: _Lane, reason: str) -> None:
+        """Caller holds the lock. The readings it held are settled: the browser resumes."""
+        if lane.closed:
+            return
+        lane.closed = True
+        self._counts.connections_closed += 1
+        settlements, lane.waiting, lane.waiting_for = lane.waiting_for, [], []
+        for settlement in settlements:
+            settlement.done()
+        logger.info(
+            "closing a connection", extra={"connection_id": lane.record.connection_id, "reason": reason}
+        )
+        self._pool.submit(self._disconnect, lane.record)
+
+    def _disconnect(self, record: ConnectionRecord) -> None:
+        try:
+            self._gateway.disconnect(record.connection_id)
+        except Exception:
+            logger.exception("closing a connection failed", extra={"connection_id": record.connection_id})
+        self._delete_record(record)
+
+    def _delete_record(self, record: ConnectionRecord) -> None:
+        try:
+            self._store.connections.delete(record.connection_id, record.org_id)
+        except Exception:
+            logger.exception(
+                "deleting a connection record failed", extra={"connection_id": record.connection_id}
+            )
+
+
+def _error_code(error: Exception) -> str:
+    if isinstance(error, ClientError):
+        return str(error.response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+def server_time_of(now: float) -> datetime:
+    return datetime.fromtimestamp(now, UTC)

@@ -1,0 +1,96 @@
+"""``sensor:readings:batch`` messages assembled from readings' stored JSON texts, so that a
+tick serialises nothing per connection: each reading's text is written by ingest once and
+copied into every message that carries it."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from .gateway import MAX_MESSAGE_BYTES
+from .models import Reading, format_time
+
+_PREFIX = '{"type":"sensor:readings:batch","serverTime":'
+# '],"count":N}' and the comma before the next unit, with room for a 5-digit count.
+_UNIT_TAIL_BYTES = 24
+
+
+def _unit_batch(unit_head: str, texts: list[str]) -> str:
+    return unit_head + ",".join(texts) + '],"count":' + str(len(texts)) + "}"
+
+
+@dataclass(frozen=True, slots=True)
+class PackedReading:
+    """A reading as the flush moves it: routing fields and its wire text."""
+
+    unit_id: str
+    site_id: str | None
+    recorded_at: str  # format_time text: string order is time order
+    reading_id: str
+    text: str
+
+    @classmethod
+    def from_text(cls, text: str) -> PackedReading:
+        """From a stored reading's JSON (raises ValueError/KeyError/TypeError if it is not one)."""
+        document = json.loads(text)
+        site_id = document.get("siteId")
+        fields = (document["unitId"], document["recordedAt"], document["id"])
+        if not all(isinstance(field, str) for field in fields) or not isinstance(site_id, str | None):
+            raise TypeError("not a stored reading")
+        return cls(fields[0], site_id, fields[1], fields[2], text)
+
+    @classmethod
+    def from_reading(cls, reading: Reading) -> PackedReading:
+        return cls(
+            reading.unit_id, reading.site_id, format_time(reading.recorded_at), reading.id, reading.to_json()
+        )
+
+
+def pack_batches(
+    readings: Iterable[PackedReading], *, server_time: datetime, replay: bool = False
+) -> list[bytes]:
+    """Readings grouped per unit (units in id order), each unit's readings ordered by
+    ``recordedAt``, each reading once, in as few messages as fit under the frame limit."""
+    per_unit: dict[str, dict[tuple[str, str], PackedReading]] = defaultdict(dict)
+    for reading in readings:
+        per_unit[reading.unit_id].setdefault((reading.recorded_at, reading.reading_id), reading)
+    head = (
+        _PREFIX + json.dumps(format_time(server_time)) + (',"replay":true' if replay else "") + ',"batches":['
+    )
+    head_bytes = len(head.encode())
+    messages: list[bytes] = []
+    batches: list[str] = []
+    size = head_bytes + 2  # "]}"
+
+    def close_message() -> None:
+        nonlocal batches, size
+        if batches:
+            messages.append((head + ",".join(batches) + "]}").encode())
+        batches, size = [], head_bytes + 2
+
+    for unit_id in sorted(per_unit):
+        unit = per_unit[unit_id]
+        # Unit ids are ASCII identifiers: their JSON is themselves in quotes.
+        unit_head = '{"unitId":' + json.dumps(unit_id) + ',"readings":['
+        current: list[str] = []
+        current_bytes = 0
+        for key in sorted(unit):
+            text = unit[key].text
+            text_bytes = len(text.encode()) + 1
+            unit_overhead = len(unit_head) + _UNIT_TAIL_BYTES + (1 if batches else 0)
+            if size + unit_overhead + current_bytes + text_bytes > MAX_MESSAGE_BYTES and (current or batches):
+                if current:
+                    batches.append(_unit_batch(unit_head, current))
+                    size += len(unit_head) + current_bytes + _UNIT_TAIL_BYTES
+                    current, current_bytes = [], 0
+                close_message()
+            current.append(text)
+            current_bytes += text_bytes
+        if current:
+            batches.append(_unit_batch(unit_head, current))
+            size += len(unit_head) + current_bytes + _UNIT_TAIL_BYTES
+    close_message()
+    return messages

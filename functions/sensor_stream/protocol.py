@@ -1,0 +1,101 @@
+"""What every WebSocket client message goes through, whichever function its route reaches:
+the connection's request allowance, parsing, its record, and errors answered in the
+contract's shape (``{"type": "error", "requestId"?, "error": {"code", "message"}}``)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from .auth import TokenVerifier
+from .errors import AppError, MalformedJson, Throttled, Unauthorized, ValidationFailed, describe_errors
+from .gateway import ConnectionGateway
+from .models import ConnectionRecord, ErrorBody, ErrorMessage, WireModel
+from .observability import logger, metrics
+from .settings import Settings
+from .store import SensorStore
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    """What answering one client message needs; built per invocation by the handler."""
+
+    store: SensorStore
+    gateway: ConnectionGateway
+    settings: Settings
+    now: datetime
+    # Verifies the fresh token of a refreshToken request.
+    verifier: TokenVerifier | None = None
+
+
+Answerer = Callable[[RequestContext, ConnectionRecord, dict[str, Any]], list[WireModel | bytes]]
+
+
+def validate(model: type[ModelT], document: Any, what: str) -> ModelT:
+    try:
+        return model.model_validate(document)
+    except ValidationError as error:
+        raise ValidationFailed(f"invalid {what}", details=describe_errors(error)) from error
+
+
+def parse_client_message(body: str | None) -> tuple[dict[str, Any], str | None]:
+    """The JSON object of a client message and its requestId (for error answers)."""
+    try:
+        document = json.loads(body or "")
+    except json.JSONDecodeError as error:
+        raise MalformedJson(f"message is not valid JSON: {error}") from error
+    if not isinstance(document, dict):
+        raise MalformedJson("message must be a JSON object with an 'action'")
+    request_id = document.get("requestId")
+    return document, request_id if isinstance(request_id, str) else None
+
+
+def require_live_token(record: ConnectionRecord, now: datetime) -> None:
+    if record.token_expired(now.timestamp()):
+        raise Unauthorized("your token has expired; send refreshToken with a fresh one, or reconnect")
+
+
+def error_message(error: AppError, request_id: str | None) -> ErrorMessage:
+    return ErrorMessage(
+        request_id=request_id,
+        error=ErrorBody(code=error.code, message=error.message, details=error.details),
+    )
+
+
+def answer_client_message(
+    context: RequestContext, connection_id: str, body: str | None, answer: Answerer
+) -> None:
+    """Answer one client message on its connection; errors are answered, never raised."""
+    request_id: str | None = None
+    try:
+        if not context.store.connections.admit_request(connection_id, context.now.timestamp()):
+            request_id = _request_id_if_any(body)
+            metrics.add_metric(name="RequestsThrottled", unit="Count", value=1)
+            window = context.settings.connection_request_window_seconds
+            raise Throttled(
+                f"more than {context.settings.connection_request_limit} requests in {window} s on this "
+                f"connection; wait and try again"
+            )
+        document, request_id = parse_client_message(body)
+        record = context.store.connections.get(connection_id, context.now.timestamp())
+        if record is None:
+            raise Unauthorized("this connection is not registered (expired?); reconnect")
+        for message in answer(context, record, document):
+            context.gateway.send(connection_id, message)
+    except AppError as error:
+        logger.info("request refused", extra={"code": error.code, "error_message": error.message})
+        context.gateway.send(connection_id, error_message(error, request_id))
+
+
+def _request_id_if_any(body: str | None) -> str | None:
+    try:
+        return parse_client_message(body)[1]
+    except AppError:
+        return None

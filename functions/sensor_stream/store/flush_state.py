@@ -1,0 +1,157 @@
+"""The flush's shared state: who delivers (a lease), who takes over next (the successor),
+and how far delivery got (docs/data-model.md, "The flush").
+
+- ``readThrough``: the newest arrival second a flusher has started to read. It is raised
+  *before* the second's outbox is queried, so an ingest whose outbox write may have landed
+  late can tell whether the flush might have missed it.
+- ``deliveredThrough``: every post of every second up to here has been settled; a
+  flusher that takes over starts right after it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, replace
+
+from ..keys import FLUSH_STATE_KEY, key
+from .dynamo import B, ConditionFailed, Item, N, S, Table, number, string
+
+# The digests of recently delivered readings handed from one flusher to the next; apart
+# from the state item, which ingest reads and which must therefore stay small.
+HANDOVER_KEY = key("FLUSH", "HANDOVER")
+
+
+@dataclass(frozen=True)
+class FlushState:
+    owner: str | None
+    lease_until: float
+    successor: str | None
+    successor_since: float
+    read_through: int | None
+    delivered_through: int | None
+
+    @classmethod
+    def from_item(cls, item: Item) -> FlushState:
+        read = number(item, "readThrough")
+        delivered = number(item, "deliveredThrough")
+        return cls(
+            owner=string(item, "leaseOwner"),
+            lease_until=number(item, "leaseUntil") or 0.0,
+            successor=string(item, "successor"),
+            successor_since=number(item, "successorSince") or 0.0,
+            read_through=int(read) if read is not None else None,
+            delivered_through=int(delivered) if delivered is not None else None,
+        )
+
+
+class FlushStateStore:
+    def __init__(self, table: Table) -> None:
+        self._table = table
+
+    def read(self) -> FlushState:
+        return FlushState.from_item(self._table.get(FLUSH_STATE_KEY, consistent=True) or {})
+
+    def acquire(self, owner: str, now: float, lease_seconds: float) -> FlushState | None:
+        """Take the lease if it is free, expired or ours; None when someone else holds it."""
+        try:
+            item = self._table.update(
+                FLUSH_STATE_KEY,
+                "SET leaseOwner = :me, leaseUntil = :until",
+                condition="attribute_not_exists(leaseOwner) OR leaseUntil < :now OR leaseOwner = :me",
+                values={":me": S(owner), ":until": N(now + lease_seconds), ":now": N(now)},
+                return_new=True,
+            )
+        except ConditionFailed:
+            return None
+        state = FlushState.from_item(item)
+        if state.successor == owner:
+            # It waited as the successor and took an expired or released lease instead.
+            self._clear_successor(owner)
+            state = replace(state, successor=None)
+        return state
+
+    def _clear_successor(self, owner: str) -> None:
+        with contextlib.suppress(ConditionFailed):
+            self._table.update(
+                FLUSH_STATE_KEY,
+                "REMOVE successor, successorSince",
+                condition="successor = :me",
+                values={":me": S(owner)},
+            )
+
+    def renew(
+        self,
+        owner: str,
+        now: float,
+        lease_seconds: float,
+        *,
+        read_through: int,
+        delivered_through: int | None,
+    ) -> FlushState | None:
+        """Each tick: renew the lease, announce the newest second about to be read, record
+        what has been delivered, and learn whether a successor waits. None: lease lost."""
+        update = "SET leaseUntil = :until, readThrough = :read"
+        values = {":me": S(owner), ":until": N(now + lease_seconds), ":read": N(read_through)}
+        if delivered_through is not None:
+            update += ", deliveredThrough = :delivered"
+            values[":delivered"] = N(delivered_through)
+        try:
+            item = self._table.update(
+                FLUSH_STATE_KEY, update, condition="leaseOwner = :me", values=values, return_new=True
+            )
+        except ConditionFailed:
+            return None
+        return FlushState.from_item(item)
+
+    def wait_as_successor(self, candidate: str, now: float, stale_after: float) -> bool:
+        """Queue up behind the current holder. False when another fresh successor waits
+        already (this invocation is then not needed)."""
+        try:
+            self._table.update(
+                FLUSH_STATE_KEY,
+                "SET successor = :me, successorSince = :now",
+                condition=("attribute_not_exists(successor) OR successor = :me OR successorSince < :stale"),
+                values={":me": S(candidate), ":now": N(now), ":stale": N(now - stale_after)},
+            )
+        except ConditionFailed:
+            return False
+        return True
+
+    def hand_over(
+        self,
+        owner: str,
+        successor: str,
+        now: float,
+        lease_seconds: float,
+        *,
+        delivered_through: int | None,
+        recent: bytes,
+    ) -> bool:
+        """Pass the lease to the waiting successor, with the progress it continues from."""
+        self._table.put({**HANDOVER_KEY, "recent": B(recent), "from": S(owner), "to": S(successor)})
+        update = "SET leaseOwner = :next, leaseUntil = :until REMOVE successor, successorSince"
+        values = {":me": S(owner), ":next": S(successor), ":until": N(now + lease_seconds)}
+        if delivered_through is not None:
+            update = update.replace(" REMOVE", ", deliveredThrough = :delivered REMOVE")
+            values[":delivered"] = N(delivered_through)
+        try:
+            self._table.update(
+                FLUSH_STATE_KEY, update, condition="leaseOwner = :me AND successor = :next", values=values
+            )
+        except ConditionFailed:
+            return False
+        return True
+
+    def handed_over_digests(self, successor: str) -> bytes:
+        """The recent-delivery digests a predecessor left for ``successor`` (else empty)."""
+        item = self._table.get(HANDOVER_KEY, consistent=True) or {}
+        return bytes(item["recent"]["B"]) if string(item, "to") == successor and "recent" in item else b""
+
+    def release(self, owner: str, *, delivered_through: int | None) -> None:
+        update = "REMOVE leaseOwner, leaseUntil"
+        values = {":me": S(owner)}
+        if delivered_through is not None:
+            update = f"SET deliveredThrough = :delivered {update}"
+            values[":delivered"] = N(delivered_through)
+        with contextlib.suppress(ConditionFailed):
+            self._table.update(FLUSH_STATE_KEY, update, condition="leaseOwner = :me", values=values)

@@ -1,0 +1,246 @@
+"""Readings: each unit's history, the per-second outbox the flush reads, the unit and
+device registries, and quarantined messages (docs/data-model.md)."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TypeVar
+
+from .. import keys
+from ..models import QuarantinedMessage, Reading, UnitSeen, format_time
+from ..settings import Settings
+from ..table import TTL_ATTRIBUTE
+from .dynamo import ConditionFailed, Item, N, S, Table, string
+
+# Requests in parallel: conditional puts of a large HTTP batch, per-unit queries of a resume.
+PARALLEL_REQUESTS = 16
+# Readings per outbox entry: the largest MQTT message; an entry stays far under 400 KB.
+ENTRY_READINGS = 100
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def shard_of(value: str, shards: int) -> int:
+    """Stable across processes and Python versions (unlike hash())."""
+    return zlib.crc32(value.encode()) % shards
+
+
+@dataclass(frozen=True)
+class OutboxRef:
+    """Where an ingest attempt queued (or meant to queue) a reading: the entry's id and the
+    second it was first written to. Recorded on the history item so that a redelivery can
+    tell whether the first attempt's queueing happened."""
+
+    second: int
+    entry_id: str
+
+    def encode(self) -> str:
+        return f"{self.second}#{self.entry_id}"
+
+    @classmethod
+    def decode(cls, text: str) -> OutboxRef:
+        second, _, entry_id = text.partition("#")
+        return cls(int(second), entry_id)
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    """Readings of one org queued together; ``lines`` are their JSON texts, one per line,
+    as they are posted (the flush never re-serialises a reading)."""
+
+    org_id: str
+    entry_id: str
+    lines: list[str]
+
+
+@dataclass(frozen=True)
+class DueTimer:
+    kind: str
+    identifier: str
+
+
+@dataclass
+class SecondQueue:
+    """Everything written under one arrival second: reading entries and due timers."""
+
+    entries: list[OutboxEntry]
+    timers: list[DueTimer]
+    unreadable: int = 0
+
+
+class ReadingStore:
+    def __init__(self, table: Table, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
+        self._table = table
+        self._settings = settings
+        self._clock = clock
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+        # Registry items this container wrote, and when: refreshed at most every few minutes.
+        self._registry_written: dict[tuple[str, ...], float] = {}
+
+    def parallel(self, work: Callable[[T], R], items: list[T]) -> list[R]:
+        if len(items) <= 1:
+            return [work(item) for item in items]
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=PARALLEL_REQUESTS, thread_name_prefix="store")
+        return list(self._pool.map(work, items))
+
+    # --- history ------------------------------------------------------------------------
+
+    def put_history(self, org_id: str, reading: Reading, queued_in: OutboxRef) -> Item | None:
+        """Store a reading once. None when new; the stored item when it already existed."""
+        item = {
+            **keys.key(
+                keys.history_pk(org_id, reading.unit_id),
+                keys.history_sk(format_time(reading.recorded_at), reading.id),
+            ),
+            "data": S(reading.to_json()),
+            "queuedIn": S(queued_in.encode()),
+        }
+        if self._settings.reading_ttl_days:
+            item[TTL_ATTRIBUTE] = N(reading.received_at.timestamp() + self._settings.reading_ttl_days * 86400)
+        try:
+            self._table.put(item, condition="attribute_not_exists(pk)")
+        except ConditionFailed as existing:
+            return existing.item
+        return None
+
+    def newest(self, org_id: str, unit_id: str) -> Reading | None:
+        """The reading with the latest ``recordedAt`` of a unit: the newest history item."""
+        for item in self._table.query(keys.history_pk(org_id, unit_id), newest_first=True, limit=1):
+            return Reading.model_validate_json(item["data"]["S"])
+        return None
+
+    def since(self, org_id: str, unit_id: str, since: datetime, limit: int) -> list[Reading]:
+        """The newest ``limit`` readings recorded at or after ``since``, oldest first."""
+        items = self._table.query(
+            keys.history_pk(org_id, unit_id),
+            sk_between=(keys.history_sk(format_time(since), ""), keys.HISTORY_SK_HIGH),
+            newest_first=True,
+            limit=limit,
+        )
+        return [Reading.model_validate_json(item["data"]["S"]) for item in items][::-1]
+
+    # --- outbox -------------------------------------------------------------------------
+
+    def outbox_key(self, org_id: str, ref: OutboxRef) -> keys.Key:
+        shard = shard_of(ref.entry_id, self._settings.outbox_shards)
+        return keys.key(keys.outbox_pk(ref.second, shard), keys.outbox_sk(org_id, ref.entry_id))
+
+    def entry_item(self, entry: OutboxEntry, second: int) -> Item:
+        return {
+            **self.outbox_key(entry.org_id, OutboxRef(second, entry.entry_id)),
+            "orgId": S(entry.org_id),
+            "data": S("\n".join(entry.lines)),
+            TTL_ATTRIBUTE: N(second + self._settings.outbox_ttl_seconds),
+        }
+
+    def marker_item(self, org_id: str, ref: OutboxRef, reason: str) -> Item:
+        """A stand-in at a history item's ``queuedIn`` for readings that were queued
+        elsewhere; it carries no readings, so the flush skips it."""
+        return {
+            **self.outbox_key(org_id, ref),
+            "orgId": S(org_id),
+            "marker": S(reason),
+            TTL_ATTRIBUTE: N(ref.second + self._settings.outbox_ttl_seconds),
+        }
+
+    def write(self, items: list[Item]) -> None:
+        """Unconditional puts (outbox entries, markers, registry refreshes), batched."""
+        self._table.batch_put(items)
+
+    def put_marker_if_absent(self, org_id: str, ref: OutboxRef, reason: str) -> None:
+        # Conditional, so that it never replaces an entry that landed in the meantime.
+        with contextlib.suppress(ConditionFailed):
+            self._table.put(self.marker_item(org_id, ref, reason), condition="attribute_not_exists(pk)")
+
+    def present(self, org_id: str, refs: Iterable[OutboxRef]) -> set[OutboxRef]:
+        """Which of ``refs`` exist (entry or marker), read strongly consistently."""
+        wanted = {keys.key_values(self.outbox_key(org_id, ref)): ref for ref in set(refs)}
+        if not wanted:
+            return set()
+        found = self._table.batch_get([keys.key(pk, sk) for pk, sk in wanted], consistent=True)
+        return {wanted[keys.key_values(item)] for item in found}
+
+    def second_queue(self, second: int) -> SecondQueue:
+        """Everything written for arrival second ``second`` (all shards), strongly
+        consistent, so that nothing acknowledged before the query is missed."""
+        queue = SecondQueue(entries=[], timers=[])
+        for shard in range(self._settings.outbox_shards):
+            for item in self._table.query(keys.outbox_pk(second, shard), consistent=True):
+                _, sort_key = keys.key_values(item)
+                if sort_key.startswith(keys.DUE_PREFIX):
+                    kind, _, identifier = sort_key[len(keys.DUE_PREFIX) :].partition("#")
+                    queue.timers.append(DueTimer(kind, identifier))
+                elif "data" in item:
+                    org_id = string(item, "orgId") or ""
+                    entry_id = sort_key[len(org_id) + 1 :]
+                    queue.entries.append(OutboxEntry(org_id, entry_id, item["data"]["S"].split("\n")))
+        return queue
+
+    # --- registries ---------------------------------------------------------------------
+
+    def registry_refreshes(self, org_id: str, device_id: str, readings: list[Reading]) -> list[Item]:
+        """Registry items (device; each unit with its site) this container has not written
+        in the last REGISTRY_REFRESH_SECONDS, ready to go out with the outbox batch."""
+        now = self._clock()
+        fresh_after = now - self._settings.registry_refresh_seconds
+        items: list[Item] = []
+        device = ("device", org_id, device_id)
+        if self._registry_written.get(device, 0) < fresh_after:
+            items.append({**keys.device_key(org_id, device_id), "lastSeenAt": S(format_time_epoch(now))})
+            self._registry_written[device] = now
+        newest: dict[str, Reading] = {}
+        for reading in readings:
+            newest[reading.unit_id] = reading
+        for unit_id, reading in newest.items():
+            unit = ("unit", org_id, unit_id)
+            if self._registry_written.get(unit, 0) < fresh_after:
+                seen = UnitSeen(
+                    unit_id=unit_id,
+                    site_id=reading.site_id,
+                    device_id=device_id,
+                    last_seen_at=reading.received_at,
+                )
+                items.append({**keys.key(keys.unit_registry_pk(org_id), unit_id), "data": S(seen.to_json())})
+                self._registry_written[unit] = now
+        return items
+
+    def forget_registry_writes(self) -> None:
+        """After a failed batch: write the registry again next time."""
+        self._registry_written.clear()
+
+    def units_seen(self, org_id: str) -> Iterator[UnitSeen]:
+        for item in self._table.query(keys.unit_registry_pk(org_id)):
+            yield UnitSeen.model_validate_json(item["data"]["S"])
+
+    def device_known(self, org_id: str, device_id: str) -> bool:
+        return self._table.get(keys.device_key(org_id, device_id), projection="pk") is not None
+
+    # --- quarantine ---------------------------------------------------------------------
+
+    def quarantine(self, message: QuarantinedMessage) -> None:
+        day = message.received_at.strftime("%Y-%m-%d")
+        digest = zlib.crc32(message.payload.encode()) & 0xFFFFFFFF
+        expires = message.received_at.timestamp() + self._settings.quarantine_ttl_days * 86400
+        key = keys.quarantine_key(
+            message.org_id, day, format_time(message.received_at), message.device_id, digest
+        )
+        self._table.put({**key, "data": S(message.to_json()), TTL_ATTRIBUTE: N(expires)})
+
+    def quarantined(self, org_id: str, day: str) -> list[QuarantinedMessage]:
+        items = self._table.query(keys.quarantine_pk(org_id, day))
+        return [QuarantinedMessage.model_validate_json(item["data"]["S"]) for item in items]
+
+
+def format_time_epoch(epoch_seconds: float) -> str:
+    return format_time(datetime.fromtimestamp(epoch_seconds, UTC))
