@@ -352,7 +352,7 @@ KNOWN = "hello, subscribe, unsubscribe, getLatest, sendCommand"
                 details=[
                     {
                         "field": "resume.since",
-                        "message": "Input should be a valid datetime or date, invalid character in year",
+                        "message": "Value error, must be an ISO-8601 string such as 2026-01-31T12:00:00Z",
                     }
                 ],
             ),

@@ -159,6 +159,8 @@ def test_payload_that_is_not_base64_is_quarantined(stack: InProcessStack, clock:
         ("unitId", "fridge#1", "String should match pattern '^[A-Za-z0-9_.:-]+$'"),
         ("id", "id with spaces", "String should match pattern '^[A-Za-z0-9_.:-]+$'"),
         ("recordedAt", "2026-03-01T12:05:00.251Z", "Value error, is more than 5 minutes in the future"),
+        ("recordedAt", "1970-01-01T00:00:00Z", "Value error, is before 2000-01-01; check the device clock"),
+        ("recordedAt", "0001-01-01T00:00:00+05:00", "Value error, is out of range once converted to UTC"),
     ],
 )
 def test_invalid_reading_is_quarantined_and_the_valid_ones_are_stored(
