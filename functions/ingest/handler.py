@@ -50,9 +50,9 @@ def handle_http(event: APIGatewayProxyEventV2Model) -> dict[str, Any]:
         if not claims:
             raise Unauthorized("no verified token claims; send Authorization: Bearer <JWT>")
         principal = principal_from_claims(claims, get_settings())
-        body = event.body if isinstance(event.body, str) else None
+        body: str | bytes | None = event.body if isinstance(event.body, str) else None
         if body is not None and event.isBase64Encoded:
-            body = base64.b64decode(body).decode("utf-8", errors="replace")
+            body = base64.b64decode(body)
         result = ingest_http(clients.store(), principal, body, utc_now())
     except AppError as error:
         logger.info("ingest request refused", extra={"code": error.code, "error_message": error.message})

@@ -26,6 +26,7 @@ from .models import (
 )
 from .observability import logger, metrics
 from .store import SensorStore
+from .wire import decode_json
 
 # HTTP bodies above this are refused before parsing (500 readings fit in ~150 KB).
 MAX_HTTP_BODY_BYTES = 1_000_000
@@ -148,9 +149,9 @@ def ingest_iot_message(store: SensorStore, event: IotRuleEvent, now: datetime) -
         quarantine(event.payload, "payload is not UTF-8 text")
         return outcome
     try:
-        document = json.loads(text)
-    except json.JSONDecodeError as error:
-        quarantine(text, f"malformed JSON: {error}")
+        document = decode_json(text, "payload")
+    except MalformedJson as error:
+        quarantine(text, error.message)
         return outcome
 
     if isinstance(document, dict) and "readings" in document:
@@ -177,16 +178,18 @@ def ingest_iot_message(store: SensorStore, event: IotRuleEvent, now: datetime) -
     return outcome
 
 
-def ingest_http(store: SensorStore, principal: Principal, body: str | None, now: datetime) -> IngestResult:
-    """``POST /readings``: all or nothing. Any invalid reading stores none of them."""
+def ingest_http(
+    store: SensorStore, principal: Principal, body: str | bytes | None, now: datetime
+) -> IngestResult:
+    """``POST /readings``: all or nothing. Any invalid reading stores none of them; ``body``
+    is bytes when API Gateway passed it base64-encoded."""
     if body is None or not body.strip():
         raise MalformedJson('request body is empty; send {"deviceId", "readings": [...]}')
-    if len(body.encode()) > MAX_HTTP_BODY_BYTES:
+    # surrogatepass: a lone surrogate in the text is decode_json's to refuse, not a crash here.
+    size = len(body) if isinstance(body, bytes) else len(body.encode("utf-8", "surrogatepass"))
+    if size > MAX_HTTP_BODY_BYTES:
         raise PayloadTooLarge(f"request body exceeds {MAX_HTTP_BODY_BYTES} bytes")
-    try:
-        document = json.loads(body)
-    except json.JSONDecodeError as error:
-        raise MalformedJson(f"request body is not valid JSON: {error}") from error
+    document = decode_json(body, "request body")
     readings = document.get("readings") if isinstance(document, dict) else None
     if isinstance(readings, list) and len(readings) > MAX_READINGS_PER_REQUEST:
         raise PayloadTooLarge(f"{len(readings)} readings in one request; at most {MAX_READINGS_PER_REQUEST}")

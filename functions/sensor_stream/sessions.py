@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -42,6 +41,7 @@ from .models import (
 from .observability import logger, metrics
 from .settings import Settings
 from .store import SensorStore
+from .wire import decode_json
 
 KNOWN_ACTIONS = (*SESSION_ACTIONS, "sendCommand")
 
@@ -88,10 +88,7 @@ def close_connection(store: SensorStore, connection_id: str, now: datetime) -> N
 
 def parse_client_message(body: str | None) -> tuple[dict[str, Any], str | None]:
     """The JSON object of a client message and its requestId (for error answers)."""
-    try:
-        document = json.loads(body or "")
-    except json.JSONDecodeError as error:
-        raise MalformedJson(f"message is not valid JSON: {error}") from error
+    document = decode_json(body or "", "message")
     if not isinstance(document, dict):
         raise MalformedJson("message must be a JSON object with an 'action'")
     request_id = document.get("requestId")

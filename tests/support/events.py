@@ -100,7 +100,7 @@ def route_key_for(body: str) -> str:
     """What API Gateway selects for a message body: its ``action`` if a route has it."""
     try:
         action = json.loads(body).get("action")
-    except (ValueError, AttributeError):
+    except (ValueError, RecursionError, AttributeError):
         return "$default"
     return action if action in WEBSOCKET_ROUTES else "$default"
 

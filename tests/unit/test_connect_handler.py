@@ -329,6 +329,32 @@ KNOWN = "hello, subscribe, unsubscribe, getLatest, sendCommand"
         ),
         ("", error("malformed_json", "message is not valid JSON: Expecting value: line 1 column 1 (char 0)")),
         ('["hello"]', error("malformed_json", "message must be a JSON object with an 'action'")),
+        # These three were answered "Internal server error" by API Gateway (the function raised).
+        pytest.param(
+            '{"action": "hello", "requestId": ' + "7" * 5000 + "}",
+            error("malformed_json", "message has an integer of more than 4300 digits"),
+            id="integer-of-5000-digits",
+        ),
+        pytest.param(
+            '{"action": "hello", "requestId": "r", "resume": ' + "[" * 50_000,
+            error("malformed_json", "message nests arrays and objects more than 32 levels deep"),
+            id="nested-50000-deep",
+        ),
+        (
+            '{"action": "hello", "requestId": "\\ud800"}',
+            error("malformed_json", "message has a string with an unpaired surrogate escape"),
+        ),
+        (
+            '{"action": "hello", "requestId": "h1", "resume": {"since": "9999-12-31T23:59:59-05:00"}}',
+            error(
+                "validation_error",
+                "invalid 'hello' request",
+                "h1",
+                details=[
+                    {"field": "resume.since", "message": "Value error, is out of range once converted to UTC"}
+                ],
+            ),
+        ),
         (
             '{"action": "dance", "requestId": "d1"}',
             error("unknown_action", f"unknown action 'dance'; expected one of {KNOWN}", "d1"),

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,7 +15,7 @@ import ingest.handler
 from sensor_stream import clients
 from sensor_stream.models import QuarantinedMessage, Reading
 from tests.support.clock import FakeClock
-from tests.support.events import authorizer_claims, telemetry_event
+from tests.support.events import authorizer_claims, http_readings_event, telemetry_event
 from tests.support.lambda_context import FakeLambdaContext
 from tests.support.readings import full_reading, reading
 from tests.support.stack import InProcessStack
@@ -22,6 +23,8 @@ from tests.support.stack import InProcessStack
 pytestmark = pytest.mark.usefixtures("stack")
 
 DAY = "2026-03-01"
+HUGE_INTEGER = "{} has an integer of more than 4300 digits"
+TOO_DEEP = "{} nests arrays and objects more than 32 levels deep"
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 
@@ -99,9 +102,19 @@ def test_message_of_101_readings_is_quarantined_whole(stack: InProcessStack, clo
     [
         (
             b'{"unitId": "u1", "temperature": 21.5,',
-            "malformed JSON: Expecting property name enclosed in double quotes: line 1 column 38 (char 37)",
+            "payload is not valid JSON: "
+            "Expecting property name enclosed in double quotes: line 1 column 38 (char 37)",
         ),
-        (b"", "malformed JSON: Expecting value: line 1 column 1 (char 0)"),
+        (b"", "payload is not valid JSON: Expecting value: line 1 column 1 (char 0)"),
+        # These three raised out of ingest (ValueError, RecursionError): retried, then dropped.
+        pytest.param(
+            b'{"unitId": "u1", "temperature": 2' + b"1" * 5000 + b"}",
+            HUGE_INTEGER.format("payload"),
+            id="integer-of-5001-digits",
+        ),
+        pytest.param(b"[" * 50_000, TOO_DEEP.format("payload"), id="nested-50000-deep"),
+        pytest.param(b"[" * 33 + b"]" * 33, TOO_DEEP.format("payload"), id="nested-33-deep"),
+        (b'{"unitId": "u\\ud800"}', "payload has a string with an unpaired surrogate escape"),
         (b"\xff\xfe\x00garbage", "payload is not UTF-8 text"),
         (b'[{"unitId": "u1"}]', "payload must be a JSON object"),
         (b"42", "payload must be a JSON object"),
@@ -115,6 +128,12 @@ def test_unusable_message_is_quarantined_with_its_reason(stack: InProcessStack, 
     [entry] = quarantined(stack)
     assert entry.reason == reason
     assert entry.details is None
+
+
+def test_json_nested_32_levels_deep_is_still_read(stack: InProcessStack):
+    assert stack.publish_telemetry("acme", "dev-1", b"[" * 32 + b"]" * 32)["quarantined"] == 1
+
+    assert [entry.reason for entry in quarantined(stack)] == ["payload must be a JSON object"]
 
 
 def test_event_with_unusable_topic_ids_is_quarantined_not_retried(stack: InProcessStack, clock: FakeClock):
@@ -344,6 +363,61 @@ def test_http_malformed_json_is_refused(stack: InProcessStack):
         error(
             "malformed_json", "request body is not valid JSON: Expecting value: line 1 column 32 (char 31)"
         ),
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        # Each was a 500 outside the contract's error shape (ValueError, RecursionError).
+        pytest.param(
+            '{"deviceId": "gw", "readings": [' + "9" * 5000 + "]}",
+            HUGE_INTEGER.format("request body"),
+            id="integer-of-5000-digits",
+        ),
+        pytest.param(
+            '{"deviceId": "gw", "readings": ' + "[" * 50_000,
+            TOO_DEEP.format("request body"),
+            id="nested-50000-deep",
+        ),
+        (
+            '{"deviceId": "gw", "readings": [{"unitId": "\\udfff"}]}',
+            "request body has a string with an unpaired surrogate escape",
+        ),
+    ],
+)
+def test_http_json_beyond_the_limits_is_malformed(stack: InProcessStack, content: str, message: str):
+    assert stack.post_readings(authorizer_claims("acme"), content) == (400, error("malformed_json", message))
+
+
+def test_http_base64_body_that_is_not_utf8_is_malformed(stack: InProcessStack):
+    event = http_readings_event(None, authorizer_claims("acme"))
+    event |= {"body": base64.b64encode(b'{"deviceId": "gw\xff"}').decode(), "isBase64Encoded": True}
+
+    response = ingest.handler.lambda_handler(event, FakeLambdaContext())
+
+    assert (response["statusCode"], json.loads(response["body"])) == (
+        400,
+        error("malformed_json", "request body is not UTF-8 text"),
+    )
+
+
+def test_http_time_that_overflows_utc_is_a_validation_error(stack: InProcessStack):
+    # OverflowError escaped the validators: a 500.
+    status, answer = stack.post_readings(
+        authorizer_claims("acme"), body(reading("u1", "9999-12-31T23:59:59-05:00"))
+    )
+
+    assert (status, answer["error"]["details"]) == (
+        400,
+        [
+            {
+                "index": 0,
+                "errors": [
+                    {"field": "recordedAt", "message": "Value error, is out of range once converted to UTC"}
+                ],
+            }
+        ],
     )
 
 
