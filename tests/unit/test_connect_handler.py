@@ -87,8 +87,13 @@ def test_connect_without_a_usable_token_is_refused(
     ("token_args", "message"),
     [
         ({"expires_in": -1}, "token has expired"),
-        ({"org": None}, "token lacks a valid 'org' or 'sub' claim"),
-        ({"units": ["ok", "not ok"]}, "token lacks a valid 'org' or 'sub' claim"),
+        ({"org": None}, "token lacks the 'org' claim"),
+        ({"org": 123}, "token claim 'org' must be a string of 1-64 characters of [A-Za-z0-9_.:-]"),
+        (
+            {"units": ["ok", "not ok"]},
+            "token claim 'units' must be a list of unit ids (or one string of comma-separated ones), "
+            "each 1-64 characters of [A-Za-z0-9_.:-]",
+        ),
     ],
 )
 def test_connect_with_a_bad_token_is_refused(stack: InProcessStack, token_args: dict[str, Any], message: str):

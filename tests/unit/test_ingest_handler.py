@@ -506,12 +506,47 @@ def test_http_without_authorizer_claims_is_unauthorized(stack: InProcessStack, c
     )
 
 
-@pytest.mark.parametrize("org", [None, "ac/me"])
-def test_http_claims_without_a_valid_org_are_unauthorized(
-    stack: InProcessStack, clock: FakeClock, org: str | None
+ORG_RULE = "token claim 'org' must be a string of 1-64 characters of [A-Za-z0-9_.:-]"
+
+
+@pytest.mark.parametrize(
+    ("claims", "message"),
+    [
+        (authorizer_claims(None), "token lacks the 'org' claim"),
+        (authorizer_claims("ac/me"), ORG_RULE),
+        # API Gateway passed these as "123" and "true": readings were stored under those orgs.
+        (authorizer_claims(123), ORG_RULE),
+        (authorizer_claims(True), ORG_RULE),
+        (authorizer_claims("acme", sub=7), "token claim 'sub' must be a string of 1-256 characters"),
+        (
+            authorizer_claims("acme", units=[1]),
+            "token claim 'units' must be a list of unit ids (or one string of comma-separated ones), "
+            "each 1-64 characters of [A-Za-z0-9_.:-]",
+        ),
+    ],
+    ids=["no-org", "org-with-slash", "numeric-org", "boolean-org", "numeric-sub", "numeric-units"],
+)
+def test_http_claims_that_are_not_strictly_valid_are_unauthorized(
+    stack: InProcessStack, clock: FakeClock, claims: dict[str, Any], message: str
 ):
-    assert stack.post_readings(authorizer_claims(org), body(reading("u1", clock.iso()))) == (
+    assert stack.post_readings(claims, body(reading("u1", clock.iso()))) == (
         401,
-        error("unauthorized", "token lacks a valid 'org' or 'sub' claim"),
+        error("unauthorized", message),
     )
-    assert history(stack, "u1") == []
+    for org in ("acme", "ac/me", "123", "true"):
+        assert history(stack, "u1", org=org) == []
+
+
+def test_http_token_that_is_not_the_verified_one_is_unauthorized(stack: InProcessStack, clock: FakeClock):
+    event = http_readings_event(body(reading("u1", clock.iso())), authorizer_claims("globex"))
+    event["headers"]["authorization"] = http_readings_event(None, authorizer_claims("acme"))["headers"][
+        "authorization"
+    ]
+
+    response = ingest.handler.lambda_handler(event, FakeLambdaContext())
+
+    assert (response["statusCode"], json.loads(response["body"])) == (
+        401,
+        error("unauthorized", "the token's 'org' claim is not the one API Gateway verified"),
+    )
+    assert history(stack, "u1", org="acme") == history(stack, "u1", org="globex") == []
