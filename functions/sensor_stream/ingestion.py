@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from .auth import Principal
-from .errors import MalformedJson, PayloadTooLarge, ValidationFailed
+from .errors import Forbidden, MalformedJson, PayloadTooLarge, ValidationFailed
 from .models import (
     MAX_READINGS_PER_MESSAGE,
     MAX_READINGS_PER_REQUEST,
@@ -60,6 +60,19 @@ def validate_readings(raw_items: list[Any], now: datetime) -> tuple[list[Reading
                 problem["id"] = raw["id"]
             problems.append(problem)
     return valid, problems
+
+
+def _check_units_allowed(principal: Principal, readings: list[ReadingIn]) -> None:
+    """A token limited to units may write readings of those units only."""
+    if principal.units is None:
+        return
+    outside = [(index, r.unit_id) for index, r in enumerate(readings) if r.unit_id not in principal.units]
+    if outside:
+        units = ", ".join(sorted({unit_id for _, unit_id in outside}))
+        raise Forbidden(
+            f"your token does not allow units {units}; none were stored",
+            details=[{"index": index, "unitId": unit_id} for index, unit_id in outside],
+        )
 
 
 def store_accepted(
@@ -204,6 +217,7 @@ def ingest_http(
             f"{len(problems)} of {len(request.readings)} readings are invalid; none were stored",
             details=problems,
         )
+    _check_units_allowed(principal, valid)
     accepted, duplicates = store_accepted(
         store, principal.org_id, request.device_id, valid, now, source="http"
     )

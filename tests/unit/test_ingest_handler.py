@@ -499,6 +499,33 @@ def test_http_request_with_an_invalid_reading_stores_none_and_names_each(
     assert not stack.store.device_exists("acme", "gateway-7")
 
 
+def test_http_units_limited_token_writes_its_own_units(stack: InProcessStack, clock: FakeClock):
+    claims = authorizer_claims("acme", units=["u1", "u2"])
+
+    assert stack.post_readings(claims, body(reading("u1", clock.iso(-1)), reading("u2", clock.iso()))) == (
+        200,
+        {"accepted": 2, "duplicates": 0},
+    )
+
+
+def test_http_units_limited_token_may_not_write_other_units(stack: InProcessStack, clock: FakeClock):
+    # They were stored: a gateway's token could write readings of any unit of its org.
+    readings = [reading("u1", clock.iso(-3)), reading("u9", clock.iso(-2)), reading("u8", clock.iso(-1))]
+
+    status, answer = stack.post_readings(authorizer_claims("acme", units=["u1"]), body(*readings))
+
+    assert (status, answer) == (
+        403,
+        error(
+            "forbidden",
+            "your token does not allow units u8, u9; none were stored",
+            [{"index": 1, "unitId": "u9"}, {"index": 2, "unitId": "u8"}],
+        ),
+    )
+    assert history(stack, "u1") == history(stack, "u9") == history(stack, "u8") == []
+    assert not stack.store.device_exists("acme", "gateway-7")
+
+
 def test_http_without_authorizer_claims_is_unauthorized(stack: InProcessStack, clock: FakeClock):
     assert stack.post_readings(None, body(reading("u1", clock.iso()))) == (
         401,
