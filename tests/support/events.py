@@ -108,7 +108,7 @@ def route_key_for(body: str) -> str:
         action = json.loads(body).get("action")
     except (ValueError, RecursionError, AttributeError):
         return "$default"
-    return action if action in WEBSOCKET_ROUTES else "$default"
+    return action if isinstance(action, str) and action in WEBSOCKET_ROUTES else "$default"
 
 
 def websocket_message_event(
