@@ -81,7 +81,8 @@ Identifier = Annotated[str, StringConstraints(min_length=1, max_length=64, patte
 # Devices are IoT things: names of up to 128 characters.
 DeviceId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
 ReadingId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
-RequestId = Annotated[str, StringConstraints(max_length=128)]
+MAX_REQUEST_ID_LENGTH = 128
+RequestId = Annotated[str, StringConstraints(max_length=MAX_REQUEST_ID_LENGTH)]
 
 
 def utc_now() -> datetime:

@@ -22,6 +22,7 @@ from .errors import (
 from .gateway import ConnectionGateway
 from .ingestion import describe_errors
 from .models import (
+    MAX_REQUEST_ID_LENGTH,
     SESSION_ACTIONS,
     ConnectionMessage,
     ConnectionRecord,
@@ -92,7 +93,9 @@ def parse_client_message(body: str | None) -> tuple[dict[str, Any], str | None]:
     if not isinstance(document, dict):
         raise MalformedJson("message must be a JSON object with an 'action'")
     request_id = document.get("requestId")
-    return document, request_id if isinstance(request_id, str) else None
+    # Only a requestId the request may carry is echoed: answers must not grow with the request.
+    valid = isinstance(request_id, str) and len(request_id) <= MAX_REQUEST_ID_LENGTH
+    return document, request_id if valid else None
 
 
 def error_message(error: AppError, request_id: str | None) -> ErrorMessage:
@@ -110,7 +113,8 @@ def handle_client_message(session: Session, connection_id: str, body: str | None
         action = document.get("action")
         model = SESSION_ACTIONS.get(action) if isinstance(action, str) else None
         if model is None:
-            raise UnknownAction(f"unknown action {action!r}; expected one of {', '.join(KNOWN_ACTIONS)}")
+            shown = repr(action) if len(repr(action)) <= 64 else repr(action)[:64] + "..."
+            raise UnknownAction(f"unknown action {shown}; expected one of {', '.join(KNOWN_ACTIONS)}")
         try:
             request = model.model_validate(document)
         except ValidationError as error:

@@ -396,3 +396,29 @@ def test_bad_messages_are_answered_with_the_exact_error(
     connection_id = stack.open("acme")
 
     assert wire(stack.request(connection_id, body)) == [expected]
+
+
+def test_an_answer_does_not_grow_with_the_request(stack: InProcessStack, posts: PostRecorder):
+    # Backslashes double in repr and again in JSON: 120 KB in, 180 KB out, over API
+    # Gateway's 128 KB for a post, and the client got no answer at all.
+    connection_id = stack.open("acme")
+    backslashes = "\\" * 30_000
+    stack.request(connection_id, {"action": backslashes, "requestId": backslashes})
+
+    [frame] = posts.frames(connection_id)
+    assert json.loads(frame) == error(
+        "unknown_action", f"unknown action {repr(backslashes)[:64]}...; expected one of {KNOWN}"
+    )
+    assert len(frame) < 1000
+
+
+def test_a_request_id_too_long_to_echo_is_a_validation_error(stack: InProcessStack):
+    connection_id = stack.open("acme")
+
+    assert wire(stack.request(connection_id, {"action": "hello", "requestId": "r" * 129})) == [
+        error(
+            "validation_error",
+            "invalid 'hello' request",
+            details=[{"field": "requestId", "message": "String should have at most 128 characters"}],
+        )
+    ]
