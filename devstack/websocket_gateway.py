@@ -55,7 +55,8 @@ class Routes:
         if isinstance(body, str):
             try:
                 document = json.loads(body)
-            except ValueError:
+            except (ValueError, RecursionError):
+                # API Gateway routes a body whose selection expression it cannot evaluate to $default.
                 document = None
             if isinstance(document, dict):
                 action = document.get("action")

@@ -1,6 +1,8 @@
-"""Test-wide setup: tests never reach real AWS."""
+"""Test-wide setup: tests never reach real AWS; property tests are deterministic."""
 
 import os
+
+from hypothesis import settings
 
 # Set before any boto3 client exists; setdefault would let a developer's real profile leak in.
 os.environ.update(
@@ -19,3 +21,10 @@ os.environ.update(
     }
 )
 os.environ.pop("AWS_PROFILE", None)
+
+# The same examples on every run (CI, and a failure reproduces locally), a bounded number
+# of them, no example database written into the checkout, and no per-example deadline
+# (the machine is shared: timing says nothing). HYPOTHESIS_PROFILE=explore searches wider.
+settings.register_profile("ci", derandomize=True, max_examples=100, deadline=None, database=None)
+settings.register_profile("explore", max_examples=2000, deadline=None, database=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

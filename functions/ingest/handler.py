@@ -8,12 +8,12 @@ from aws_lambda_powertools.utilities.parser.models import APIGatewayProxyEventV2
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sensor_stream import clients
-from sensor_stream.auth import principal_from_claims
+from sensor_stream.auth import principal_from_authorizer
 from sensor_stream.errors import AppError, Unauthorized
 from sensor_stream.ingestion import ingest_http, ingest_iot_event
 from sensor_stream.models import utc_now
 from sensor_stream.observability import logger, metrics, tracer
-from sensor_stream.responses import error_response, json_response
+from sensor_stream.responses import error_response, header, json_response
 from sensor_stream.settings import get_settings
 
 
@@ -49,10 +49,10 @@ def handle_http(event: APIGatewayProxyEventV2Model) -> dict[str, Any]:
         claims = authorizer.jwt.claims if authorizer and authorizer.jwt else None
         if not claims:
             raise Unauthorized("no verified token claims; send Authorization: Bearer <JWT>")
-        principal = principal_from_claims(claims, get_settings())
-        body = event.body if isinstance(event.body, str) else None
+        principal = principal_from_authorizer(claims, header(event.headers, "Authorization"), get_settings())
+        body: str | bytes | None = event.body if isinstance(event.body, str) else None
         if body is not None and event.isBase64Encoded:
-            body = base64.b64decode(body).decode("utf-8", errors="replace")
+            body = base64.b64decode(body)
         result = ingest_http(clients.store(), principal, body, utc_now())
     except AppError as error:
         logger.info("ingest request refused", extra={"code": error.code, "error_message": error.message})

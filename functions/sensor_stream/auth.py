@@ -3,11 +3,12 @@ OIDC issuer whose keys are published as JWKS (Cognito in AWS)."""
 
 from __future__ import annotations
 
+import math
 from functools import cached_property
-from typing import Any
+from typing import Annotated, Any
 
 import jwt
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
 from .errors import Unauthorized
 from .models import Identifier
@@ -26,8 +27,40 @@ class Principal(BaseModel):
     user_id: str
     org_id: Identifier
     units: list[Identifier] | None = None
-    # The token's ``exp`` (epoch seconds): a WebSocket session ends then.
-    expires_at: int | None = None
+    expires_at: int  # epoch seconds: the token's exp
+
+
+class TokenClaims(BaseModel):
+    """The claims sensor-stream reads, strictly as the issuer signed them: a number or a
+    boolean where a string belongs is refused rather than becoming org "123"."""
+
+    model_config = ConfigDict(strict=True, frozen=True)
+
+    sub: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    org: Identifier
+    units: list[Identifier] | None = None
+    # A NumericDate: seconds since the epoch, possibly fractional.
+    exp: Annotated[float, Field(allow_inf_nan=False)]
+
+    @field_validator("units", mode="before")
+    @classmethod
+    def _units_list(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("null is not a list")  # absent means every unit; null is a mistake
+        if isinstance(value, str):
+            # Cognito custom attributes are strings: custom:units holds "freezer-1,freezer-2".
+            return [unit.strip() for unit in value.split(",")] if value.strip() else []
+        return value
+
+
+# What each claim must be, for the message that refuses the token.
+CLAIM_RULES = {
+    "sub": "a string of 1-256 characters",
+    "org": "a string of 1-64 characters of [A-Za-z0-9_.:-]",
+    "units": "a list of unit ids (or one string of comma-separated ones), each 1-64 characters "
+    "of [A-Za-z0-9_.:-]",
+    "exp": "a number of seconds since the epoch",
+}
 
 
 class TokenVerifier:
@@ -65,21 +98,63 @@ class TokenVerifier:
         return principal_from_claims(claims, settings)
 
 
+def _claim_names(settings: Settings) -> dict[str, str]:
+    return {"sub": "sub", "org": settings.jwt_org_claim, "units": settings.jwt_units_claim, "exp": "exp"}
+
+
 def principal_from_claims(claims: dict[str, Any], settings: Settings) -> Principal:
-    """Claims of a verified token (ours, or API Gateway's JWT authorizer) to a Principal."""
-    units = claims.get(settings.jwt_units_claim)
-    if isinstance(units, str):
-        # API Gateway's authorizer flattens arrays to "[a b]"; Cognito attributes are strings.
-        units = [u for u in units.strip("[]").replace(",", " ").split() if u]
+    """The Principal of a token's claims with their JSON types (a verified token's
+    payload). The one place claims are checked: types, charset, lengths."""
+    names = _claim_names(settings)
+    present = {field: claims[name] for field, name in names.items() if name in claims}
     try:
-        return Principal(
-            user_id=claims.get("sub"),
-            org_id=claims.get(settings.jwt_org_claim),
-            units=units,
-            expires_at=claims.get("exp"),
-        )
-    except ValidationError as exc:
-        raise Unauthorized(f"token lacks a valid '{settings.jwt_org_claim}' or 'sub' claim") from exc
+        token = TokenClaims.model_validate(present)
+    except ValidationError as error:
+        raise Unauthorized(_describe_claim_errors(error, names)) from error
+    return Principal(user_id=token.sub, org_id=token.org, units=token.units, expires_at=math.floor(token.exp))
+
+
+def _describe_claim_errors(error: ValidationError, names: dict[str, str]) -> str:
+    """One phrase per bad claim, named as the token names it (e.g. custom:org)."""
+    problems: list[str] = []
+    for item in error.errors():
+        field = str(item["loc"][0])
+        if item["type"] == "missing":
+            problem = f"token lacks the '{names[field]}' claim"
+        else:
+            problem = f"token claim '{names[field]}' must be {CLAIM_RULES[field]}"
+        if problem not in problems:  # each bad unit id is an error of its own
+            problems.append(problem)
+    return "; ".join(problems)
+
+
+def principal_from_authorizer(
+    verified: dict[str, Any], authorization: str | None, settings: Settings
+) -> Principal:
+    """``POST /readings``: API Gateway's JWT authorizer verified the bearer token, but it
+    passes the claims as strings (arrays flattened to "[a b]"), so org 123 and org "123"
+    look alike. The types come from that same token in the Authorization header (its
+    payload, whose signature the authorizer checked), and its claims must be the verified
+    ones."""
+    scheme, _, rest = (authorization or "").strip().partition(" ")
+    # Like the authorizer, take the header with or without the "Bearer" scheme.
+    token = rest.strip() if scheme.lower() == "bearer" else (authorization or "").strip()
+    try:
+        signed = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError as error:
+        raise Unauthorized(f"invalid token: {error}") from error
+    principal = principal_from_claims(signed, settings)
+    # exp is left out: the authorizer enforced it, and how it prints a fractional one is its own.
+    for name in ("sub", settings.jwt_org_claim, settings.jwt_units_claim):
+        if _as_authorizer_passes_it(signed.get(name)) != verified.get(name):
+            raise Unauthorized(f"the token's '{name}' claim is not the one API Gateway verified")
+    return principal
+
+
+def _as_authorizer_passes_it(value: Any) -> Any:
+    if isinstance(value, list):
+        return "[" + " ".join(str(item) for item in value) + "]"
+    return value
 
 
 def token_from_subprotocols(header: str | None) -> str:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import math
 import uuid
 from typing import Any
 
 from pydantic import ValidationError
 
-from .errors import NotFound, Unavailable
+from .errors import MalformedJson, NotFound, Unavailable
 from .gateway import ConnectionGateway
 from .iot_rules import command_topic
 from .models import (
@@ -28,6 +27,7 @@ from .models import (
 from .observability import logger, metrics
 from .protocol import RequestContext, require_live_token, validate
 from .store import SensorStore
+from .wire import decode_json
 
 
 def send_command(
@@ -81,8 +81,9 @@ def acknowledge(store: SensorStore, gateway: ConnectionGateway, event: IotRuleEv
     """Relay a device's ack to the connection that sent the command. False when the ack is
     invalid, late (already timed out), or from a device the command was not for."""
     try:
-        ack = CommandAckPayload.model_validate(json.loads(base64.b64decode(event.payload, validate=True)))
-    except (binascii.Error, ValueError, ValidationError) as error:
+        payload = base64.b64decode(event.payload, validate=True)
+        ack = CommandAckPayload.model_validate(decode_json(payload, "ack payload"))
+    except (binascii.Error, MalformedJson, ValidationError) as error:
         logger.warning("invalid command ack ignored", extra={"topic": event.topic, "error": str(error)})
         metrics.add_metric(name="CommandAcksInvalid", unit="Count", value=1)
         return False

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from .auth import Principal
-from .errors import MalformedJson, PayloadTooLarge, ValidationFailed, describe_errors
+from .errors import Forbidden, MalformedJson, PayloadTooLarge, ValidationFailed, describe_errors
 from .models import (
     MAX_READINGS_PER_MESSAGE,
     MAX_READINGS_PER_REQUEST,
@@ -27,6 +27,7 @@ from .models import (
 from .observability import logger, metrics
 from .outbox import ReadingQueue
 from .store import SensorStore
+from .wire import decode_json
 
 # HTTP bodies above this are refused before parsing (500 readings fit in ~150 KB).
 MAX_HTTP_BODY_BYTES = 1_000_000
@@ -52,6 +53,19 @@ def validate_readings(raw_items: list[Any], now: datetime) -> tuple[list[Reading
                 problem["id"] = raw["id"]
             problems.append(problem)
     return valid, problems
+
+
+def _check_units_allowed(principal: Principal, readings: list[ReadingIn]) -> None:
+    """A token limited to units may write readings of those units only."""
+    if principal.units is None:
+        return
+    outside = [(index, r.unit_id) for index, r in enumerate(readings) if r.unit_id not in principal.units]
+    if outside:
+        units = ", ".join(sorted({unit_id for _, unit_id in outside}))
+        raise Forbidden(
+            f"your token does not allow units {units}; none were stored",
+            details=[{"index": index, "unitId": unit_id} for index, unit_id in outside],
+        )
 
 
 def store_accepted(
@@ -132,9 +146,9 @@ def ingest_iot_message(store: SensorStore, event: IotRuleEvent, now: datetime) -
         quarantine(event.payload, "payload is not UTF-8 text")
         return outcome
     try:
-        document = json.loads(text)
-    except json.JSONDecodeError as error:
-        quarantine(text, f"malformed JSON: {error}")
+        document = decode_json(text, "payload")
+    except MalformedJson as error:
+        quarantine(text, error.message)
         return outcome
 
     if isinstance(document, dict) and "readings" in document:
@@ -161,16 +175,18 @@ def ingest_iot_message(store: SensorStore, event: IotRuleEvent, now: datetime) -
     return outcome
 
 
-def ingest_http(store: SensorStore, principal: Principal, body: str | None, now: datetime) -> IngestResult:
-    """``POST /readings``: all or nothing. Any invalid reading stores none of them."""
+def ingest_http(
+    store: SensorStore, principal: Principal, body: str | bytes | None, now: datetime
+) -> IngestResult:
+    """``POST /readings``: all or nothing. Any invalid reading stores none of them; ``body``
+    is bytes when API Gateway passed it base64-encoded."""
     if body is None or not body.strip():
         raise MalformedJson('request body is empty; send {"deviceId", "readings": [...]}')
-    if len(body.encode()) > MAX_HTTP_BODY_BYTES:
+    # surrogatepass: a lone surrogate in the text is decode_json's to refuse, not a crash here.
+    size = len(body) if isinstance(body, bytes) else len(body.encode("utf-8", "surrogatepass"))
+    if size > MAX_HTTP_BODY_BYTES:
         raise PayloadTooLarge(f"request body exceeds {MAX_HTTP_BODY_BYTES} bytes")
-    try:
-        document = json.loads(body)
-    except json.JSONDecodeError as error:
-        raise MalformedJson(f"request body is not valid JSON: {error}") from error
+    document = decode_json(body, "request body")
     readings = document.get("readings") if isinstance(document, dict) else None
     if isinstance(readings, list) and len(readings) > MAX_READINGS_PER_REQUEST:
         raise PayloadTooLarge(f"{len(readings)} readings in one request; at most {MAX_READINGS_PER_REQUEST}")
@@ -185,6 +201,7 @@ def ingest_http(store: SensorStore, principal: Principal, body: str | None, now:
             f"{len(problems)} of {len(request.readings)} readings are invalid; none were stored",
             details=problems,
         )
+    _check_units_allowed(principal, valid)
     accepted, duplicates = store_accepted(
         store, principal.org_id, request.device_id, valid, now, source="http"
     )

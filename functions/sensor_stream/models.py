@@ -6,6 +6,7 @@ serialize as ISO-8601 with millisecond precision and a ``Z`` suffix.
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, ClassVar, Literal
@@ -29,20 +30,32 @@ from pydantic.alias_generators import to_camel
 MAX_READINGS_PER_MESSAGE = 100
 MAX_READINGS_PER_REQUEST = 500
 MAX_FUTURE_SKEW = timedelta(minutes=5)
+# Readings recorded earlier come from a device whose clock is unset (it reports 1970).
+EARLIEST_RECORDED_AT = datetime(2000, 1, 1, tzinfo=UTC)
 # Namespace of reading ids derived from deviceId + unitId + recordedAt.
 READING_ID_NAMESPACE = uuid.UUID("6f1d3c1e-8a59-4a53-9a8e-5b1f7e2c9d40")
 
 
 def format_time(value: datetime) -> str:
     """ISO-8601 UTC with milliseconds and ``Z``: sortable as a string."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    value = value.astimezone(UTC)
+    # Written out rather than strftime("%Y"), which drops the leading zeros of years
+    # before 1000 on glibc: every string must keep the same shape to sort as its time does.
+    return (
+        f"{value.year:04d}-{value.month:02d}-{value.day:02d}T"
+        f"{value.hour:02d}:{value.minute:02d}:{value.second:02d}.{value.microsecond // 1000:03d}Z"
+    )
+
+
+# A date and a time at least: pydantic would also read "1772366400" as epoch seconds (or
+# milliseconds, by its size); the contract says ISO strings.
+_ISO_DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
 
 
 def _require_string_time(value: Any) -> Any:
-    # pydantic would also take epoch numbers; the contract says ISO strings.
     if isinstance(value, datetime):
         return value
-    if not isinstance(value, str):
+    if not isinstance(value, str) or not _ISO_DATE_TIME.match(value):
         raise ValueError("must be an ISO-8601 string such as 2026-01-31T12:00:00Z")
     return value
 
@@ -50,7 +63,11 @@ def _require_string_time(value: Any) -> Any:
 def _to_utc_millis(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("must carry a time zone, e.g. a trailing Z")
-    value = value.astimezone(UTC)
+    try:
+        value = value.astimezone(UTC)
+    except OverflowError as error:
+        # e.g. 9999-12-31T23:59:59-05:00: a ValueError is what pydantic reports as invalid.
+        raise ValueError("is out of range once converted to UTC") from error
     return value.replace(microsecond=value.microsecond // 1000 * 1000)
 
 
@@ -64,7 +81,8 @@ Identifier = Annotated[str, StringConstraints(min_length=1, max_length=64, patte
 # Devices are IoT things: names of up to 128 characters.
 DeviceId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
 ReadingId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
-RequestId = Annotated[str, StringConstraints(max_length=128)]
+MAX_REQUEST_ID_LENGTH = 128
+RequestId = Annotated[str, StringConstraints(max_length=MAX_REQUEST_ID_LENGTH)]
 
 
 def utc_now() -> datetime:
@@ -112,7 +130,9 @@ class ReadingIn(WireModel):
 
     @field_validator("recorded_at")
     @classmethod
-    def _not_in_future(cls, value: datetime, info: ValidationInfo) -> datetime:
+    def _plausible_clock(cls, value: datetime, info: ValidationInfo) -> datetime:
+        if value < EARLIEST_RECORDED_AT:
+            raise ValueError("is before 2000-01-01; check the device clock")
         now = (info.context or {}).get("now") or utc_now()
         if value > now + MAX_FUTURE_SKEW:
             raise ValueError("is more than 5 minutes in the future")

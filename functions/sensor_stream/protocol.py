@@ -4,7 +4,6 @@ contract's shape (``{"type": "error", "requestId"?, "error": {"code", "message"}
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,10 +14,11 @@ from pydantic import BaseModel, ValidationError
 from .auth import TokenVerifier
 from .errors import AppError, MalformedJson, Throttled, Unauthorized, ValidationFailed, describe_errors
 from .gateway import ConnectionGateway
-from .models import ConnectionRecord, ErrorBody, ErrorMessage, WireModel
+from .models import MAX_REQUEST_ID_LENGTH, ConnectionRecord, ErrorBody, ErrorMessage, WireModel
 from .observability import logger, metrics
 from .settings import Settings
 from .store import SensorStore
+from .wire import decode_json
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -47,14 +47,13 @@ def validate(model: type[ModelT], document: Any, what: str) -> ModelT:
 
 def parse_client_message(body: str | None) -> tuple[dict[str, Any], str | None]:
     """The JSON object of a client message and its requestId (for error answers)."""
-    try:
-        document = json.loads(body or "")
-    except json.JSONDecodeError as error:
-        raise MalformedJson(f"message is not valid JSON: {error}") from error
+    document = decode_json(body or "", "message")
     if not isinstance(document, dict):
         raise MalformedJson("message must be a JSON object with an 'action'")
     request_id = document.get("requestId")
-    return document, request_id if isinstance(request_id, str) else None
+    # Only a requestId the request may carry is echoed: answers must not grow with the request.
+    valid = isinstance(request_id, str) and len(request_id) <= MAX_REQUEST_ID_LENGTH
+    return document, request_id if valid else None
 
 
 def require_live_token(record: ConnectionRecord, now: datetime) -> None:

@@ -78,7 +78,8 @@ def answer_session_request(
     action = document.get("action")
     model = SESSION_ACTIONS.get(action) if isinstance(action, str) else None
     if model is None:
-        raise UnknownAction(f"unknown action {action!r}; expected one of {', '.join(CLIENT_ACTIONS)}")
+        shown = repr(action) if len(repr(action)) <= 64 else repr(action)[:64] + "..."
+        raise UnknownAction(f"unknown action {shown}; expected one of {', '.join(CLIENT_ACTIONS)}")
     request: SessionRequest = validate(model, document, f"'{action}' request")
     if isinstance(request, RefreshTokenRequest):
         return [refresh_token(context, record, request)]

@@ -9,6 +9,9 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import jwt
+
+from devstack.http_api import flatten_claim
 from sensor_stream.catalog import CLIENT_ACTIONS
 from sensor_stream.iot_rules import command_ack_topic, telemetry_topic
 
@@ -17,6 +20,9 @@ REGION = "eu-west-1"
 WEBSOCKET_API_ID = "wsapi12345"
 WEBSOCKET_STAGE = "prod"
 HTTP_API_ID = "httpapi123"
+ISSUER = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_example"
+# The issuer's key for the gateways' tokens: API Gateway checks the signature, ingest never does.
+ISSUER_KEY = "issuer-key-that-only-api-gateway-checks-32-bytes"
 # The WebSocket API's route keys; anything else goes to $default (route selection
 # expression `$request.body.action`).
 WEBSOCKET_ROUTES = frozenset(CLIENT_ACTIONS)
@@ -101,9 +107,9 @@ def route_key_for(body: str) -> str:
     """What API Gateway selects for a message body: its ``action`` if a route has it."""
     try:
         action = json.loads(body).get("action")
-    except (ValueError, AttributeError):
+    except (ValueError, RecursionError, AttributeError):
         return "$default"
-    return action if action in WEBSOCKET_ROUTES else "$default"
+    return action if isinstance(action, str) and action in WEBSOCKET_ROUTES else "$default"
 
 
 def websocket_message_event(
@@ -122,8 +128,10 @@ def http_readings_event(
     base64_encoded: bool = False,
     at: datetime | None = None,
 ) -> dict[str, Any]:
-    """``POST /readings`` as an HTTP API (payload v2) with a JWT authorizer delivers it;
-    ``claims`` None means no authorizer context at all."""
+    """``POST /readings`` as an HTTP API (payload v2) with a JWT authorizer delivers it:
+    ``claims`` are the bearer token's (as signed), which the event carries in the
+    Authorization header and, flattened to strings, as the authorizer's verified claims;
+    None means no authorizer context at all."""
     text = body if body is None or isinstance(body, str) else json.dumps(body)
     if text is not None and base64_encoded:
         text = base64.b64encode(text.encode()).decode()
@@ -146,7 +154,8 @@ def http_readings_event(
         "timeEpoch": _epoch_ms(at),
     }
     if claims is not None:
-        request_context["authorizer"] = {"jwt": {"claims": claims, "scopes": None}}
+        verified = {name: flatten_claim(value) for name, value in claims.items()}
+        request_context["authorizer"] = {"jwt": {"claims": verified, "scopes": None}}
     event: dict[str, Any] = {
         "version": "2.0",
         "routeKey": "POST /readings",
@@ -154,7 +163,7 @@ def http_readings_event(
         "rawQueryString": "",
         "headers": {
             "accept": "*/*",
-            "authorization": "Bearer eyJhbGciOiJSUzI1NiJ9.e30.c2ln",
+            "authorization": f"Bearer {jwt.encode(claims or {}, ISSUER_KEY, algorithm='HS256')}",
             "content-type": "application/json",
             "host": f"{HTTP_API_ID}.execute-api.{REGION}.amazonaws.com",
             "user-agent": "gateway/1.0",
@@ -167,21 +176,19 @@ def http_readings_event(
     return event
 
 
-def authorizer_claims(
-    org: str | None, sub: str = "gateway-1", units: list[str] | None = None, **extra: str
-) -> dict[str, str]:
-    """Claims as the HTTP API JWT authorizer passes them: every value a string, arrays
-    flattened to ``[a b]``."""
+def authorizer_claims(org: Any, sub: Any = "gateway-1", units: Any = None, **extra: Any) -> dict[str, Any]:
+    """A gateway's token claims (``http_readings_event`` hands them to ingest as the HTTP
+    API's JWT authorizer does); org None leaves the org claim out."""
     claims = {
         "sub": sub,
-        "iss": "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_example",
-        "exp": str(int(datetime.now(UTC).timestamp()) + 3600),
+        "iss": ISSUER,
+        "exp": int(datetime.now(UTC).timestamp()) + 3600,
         **extra,
     }
     if org is not None:
         claims["org"] = org
     if units is not None:
-        claims["units"] = "[" + " ".join(units) + "]"
+        claims["units"] = units
     return claims
 
 

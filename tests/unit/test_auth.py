@@ -9,7 +9,8 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from sensor_stream.auth import Principal, TokenVerifier, principal_from_claims, token_from_subprotocols
+from devstack.http_api import flatten_claim
+from sensor_stream.auth import Principal, TokenVerifier, principal_from_authorizer, token_from_subprotocols
 from sensor_stream.errors import Unauthorized
 from sensor_stream.settings import Settings
 from tests.support.tokens import claims, hs256_token, signed_token
@@ -42,10 +43,17 @@ def hs256() -> TokenVerifier:
 
 
 def test_hs256_token_yields_the_principal(hs256: TokenVerifier):
-    token = hs256_token(SECRET, org="acme", sub="alice")
-    expires_at = jwt.decode(token, options={"verify_signature": False})["exp"]
+    payload = claims(org="acme", sub="alice")
 
-    assert hs256.verify(token) == Principal(user_id="alice", org_id="acme", units=None, expires_at=expires_at)
+    assert hs256.verify(jwt.encode(payload, SECRET, algorithm="HS256")) == Principal(
+        user_id="alice", org_id="acme", units=None, expires_at=payload["exp"]
+    )
+
+
+def test_fractional_exp_becomes_whole_seconds(hs256: TokenVerifier):
+    payload = claims() | {"exp": 4_102_444_800.75}
+
+    assert hs256.verify(jwt.encode(payload, SECRET, algorithm="HS256")).expires_at == 4_102_444_800
 
 
 def test_units_claim_limits_the_principal(hs256: TokenVerifier):
@@ -84,11 +92,65 @@ def test_token_without_required_claim_is_refused(hs256: TokenVerifier, missing: 
     assert message == f'invalid token: Token is missing the "{missing}" claim'
 
 
-@pytest.mark.parametrize("org", [None, "", "ac me", "a" * 65])
-def test_token_without_a_valid_org_is_refused(hs256: TokenVerifier, org: str | None):
-    message = refused(hs256, hs256_token(SECRET, org=org))
+ORG_RULE = "token claim 'org' must be a string of 1-64 characters of [A-Za-z0-9_.:-]"
+UNITS_RULE = (
+    "token claim 'units' must be a list of unit ids (or one string of comma-separated ones), "
+    "each 1-64 characters of [A-Za-z0-9_.:-]"
+)
 
-    assert message == "token lacks a valid 'org' or 'sub' claim"
+
+def test_token_without_org_is_refused(hs256: TokenVerifier):
+    assert refused(hs256, hs256_token(SECRET, org=None)) == "token lacks the 'org' claim"
+
+
+@pytest.mark.parametrize(
+    ("claim", "value", "message"),
+    [
+        ("org", "", ORG_RULE),
+        ("org", "ac me", ORG_RULE),
+        ("org", "a" * 65, ORG_RULE),
+        ("org", "acme#1", ORG_RULE),
+        # JSON types: a number or boolean is not an org id, nor a list or object.
+        ("org", 123, ORG_RULE),
+        ("org", True, ORG_RULE),
+        ("org", ["acme"], ORG_RULE),
+        ("org", {"id": "acme"}, ORG_RULE),
+        ("org", None, ORG_RULE),
+        ("sub", "", "token claim 'sub' must be a string of 1-256 characters"),
+        ("sub", "u" * 257, "token claim 'sub' must be a string of 1-256 characters"),
+        ("units", [1, 2], UNITS_RULE),
+        ("units", ["ok", "not ok"], UNITS_RULE),
+        ("units", ["ok", ""], UNITS_RULE),
+        ("units", "ok,not ok", UNITS_RULE),
+        ("units", None, UNITS_RULE),
+        ("units", {"u1": True}, UNITS_RULE),
+        ("units", False, UNITS_RULE),
+    ],
+)
+def test_claim_of_the_wrong_type_charset_or_length_is_refused_by_name(
+    hs256: TokenVerifier, claim: str, value: Any, message: str
+):
+    assert refused(hs256, jwt.encode(claims() | {claim: value}, SECRET, algorithm="HS256")) == message
+
+
+def test_each_bad_claim_is_named_once(hs256: TokenVerifier):
+    token = jwt.encode(claims(org=None) | {"units": ["a b", "c d"]}, SECRET, algorithm="HS256")
+
+    assert refused(hs256, token) == f"token lacks the 'org' claim; {UNITS_RULE}"
+
+
+@pytest.mark.parametrize(
+    ("units", "expected"),
+    [
+        # Cognito custom attributes are strings: custom:units holds comma-separated ids.
+        ("freezer-1,freezer-2", ["freezer-1", "freezer-2"]),
+        (" freezer-1 , freezer-2 ", ["freezer-1", "freezer-2"]),
+        ("", []),
+        ([], []),
+    ],
+)
+def test_units_claim_may_be_a_comma_separated_string(hs256: TokenVerifier, units: Any, expected: list[str]):
+    assert hs256.verify(hs256_token(SECRET, units=units)).units == expected
 
 
 def test_org_claim_name_is_configurable():
@@ -96,8 +158,9 @@ def test_org_claim_name_is_configurable():
     token = hs256_token(SECRET, org=None, **{"custom:org": "acme"})
 
     assert verifier.verify(token).org_id == "acme"
-    assert refused(verifier, hs256_token(SECRET, org="acme")) == (
-        "token lacks a valid 'custom:org' or 'sub' claim"
+    assert refused(verifier, hs256_token(SECRET, org="acme")) == "token lacks the 'custom:org' claim"
+    assert refused(verifier, hs256_token(SECRET, org=None, **{"custom:org": 7})) == (
+        "token claim 'custom:org' must be a string of 1-64 characters of [A-Za-z0-9_.:-]"
     )
 
 
@@ -109,17 +172,86 @@ def test_verifier_needs_a_secret_or_a_jwks_url():
 # --- claims of API Gateway's JWT authorizer --------------------------------------------
 
 
-def test_authorizer_claims_with_flattened_units_array():
-    principal = principal_from_claims(
-        {"sub": "gw", "org": "acme", "units": "[fridge-1 fridge-2]"}, settings(JWT_SECRET=SECRET)
+def bearer(payload: dict[str, Any]) -> str:
+    """The Authorization header the authorizer verified (the issuer's signature is not ingest's to check)."""
+    return "Bearer " + jwt.encode(payload, "the-issuers-key-which-ingest-never-sees", algorithm="HS256")
+
+
+def from_authorizer(signed: dict[str, Any], verified: dict[str, Any], **env: str) -> Principal:
+    return principal_from_authorizer(verified, bearer(signed), settings(JWT_SECRET=SECRET, **env))
+
+
+def test_authorizer_claims_take_their_types_from_the_verified_token():
+    signed = {"sub": "gw", "org": "acme", "units": ["fridge-1", "fridge-2"], "exp": 4_102_444_800}
+    verified = {"sub": "gw", "org": "acme", "units": "[fridge-1 fridge-2]", "exp": "4102444800"}
+
+    assert from_authorizer(signed, verified) == Principal(
+        user_id="gw", org_id="acme", units=["fridge-1", "fridge-2"], expires_at=4_102_444_800
     )
 
-    assert principal == Principal(user_id="gw", org_id="acme", units=["fridge-1", "fridge-2"])
+
+def test_authorizer_claims_with_cognito_units_and_claim_names():
+    signed = {"sub": "gw", "custom:org": "acme", "custom:units": "u1,u2", "exp": 4_102_444_800}
+    verified = {"sub": "gw", "custom:org": "acme", "custom:units": "u1,u2", "exp": "4102444800"}
+
+    principal = from_authorizer(signed, verified, JWT_ORG_CLAIM="custom:org", JWT_UNITS_CLAIM="custom:units")
+
+    assert (principal.org_id, principal.units) == ("acme", ["u1", "u2"])
 
 
-def test_authorizer_claims_without_org_are_unauthorized():
-    with pytest.raises(Unauthorized, match="token lacks a valid 'org' or 'sub' claim"):
-        principal_from_claims({"sub": "gw"}, settings(JWT_SECRET=SECRET))
+@pytest.mark.parametrize(
+    ("org", "message"),
+    [
+        (None, "token lacks the 'org' claim"),
+        # API Gateway passes both as "123" / "true": only the token tells them apart.
+        (123, ORG_RULE),
+        (True, ORG_RULE),
+    ],
+)
+def test_authorizer_claims_without_a_string_org_are_unauthorized(org: Any, message: str):
+    signed = {"sub": "gw", "exp": 4_102_444_800} | ({} if org is None else {"org": org})
+    verified = {name: flatten_claim(value) for name, value in signed.items()}
+
+    with pytest.raises(Unauthorized) as caught:
+        from_authorizer(signed, verified)
+
+    assert caught.value.message == message
+
+
+@pytest.mark.parametrize(
+    ("verified", "claim"),
+    [
+        ({"sub": "gw", "org": "globex", "exp": "4102444800"}, "org"),
+        ({"sub": "gw-2", "org": "acme", "exp": "4102444800"}, "sub"),
+        ({"sub": "gw", "org": "acme", "units": "[u1]", "exp": "4102444800"}, "units"),
+    ],
+)
+def test_a_token_other_than_the_verified_one_is_unauthorized(verified: dict[str, str], claim: str):
+    signed = {"sub": "gw", "org": "acme", "exp": 4_102_444_800}
+
+    with pytest.raises(Unauthorized) as caught:
+        from_authorizer(signed, verified)
+
+    assert caught.value.message == f"the token's '{claim}' claim is not the one API Gateway verified"
+
+
+@pytest.mark.parametrize("authorization", [None, "", "Bearer", "Bearer not-a-jwt"])
+def test_authorizer_claims_without_a_readable_token_are_unauthorized(authorization: str | None):
+    with pytest.raises(Unauthorized) as caught:
+        principal_from_authorizer({"sub": "gw", "org": "acme"}, authorization, settings(JWT_SECRET=SECRET))
+
+    assert caught.value.message.startswith("invalid token: ")
+
+
+def test_authorizer_token_may_come_without_the_bearer_scheme():
+    signed = {"sub": "gw", "org": "acme", "exp": 4_102_444_800}
+    token = bearer(signed).removeprefix("Bearer ")
+
+    principal = principal_from_authorizer(
+        {"sub": "gw", "org": "acme", "exp": "4102444800"}, token, settings(JWT_SECRET=SECRET)
+    )
+
+    assert principal.org_id == "acme"
 
 
 # --- RS256 / ES256 through the issuer's JWKS ---------------------------------------------
@@ -173,8 +305,9 @@ def test_rs256_token_from_the_issuer_is_accepted(
 ):
     token = signed_token(rsa_key, "RS256", "rsa-1", org="acme", sub="bob", **oidc_claims())
 
-    expires_at = jwt.decode(token, options={"verify_signature": False})["exp"]
-    assert oidc.verify(token) == Principal(user_id="bob", org_id="acme", expires_at=expires_at)
+    principal = oidc.verify(token)
+
+    assert (principal.user_id, principal.org_id, principal.units) == ("bob", "acme", None)
     assert jwks == [JWKS_URL]
 
 

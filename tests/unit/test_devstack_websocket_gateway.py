@@ -194,6 +194,28 @@ def test_messages_are_routed_on_the_action_field(start_gateway):
     assert running.command_handler.events[0]["body"] == '{"action": "sendCommand", "deviceId": "d1"}'
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        # json.loads raised RecursionError on the first, which killed the emulator's task
+        # for the message: no route, no answer.
+        '{"action": "hello", "x": ' + "[" * 50_000,
+        '{"action": "hello", "x": ' + "1" * 5000 + "}",
+    ],
+    ids=["nested-50000-deep", "integer-of-5000-digits"],
+)
+def test_a_body_whose_action_cannot_be_read_is_routed_to_default(body: str):
+    session_function = LambdaFunction("connect", RecordingHandler(), timeout_seconds=5)
+    routes = Routes(
+        connect=session_function,
+        disconnect=session_function,
+        default=session_function,
+        by_action={"hello": LambdaFunction("hello", RecordingHandler(), timeout_seconds=5)},
+    )
+
+    assert routes.select(body) == ("$default", session_function)
+
+
 def test_management_api_answers_like_api_gateway(start_gateway):
     running = start_gateway()
     management = running.management()

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,7 +15,7 @@ import ingest.handler
 from sensor_stream import clients
 from sensor_stream.models import QuarantinedMessage, Reading
 from tests.support.clock import FakeClock
-from tests.support.events import authorizer_claims, telemetry_event
+from tests.support.events import authorizer_claims, http_readings_event, telemetry_event
 from tests.support.lambda_context import FakeLambdaContext
 from tests.support.readings import full_reading, reading
 from tests.support.stack import InProcessStack
@@ -22,6 +23,8 @@ from tests.support.stack import InProcessStack
 pytestmark = pytest.mark.usefixtures("stack")
 
 DAY = "2026-03-01"
+HUGE_INTEGER = "{} has an integer of more than 4300 digits"
+TOO_DEEP = "{} nests arrays and objects more than 32 levels deep"
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 
@@ -99,9 +102,19 @@ def test_message_of_101_readings_is_quarantined_whole(stack: InProcessStack, clo
     [
         (
             b'{"unitId": "u1", "temperature": 21.5,',
-            "malformed JSON: Expecting property name enclosed in double quotes: line 1 column 38 (char 37)",
+            "payload is not valid JSON: "
+            "Expecting property name enclosed in double quotes: line 1 column 38 (char 37)",
         ),
-        (b"", "malformed JSON: Expecting value: line 1 column 1 (char 0)"),
+        (b"", "payload is not valid JSON: Expecting value: line 1 column 1 (char 0)"),
+        # These three raised out of ingest (ValueError, RecursionError): retried, then dropped.
+        pytest.param(
+            b'{"unitId": "u1", "temperature": 2' + b"1" * 5000 + b"}",
+            HUGE_INTEGER.format("payload"),
+            id="integer-of-5001-digits",
+        ),
+        pytest.param(b"[" * 50_000, TOO_DEEP.format("payload"), id="nested-50000-deep"),
+        pytest.param(b"[" * 33 + b"]" * 33, TOO_DEEP.format("payload"), id="nested-33-deep"),
+        (b'{"unitId": "u\\ud800"}', "payload has a string with an unpaired surrogate escape"),
         (b"\xff\xfe\x00garbage", "payload is not UTF-8 text"),
         (b'[{"unitId": "u1"}]', "payload must be a JSON object"),
         (b"42", "payload must be a JSON object"),
@@ -115,6 +128,12 @@ def test_unusable_message_is_quarantined_with_its_reason(stack: InProcessStack, 
     [entry] = quarantined(stack)
     assert entry.reason == reason
     assert entry.details is None
+
+
+def test_json_nested_32_levels_deep_is_still_read(stack: InProcessStack):
+    assert stack.publish_telemetry("acme", "dev-1", b"[" * 32 + b"]" * 32)["quarantined"] == 1
+
+    assert [entry.reason for entry in quarantined(stack)] == ["payload must be a JSON object"]
 
 
 def test_event_with_unusable_topic_ids_is_quarantined_not_retried(stack: InProcessStack, clock: FakeClock):
@@ -159,6 +178,8 @@ def test_payload_that_is_not_base64_is_quarantined(stack: InProcessStack, clock:
         ("unitId", "fridge#1", "String should match pattern '^[A-Za-z0-9_.:-]+$'"),
         ("id", "id with spaces", "String should match pattern '^[A-Za-z0-9_.:-]+$'"),
         ("recordedAt", "2026-03-01T12:05:00.251Z", "Value error, is more than 5 minutes in the future"),
+        ("recordedAt", "1970-01-01T00:00:00Z", "Value error, is before 2000-01-01; check the device clock"),
+        ("recordedAt", "0001-01-01T00:00:00+05:00", "Value error, is out of range once converted to UTC"),
     ],
 )
 def test_invalid_reading_is_quarantined_and_the_valid_ones_are_stored(
@@ -351,6 +372,61 @@ def test_http_malformed_json_is_refused(stack: InProcessStack):
 
 
 @pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        # Each was a 500 outside the contract's error shape (ValueError, RecursionError).
+        pytest.param(
+            '{"deviceId": "gw", "readings": [' + "9" * 5000 + "]}",
+            HUGE_INTEGER.format("request body"),
+            id="integer-of-5000-digits",
+        ),
+        pytest.param(
+            '{"deviceId": "gw", "readings": ' + "[" * 50_000,
+            TOO_DEEP.format("request body"),
+            id="nested-50000-deep",
+        ),
+        (
+            '{"deviceId": "gw", "readings": [{"unitId": "\\udfff"}]}',
+            "request body has a string with an unpaired surrogate escape",
+        ),
+    ],
+)
+def test_http_json_beyond_the_limits_is_malformed(stack: InProcessStack, content: str, message: str):
+    assert stack.post_readings(authorizer_claims("acme"), content) == (400, error("malformed_json", message))
+
+
+def test_http_base64_body_that_is_not_utf8_is_malformed(stack: InProcessStack):
+    event = http_readings_event(None, authorizer_claims("acme"))
+    event |= {"body": base64.b64encode(b'{"deviceId": "gw\xff"}').decode(), "isBase64Encoded": True}
+
+    response = ingest.handler.lambda_handler(event, FakeLambdaContext())
+
+    assert (response["statusCode"], json.loads(response["body"])) == (
+        400,
+        error("malformed_json", "request body is not UTF-8 text"),
+    )
+
+
+def test_http_time_that_overflows_utc_is_a_validation_error(stack: InProcessStack):
+    # OverflowError escaped the validators: a 500.
+    status, answer = stack.post_readings(
+        authorizer_claims("acme"), body(reading("u1", "9999-12-31T23:59:59-05:00"))
+    )
+
+    assert (status, answer["error"]["details"]) == (
+        400,
+        [
+            {
+                "index": 0,
+                "errors": [
+                    {"field": "recordedAt", "message": "Value error, is out of range once converted to UTC"}
+                ],
+            }
+        ],
+    )
+
+
+@pytest.mark.parametrize(
     ("document", "details"),
     [
         (
@@ -428,6 +504,33 @@ def test_http_request_with_an_invalid_reading_stores_none_and_names_each(
     assert not stack.store.readings.device_known("acme", "gateway-7")
 
 
+def test_http_units_limited_token_writes_its_own_units(stack: InProcessStack, clock: FakeClock):
+    claims = authorizer_claims("acme", units=["u1", "u2"])
+
+    assert stack.post_readings(claims, body(reading("u1", clock.iso(-1)), reading("u2", clock.iso()))) == (
+        200,
+        {"accepted": 2, "duplicates": 0},
+    )
+
+
+def test_http_units_limited_token_may_not_write_other_units(stack: InProcessStack, clock: FakeClock):
+    # They were stored: a gateway's token could write readings of any unit of its org.
+    readings = [reading("u1", clock.iso(-3)), reading("u9", clock.iso(-2)), reading("u8", clock.iso(-1))]
+
+    status, answer = stack.post_readings(authorizer_claims("acme", units=["u1"]), body(*readings))
+
+    assert (status, answer) == (
+        403,
+        error(
+            "forbidden",
+            "your token does not allow units u8, u9; none were stored",
+            [{"index": 1, "unitId": "u9"}, {"index": 2, "unitId": "u8"}],
+        ),
+    )
+    assert history(stack, "u1") == history(stack, "u9") == history(stack, "u8") == []
+    assert not stack.store.readings.device_known("acme", "gateway-7")
+
+
 def test_http_without_authorizer_claims_is_unauthorized(stack: InProcessStack, clock: FakeClock):
     assert stack.post_readings(None, body(reading("u1", clock.iso()))) == (
         401,
@@ -435,12 +538,47 @@ def test_http_without_authorizer_claims_is_unauthorized(stack: InProcessStack, c
     )
 
 
-@pytest.mark.parametrize("org", [None, "ac/me"])
-def test_http_claims_without_a_valid_org_are_unauthorized(
-    stack: InProcessStack, clock: FakeClock, org: str | None
+ORG_RULE = "token claim 'org' must be a string of 1-64 characters of [A-Za-z0-9_.:-]"
+
+
+@pytest.mark.parametrize(
+    ("claims", "message"),
+    [
+        (authorizer_claims(None), "token lacks the 'org' claim"),
+        (authorizer_claims("ac/me"), ORG_RULE),
+        # API Gateway passed these as "123" and "true": readings were stored under those orgs.
+        (authorizer_claims(123), ORG_RULE),
+        (authorizer_claims(True), ORG_RULE),
+        (authorizer_claims("acme", sub=7), "token claim 'sub' must be a string of 1-256 characters"),
+        (
+            authorizer_claims("acme", units=[1]),
+            "token claim 'units' must be a list of unit ids (or one string of comma-separated ones), "
+            "each 1-64 characters of [A-Za-z0-9_.:-]",
+        ),
+    ],
+    ids=["no-org", "org-with-slash", "numeric-org", "boolean-org", "numeric-sub", "numeric-units"],
+)
+def test_http_claims_that_are_not_strictly_valid_are_unauthorized(
+    stack: InProcessStack, clock: FakeClock, claims: dict[str, Any], message: str
 ):
-    assert stack.post_readings(authorizer_claims(org), body(reading("u1", clock.iso()))) == (
+    assert stack.post_readings(claims, body(reading("u1", clock.iso()))) == (
         401,
-        error("unauthorized", "token lacks a valid 'org' or 'sub' claim"),
+        error("unauthorized", message),
     )
-    assert history(stack, "u1") == []
+    for org in ("acme", "ac/me", "123", "true"):
+        assert history(stack, "u1", org=org) == []
+
+
+def test_http_token_that_is_not_the_verified_one_is_unauthorized(stack: InProcessStack, clock: FakeClock):
+    event = http_readings_event(body(reading("u1", clock.iso())), authorizer_claims("globex"))
+    event["headers"]["authorization"] = http_readings_event(None, authorizer_claims("acme"))["headers"][
+        "authorization"
+    ]
+
+    response = ingest.handler.lambda_handler(event, FakeLambdaContext())
+
+    assert (response["statusCode"], json.loads(response["body"])) == (
+        401,
+        error("unauthorized", "the token's 'org' claim is not the one API Gateway verified"),
+    )
+    assert history(stack, "u1", org="acme") == history(stack, "u1", org="globex") == []

@@ -18,6 +18,7 @@ from sensor_stream.models import (
     Reading,
     ReadingIn,
     ReadingsBatchMessage,
+    Resume,
     Subscription,
     UnitBatch,
     format_time,
@@ -25,6 +26,7 @@ from sensor_stream.models import (
 from tests.support.readings import full_reading, reading
 
 NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+CLOCK_UNSET = "Value error, is before 2000-01-01; check the device clock"
 
 
 def parse(raw: dict[str, object]) -> ReadingIn:
@@ -81,6 +83,25 @@ def test_format_time_is_sortable_as_a_string():
 
     assert earlier == "2026-03-01T09:05:07.001Z"
     assert earlier < later
+
+
+@pytest.mark.parametrize(
+    ("moment", "written"),
+    [
+        (datetime(999, 12, 31, 23, 59, 59, 999_000, tzinfo=UTC), "0999-12-31T23:59:59.999Z"),
+        (datetime(1, 1, 1, tzinfo=UTC), "0001-01-01T00:00:00.000Z"),
+        (datetime(9999, 12, 31, 23, 59, 59, 999_000, tzinfo=UTC), "9999-12-31T23:59:59.999Z"),
+    ],
+)
+def test_format_time_keeps_four_digit_years_and_reads_back(moment: datetime, written: str):
+    # glibc's strftime("%Y") wrote "999-12-31T...", which does not parse back.
+    assert format_time(moment) == written
+    assert Resume.model_validate({"since": written}).since == moment
+
+
+def test_format_time_sorts_years_before_1000_first():
+    # "999-..." sorted after "2026-..." and broke the order of the store's sort keys.
+    assert format_time(datetime(999, 1, 1, tzinfo=UTC)) < format_time(datetime(2026, 1, 1, tzinfo=UTC))
 
 
 def test_request_id_is_omitted_when_none_and_echoed_when_given():
@@ -196,6 +217,19 @@ def test_unknown_reading_fields_are_ignored_and_never_override_ids():
             "Value error, must be an ISO-8601 string such as 2026-01-31T12:00:00Z",
         ),
         ("recordedAt", "2026-03-01T12:05:00.001Z", "Value error, is more than 5 minutes in the future"),
+        # A device whose clock was never set reports 1970; older years broke the store's order.
+        ("recordedAt", "1970-01-01T00:00:00Z", CLOCK_UNSET),
+        ("recordedAt", "1999-12-31T23:59:59.999Z", CLOCK_UNSET),
+        ("recordedAt", "0999-01-01T00:00:00Z", CLOCK_UNSET),
+        ("recordedAt", "2000-01-01T04:59:59+05:00", CLOCK_UNSET),
+        ("recordedAt", "0001-01-01T00:00:00+05:00", "Value error, is out of range once converted to UTC"),
+        ("recordedAt", "9999-12-31T23:59:59-05:00", "Value error, is out of range once converted to UTC"),
+        # pydantic alone reads a numeric string as epoch seconds or milliseconds, by its size.
+        (
+            "recordedAt",
+            "1772366400",
+            "Value error, must be an ISO-8601 string such as 2026-01-31T12:00:00Z",
+        ),
     ],
 )
 def test_invalid_reading_fields_are_named(field: str, value: object, message: str):
@@ -209,6 +243,33 @@ def test_invalid_reading_fields_are_named(field: str, value: object, message: st
 
 def test_recorded_at_exactly_five_minutes_ahead_is_accepted():
     assert parse(reading("u1", "2026-03-01T12:05:00Z")).recorded_at == datetime(2026, 3, 1, 12, 5, tzinfo=UTC)
+
+
+def test_recorded_at_from_2000_on_is_accepted():
+    assert parse(reading("u1", "2000-01-01T00:00:00Z")).recorded_at == datetime(2000, 1, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("since", "expected"),
+    [
+        ("0001-01-01T00:00:00Z", "0001-01-01T00:00:00.000Z"),
+        ("1970-01-01T00:00:00Z", "1970-01-01T00:00:00.000Z"),
+        ("9999-12-31T23:59:59.999Z", "9999-12-31T23:59:59.999Z"),
+    ],
+)
+def test_other_times_take_any_valid_time(since: str, expected: str):
+    assert Resume.model_validate({"since": since}).to_wire() == {"since": expected}
+
+
+@pytest.mark.parametrize("since", ["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00"])
+def test_a_time_that_overflows_utc_is_a_validation_error(since: str):
+    # It raised OverflowError, which no caller turned into an answer.
+    with pytest.raises(ValidationError) as caught:
+        Resume.model_validate({"since": since})
+
+    assert [(error["loc"], error["msg"]) for error in caught.value.errors()] == [
+        (("since",), "Value error, is out of range once converted to UTC")
+    ]
 
 
 @pytest.mark.parametrize("missing", ["unitId", "temperature", "recordedAt"])
