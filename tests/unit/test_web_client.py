@@ -183,6 +183,10 @@ class ContractPeer:
                 ]
             case "sendCommand":
                 return self._command_answers(request_id)
+            case "refreshToken":
+                claims = json.loads(base64.urlsafe_b64decode(message["token"].split(".")[1] + "=="))
+                expires_at = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(claims["exp"]))
+                return [{"type": "tokenRefreshed", "requestId": request_id, "expiresAt": expires_at}]
         return [
             {"type": "error", "requestId": request_id, "error": {"code": "unknown_action", "message": "?"}}
         ]
@@ -248,13 +252,17 @@ def page(browser: Browser, web_origin: str) -> Iterator[Page]:
     context.close()
 
 
-def start_client(page: Page, url: str, token: str = VALID_TOKEN, **options: Any) -> None:
-    """Create ``window.client`` with short retry delays; its events collect in ``window.events``."""
+def start_client(
+    page: Page, url: str, token: str = VALID_TOKEN, *, tokens: list[str] | None = None, **options: Any
+) -> None:
+    """Create ``window.client`` with short retry delays; its events collect in ``window.events``.
+    With ``tokens``, its token option is a function handing them out in turn."""
     page.evaluate(
-        """async ({ url, token, options }) => {
+        """async ({ url, token, tokens, options }) => {
             const { SensorStreamClient } = await import("/sensor-stream-client.js");
             const fast = { minRetryDelayMs: 50, maxRetryDelayMs: 200 };
-            const client = new SensorStreamClient({ url, token, ...fast, ...options });
+            const next = async () => (tokens.length > 1 ? tokens.shift() : tokens[0]);
+            const client = new SensorStreamClient({ url, token: tokens ? next : token, ...fast, ...options });
             window.client = client;
             window.events = [];
             for (const type of ["status", "readings", "subscription", "error"]) {
@@ -262,7 +270,7 @@ def start_client(page: Page, url: str, token: str = VALID_TOKEN, **options: Any)
             }
             client.connect();
         }""",
-        {"url": url, "token": token, "options": options},
+        {"url": url, "token": token, "tokens": tokens, "options": options},
     )
 
 
@@ -464,3 +472,37 @@ def test_a_connection_the_server_forgot_is_replaced(page: Page, peer: ContractPe
     peer.push({"type": "error", "error": forgotten})
     wait_for_status(page, "connected", count=2)
     assert len(peer.handshakes) == 2
+
+
+def test_a_token_function_extends_the_session_before_the_token_expires(
+    page: Page, peer: ContractPeer
+) -> None:
+    short = fake_jwt({"sub": "tester", "org": "acme", "exp": int(time.time()) + 3})
+    fresh = fake_jwt({"sub": "tester", "org": "acme", "exp": int(time.time()) + 3600})
+    start_client(page, peer.url, tokens=[short, fresh], refreshAheadMs=2500)
+    wait_for_status(page, "connected")
+
+    wait_until(lambda: peer.messages("refreshToken"), "a refreshToken request")
+
+    assert peer.messages("refreshToken")[0]["token"] == fresh
+    assert len(peer.handshakes) == 1  # the same connection, extended
+    assert events(page, "error") == []
+
+
+def test_a_session_ended_at_token_expiry_reconnects_with_a_fresh_token_and_resumes(
+    page: Page, peer: ContractPeer
+) -> None:
+    first = fake_jwt({"sub": "tester", "org": "acme", "exp": int(time.time()) + 3600})
+    second = fake_jwt({"sub": "tester", "org": "acme", "exp": int(time.time()) + 7200})
+    start_client(page, peer.url, tokens=[first, second], refreshAheadMs=0)
+    wait_for_status(page, "connected")
+    peer.push(batch([reading("r1", "u1", "2026-01-01T00:00:01.000Z")]))
+    wait_until(lambda: events(page, "readings"), "the first reading")
+
+    # What the flush does when a token expires: says so, then closes the connection.
+    peer.push({"type": "error", "error": {"code": "token_expired", "message": "your token expired"}})
+    peer.drop()
+    wait_for_status(page, "connected", count=2)
+
+    assert peer.handshakes[1].headers["Sec-WebSocket-Protocol"] == f"{SUBPROTOCOL}, bearer.{second}"
+    assert peer.messages("hello")[1]["resume"] == {"since": "2025-12-31T23:59:56.000Z"}
