@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from .fanout import Fanout, FanoutCounts, TickSettlement, server_time_of
 from .gateway import ConnectionGateway
 from .keys import DUE_COMMAND, DUE_SESSION_END
-from .models import CommandTimeoutMessage, ErrorBody, ErrorMessage
+from .models import CommandTimeoutMessage, ConnectionRecord, ErrorBody, ErrorMessage
 from .observability import logger, metrics
 from .packing import PackedReading
 from .settings import Settings
@@ -259,23 +259,22 @@ class Flusher:
         timers: list[DueTimer] = []
         delivered: list[int] = []
         this_tick: set[int] = set()
-        for second in report.seconds:
-            queue = self._store.readings.second_queue(second)
-            timers.extend(queue.timers)
-            for entry in queue.entries:
-                for line in entry.lines:
-                    try:
-                        reading = PackedReading.from_text(line)
-                    except (ValueError, KeyError, TypeError):
-                        report.unreadable += 1
-                        continue
-                    digest = reading_digest(entry.org_id, reading)
-                    if digest in self._recent or digest in this_tick:
-                        report.duplicates_dropped += 1
-                        continue
-                    this_tick.add(digest)
-                    delivered.append(digest)
-                    arrived[entry.org_id].append(reading)
+        queue = self._store.readings.seconds_queue(report.seconds)
+        timers.extend(queue.timers)
+        for entry in queue.entries:
+            for line in entry.lines:
+                try:
+                    reading = PackedReading.from_text(line)
+                except (ValueError, KeyError, TypeError):
+                    report.unreadable += 1
+                    continue
+                digest = reading_digest(entry.org_id, reading)
+                if digest in self._recent or digest in this_tick:
+                    report.duplicates_dropped += 1
+                    continue
+                this_tick.add(digest)
+                delivered.append(digest)
+                arrived[entry.org_id].append(reading)
         if report.unreadable:
             logger.error("unreadable outbox readings skipped", extra={"count": report.unreadable})
         report.readings = sum(len(readings) for readings in arrived.values())
@@ -283,8 +282,12 @@ class Flusher:
         if report.seconds:
             settlement = TickSettlement(last)
             self._ticks.append(settlement)
-            for org_id, readings in arrived.items():
-                report.connections += self._fan_out(org_id, readings, settlement, now)
+            orgs = list(arrived)
+            connections = self._store.readings.parallel(
+                lambda org: self._store.connections.of_org(org, now), orgs
+            )
+            for org_id, records in zip(orgs, connections, strict=True):
+                report.connections += self._fan_out(records, arrived[org_id], settlement, now)
             self._next_second = last + 1
         self._recent.add_tick(delivered)
         # Lanes that waited for a post in flight go out now too, then the tick waits a
@@ -299,10 +302,14 @@ class Flusher:
         return report
 
     def _fan_out(
-        self, org_id: str, readings: list[PackedReading], settlement: TickSettlement, now: float
+        self,
+        records: list[ConnectionRecord],
+        readings: list[PackedReading],
+        settlement: TickSettlement,
+        now: float,
     ) -> int:
         connections = 0
-        for record in self._store.connections.of_org(org_id, now):
+        for record in records:
             if record.token_expired(now):
                 continue
             wanted = [r for r in readings if record.wants_unit(r.unit_id, r.site_id)]

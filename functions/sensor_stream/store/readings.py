@@ -171,12 +171,19 @@ class ReadingStore:
         found = self._table.batch_get([keys.key(pk, sk) for pk, sk in wanted], consistent=True)
         return {wanted[keys.key_values(item)] for item in found}
 
-    def second_queue(self, second: int) -> SecondQueue:
-        """Everything written for arrival second ``second`` (all shards), strongly
-        consistent, so that nothing acknowledged before the query is missed."""
+    def seconds_queue(self, seconds: list[int]) -> SecondQueue:
+        """Everything written for these arrival seconds (every shard of each, queried in
+        parallel), strongly consistent, so that nothing acknowledged before a query is
+        missed. Entries come in second order."""
+        partitions = [
+            keys.outbox_pk(second, shard)
+            for second in seconds
+            for shard in range(self._settings.outbox_shards)
+        ]
+        pages = self.parallel(lambda pk: list(self._table.query(pk, consistent=True)), partitions)
         queue = SecondQueue(entries=[], timers=[])
-        for shard in range(self._settings.outbox_shards):
-            for item in self._table.query(keys.outbox_pk(second, shard), consistent=True):
+        for items in pages:
+            for item in items:
                 _, sort_key = keys.key_values(item)
                 if sort_key.startswith(keys.DUE_PREFIX):
                     kind, _, identifier = sort_key[len(keys.DUE_PREFIX) :].partition("#")
