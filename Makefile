@@ -64,8 +64,8 @@ e2e: $(STAMP_PY) $(CHROMIUM)
 test: $(STAMP_PY) $(STAMP_NODE) $(CHROMIUM) lint typecheck ## Lint, type-check and run every test
 	$(PY) -m pytest -q
 
-bench: $(STAMP_PY) ## Throughput figures of ingest and flush (prints, never asserts)
-	$(PY) -m benchmarks.run
+bench: $(STAMP_PY) ## Live path end to end vs a naive baseline, and in-process figures (prints, never asserts): ARGS="--scenario 100x100", ARGS=--help
+	$(PY) -m benchmarks $(ARGS)
 
 synth: $(STAMP_PY) $(STAMP_NODE) ## Synthesize the CloudFormation template offline into cdk.out/
 	$(CDK) synth --quiet $(CDK_ARGS)
