@@ -62,8 +62,9 @@ class NaiveReport:
     last_post_at: float | None = None
 
 
-def batch_envelope(org_id: str, device_id: str, reading: dict[str, Any], now: float) -> bytes:
-    stored = {
+def stored_reading(device_id: str, reading: dict[str, Any], now: float) -> dict[str, Any]:
+    """A device's reading as the stack stores and sends it (contract: Reading)."""
+    return {
         "siteId": None,
         "humidity": None,
         "battery": None,
@@ -73,10 +74,19 @@ def batch_envelope(org_id: str, device_id: str, reading: dict[str, Any], now: fl
         "receivedAt": iso(now),
         "source": "iot",
     }
+
+
+def batch_envelope(device_id: str, reading: dict[str, Any], now: float) -> bytes:
     message = {
         "type": BATCH_TYPE,
         "serverTime": iso(now),
-        "batches": [{"unitId": reading.get("unitId"), "readings": [stored], "count": 1}],
+        "batches": [
+            {
+                "unitId": reading.get("unitId"),
+                "readings": [stored_reading(device_id, reading, now)],
+                "count": 1,
+            }
+        ],
     }
     return json.dumps(message).encode()
 
@@ -148,7 +158,7 @@ class NaiveFanOut:
         with self._lock:
             self.report.connection_queries += 1
         for reading in readings:
-            data = batch_envelope(org_id, device_id, reading, time.time())
+            data = batch_envelope(device_id, reading, time.time())
             for connection_id in connections:
                 if self._stopping.is_set():
                     return

@@ -5,6 +5,8 @@ Never asserts: a shared 2-core machine makes every figure a range, not a thresho
 
 from __future__ import annotations
 
+import json
+import math
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -15,12 +17,25 @@ from benchmarks.accounting import (
     latency_by_period_second,
     latency_by_window,
 )
+from benchmarks.devices import DeviceSpec, build_payload
 from benchmarks.harness import RunResult
+from benchmarks.naive import stored_reading
 
 TREND_WINDOW_SECONDS = 5.0
 # "Kept up": nothing missing after the drain, and the last window of sending no slower
 # (p10) than the first by more than this.
 KEPT_UP_SLACK_SECONDS = 1.0
+
+
+# The flush splits a tick's readings for one connection into messages under 32 KB.
+MAX_MESSAGE_BYTES = 32_000
+
+
+def readings_per_message() -> int:
+    """How many of the benchmark's readings fit one message of the flush."""
+    device = DeviceSpec(0, "bench-dev-0", "bench-org-0", ("unit-0",))
+    reading = stored_reading(device.device_id, build_payload(device, 0, 1, 1.8e9), 1.8e9)
+    return max(1, MAX_MESSAGE_BYTES // (len(json.dumps(reading)) + 1))
 
 
 def seconds(value: float | None) -> str:
@@ -97,9 +112,26 @@ class Figures:
         return self.posts / self.span
 
     @property
-    def posts_per_reading(self) -> float | None:
-        readings = self.result.load.readings
-        return self.posts / readings if readings else None
+    def browsers_per_org(self) -> float:
+        return len(self.summaries) / self.result.workload.orgs
+
+    @property
+    def posts_per_delivered_reading(self) -> float | None:
+        """Posts it took to bring one reading to every browser of its org (measured over
+        what was delivered)."""
+        delivered = self.expected - self.missing
+        return self.posts * self.browsers_per_org / delivered if delivered else None
+
+    @property
+    def posts_needed_per_second(self) -> float:
+        """Posts per second the design needs to keep up with the target rate, by design:
+        naive, one per reading and browser of its org; the flush, one per browser and
+        tick, more when a tick's readings pass 32 KB."""
+        workload = self.result.workload
+        per_org = workload.rate / workload.orgs
+        if self.result.design == "naive":
+            return per_org * self.browsers_per_org
+        return len(self.summaries) * max(1, math.ceil(per_org / readings_per_message()))
 
     @property
     def messages_per_connection_second(self) -> float | None:
@@ -140,7 +172,9 @@ def _ratio(naive: float | None, live: float | None) -> str:
     if naive is None or live is None or live == 0:
         return "-"
     ratio = naive / live
-    return f"x{ratio:,.0f}" if ratio >= 100 else f"x{ratio:.3g}"
+    if ratio >= 100:
+        return f"x{ratio:,.0f}"
+    return f"x{ratio:.3g}" if ratio >= 1 else f"1/{1 / ratio:.3g}"
 
 
 def _spread(values: Sequence[int]) -> str:
@@ -188,7 +222,8 @@ def _rows(figures: list[Figures]) -> list[tuple[str, list[str]]]:
         ("missing/dup/out-of-order/foreign", each(faults)),
         ("posts to connections", each(lambda f: f"{f.posts:,}")),
         ("posts/s", each(lambda f: f"{f.posts_per_second:,.1f}")),
-        ("posts per reading", each(lambda f: compact(f.posts_per_reading))),
+        ("posts per delivered reading", each(lambda f: compact(f.posts_per_delivered_reading))),
+        ("posts/s needed (by design)", each(lambda f: f"{f.posts_needed_per_second:,.0f}")),
         ("msgs/connection/s mean / max", each(per_message_rate)),
         ("drain used", each(lambda f: f"{f.result.drain_used:.1f} s")),
         ("kept up", each(kept)),
@@ -207,7 +242,10 @@ def side_by_side(figures: list[Figures]) -> list[str]:
             )
             + " (p50/p99)",
             "posts/s": _ratio(naive.posts_per_second, live.posts_per_second),
-            "posts per reading": _ratio(naive.posts_per_reading, live.posts_per_reading),
+            "posts per delivered reading": _ratio(
+                naive.posts_per_delivered_reading, live.posts_per_delivered_reading
+            ),
+            "posts/s needed (by design)": _ratio(naive.posts_needed_per_second, live.posts_needed_per_second),
             "msgs/connection/s mean / max": _ratio(
                 naive.messages_per_connection_second, live.messages_per_connection_second
             ),

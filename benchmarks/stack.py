@@ -34,7 +34,7 @@ REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 LOG_DIR = REPOSITORY_ROOT / "test-artifacts" / "bench"
 READY_TIMEOUT_SECONDS = 90.0
 # Results are in by then: a stack still busy with a backlog is killed after this.
-STOP_TIMEOUT_SECONDS = 10.0
+STOP_TIMEOUT_SECONDS = 5.0
 JWT_SECRET = "bench-secret-used-for-local-benchmarks-only"  # noqa: S105 - local stack only
 # The stage of the emulated WebSocket API (devstack.config.STAGE).
 STAGE = "local"

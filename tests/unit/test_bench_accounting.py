@@ -239,4 +239,4 @@ def test_side_by_side_prints_both_designs_and_their_ratio() -> None:
     lines = side_by_side([live, naive])
     assert "naive / live" in lines[0]
     latency = next(line for line in lines if line.lstrip().startswith("latency"))
-    assert "x0.25" in latency
+    assert "1/4 " in latency
