@@ -177,8 +177,7 @@ def publish_window(plan: LoadPlan, clients: list[Client], start: float) -> LoadR
             break
         index = slot % len(plan.devices)
         device, client = plan.devices[index], clients[index]
-        message_number = slot // len(plan.devices)
-        late = plan.late_every > 0 and message_number % plan.late_every == plan.late_every - 1
+        late = plan.late_every > 0 and slot % plan.late_every == plan.late_every - 1
         payload = build_payload(
             device,
             report.sent[device.index],
@@ -189,7 +188,7 @@ def publish_window(plan: LoadPlan, clients: list[Client], start: float) -> LoadR
         body = json.dumps(payload)
         if client.publish(device.topic, body, qos=1).rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             report.publish_errors += 1
-        if plan.duplicate_every > 0 and message_number % plan.duplicate_every == plan.duplicate_every - 1:
+        if plan.duplicate_every > 0 and slot % plan.duplicate_every == plan.duplicate_every - 1:
             client.publish(device.topic, body, qos=1)
             report.duplicates_published += 1
         report.lateness.add(now - due)
