@@ -39,7 +39,7 @@ class Workload:
     devices: int = 20
     orgs: int = 1
     duration: float = 15.0
-    drain: float = 15.0
+    drain: float = 10.0
 
     @property
     def messages_per_second(self) -> float:
@@ -129,7 +129,12 @@ class _Child:
     def expect(self, kind: str, timeout: float = PROCESS_TIMEOUT_SECONDS) -> tuple[Any, ...]:
         if not self.control.poll(timeout):
             raise RuntimeError(f"no '{kind}' from {self.process.name} within {timeout:.0f} s")
-        message = self.control.recv()
+        try:
+            message = self.control.recv()
+        except EOFError:
+            raise RuntimeError(
+                f"{self.process.name} ended (exit code {self.process.exitcode}) before '{kind}'"
+            ) from None
         if message[0] != kind:
             raise RuntimeError(f"expected '{kind}' from {self.process.name}, got {message[0]!r}")
         return tuple(message[1:])

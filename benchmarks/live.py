@@ -10,6 +10,7 @@ baseline, plus the in-process figures of benchmarks/run.py. Prints figures, neve
 Scenarios (readings/s x browsers; single-reading messages unless said):
     inprocess   ingest/flush/packing cost against in-process moto (benchmarks/run.py)
     10x10       10/s to 10 browsers
+    30x50       30/s to 50 browsers (about where the one-process local stack falls behind)
     100x100     100/s to 100 browsers
     300x200     300/s to 200 browsers
     1000x200    1,000/s as 10-reading messages to 200 browsers
@@ -62,6 +63,7 @@ from benchmarks.report import Figures, details, side_by_side
 
 SCENARIOS: dict[str, Workload] = {
     "10x10": Workload(rate=10, browsers=10),
+    "30x50": Workload(rate=30, browsers=50),
     "100x100": Workload(rate=100, browsers=100),
     "300x200": Workload(rate=300, browsers=200),
     "1000x200": Workload(rate=1000, browsers=200, per_message=10),
@@ -89,7 +91,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--devices", type=int, help="MQTT clients (default 20)")
     parser.add_argument("--orgs", type=int, help="orgs; devices and browsers round-robin (default 1)")
     parser.add_argument("--duration", type=float, help="seconds of sending (default 15)")
-    parser.add_argument("--drain", type=float, help="at most this many seconds after sending (default 15)")
+    parser.add_argument("--drain", type=float, help="at most this many seconds after sending (default 10)")
     parser.add_argument("--flush-period", type=float, default=DEFAULT_FLUSH_PERIOD_SECONDS)
     parser.add_argument("--device-procs", type=int, default=0, help="load processes (0: by rate)")
     parser.add_argument("--browser-procs", type=int, default=1)
