@@ -22,6 +22,7 @@ from benchmarks.browsers import BrowserResult
 from benchmarks.devices import DeviceSpec, LoadReport, build_payload, iso
 from benchmarks.harness import RunResult, Workload, device_specs
 from benchmarks.report import Figures, side_by_side
+from benchmarks.soak import behaviour_of
 
 T0 = 1_800_000_000.0  # a whole second
 
@@ -240,3 +241,15 @@ def test_side_by_side_prints_both_designs_and_their_ratio() -> None:
     assert "naive / live" in lines[0]
     latency = next(line for line in lines if line.lstrip().startswith("latency"))
     assert "1/4 " in latency
+
+
+def test_soak_drops_five_percent_of_browsers_and_stalls_one_more() -> None:
+    behaviour, droppers = behaviour_of(browsers=40, duration=60)
+    assert droppers == 2
+    assert [behaviour(i) for i in range(4)] == [
+        {"drops": (15.0, 36.0)},
+        {"drops": (15.0, 36.0)},
+        {"stall": (18.0, 24.0)},
+        {},
+    ]
+    assert behaviour_of(browsers=3, duration=60)[1] == 1
