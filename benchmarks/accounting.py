@@ -129,6 +129,8 @@ class ConnectionSummary:
     messages: int
     max_messages_per_second: int
     reconnects: int = 0
+    # The first few missing readings, as (device, seq).
+    missing_examples: list[tuple[int, int]] = field(default_factory=list)
 
 
 class ConnectionLedger:
@@ -226,7 +228,19 @@ class ConnectionLedger:
             missing += count - len(window) + window.count(0)
         return missing
 
-    def summary(self, sent: Mapping[int, int]) -> ConnectionSummary:
+    def missing_readings(self, sent: Mapping[int, int], limit: int) -> list[tuple[int, int]]:
+        """Up to ``limit`` (device, seq) of readings sent but never received."""
+        found: list[tuple[int, int]] = []
+        for device in sorted(self._arrivals):
+            arrivals = self._arrivals[device]
+            for seq in range(sent.get(device, 0)):
+                if seq >= len(arrivals) or arrivals[seq] == 0:
+                    found.append((device, seq))
+                    if len(found) >= limit:
+                        return found
+        return found
+
+    def summary(self, sent: Mapping[int, int], examples: int = 5) -> ConnectionSummary:
         expected = received = duplicated = 0
         for device, arrivals in self._arrivals.items():
             count = sent.get(device, 0)
@@ -247,6 +261,7 @@ class ConnectionLedger:
             messages=sum(self.messages_by_second.values()),
             max_messages_per_second=max(self.messages_by_second.values(), default=0),
             reconnects=self.reconnects,
+            missing_examples=self.missing_readings(sent, examples),
         )
 
 

@@ -9,7 +9,7 @@ reconnects after a second and resumes as web/sensor-stream-client.js does: ``hel
 ``resume: {"since": newest reading seen - 5 s}``.
 
 Soak behaviour per browser: ``drops`` (cut the TCP connection without a close frame at
-these seconds into the run, then reconnect and resume) and ``stall`` (stop reading the
+these seconds into the run, then reconnect ``away_seconds`` later and resume) and ``stall`` (stop reading the
 socket for a while, on a small receive buffer so that the server's sends back up).
 """
 
@@ -53,6 +53,7 @@ class BrowserSpec:
     token: str
     devices: tuple[int, ...]  # device indices of its org: what it expects
     drops: tuple[float, ...] = ()  # seconds after start: cut the connection, then resume
+    away_seconds: float = 1.0  # after a drop, how long before reconnecting
     stall: tuple[float, float] | None = None  # (seconds after start, for how long): stop reading
 
 
@@ -129,9 +130,10 @@ class _Browser:
                     self.fleet.server_closes[code] += 1
             if self.fleet.finishing:
                 return
+            delay = self.spec.away_seconds if self._dropping else self.plan.reconnect_delay_seconds
             self._dropping = False
             self.ledger.reconnects += 1
-            await asyncio.sleep(self.plan.reconnect_delay_seconds)
+            await asyncio.sleep(delay)
 
     async def _read(self, ws: ClientConnection) -> None:
         while True:

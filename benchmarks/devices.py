@@ -9,7 +9,8 @@ the achieved rate shows next to the target. Each reading's ``id`` carries the de
 its sequence number and the send time (accounting.reading_id).
 
 Soak faults from the device side: every n-th message published twice (a duplicate
-delivery), and every m-th message recorded tens of seconds ago (a late delivery).
+delivery), and every m-th message, plus one message right after each of given moments,
+recorded tens of seconds ago (a late delivery).
 """
 
 from __future__ import annotations
@@ -54,6 +55,10 @@ class LoadPlan:
     duplicate_every: int = 0
     late_every: int = 0
     late_seconds: float = 30.0
+    # Seconds after the start: the first message due after each (of a device of
+    # ``late_at_org`` if given) is also sent late.
+    late_at: tuple[float, ...] = ()
+    late_at_org: str | None = None
 
 
 @dataclass
@@ -66,6 +71,8 @@ class LoadReport:
     publish_errors: int = 0
     duplicates_published: int = 0
     late_readings: int = 0
+    # (device, seq) of the readings sent late.
+    late: set[tuple[int, int]] = field(default_factory=set)
     # How late each publish came against its slot.
     lateness: LatencyHistogram = field(default_factory=LatencyHistogram)
     first_sent_at: float | None = None
@@ -79,6 +86,7 @@ class LoadReport:
         self.publish_errors += other.publish_errors
         self.duplicates_published += other.duplicates_published
         self.late_readings += other.late_readings
+        self.late.update(other.late)
         self.lateness.merge(other.lateness)
         firsts = [t for t in (self.first_sent_at, other.first_sent_at) if t is not None]
         lasts = [t for t in (self.last_sent_at, other.last_sent_at) if t is not None]
@@ -164,6 +172,7 @@ def publish_window(plan: LoadPlan, clients: list[Client], start: float) -> LoadR
     interval = 1 / plan.messages_per_second
     end = start + plan.duration
     report.slots_planned = max(0, int(plan.duration * plan.messages_per_second - 1e-9) + 1)
+    late_times = sorted(start + offset for offset in plan.late_at)
     slot = 0
     while True:
         due = start + slot * interval
@@ -178,6 +187,9 @@ def publish_window(plan: LoadPlan, clients: list[Client], start: float) -> LoadR
         index = slot % len(plan.devices)
         device, client = plan.devices[index], clients[index]
         late = plan.late_every > 0 and slot % plan.late_every == plan.late_every - 1
+        if late_times and now >= late_times[0] and plan.late_at_org in (None, device.org_id):
+            late_times.pop(0)
+            late = True
         payload = build_payload(
             device,
             report.sent[device.index],
@@ -194,7 +206,10 @@ def publish_window(plan: LoadPlan, clients: list[Client], start: float) -> LoadR
         report.lateness.add(now - due)
         report.sent[device.index] += plan.per_message
         report.messages += 1
-        report.late_readings += plan.per_message if late else 0
+        if late:
+            first = report.sent[device.index] - plan.per_message
+            report.late.update((device.index, seq) for seq in range(first, first + plan.per_message))
+            report.late_readings += plan.per_message
         report.first_sent_at = report.first_sent_at or now
         report.last_sent_at = now
         slot += 1

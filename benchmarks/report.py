@@ -293,7 +293,7 @@ def details(figures: Figures, *, per_connection: bool = False) -> list[str]:
     uneven = len({s.missing for s in summaries}) > 1
     if per_connection or uneven:
         lines.append("    " + ("every connection:" if per_connection else "most missing:"))
-        lines.extend("      " + connection_row(s) for s in shown)
+        lines.extend("      " + connection_row(s, result.load.late) for s in shown)
     naive = result.naive
     if naive is not None:
         lines.append(
@@ -309,13 +309,18 @@ def details(figures: Figures, *, per_connection: bool = False) -> list[str]:
     return lines
 
 
-def connection_row(s: ConnectionSummary) -> str:
-    return (
+def connection_row(s: ConnectionSummary, late: set[tuple[int, int]] | None = None) -> str:
+    row = (
         f"{s.name}: expected {s.expected:,} received {s.received:,} missing {s.missing:,} "
         f"duplicated {s.duplicated:,} (after dedupe {s.duplicated_after_dedupe:,}) "
         f"out-of-order {s.out_of_order:,} replayed {s.replayed:,} messages {s.messages:,} "
         f"max/s {s.max_messages_per_second} reconnects {s.reconnects}"
     )
+    if s.missing_examples:
+        late = late or set()
+        named = [f"{d}.{q}{' (sent late)' if (d, q) in late else ''}" for d, q in s.missing_examples]
+        row += f"; missing e.g. {', '.join(named)}"
+    return row
 
 
 def _by_period_second(figures: Figures) -> list[str]:
