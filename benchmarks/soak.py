@@ -11,7 +11,7 @@ received (live or replayed after a resume) by the end of the drain.
 Faults from outside the stack (the same load and accounting code as ``make bench``):
 
 - 5% of browsers (at least one) vanish twice, a quarter and 60% into the run: the TCP
-  connection is cut without a close frame; after a second they reconnect and resume as
+  connection is cut without a close frame; 5 s later they reconnect and resume as
   the browser client does (``hello`` with ``resume.since`` = newest reading seen - 5 s);
   replayed readings come in batches marked ``replay``. Duplicates are counted as they
   arrive and after the client's de-duplication by id (web/sensor-stream-client.js: the
@@ -19,7 +19,8 @@ Faults from outside the stack (the same load and accounting code as ``make bench
 - one slow consumer stops reading its socket (small receive buffer) from 30% of the run
   for 40% of it; if the stack drops it, it resumes like the others.
 - devices publish every 20th message twice (duplicate delivery) and record every 25th
-  message 30 s in the past (late delivery).
+  message 30 s in the past (late delivery), and one more 0.5 s after each drop, to the
+  first dropped browser's org while it is away.
 - the stack runs with ``LOCAL_WS_DISCONNECT_ON_DROP=false`` (as AWS may, it sends no
   ``$disconnect`` for vanished browsers: clean-up comes from the 410) and a flush period
   of ``--flush-period`` seconds, so hand-overs happen during the run.
@@ -38,13 +39,17 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from benchmarks.faults import NO_FAULTS
-from benchmarks.harness import Processes, Workload, run_workload
+from benchmarks.harness import Processes, Workload, org_ids, run_workload
 from benchmarks.live import machine
 from benchmarks.report import Figures, details, side_by_side
 
 DROP_FRACTION = 0.05
 DROPS_AT = (0.25, 0.6)
 STALL_AT, STALL_FOR = 0.3, 0.4
+# Dropped browsers stay away this long; a late message sent this soon after the drop is
+# posted by the flush (1-3 s after it arrives) while they are away.
+AWAY_SECONDS = 5.0
+LATE_AFTER_DROP_SECONDS = 0.5
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -74,7 +79,7 @@ def behaviour_of(browsers: int, duration: float) -> tuple[Callable[[int], dict[s
 
     def behaviour(index: int) -> dict[str, Any]:
         if index < droppers:
-            return {"drops": tuple(duration * at for at in DROPS_AT)}
+            return {"drops": tuple(duration * at for at in DROPS_AT), "away_seconds": AWAY_SECONDS}
         if index == droppers:
             return {"stall": (duration * STALL_AT, duration * STALL_FOR)}
         return {}
@@ -114,6 +119,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             "duplicate_every": args.duplicate_every,
             "late_every": args.late_every,
             "late_seconds": args.late_seconds,
+            # One late message to the dropped browsers' org while they are away.
+            "late_at": tuple(args.duration * at + LATE_AFTER_DROP_SECONDS for at in DROPS_AT),
+            "late_at_org": org_ids(args.orgs)[0],
         },
         behaviour=behaviour,
         faults=NO_FAULTS,

@@ -97,6 +97,7 @@ def test_ledger_counts_expected_received_missing_duplicated_and_foreign() -> Non
     assert summary.duplicated_after_dedupe == 0  # the client's dedupe caught the repeat
     assert summary.foreign == 2
     assert summary.messages == 3  # batches only
+    assert summary.missing_examples == [(0, 2), (1, 1)]
     assert not ledger.complete(sent)
     assert ledger.complete({0: 2, 1: 1})
     assert ledger.missing_count({0: 2, 1: 1}) == 0
@@ -247,8 +248,8 @@ def test_soak_drops_five_percent_of_browsers_and_stalls_one_more() -> None:
     behaviour, droppers = behaviour_of(browsers=40, duration=60)
     assert droppers == 2
     assert [behaviour(i) for i in range(4)] == [
-        {"drops": (15.0, 36.0)},
-        {"drops": (15.0, 36.0)},
+        {"drops": (15.0, 36.0), "away_seconds": 5.0},
+        {"drops": (15.0, 36.0), "away_seconds": 5.0},
         {"stall": (18.0, 24.0)},
         {},
     ]
