@@ -1,7 +1,7 @@
 """``make bench``: the live path end to end against the local stack, next to a naive
 baseline, plus the in-process figures of benchmarks/run.py. Prints figures, never asserts.
 
-    make bench                                   # every scenario below (a few minutes)
+    make bench                                   # every scenario below (7-8 minutes on 2 cores)
     make bench ARGS="--scenario 100x100"         # one of them (repeat --scenario for more)
     make bench ARGS="--rate 50 --browsers 20 --per-message 5 --duration 10"   # your own
     make bench ARGS="--scenario inprocess"       # only benchmarks/run.py (in-process moto)

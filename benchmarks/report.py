@@ -199,6 +199,10 @@ def _rows(figures: list[Figures]) -> list[tuple[str, list[str]]]:
         late = f.result.load.lateness
         return f"{seconds(late.percentile(99))} / {seconds(late.max)}"
 
+    def acked(f: Figures) -> str:
+        load = f.result.load
+        return f"{load.acked:,} / {load.messages + load.duplicates_published:,}"
+
     def delivered(f: Figures) -> str:
         return f"{f.expected - f.missing:,} / {f.expected:,}"
 
@@ -215,7 +219,7 @@ def _rows(figures: list[Figures]) -> list[tuple[str, list[str]]]:
     return [
         ("readings/s target / achieved", each(load)),
         ("send lateness p99 / max", each(lateness)),
-        ("messages acked by broker", each(lambda f: f"{f.result.load.acked:,} / {f.result.load.messages:,}")),
+        ("messages acked by broker / published", each(acked)),
         ("browsers connected", each(lambda f: f"{f.result.connected} / {f.result.workload.browsers}")),
         ("latency p50/p90/p99/max (s)", each(percentiles)),
         ("delivered / expected", each(delivered)),
@@ -266,7 +270,7 @@ def _design_title(design: str) -> str:
     return {"live": "live (flush, 1-s ticks)", "naive": "naive (post each reading)"}.get(design, design)
 
 
-def details(figures: Figures, *, per_connection: bool = False) -> list[str]:
+def details(figures: Figures, *, per_connection: bool = False, by_period: bool = True) -> list[str]:
     """Per design: whether it kept up, the latency trend, latency by second of the flush
     period, per-connection spread, and notes."""
     result = figures.result
@@ -275,7 +279,8 @@ def details(figures: Figures, *, per_connection: bool = False) -> list[str]:
     lines = [f"  {title}: kept up: {'yes' if ok else 'no'} ({why})"]
     trend = " ".join(f"{compact(h.percentile(10))}/{compact(h.percentile(50))}" for _, h in figures.trend())
     lines.append(f"    p10/p50 latency (s) by {TREND_WINDOW_SECONDS:g} s of sending: {trend or '-'}")
-    lines.extend(_by_period_second(figures))
+    if by_period:
+        lines.extend(_by_period_second(figures))
     summaries = figures.summaries
     lines.append(
         "    per connection min/median/max: expected "

@@ -139,7 +139,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     print("  in-stack faults:")
     for line in NO_FAULTS.report():
         print(f"    {line}")
-    for line in details(figures, per_connection=True):
+    # Latency by second of the flush period would show the stalled browser, not the flush.
+    for line in details(figures, per_connection=True, by_period=False):
         print(line)
     lost = [s for s in figures.summaries if s.missing]
     if lost:
