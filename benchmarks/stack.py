@@ -1,9 +1,11 @@
 """The real local stack (``python -m devstack``) as a subprocess for the live benchmark
 and the soak: every port free, no simulated devices, a table of its own; stopped with
 SIGINT (as Ctrl-C) at the end. Its stderr goes to a log file under test-artifacts/bench/.
+``BENCH_STACK_DIR=/path/to/checkout`` runs that checkout's stack instead of this one's.
 
 The ready line names the WebSocket, HTTP, MQTT and dashboard endpoints. DynamoDB (moto)
-is on ``LOCAL_AWS_PORT``, picked here beforehand. The Management API (``@connections``)
+is on ``LOCAL_AWS_PORT`` and the fault-injection admin API (where the stack has one) on
+``LOCAL_ADMIN_PORT``, both picked here beforehand. The Management API (``@connections``)
 that the naive baseline posts through is not announced by the stack yet: it is taken from
 a ``management`` field of the ready line when the stack adds one, else found among the
 stack's listening sockets (Linux ``/proc``) by asking each unknown one for a connection.
@@ -32,6 +34,8 @@ from urllib.parse import urlsplit
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 LOG_DIR = REPOSITORY_ROOT / "test-artifacts" / "bench"
+# The checkout whose stack runs: this one, or another (e.g. to compare two branches).
+STACK_DIR = Path(os.environ.get("BENCH_STACK_DIR") or REPOSITORY_ROOT).resolve()
 READY_TIMEOUT_SECONDS = 90.0
 # Results are in by then: a stack still busy with a backlog is killed after this.
 STOP_TIMEOUT_SECONDS = 5.0
@@ -65,6 +69,8 @@ class RunningStack:
     mqtt_url: str
     http_url: str
     aws_url: str
+    # The fault-injection admin API (LOCAL_ADMIN_PORT), where the stack has one.
+    admin_url: str
     table_name: str
     jwt_secret: str
     process: subprocess.Popen[str]
@@ -159,11 +165,8 @@ def local_stack(
     stamp = time.strftime("%Y%m%d-%H%M%S")
     log_path = LOG_DIR / f"{stamp}-{name}-{uuid.uuid4().hex[:6]}.log"
     table_name = f"sensor-stream-bench-{uuid.uuid4().hex[:8]}"
-    aws_port = free_port()
-    functions = str(REPOSITORY_ROOT / "functions")
-    python_path = os.pathsep.join(
-        [functions, str(REPOSITORY_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
-    )
+    aws_port, admin_port = free_port(), free_port()
+    python_path = os.pathsep.join([str(STACK_DIR / "functions"), str(STACK_DIR)])
     environment = {
         **os.environ,
         "PYTHONPATH": python_path,
@@ -172,6 +175,7 @@ def local_stack(
         "LOCAL_MQTT_PORT": "0",
         "LOCAL_DASHBOARD_PORT": "0",
         "LOCAL_AWS_PORT": str(aws_port),
+        "LOCAL_ADMIN_PORT": str(admin_port),
         "JWT_SECRET": JWT_SECRET,
         "TABLE_NAME": table_name,
         "SIMULATED_DEVICES": "0",
@@ -181,7 +185,7 @@ def local_stack(
     with log_path.open("w") as log_file:
         process = subprocess.Popen(
             [sys.executable, "-m", "devstack"],
-            cwd=REPOSITORY_ROOT,
+            cwd=STACK_DIR,
             env=environment,
             stdout=subprocess.PIPE,
             stderr=log_file,
@@ -203,6 +207,7 @@ def local_stack(
                 mqtt_url=ready["mqtt"],
                 http_url=ready["http"],
                 aws_url=f"http://127.0.0.1:{aws_port}",
+                admin_url=f"http://127.0.0.1:{admin_port}",
                 table_name=table_name,
                 jwt_secret=JWT_SECRET,
                 process=process,
