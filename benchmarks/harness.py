@@ -21,7 +21,7 @@ from typing import Any
 
 from benchmarks.browsers import BrowserPlan, BrowserResult, BrowserSpec, run_browsers
 from benchmarks.devices import DeviceSpec, LoadPlan, LoadReport, run_devices
-from benchmarks.faults import NO_FAULTS, StackFaults
+from benchmarks.faults import NoStackFaults, StackFaults
 from benchmarks.naive import NaivePlan, NaiveReport, run_naive
 from benchmarks.stack import RunningStack, flush_environment, local_stack
 
@@ -72,6 +72,8 @@ class RunResult:
     drain_used: float
     naive: NaiveReport | None = None
     notes: list[str] = field(default_factory=list)
+    # What the in-stack faults did (the soak), one line each.
+    faults: list[str] = field(default_factory=list)
 
     @property
     def sent(self) -> dict[int, int]:
@@ -176,7 +178,7 @@ def run_workload(
     flush_period: float,
     load_options: dict[str, Any] | None = None,
     behaviour: Callable[[int], dict[str, Any]] | None = None,
-    faults: StackFaults = NO_FAULTS,
+    faults: Callable[[RunningStack], StackFaults] | None = None,
     stack_env: dict[str, str] | None = None,
     log: Callable[[str], None] = print,
 ) -> RunResult:
@@ -227,7 +229,7 @@ def _run(
     load_options: dict[str, Any],
     token: Callable[[str], str],
     behaviour: Callable[[int], dict[str, Any]] | None,
-    faults: StackFaults,
+    faults: Callable[[RunningStack], StackFaults] | None,
     log: Callable[[str], None],
 ) -> RunResult:
     devices = device_specs(workload)
@@ -289,7 +291,8 @@ def _run(
         f"{connected}/{workload.browsers} browsers, {workload.devices} devices in "
         f"{device_procs} process(es): sending {workload.duration:g} s"
     )
-    faults.during_run(stack, start, workload.duration)
+    injected = faults(stack) if faults else NoStackFaults()
+    injected.during_run(stack, start, workload.duration)
     load = LoadReport()
     for child in load_children:
         (report,) = child.expect("done", workload.duration + START_DELAY_SECONDS + 60)
@@ -329,4 +332,5 @@ def _run(
         drain_used=drain_used,
         naive=naive_report,
         notes=notes,
+        faults=injected.report() if faults else [],
     )

@@ -20,6 +20,7 @@ from benchmarks.accounting import (
 )
 from benchmarks.browsers import BrowserResult
 from benchmarks.devices import DeviceSpec, LoadReport, build_payload, iso
+from benchmarks.faults import AdminApiFaults
 from benchmarks.harness import RunResult, Workload, device_specs
 from benchmarks.report import Figures, side_by_side
 from benchmarks.soak import behaviour_of
@@ -254,3 +255,10 @@ def test_soak_drops_five_percent_of_browsers_and_stalls_one_more() -> None:
         {},
     ]
     assert behaviour_of(browsers=3, duration=60)[1] == 1
+
+
+def test_the_flush_is_killed_just_after_a_tick_starts_and_not_in_the_hand_over_gap() -> None:
+    faults = AdminApiFaults(flush_period=20, org_id="bench-org-0")
+    # Invocations at 1000, 1020, ...; ticks every second from each, until 3 s before the next.
+    assert faults._mid_tick(origin=1000.0, after=1033.4) == pytest.approx(1034.1)
+    assert faults._mid_tick(origin=1000.0, after=1036.5) == pytest.approx(1041.1)
