@@ -14,7 +14,7 @@ CDK := npx --no-install cdk
 # The functions' shared package and the repo root, as in Lambda and in pytest.
 export PYTHONPATH := $(CURDIR)/functions:$(CURDIR)
 
-.PHONY: help install dev test lint typecheck unit infra-test e2e token simulate bench synth deploy diff destroy clean
+.PHONY: help install dev test lint typecheck unit infra-test e2e token simulate bench soak synth deploy diff destroy clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -64,8 +64,11 @@ e2e: $(STAMP_PY) $(CHROMIUM)
 test: $(STAMP_PY) $(STAMP_NODE) $(CHROMIUM) lint typecheck ## Lint, type-check and run every test
 	$(PY) -m pytest -q
 
-bench: $(STAMP_PY) ## Throughput figures of ingest and flush (prints, never asserts)
-	$(PY) -m benchmarks.run
+bench: $(STAMP_PY) ## Live path end to end vs a naive baseline, and in-process figures (prints, never asserts): ARGS="--scenario 100x100", ARGS=--help
+	$(PY) -m benchmarks $(ARGS)
+
+soak: $(STAMP_PY) ## Devices and browsers with faults against the local stack for 60 s; exits 1 on any loss: ARGS="--duration 300", ARGS=--help
+	$(PY) -m benchmarks.soak $(ARGS)
 
 synth: $(STAMP_PY) $(STAMP_NODE) ## Synthesize the CloudFormation template offline into cdk.out/
 	$(CDK) synth --quiet $(CDK_ARGS)

@@ -1,0 +1,264 @@
+"""The live benchmark's and the soak's accounting (benchmarks/accounting.py, report.py),
+fed with small synthetic messages: no stack, no network."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from benchmarks.accounting import (
+    BATCH_TYPE,
+    ClientDedupe,
+    ConnectionLedger,
+    LatencyHistogram,
+    latency_by_period_second,
+    latency_by_window,
+    parse_reading_id,
+    reading_id,
+)
+from benchmarks.browsers import BrowserResult
+from benchmarks.devices import DeviceSpec, LoadReport, build_payload, iso
+from benchmarks.faults import AdminApiFaults
+from benchmarks.harness import RunResult, Workload, device_specs
+from benchmarks.report import Figures, side_by_side
+from benchmarks.soak import behaviour_of
+
+T0 = 1_800_000_000.0  # a whole second
+
+
+def reading(
+    device: int, seq: int, sent_at: float, unit: str = "u1", recorded: float | None = None
+) -> dict[str, Any]:
+    at = iso(recorded if recorded is not None else sent_at)
+    return {"id": reading_id(device, seq, sent_at), "unitId": unit, "recordedAt": at, "receivedAt": at}
+
+
+def batch(*readings: dict[str, Any], replay: bool = False) -> dict[str, Any]:
+    by_unit: dict[str, list[dict[str, Any]]] = {}
+    for r in readings:
+        by_unit.setdefault(r["unitId"], []).append(r)
+    message: dict[str, Any] = {
+        "type": BATCH_TYPE,
+        "serverTime": iso(T0),
+        "batches": [{"unitId": u, "readings": rs, "count": len(rs)} for u, rs in by_unit.items()],
+    }
+    if replay:
+        message["replay"] = True
+    return message
+
+
+def test_reading_ids_carry_device_sequence_and_send_time() -> None:
+    value = reading_id(12, 345, T0 + 0.123456)
+    assert value == "12.345.1800000000123456"
+    assert parse_reading_id(value) == (12, 345, pytest.approx(T0 + 0.123456))
+    assert parse_reading_id("r-1") is None
+    assert parse_reading_id("a.b.c") is None
+
+
+def test_latency_percentiles_are_nearest_rank_over_whole_milliseconds() -> None:
+    histogram = LatencyHistogram()
+    for millis in range(1, 101):
+        histogram.add(millis / 1000)
+    assert histogram.count == 100
+    assert histogram.percentile(50) == 0.05
+    assert histogram.percentile(90) == 0.09
+    assert histogram.percentile(99) == 0.099
+    assert histogram.max == 0.1
+    assert LatencyHistogram().percentile(50) is None
+    assert LatencyHistogram().max is None
+
+
+def test_latency_histograms_merge_and_clamp_clock_skew_to_zero() -> None:
+    one, other = LatencyHistogram(), LatencyHistogram()
+    one.add(-0.004)
+    other.add(2.0, times=3)
+    one.merge(other)
+    assert one.counts == Counter({0: 1, 2000: 3})
+    assert one.percentile(25) == 0.0
+    assert one.percentile(26) == 2.0
+
+
+def test_ledger_counts_expected_received_missing_duplicated_and_foreign() -> None:
+    ledger = ConnectionLedger("b0", devices=[0, 1])
+    ledger.record_message(batch(reading(0, 0, T0), reading(0, 1, T0 + 0.5)), received_at=T0 + 1.0)
+    ledger.record_message(batch(reading(0, 1, T0 + 0.5), reading(1, 0, T0)), received_at=T0 + 2.0)
+    # Another org's device and an id this run never made.
+    ledger.record_message(batch(reading(7, 0, T0), {**reading(0, 0, T0), "id": "x"}), received_at=T0 + 2.5)
+    ledger.record_message({"type": "connection", "connectionId": "c"}, received_at=T0 + 3.0)
+    sent = {0: 3, 1: 2}
+
+    summary = ledger.summary(sent)
+
+    assert summary.expected == 5
+    assert summary.received == 4  # deliveries of expected readings, the repeat included
+    assert summary.missing == 2  # 0.2 and 1.1
+    assert summary.duplicated == 1
+    assert summary.duplicated_after_dedupe == 0  # the client's dedupe caught the repeat
+    assert summary.foreign == 2
+    assert summary.messages == 3  # batches only
+    assert summary.missing_examples == [(0, 2), (1, 1)]
+    assert not ledger.complete(sent)
+    assert ledger.complete({0: 2, 1: 1})
+    assert ledger.missing_count({0: 2, 1: 1}) == 0
+
+
+def test_ledger_latency_is_receive_minus_send_time_of_first_delivery() -> None:
+    ledger = ConnectionLedger("b0", devices=[0])
+    ledger.record_message(batch(reading(0, 0, T0)), received_at=T0 + 1.25)
+    ledger.record_message(batch(reading(0, 0, T0)), received_at=T0 + 9.0)  # a repeat: no new latency
+    ledger.record_message(batch(reading(0, 1, T0 + 3.2)), received_at=T0 + 5.2)
+    assert ledger.latency.counts == Counter({1250: 1, 2000: 1})
+    assert set(ledger.latency_by_sent_second) == {int(T0), int(T0) + 3}
+
+
+def test_out_of_order_counts_recorded_at_going_backwards_within_a_unit_of_one_message() -> None:
+    ledger = ConnectionLedger("b0", devices=[0])
+    message = batch(
+        reading(0, 0, T0, unit="a", recorded=T0 + 2),
+        reading(0, 1, T0, unit="a", recorded=T0 + 1),  # backwards
+        reading(0, 2, T0, unit="a", recorded=T0 + 1),  # equal: in order
+        reading(0, 3, T0, unit="b", recorded=T0),  # another unit starts afresh
+    )
+    ledger.record_message(message, received_at=T0 + 3)
+    # Across messages a unit may go back (a late reading): not counted.
+    ledger.record_message(batch(reading(0, 4, T0, unit="a", recorded=T0 - 30)), received_at=T0 + 4)
+    assert ledger.summary({0: 5}).out_of_order == 1
+
+
+def test_messages_per_second_are_counted_by_wall_clock_second() -> None:
+    ledger = ConnectionLedger("b0", devices=[0])
+    for seq, at in enumerate((T0 + 0.1, T0 + 0.9, T0 + 1.5)):
+        ledger.record_message(batch(reading(0, seq, T0)), received_at=at)
+    assert ledger.messages_by_second == Counter({int(T0): 2, int(T0) + 1: 1})
+    assert ledger.summary({0: 3}).max_messages_per_second == 2
+
+
+def test_replays_and_repeats_past_the_client_dedupe_window() -> None:
+    ledger = ConnectionLedger("b0", devices=[0], dedupe_capacity=2)
+    ledger.record_message(batch(reading(0, 0, T0), reading(0, 1, T0), reading(0, 2, T0)), received_at=T0 + 1)
+    # 0.0 was forgotten (capacity 2): the application sees it twice; 0.2 is still known.
+    ledger.record_message(batch(reading(0, 0, T0), reading(0, 2, T0), replay=True), received_at=T0 + 2)
+    summary = ledger.summary({0: 3})
+    assert summary.duplicated == 2
+    assert summary.duplicated_after_dedupe == 1
+    assert summary.replayed == 2
+
+
+def test_client_dedupe_forgets_the_oldest_ids_first() -> None:
+    dedupe = ClientDedupe(capacity=2)
+    assert [dedupe.is_new(v) for v in ("a", "b", "a", "c", "a", "b")] == [True, True, False, True, True, True]
+
+
+def test_resume_point_is_the_earlier_of_recorded_and_received_of_the_newest_reading() -> None:
+    ledger = ConnectionLedger("b0", devices=[0])
+    late = {**reading(0, 0, T0 + 10), "recordedAt": iso(T0 + 12), "receivedAt": iso(T0 + 11)}
+    ledger.record_message(batch(reading(0, 1, T0 + 5), late), received_at=T0 + 13)
+    assert ledger.newest_seen == pytest.approx(T0 + 11)
+
+
+def test_latency_regrouped_by_second_of_the_flush_period_and_by_window() -> None:
+    def at(millis: int) -> LatencyHistogram:
+        histogram = LatencyHistogram()
+        histogram.add(millis / 1000)
+        return histogram
+
+    by_second = {int(T0) + 1: at(100), int(T0) + 15: at(200), int(T0) + 16: at(300), int(T0) + 29: at(400)}
+    buckets = latency_by_period_second(by_second, origin=T0 + 0.5, period=15)
+    # 0.5, 14.5, 15.5 and 28.5 s after the origin: slots 0, 14, 0, 13.
+    assert {slot: h.max for slot, h in buckets.items()} == {0: 0.3, 13: 0.4, 14: 0.2}
+    assert buckets[0].count == 2
+    windows = latency_by_window(by_second, start=T0, window=10)
+    assert [(offset, h.count) for offset, h in windows] == [(0.0, 1), (10.0, 2), (20.0, 1)]
+
+
+def test_payloads_number_readings_and_record_them_a_millisecond_apart() -> None:
+    device = DeviceSpec(3, "dev-3", "org", ("u0", "u1"))
+    single = build_payload(device, 7, 1, T0)
+    assert single["id"] == reading_id(3, 7, T0)
+    assert single["unitId"] == "u1"
+    several = build_payload(device, 0, 3, T0, recorded_offset=30)
+    assert [r["id"] for r in several["readings"]] == [reading_id(3, s, T0) for s in range(3)]
+    assert [r["recordedAt"] for r in several["readings"]] == [
+        iso(T0 - 30.002),
+        iso(T0 - 30.001),
+        iso(T0 - 30),
+    ]
+
+
+def test_devices_split_the_units_of_their_org() -> None:
+    specs = device_specs(Workload(rate=10, browsers=2, devices=4, units=8, orgs=2))
+    assert [(s.org_id, s.units) for s in specs] == [
+        ("bench-org-0", ("unit-0", "unit-2")),
+        ("bench-org-1", ("unit-0", "unit-2")),
+        ("bench-org-0", ("unit-1", "unit-3")),
+        ("bench-org-1", ("unit-1", "unit-3")),
+    ]
+
+
+def _result(design: str, latencies_by_offset: dict[int, float], missing: bool = False) -> RunResult:
+    ledger = ConnectionLedger("b0", devices=[0])
+    for seq, (offset, latency) in enumerate(sorted(latencies_by_offset.items())):
+        sent_at = T0 + offset
+        ledger.record_message(batch(reading(0, seq, sent_at)), received_at=sent_at + latency)
+    sent = {0: len(latencies_by_offset) + (1 if missing else 0)}
+    browsers = BrowserResult(
+        summaries=[ledger.summary(sent)],
+        latency=ledger.latency,
+        latency_by_sent_second=ledger.latency_by_sent_second,
+        last_message_at=ledger.last_message_at,
+        connect_failures=0,
+        server_closes=Counter(),
+    )
+    return RunResult(
+        design=design,
+        workload=Workload(rate=1, browsers=1, duration=20),
+        start=T0,
+        load=LoadReport(sent=sent, messages=sent[0], acked=sent[0]),
+        browsers=browsers,
+        connected=1,
+        flush_period=15.0 if design == "live" else None,
+        flush_origin=T0,
+        drain_used=3.0,
+    )
+
+
+def test_kept_up_looks_at_missing_readings_and_the_latency_floor() -> None:
+    steady = dict.fromkeys(range(20), 1.5) | {13: 6.0}  # a hand-over hole does not count
+    assert Figures(_result("live", steady)).kept_up()[0]
+    falling_behind = {s: 1.0 + s for s in range(20)}
+    ok, why = Figures(_result("live", falling_behind)).kept_up()
+    assert not ok
+    assert "grew" in why
+    ok, why = Figures(_result("live", steady, missing=True)).kept_up()
+    assert not ok
+    assert "1 deliveries missing" in why
+
+
+def test_side_by_side_prints_both_designs_and_their_ratio() -> None:
+    live = Figures(_result("live", dict.fromkeys(range(20), 2.0)))
+    naive = Figures(_result("naive", dict.fromkeys(range(20), 0.5)))
+    lines = side_by_side([live, naive])
+    assert "naive / live" in lines[0]
+    latency = next(line for line in lines if line.lstrip().startswith("latency"))
+    assert "1/4 " in latency
+
+
+def test_soak_drops_five_percent_of_browsers_and_stalls_one_more() -> None:
+    behaviour, droppers = behaviour_of(browsers=40, duration=60)
+    assert droppers == 2
+    assert [behaviour(i) for i in range(4)] == [
+        {"drops": (15.0, 36.0), "away_seconds": 5.0},
+        {"drops": (15.0, 36.0), "away_seconds": 5.0},
+        {"stall": (18.0, 24.0)},
+        {},
+    ]
+    assert behaviour_of(browsers=3, duration=60)[1] == 1
+
+
+def test_the_flush_is_killed_just_after_a_tick_starts_and_not_in_the_hand_over_gap() -> None:
+    faults = AdminApiFaults(flush_period=20, org_id="bench-org-0")
+    # Invocations at 1000, 1020, ...; ticks every second from each, until 3 s before the next.
+    assert faults._mid_tick(origin=1000.0, after=1033.4) == pytest.approx(1034.1)
+    assert faults._mid_tick(origin=1000.0, after=1036.5) == pytest.approx(1041.1)
