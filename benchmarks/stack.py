@@ -51,16 +51,12 @@ def free_port() -> int:
 
 
 def flush_environment(period: float | None) -> dict[str, str]:
-    """The flush's schedule scaled to ``period`` seconds, shaped as in AWS (invoked every
-    60 s, ticking for 57 s, timeout 70 s) so its hand-over gap shows at any period; None
-    turns the flush off (one invocation at start that ticks nothing)."""
+    """The flush's schedule scaled to ``period`` seconds, shaped as in AWS (an invocation
+    every 60 s that ticks until the next one takes over; timeout 120 s), so that hand-overs
+    happen during a run; None turns the flush off (the invocation at start leaves at once)."""
     if period is None:
-        return {"LOCAL_FLUSH_SCHEDULE_SECONDS": "86400", "FLUSH_MAX_LOOP_SECONDS": "0.001"}
-    return {
-        "LOCAL_FLUSH_SCHEDULE_SECONDS": f"{period:g}",
-        "LOCAL_FLUSH_TIMEOUT_SECONDS": f"{period + 10:g}",
-        "FLUSH_MAX_LOOP_SECONDS": f"{max(1.0, period - 3):g}",
-    }
+        return {"LOCAL_FLUSH_SCHEDULE_SECONDS": "86400", "FLUSH_STOP_MARGIN_SECONDS": "1000000"}
+    return {"LOCAL_FLUSH_SCHEDULE_SECONDS": f"{period:g}", "LOCAL_FLUSH_TIMEOUT_SECONDS": f"{2 * period:g}"}
 
 
 @dataclass
