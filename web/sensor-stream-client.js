@@ -798,9 +798,9 @@ export class SensorStreamClient extends EventTarget {
   #remember(reading) {
     this.#seenIds.add(reading.id);
     if (this.#seenIds.size > this.#options.maxRememberedIds) this.#seenIds.delete(first(this.#seenIds.values()));
-    // The server replays readings *recorded* after `since`; a device clock running ahead must
-    // not push `since` past readings of other devices, hence the earlier of the two times.
-    const seenMs = Math.min(Date.parse(reading.recordedAt), Date.parse(reading.receivedAt));
+    // The server replays readings that *arrived* after `since`: it is the arrival time (the
+    // server's clock) that counts, whatever the device's clock said.
+    const seenMs = Date.parse(reading.receivedAt);
     if (Number.isFinite(seenMs) && (this.#newestSeenMs === undefined || seenMs > this.#newestSeenMs)) {
       this.#newestSeenMs = seenMs;
     }

@@ -32,7 +32,7 @@ from .models import CommandTimeoutMessage, ConnectionRecord, ErrorBody, ErrorMes
 from .observability import logger, metrics
 from .packing import PackedReading
 from .settings import Settings
-from .store import DueTimer, FlushState, SensorStore
+from .store import DueTimer, FlushState, SecondQueue, SensorStore
 
 # How long delivered readings are remembered, to drop copies queued again by ingest.
 RECENT_SECONDS = 30
@@ -256,11 +256,10 @@ class Flusher:
         report.successor = state.successor
 
         arrived: dict[str, list[PackedReading]] = defaultdict(list)
-        timers: list[DueTimer] = []
         delivered: list[int] = []
         this_tick: set[int] = set()
-        queue = self._store.readings.seconds_queue(report.seconds)
-        timers.extend(queue.timers)
+        queue = self._store.readings.seconds_queue(first, last) if report.seconds else SecondQueue([], [])
+        timers = queue.timers
         for entry in queue.entries:
             for line in entry.lines:
                 try:

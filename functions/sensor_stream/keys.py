@@ -13,8 +13,12 @@ from .table import PARTITION_KEY, SORT_KEY
 
 Key = dict[str, dict[str, str]]
 
-# Sort keys of the timers that share a second's outbox partition with its readings. "~"
-# sorts after every character of an org id, so timers come after the entries.
+# The outbox keeps each window of this many arrival seconds in one partition (per shard),
+# sorted by second: a tick reads its seconds with one query per shard, and a resume reads
+# an org's arrivals over a span with one query per window. Changing it needs a drained outbox.
+OUTBOX_WINDOW_SECONDS = 10
+# Sort keys of the timers that share a second with the readings that arrived in it. "~"
+# sorts after every character of an org id, so a second's timers come after its entries.
 DUE_PREFIX = "~due#"
 DUE_COMMAND = "cmd"
 DUE_SESSION_END = "session"
@@ -44,15 +48,26 @@ HISTORY_SK_HIGH = "R#~"
 
 
 def outbox_pk(second: int, shard: int) -> str:
-    return f"OUTBOX#{second}#{shard}"
+    return f"OUTBOX#{second // OUTBOX_WINDOW_SECONDS}#{shard}"
 
 
-def outbox_sk(org_id: str, entry_id: str) -> str:
-    return f"{org_id}#{entry_id}"
+def outbox_sk(second: int, org_id: str, entry_id: str) -> str:
+    return f"{second}#{org_id}#{entry_id}"
 
 
-def due_sk(kind: str, identifier: str) -> str:
-    return f"{DUE_PREFIX}{kind}#{identifier}"
+def due_sk(second: int, kind: str, identifier: str) -> str:
+    return f"{second}#{DUE_PREFIX}{kind}#{identifier}"
+
+
+def outbox_seconds(first: int, last: int) -> list[tuple[int, tuple[str, str]]]:
+    """The windows holding arrival seconds ``first``..``last`` and, for each, the sort-key
+    range of those seconds in it ("#" < "$": every key of second s sorts between them)."""
+    ranges = []
+    for window in range(first // OUTBOX_WINDOW_SECONDS, last // OUTBOX_WINDOW_SECONDS + 1):
+        low = max(first, window * OUTBOX_WINDOW_SECONDS)
+        high = min(last, (window + 1) * OUTBOX_WINDOW_SECONDS - 1)
+        ranges.append((window * OUTBOX_WINDOW_SECONDS, (f"{low}#", f"{high}$")))
+    return ranges
 
 
 def unit_registry_pk(org_id: str) -> str:

@@ -28,7 +28,8 @@ class PackedReading:
 
     unit_id: str
     site_id: str | None
-    recorded_at: str  # format_time text: string order is time order
+    recorded_at: str  # format_time texts: string order is time order
+    received_at: str
     reading_id: str
     text: str
 
@@ -37,15 +38,20 @@ class PackedReading:
         """From a stored reading's JSON (raises ValueError/KeyError/TypeError if it is not one)."""
         document = json.loads(text)
         site_id = document.get("siteId")
-        fields = (document["unitId"], document["recordedAt"], document["id"])
+        fields = (document["unitId"], document["recordedAt"], document["receivedAt"], document["id"])
         if not all(isinstance(field, str) for field in fields) or not isinstance(site_id, str | None):
             raise TypeError("not a stored reading")
-        return cls(fields[0], site_id, fields[1], fields[2], text)
+        return cls(fields[0], site_id, fields[1], fields[2], fields[3], text)
 
     @classmethod
     def from_reading(cls, reading: Reading) -> PackedReading:
         return cls(
-            reading.unit_id, reading.site_id, format_time(reading.recorded_at), reading.id, reading.to_json()
+            reading.unit_id,
+            reading.site_id,
+            format_time(reading.recorded_at),
+            format_time(reading.received_at),
+            reading.id,
+            reading.to_json(),
         )
 
 

@@ -18,7 +18,6 @@ from .models import (
     GetLatestRequest,
     HelloRequest,
     LatestMessage,
-    Reading,
     RefreshTokenRequest,
     SessionRequest,
     SubscribedMessage,
@@ -27,6 +26,7 @@ from .models import (
     TokenRefreshedMessage,
     UnsubscribeRequest,
     WireModel,
+    format_time,
 )
 from .observability import metrics
 from .packing import PackedReading, pack_batches
@@ -36,8 +36,6 @@ from .store import SensorStore, StaleConnection
 
 # Attempts at a change of the connection record that races with another request.
 MAX_RECORD_ATTEMPTS = 5
-# Resume: readings fetched per unit at least (the newest RESUME_MAX_READINGS are kept).
-MIN_REPLAY_PER_UNIT = 20
 
 
 def open_connection(
@@ -114,47 +112,36 @@ def hello(
     ]
     if request.resume:
         missed = replay_readings(context, record, request.resume.since)
-        packed = [PackedReading.from_reading(r) for r in missed]
-        messages.extend(pack_batches(packed, server_time=context.now, replay=True))
+        messages.extend(pack_batches(missed, server_time=context.now, replay=True))
     return messages
 
 
-def replay_readings(context: RequestContext, record: ConnectionRecord, since: datetime) -> list[Reading]:
-    """Readings recorded after ``since`` that this connection may see: at most
-    RESUME_MAX_SECONDS back, the newest RESUME_MAX_READINGS in all, and per unit at most
-    max(RESUME_MAX_READINGS / units, MIN_REPLAY_PER_UNIT). One query per unit that may
-    have reported since then (the unit registry), run in parallel."""
+def replay_readings(
+    context: RequestContext, record: ConnectionRecord, since: datetime
+) -> list[PackedReading]:
+    """Readings that **arrived** (``receivedAt``) after ``since`` that this connection may
+    see, at most RESUME_MAX_SECONDS back, the newest RESUME_MAX_READINGS of them: what the
+    connection would have been sent had it stayed, late readings of old times included.
+    They come from the outbox: one query per window of arrival seconds."""
     settings = context.settings
     cap = settings.resume_max_readings
-    if not cap:
-        return []
     since = max(since, context.now - timedelta(seconds=settings.resume_max_seconds))
-    # The registry's lastSeenAt lags by up to REGISTRY_REFRESH_SECONDS.
-    seen_after = since - timedelta(seconds=settings.registry_refresh_seconds)
-    readings_store = context.store.readings
-    units = [
-        unit.unit_id
-        for unit in readings_store.units_seen(record.org_id)
-        if unit.last_seen_at >= seen_after and _may_see_unit(record, unit.unit_id)
-    ]
-    if not units:
+    if not cap or since >= context.now:
         return []
-    per_unit = max(math.ceil(cap / len(units)), MIN_REPLAY_PER_UNIT)
-    found = [
-        reading
-        for readings in readings_store.parallel(
-            lambda unit_id: readings_store.since(record.org_id, unit_id, since, limit=per_unit), units
-        )
-        # "since" is exclusive: the client already has the reading it names.
-        for reading in readings
-        if reading.recorded_at > since and record.wants(reading)
-    ]
-    found.sort(key=lambda r: (r.recorded_at, r.id))
-    return found[-cap:]
-
-
-def _may_see_unit(record: ConnectionRecord, unit_id: str) -> bool:
-    return record.allowed_units is None or unit_id in record.allowed_units
+    since_text = format_time(since)
+    found: dict[tuple[str, str, str], PackedReading] = {}
+    for text in context.store.readings.arrivals(
+        record.org_id, math.floor(since.timestamp()), math.floor(context.now.timestamp())
+    ):
+        try:
+            reading = PackedReading.from_text(text)
+        except (ValueError, KeyError, TypeError):
+            continue  # the flush reports unreadable entries; a resume just skips them
+        # "since" is exclusive: the client already has what arrived then.
+        if reading.received_at > since_text and record.wants_unit(reading.unit_id, reading.site_id):
+            found[(reading.unit_id, reading.recorded_at, reading.reading_id)] = reading
+    newest = sorted(found.values(), key=lambda r: (r.received_at, r.recorded_at, r.reading_id))
+    return newest[-cap:]
 
 
 # --- subscriptions ------------------------------------------------------------------------

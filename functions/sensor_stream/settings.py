@@ -27,9 +27,11 @@ class Settings(BaseSettings):
     jwt_org_claim: str = Field("org", alias="JWT_ORG_CLAIM")
     jwt_units_claim: str = Field("units", alias="JWT_UNITS_CLAIM")
 
-    # Outbox partitions per arrival second (see docs/data-model.md); each takes ~1,000
-    # entries/s. Changing it needs a drained outbox.
-    outbox_shards: int = Field(4, ge=1, le=64, alias="OUTBOX_SHARDS")
+    # Outbox partitions per window of arrival seconds (see docs/data-model.md); each takes
+    # ~1,000 single-reading messages a second. An org's entries go to ORG_SPREAD of them.
+    # Changing either needs a drained outbox.
+    outbox_shards: int = Field(1, ge=1, le=64, alias="OUTBOX_SHARDS")
+    outbox_org_spread: int = Field(1, ge=1, le=64, alias="OUTBOX_ORG_SPREAD")
 
     # Flush: second s is read at s + 1 s + grace; writes that land later are queued again
     # by ingest (see docs/data-model.md, "Why the flush never misses a reading").

@@ -16,22 +16,26 @@ def test_resume_after_a_reconnect_replays_what_was_missed(local_stack, device_fa
         with browser_socket(local_stack, token) as first:
             first.hello()
             last_seen = first.wait_for_reading(device.publish_reading(unit))
-        # Missed while disconnected; the watcher tells when they are stored and delivered.
+        # Missed while disconnected (one of them recorded a minute ago by a device that was
+        # offline); the watcher tells when they are stored and delivered.
         base = datetime.now(UTC)
         missed = [
             device.publish_reading(unit, recordedAt=format_time(base + timedelta(milliseconds=10 * n)))
             for n in range(1, 4)
         ]
+        missed.append(device.publish_reading(unit, recordedAt=format_time(base - timedelta(minutes=1))))
         for reading_id in missed:
             watcher.wait_for_reading(reading_id)
         with browser_socket(local_stack, token) as second:
-            second.hello(resume={"since": last_seen["recordedAt"]})
+            # What arrived after the newest reading it has, whenever it was recorded.
+            second.hello(resume={"since": last_seen["receivedAt"]})
             replay = second.wait_for(
                 lambda m: m.get("type") == "sensor:readings:batch" and m.get("replay") is True
             )
 
     replayed = [reading["id"] for batch in replay["batches"] for reading in batch["readings"]]
-    assert replayed == missed
+    # Ordered by recordedAt within the unit: the late one first.
+    assert replayed == [missed[-1], *missed[:-1]]
 
 
 def _items_mentioning(stack, connection_id):

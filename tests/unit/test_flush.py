@@ -48,6 +48,12 @@ def outbox_entries(stack: InProcessStack) -> list[dict[str, Any]]:
     return [item for item in items if item["pk"]["S"].startswith("OUTBOX#") and "data" in item]
 
 
+def requeued(entry: dict[str, Any], second: int) -> dict[str, Any]:
+    """The entry as ingest writes it again into ``second``."""
+    _, org_and_entry = entry["sk"]["S"].split("#", 1)
+    return {**entry, "pk": S(keys.outbox_pk(second, 0)), "sk": S(f"{second}#{org_and_entry}")}
+
+
 def seconds_of(reports: list[TickReport]) -> list[int]:
     return [second for report in reports for second in report.seconds]
 
@@ -140,7 +146,7 @@ def test_an_unreadable_outbox_reading_is_skipped_and_everything_else_delivered(
     second = math.floor(clock.time())
     stack.store.table.put(
         {
-            **keys.key(keys.outbox_pk(second, 0), keys.outbox_sk("acme", "corrupt.0")),
+            **keys.key(keys.outbox_pk(second, 0), keys.outbox_sk(second, "acme", "corrupt.0")),
             "orgId": S("acme"),
             "data": S('{"unitId": 7}\nnot json'),
             "expiresAt": N(second + 3600),
@@ -259,8 +265,7 @@ def test_a_reading_queued_again_by_ingest_is_delivered_once(stack: InProcessStac
     stack.deliver()
     # Ingest queues an entry again when its write may have landed after the flush read
     # its second; a copy of something already delivered is dropped.
-    second = math.floor(clock.time())
-    stack.store.table.put({**entry, "pk": S(keys.outbox_pk(second, 0))})
+    stack.store.table.put(requeued(entry, math.floor(clock.time())))
 
     report = stack.deliver()
 
@@ -320,7 +325,7 @@ def test_copies_queued_around_a_hand_over_are_still_dropped(stack: InProcessStac
     assert stack.flusher("running").hand_over("successor")
     assert successor.poll_for_lease() is not None
 
-    stack.store.table.put({**entry, "pk": S(keys.outbox_pk(math.floor(clock.time()), 0))})
+    stack.store.table.put(requeued(entry, math.floor(clock.time())))
     report = stack.deliver(owner="successor")
 
     assert report.duplicates_dropped == 1

@@ -238,21 +238,18 @@ def test_a_refresh_with_a_token_for_someone_else_or_expired_is_refused(
 # --- resume does bounded work --------------------------------------------------------------
 
 
-def test_resume_queries_only_units_seen_recently_in_parallel_and_replays_the_newest(
+def test_resume_reads_only_its_orgs_outbox_shards_over_the_gap_and_replays_the_newest(
     stack: InProcessStack, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ):
-    stack.reconfigure(monkeypatch, RESUME_MAX_READINGS="100")
-    stack.publish_telemetry(
-        "acme", "dev-0", {"readings": [reading(f"quiet-{i}", clock.iso()) for i in range(5)]}
-    )
-    clock.advance(stack.settings.resume_max_seconds + stack.settings.registry_refresh_seconds + 60)
-    for unit in range(60):
-        stack.publish_telemetry(
-            "acme",
-            f"dev-{unit}",
-            {"readings": [reading(f"u{unit:02d}", clock.iso(-30 + s)) for s in range(20)]},
-        )
+    stack.reconfigure(monkeypatch, RESUME_MAX_READINGS="100", OUTBOX_SHARDS="4")
     connection_id = stack.open("acme")
+    gone_at = clock.iso()
+    for _ in range(25):  # 25 s away: 3 windows of arrival seconds
+        stack.publish_telemetry(
+            "acme", "dev-1", {"readings": [reading(f"u{unit:02d}", clock.iso()) for unit in range(10)]}
+        )
+        stack.publish_telemetry("globex", "dev-9", reading("g1", clock.iso()))
+        clock.advance(1)
     queries: list[str] = []
 
     def remember(params: dict[str, Any], **_: Any) -> None:
@@ -260,18 +257,19 @@ def test_resume_queries_only_units_seen_recently_in_parallel_and_replays_the_new
 
     stack.store.client.meta.events.register("before-parameter-build.dynamodb.Query", remember)
 
-    _, *replay = stack.request(connection_id, {"action": "hello", "resume": {"since": clock.iso(-3600)}})
+    _, *replay = stack.request(connection_id, {"action": "hello", "resume": {"since": gone_at}})
 
     replayed = [
-        r.to_wire()["recordedAt"]
+        r.to_wire()["receivedAt"]
         for message in replay
         if isinstance(message, ReadingsBatchMessage)
         for batch in message.batches
         for r in batch.readings
     ]
-    # The newest 100 of 1,200: every unit's last reading and 40 of the ones before.
+    # The newest 100 of the 240 acme readings that arrived after gone_at: the last 10 seconds.
     assert len(replayed) == 100
-    assert sorted(set(replayed)) == [clock.iso(-12), clock.iso(-11)]
-    # One registry query, then one per unit that reported within the window (not the quiet ones).
-    assert queries[0] == "UNITS#acme"
-    assert sorted(queries[1:]) == sorted(f"UNIT#acme#u{unit:02d}" for unit in range(60))
+    assert min(replayed) == clock.iso(-10)
+    # One query per window of the gap, all on acme's shard, none per unit.
+    [shard] = stack.store.readings.org_shards("acme")
+    assert len(queries) == 3
+    assert all(pk.endswith(f"#{shard}") for pk in queries)

@@ -138,8 +138,10 @@ class Table:
         newest_first: bool = False,
         limit: int | None = None,
         projection: str | None = None,
+        only: tuple[str, str] | None = None,
     ) -> Iterator[Item]:
-        """Items of one partition in sort-key order (or reversed), up to ``limit``."""
+        """Items of one partition in sort-key order (or reversed), up to ``limit``; ``only``
+        (attribute, value) keeps the items whose string attribute has that value."""
         request: dict[str, Any] = {
             "TableName": self.name,
             "KeyConditionExpression": "pk = :pk",
@@ -152,6 +154,10 @@ class Table:
             request["ExpressionAttributeValues"].update({":low": S(sk_between[0]), ":high": S(sk_between[1])})
         if projection:
             request["ProjectionExpression"] = projection
+        if only:
+            request["FilterExpression"] = "#only = :only"
+            request["ExpressionAttributeNames"] = {"#only": only[0]}
+            request["ExpressionAttributeValues"][":only"] = S(only[1])
         remaining = math.inf if limit is None else limit
         while remaining > 0:
             if limit is not None:

@@ -132,9 +132,17 @@ class ReadingStore:
 
     # --- outbox -------------------------------------------------------------------------
 
+    def org_shards(self, org_id: str) -> list[int]:
+        """The outbox shards an org's entries go to: OUTBOX_ORG_SPREAD of them from the
+        org's own, so that a resume reads only those."""
+        shards = self._settings.outbox_shards
+        first = shard_of(org_id, shards)
+        return [(first + k) % shards for k in range(min(self._settings.outbox_org_spread, shards))]
+
     def outbox_key(self, org_id: str, ref: OutboxRef) -> keys.Key:
-        shard = shard_of(ref.entry_id, self._settings.outbox_shards)
-        return keys.key(keys.outbox_pk(ref.second, shard), keys.outbox_sk(org_id, ref.entry_id))
+        org_shards = self.org_shards(org_id)
+        shard = org_shards[shard_of(ref.entry_id, len(org_shards))]
+        return keys.key(keys.outbox_pk(ref.second, shard), keys.outbox_sk(ref.second, org_id, ref.entry_id))
 
     def entry_item(self, entry: OutboxEntry, second: int) -> Item:
         return {
@@ -171,28 +179,53 @@ class ReadingStore:
         found = self._table.batch_get([keys.key(pk, sk) for pk, sk in wanted], consistent=True)
         return {wanted[keys.key_values(item)] for item in found}
 
-    def seconds_queue(self, seconds: list[int]) -> SecondQueue:
-        """Everything written for these arrival seconds (every shard of each, queried in
-        parallel), strongly consistent, so that nothing acknowledged before a query is
-        missed. Entries come in second order."""
+    def seconds_queue(self, first: int, last: int) -> SecondQueue:
+        """Everything written for arrival seconds ``first``..``last``: one query per shard
+        and window, in parallel, strongly consistent, so that nothing acknowledged before a
+        query is missed. Entries come in second order."""
         partitions = [
-            keys.outbox_pk(second, shard)
-            for second in seconds
+            (keys.outbox_pk(window, shard), seconds)
+            for window, seconds in keys.outbox_seconds(first, last)
             for shard in range(self._settings.outbox_shards)
         ]
-        pages = self.parallel(lambda pk: list(self._table.query(pk, consistent=True)), partitions)
+        pages = self.parallel(
+            lambda partition: list(self._table.query(partition[0], sk_between=partition[1], consistent=True)),
+            partitions,
+        )
         queue = SecondQueue(entries=[], timers=[])
-        for items in pages:
-            for item in items:
-                _, sort_key = keys.key_values(item)
-                if sort_key.startswith(keys.DUE_PREFIX):
-                    kind, _, identifier = sort_key[len(keys.DUE_PREFIX) :].partition("#")
-                    queue.timers.append(DueTimer(kind, identifier))
-                elif "data" in item:
-                    org_id = string(item, "orgId") or ""
-                    entry_id = sort_key[len(org_id) + 1 :]
-                    queue.entries.append(OutboxEntry(org_id, entry_id, item["data"]["S"].split("\n")))
+        for item in sorted((item for page in pages for item in page), key=lambda item: item["sk"]["S"]):
+            _, sort_key = keys.key_values(item)
+            _, _, rest = sort_key.partition("#")
+            if rest.startswith(keys.DUE_PREFIX):
+                kind, _, identifier = rest[len(keys.DUE_PREFIX) :].partition("#")
+                queue.timers.append(DueTimer(kind, identifier))
+            elif "data" in item:
+                org_id = string(item, "orgId") or ""
+                entry_id = rest[len(org_id) + 1 :]
+                queue.entries.append(OutboxEntry(org_id, entry_id, item["data"]["S"].split("\n")))
         return queue
+
+    def arrivals(self, org_id: str, first: int, last: int) -> Iterator[str]:
+        """The JSON texts of the org's readings that arrived in seconds ``first``..``last``
+        (from its outbox shards, one query per shard and window, in parallel). The outbox
+        keeps OUTBOX_TTL_SECONDS of them."""
+        partitions = [
+            (keys.outbox_pk(window, shard), seconds)
+            for window, seconds in keys.outbox_seconds(first, last)
+            for shard in self.org_shards(org_id)
+        ]
+        pages = self.parallel(
+            lambda partition: list(
+                self._table.query(
+                    partition[0], sk_between=partition[1], consistent=True, only=("orgId", org_id)
+                )
+            ),
+            partitions,
+        )
+        for page in pages:
+            for item in page:
+                if "data" in item:
+                    yield from item["data"]["S"].split("\n")
 
     # --- registries ---------------------------------------------------------------------
 

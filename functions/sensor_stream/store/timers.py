@@ -15,6 +15,6 @@ def timer_item(settings: Settings, due_at: int, kind: str, identifier: str) -> I
     filed under the second before, which the flush reads at ``due_at + grace``."""
     second = due_at - 1
     return {
-        **keys.key(keys.outbox_pk(second, 0), keys.due_sk(kind, identifier)),
+        **keys.key(keys.outbox_pk(second, 0), keys.due_sk(second, kind, identifier)),
         TTL_ATTRIBUTE: N(second + settings.outbox_ttl_seconds),
     }
