@@ -22,6 +22,7 @@ from typing import Any
 from benchmarks.browsers import BrowserPlan, BrowserResult, BrowserSpec, run_browsers
 from benchmarks.devices import DeviceSpec, LoadPlan, LoadReport, run_devices
 from benchmarks.faults import NoStackFaults, StackFaults
+from benchmarks.flood import FLOOD_ORG, FloodPlan, FloodReport, run_flooder
 from benchmarks.naive import NaivePlan, NaiveReport, run_naive
 from benchmarks.stack import RunningStack, flush_environment, local_stack
 
@@ -40,6 +41,8 @@ class Workload:
     orgs: int = 1
     duration: float = 15.0
     drain: float = 10.0
+    # Requests/s one connection of another org sends in the second half of the run.
+    flood_rate: float = 0.0
 
     @property
     def messages_per_second(self) -> float:
@@ -71,6 +74,7 @@ class RunResult:
     flush_origin: float
     drain_used: float
     naive: NaiveReport | None = None
+    flood: FloodReport | None = None
     notes: list[str] = field(default_factory=list)
     # What the in-stack faults did (the soak), one line each.
     faults: list[str] = field(default_factory=list)
@@ -284,8 +288,15 @@ def _run(
     for child in load_children:
         child.expect("ready")
 
+    flooder: _Child | None = None
+    if workload.flood_rate:
+        flood_plan = FloodPlan(stack.websocket_url, token(FLOOD_ORG), workload.flood_rate, workload.duration)
+        flooder = _Child(run_flooder, flood_plan)
+        children.append(flooder)
+        flooder.expect("ready")
+
     start = time.time() + START_DELAY_SECONDS
-    for child in [*browser_children, *load_children]:
+    for child in [*browser_children, *load_children, *([flooder] if flooder else [])]:
         child.send("start", start)
     log(
         f"{connected}/{workload.browsers} browsers, {workload.devices} devices in "
@@ -311,6 +322,9 @@ def _run(
         time.sleep(PROGRESS_INTERVAL_SECONDS)
     drain_used = time.time() - drain_started
 
+    flood_report: FloodReport | None = None
+    if flooder is not None:
+        (flood_report,) = flooder.expect("done")
     naive_report: NaiveReport | None = None
     if naive is not None:
         naive.send("finish")
@@ -331,6 +345,7 @@ def _run(
         flush_origin=stack.ready_at,
         drain_used=drain_used,
         naive=naive_report,
+        flood=flood_report,
         notes=notes,
         faults=injected.report() if faults else [],
     )

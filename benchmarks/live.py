@@ -14,6 +14,8 @@ Scenarios (readings/s x browsers; single-reading messages unless said):
     100x100     100/s to 100 browsers
     300x200     300/s to 200 browsers
     1000x200    1,000/s as 10-reading messages to 200 browsers
+    flood       50/s to 50 browsers; in the second half one connection of another org
+                sends 1,000 requests/s (its answers are counted: throttled or not)
 ``--rate/--browsers/--per-message/--units/--devices/--orgs/--duration/--drain`` override
 every chosen scenario; given without ``--scenario`` they make one scenario of their own.
 
@@ -67,6 +69,9 @@ SCENARIOS: dict[str, Workload] = {
     "100x100": Workload(rate=100, browsers=100),
     "300x200": Workload(rate=300, browsers=200),
     "1000x200": Workload(rate=1000, browsers=200, per_message=10),
+    # 50 readings/s to 50 browsers; one connection of another org floods 1,000 requests/s
+    # in the second half: the others' latency must not move.
+    "flood": Workload(rate=50, browsers=50, duration=30, flood_rate=1000),
 }
 IN_PROCESS = "inprocess"
 DEFAULT_FLUSH_PERIOD_SECONDS = 15.0

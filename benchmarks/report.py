@@ -281,6 +281,8 @@ def details(figures: Figures, *, per_connection: bool = False, by_period: bool =
     lines.append(f"    p10/p50 latency (s) by {TREND_WINDOW_SECONDS:g} s of sending: {trend or '-'}")
     if by_period:
         lines.extend(_by_period_second(figures))
+    if result.flood is not None:
+        lines.extend(_flood_effect(figures))
     summaries = figures.summaries
     lines.append(
         "    per connection min/median/max: expected "
@@ -326,6 +328,25 @@ def connection_row(s: ConnectionSummary, late: set[tuple[int, int]] | None = Non
         named = [f"{d}.{q}{' (sent late)' if (d, q) in late else ''}" for d, q in s.missing_examples]
         row += f"; missing e.g. {', '.join(named)}"
     return row
+
+
+def _flood_effect(figures: Figures) -> list[str]:
+    """The other orgs' latency while one connection floods (second half) and before."""
+    result = figures.result
+    assert result.flood is not None
+    middle = result.start + result.workload.duration / 2
+    quiet, flooded = LatencyHistogram(), LatencyHistogram()
+    for second, histogram in result.browsers.latency_by_sent_second.items():
+        (quiet if second < middle else flooded).merge(histogram)
+    p99_quiet, p99_flooded = quiet.percentile(99), flooded.percentile(99)
+    change = f"{p99_flooded - p99_quiet:+.2f} s" if p99_quiet is not None and p99_flooded is not None else "-"
+    rate = result.workload.flood_rate
+    return [
+        f"    flood of {rate:g} requests/s from one connection of another org (second half): {result.flood.line()}",
+        "    other orgs' latency p50/p99 (s): "
+        f"quiet half {compact(quiet.percentile(50))}/{compact(p99_quiet)}, "
+        f"flooded half {compact(flooded.percentile(50))}/{compact(p99_flooded)} (p99 {change})",
+    ]
 
 
 def _by_period_second(figures: Figures) -> list[str]:
