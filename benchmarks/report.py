@@ -342,7 +342,8 @@ def _flood_effect(figures: Figures) -> list[str]:
     change = f"{p99_flooded - p99_quiet:+.2f} s" if p99_quiet is not None and p99_flooded is not None else "-"
     rate = result.workload.flood_rate
     return [
-        f"    flood of {rate:g} requests/s from one connection of another org (second half): {result.flood.line()}",
+        f"    flood of {rate:g} requests/s from one connection of another org (second half): "
+        + result.flood.line(),
         "    other orgs' latency p50/p99 (s): "
         f"quiet half {compact(quiet.percentile(50))}/{compact(p99_quiet)}, "
         f"flooded half {compact(flooded.percentile(50))}/{compact(p99_flooded)} (p99 {change})",
