@@ -96,6 +96,24 @@ const BEARER_PREFIX = "bearer.";
  */
 
 /**
+ * A unit's readings recorded in a span (default: the last hour), newest last.
+ * @typedef {object} GetHistoryRequest
+ * @property {"getHistory"} action
+ * @property {string} [requestId]
+ * @property {string} unitId
+ * @property {string} [since]
+ * @property {string} [until]
+ * @property {number} [limit] at most 300 (the default)
+ */
+
+/**
+ * A heartbeat: keeps the connection from idling out and tells the client it is alive.
+ * @typedef {object} PingRequest
+ * @property {"ping"} action
+ * @property {string} [requestId]
+ */
+
+/**
  * @typedef {object} SendCommandRequest
  * @property {"sendCommand"} action
  * @property {string} [requestId]
@@ -113,8 +131,8 @@ const BEARER_PREFIX = "bearer.";
  */
 
 /**
- * @typedef {HelloRequest | SubscribeRequest | UnsubscribeRequest | GetLatestRequest | RefreshTokenRequest
- *   | SendCommandRequest} ClientRequest
+ * @typedef {HelloRequest | SubscribeRequest | UnsubscribeRequest | GetLatestRequest | GetHistoryRequest
+ *   | PingRequest | RefreshTokenRequest | SendCommandRequest} ClientRequest
  */
 
 // --- Server -> client -------------------------------------------------------------------
@@ -142,6 +160,22 @@ const BEARER_PREFIX = "bearer.";
  * @property {string} [requestId]
  * @property {string} unitId
  * @property {Reading | null} reading
+ */
+
+/**
+ * @typedef {object} HistoryMessage
+ * @property {"history"} type
+ * @property {string} [requestId]
+ * @property {string} unitId
+ * @property {Reading[]} readings ordered by `recordedAt`
+ * @property {boolean} more the span held more than `limit`: ask again with an earlier `until`
+ */
+
+/**
+ * @typedef {object} PongMessage
+ * @property {"pong"} type
+ * @property {string} [requestId]
+ * @property {string} serverTime
  */
 
 /**
@@ -190,8 +224,9 @@ const BEARER_PREFIX = "bearer.";
  */
 
 /**
- * @typedef {ConnectionMessage | SubscribedMessage | LatestMessage | TokenRefreshedMessage | ReadingsBatchMessage
- *   | CommandAcceptedMessage | CommandAckMessage | CommandTimeoutMessage | ErrorMessage} ServerMessage
+ * @typedef {ConnectionMessage | SubscribedMessage | LatestMessage | HistoryMessage | PongMessage
+ *   | TokenRefreshedMessage | ReadingsBatchMessage | CommandAcceptedMessage | CommandAckMessage
+ *   | CommandTimeoutMessage | ErrorMessage} ServerMessage
  */
 
 // --- Client API ---------------------------------------------------------------------------
@@ -407,6 +442,29 @@ export class SensorStreamClient extends EventTarget {
     /** @type {LatestMessage} */
     const answer = await this.#request({ action: "getLatest", unitId }, "latest");
     return answer.reading;
+  }
+
+  /**
+   * A unit's readings recorded in a span, oldest first: by default the last hour, at most 300.
+   * @param {string} unitId
+   * @param {{ since?: string, until?: string, limit?: number }} [span] ISO-8601 times
+   * @returns {Promise<{ readings: Reading[], more: boolean }>} `more`: the span held more (the
+   *   newest were sent); ask again with `until` set to the oldest one's `recordedAt`
+   */
+  async getHistory(unitId, span = {}) {
+    /** @type {HistoryMessage} */
+    const answer = await this.#request({ action: "getHistory", unitId, ...span }, "history");
+    return { readings: answer.readings, more: answer.more };
+  }
+
+  /**
+   * Round trip to the server: resolves with its time (ISO-8601), rejects when it does not answer.
+   * @returns {Promise<string>}
+   */
+  async ping() {
+    /** @type {PongMessage} */
+    const answer = await this.#request({ action: "ping" }, "pong");
+    return answer.serverTime;
   }
 
   /**
@@ -699,6 +757,8 @@ export class SensorStreamClient extends EventTarget {
     switch (message.type) {
       case "connection":
       case "latest":
+      case "history":
+      case "pong":
       case "tokenRefreshed":
         this.#takePending(message.requestId)?.resolve(message);
         break;

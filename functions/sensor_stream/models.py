@@ -82,6 +82,9 @@ Identifier = Annotated[str, StringConstraints(min_length=1, max_length=64, patte
 DeviceId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
 ReadingId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
 MAX_REQUEST_ID_LENGTH = 128
+# Readings in one history answer: ~300 bytes each, so one answer stays under API
+# Gateway's 128 KB message limit.
+MAX_HISTORY_READINGS = 300
 RequestId = Annotated[str, StringConstraints(max_length=MAX_REQUEST_ID_LENGTH)]
 
 
@@ -276,6 +279,24 @@ class GetLatestRequest(WireModel):
     unit_id: Identifier
 
 
+class GetHistoryRequest(WireModel):
+    """A unit's readings recorded in a span (default: the last hour), newest last."""
+
+    action: Literal["getHistory"]
+    request_id: RequestId | None = None
+    unit_id: Identifier
+    since: UtcTime | None = None
+    until: UtcTime | None = None
+    limit: Annotated[int, Field(strict=True, ge=1, le=MAX_HISTORY_READINGS)] = MAX_HISTORY_READINGS
+
+
+class PingRequest(WireModel):
+    """A heartbeat: keeps the connection from idling out and tells the client it is alive."""
+
+    action: Literal["ping"]
+    request_id: RequestId | None = None
+
+
 class SendCommandRequest(WireModel):
     action: Literal["sendCommand"]
     request_id: RequestId | None = None
@@ -292,12 +313,22 @@ class RefreshTokenRequest(WireModel):
     token: Annotated[str, StringConstraints(min_length=1, max_length=8192)]
 
 
-SessionRequest = HelloRequest | SubscribeRequest | UnsubscribeRequest | GetLatestRequest | RefreshTokenRequest
+SessionRequest = (
+    HelloRequest
+    | SubscribeRequest
+    | UnsubscribeRequest
+    | GetLatestRequest
+    | GetHistoryRequest
+    | PingRequest
+    | RefreshTokenRequest
+)
 SESSION_ACTIONS: dict[str, type[SessionRequest]] = {
     "hello": HelloRequest,
     "subscribe": SubscribeRequest,
     "unsubscribe": UnsubscribeRequest,
     "getLatest": GetLatestRequest,
+    "getHistory": GetHistoryRequest,
+    "ping": PingRequest,
     "refreshToken": RefreshTokenRequest,
 }
 # A selection holds at most this many ids (its echo must fit in one WebSocket message).
@@ -328,6 +359,23 @@ class LatestMessage(WireModel):
     request_id: str | None = None
     unit_id: str
     reading: Reading | None
+
+
+class HistoryMessage(WireModel):
+    """``readings`` ordered by ``recordedAt``; ``more`` when the span held more than ``limit``
+    (the newest ``limit`` are sent: ask again with an earlier ``until`` for the rest)."""
+
+    type: Literal["history"] = "history"
+    request_id: str | None = None
+    unit_id: str
+    readings: list[Reading]
+    more: bool
+
+
+class PongMessage(WireModel):
+    type: Literal["pong"] = "pong"
+    request_id: str | None = None
+    server_time: UtcTime
 
 
 class TokenRefreshedMessage(WireModel):

@@ -15,9 +15,13 @@ from .models import (
     SESSION_ACTIONS,
     ConnectionMessage,
     ConnectionRecord,
+    GetHistoryRequest,
     GetLatestRequest,
     HelloRequest,
+    HistoryMessage,
     LatestMessage,
+    PingRequest,
+    PongMessage,
     RefreshTokenRequest,
     SessionRequest,
     SubscribedMessage,
@@ -93,6 +97,10 @@ def answer_session_request(
             return [SubscribedMessage(request_id=request.request_id, subscription=record.subscription)]
         case GetLatestRequest():
             return [get_latest(context, record, request)]
+        case GetHistoryRequest():
+            return [get_history(context, record, request)]
+        case PingRequest():
+            return [PongMessage(request_id=request.request_id, server_time=context.now)]
     raise AssertionError(f"unhandled request {request!r}")  # pragma: no cover
 
 
@@ -222,6 +230,25 @@ def get_latest(context: RequestContext, record: ConnectionRecord, request: GetLa
     # Keyed by the caller's own org: another org's unit id simply is not found here.
     reading = context.store.readings.newest(record.org_id, request.unit_id)
     return LatestMessage(request_id=request.request_id, unit_id=request.unit_id, reading=reading)
+
+
+def get_history(
+    context: RequestContext, record: ConnectionRecord, request: GetHistoryRequest
+) -> HistoryMessage:
+    """The unit's readings recorded in ``since``..``until`` (the last hour by default),
+    the newest ``limit`` of them, within the token's scope and the caller's own org."""
+    _check_scope(record, [request.unit_id])
+    until = request.until or context.now
+    since = request.since or until - timedelta(hours=1)
+    readings = context.store.readings.between(
+        record.org_id, request.unit_id, since, until, limit=request.limit + 1
+    )
+    return HistoryMessage(
+        request_id=request.request_id,
+        unit_id=request.unit_id,
+        readings=readings[-request.limit :],
+        more=len(readings) > request.limit,
+    )
 
 
 def refresh_token(

@@ -23,7 +23,9 @@ from sensor_stream.models import (
     CommandTimeoutMessage,
     ConnectionMessage,
     ErrorMessage,
+    HistoryMessage,
     LatestMessage,
+    PongMessage,
     ReadingsBatchMessage,
     SubscribedMessage,
     TokenRefreshedMessage,
@@ -35,6 +37,8 @@ ServerMessage = Annotated[
     ConnectionMessage
     | SubscribedMessage
     | LatestMessage
+    | HistoryMessage
+    | PongMessage
     | ReadingsBatchMessage
     | CommandAcceptedMessage
     | CommandAckMessage

@@ -10,6 +10,7 @@ import jwt
 import pytest
 
 import connect.handler
+from sensor_stream.catalog import CLIENT_ACTIONS
 from sensor_stream.models import ConnectionRecord
 from tests.support.clock import FakeClock
 from tests.support.events import websocket_connect_event
@@ -322,7 +323,7 @@ def test_get_latest_outside_the_token_scope_is_forbidden(stack: InProcessStack, 
 # --- malformed and unknown messages --------------------------------------------------------
 
 
-KNOWN = "hello, subscribe, unsubscribe, getLatest, refreshToken, sendCommand"
+KNOWN = ", ".join(CLIENT_ACTIONS)
 
 
 @pytest.mark.parametrize(

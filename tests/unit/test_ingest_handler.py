@@ -29,7 +29,7 @@ EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 def history(stack: InProcessStack, unit_id: str, org: str = "acme") -> list[Reading]:
-    return stack.store.readings.since(org, unit_id, EPOCH, limit=1000)
+    return stack.store.readings.between(org, unit_id, EPOCH, datetime(9999, 1, 1, tzinfo=UTC), limit=1000)
 
 
 def quarantined(stack: InProcessStack, org: str = "acme") -> list[QuarantinedMessage]:

@@ -273,3 +273,45 @@ def test_resume_reads_only_its_orgs_outbox_shards_over_the_gap_and_replays_the_n
     [shard] = stack.store.readings.org_shards("acme")
     assert len(queries) == 3
     assert all(pk.endswith(f"#{shard}") for pk in queries)
+
+
+# --- heartbeat and history -----------------------------------------------------------------
+
+
+def test_ping_is_answered_with_the_server_time(stack: InProcessStack, clock: FakeClock):
+    connection_id = stack.open("acme")
+
+    assert wire(stack.request(connection_id, {"action": "ping", "requestId": "p1"})) == [
+        {"type": "pong", "requestId": "p1", "serverTime": clock.iso()}
+    ]
+
+
+def test_history_answers_a_units_readings_in_a_span_newest_last_and_says_if_there_is_more(
+    stack: InProcessStack, clock: FakeClock
+):
+    stack.publish_telemetry("acme", "dev-1", {"readings": [reading("u1", clock.iso(-s)) for s in range(10)]})
+    stack.publish_telemetry("acme", "dev-1", reading("u2", clock.iso(-1)))
+    stack.publish_telemetry("globex", "dev-9", reading("u1", clock.iso(-1)))
+    connection_id = stack.open("acme")
+
+    [recent] = wire(stack.request(connection_id, {"action": "getHistory", "unitId": "u1", "limit": 3}))
+    [span] = wire(
+        stack.request(
+            connection_id,
+            {"action": "getHistory", "unitId": "u1", "since": clock.iso(-8), "until": clock.iso(-6)},
+        )
+    )
+
+    assert recent["more"] is True
+    assert [r["recordedAt"] for r in recent["readings"]] == [clock.iso(-2), clock.iso(-1), clock.iso(0)]
+    assert span["more"] is False
+    assert [r["recordedAt"] for r in span["readings"]] == [clock.iso(-8), clock.iso(-7), clock.iso(-6)]
+    assert {r["deviceId"] for r in recent["readings"] + span["readings"]} == {"dev-1"}
+
+
+def test_history_outside_the_token_scope_is_forbidden(stack: InProcessStack):
+    connection_id = stack.open("acme", units=["u1"])
+
+    [answer] = wire(stack.request(connection_id, {"action": "getHistory", "unitId": "u2", "requestId": "h"}))
+
+    assert answer == error("forbidden", "your token does not allow units u2", "h")

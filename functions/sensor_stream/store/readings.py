@@ -120,11 +120,13 @@ class ReadingStore:
             return Reading.model_validate_json(item["data"]["S"])
         return None
 
-    def since(self, org_id: str, unit_id: str, since: datetime, limit: int) -> list[Reading]:
-        """The newest ``limit`` readings recorded at or after ``since``, oldest first."""
+    def between(
+        self, org_id: str, unit_id: str, since: datetime, until: datetime, limit: int
+    ) -> list[Reading]:
+        """The newest ``limit`` readings recorded from ``since`` to ``until``, oldest first."""
         items = self._table.query(
             keys.history_pk(org_id, unit_id),
-            sk_between=(keys.history_sk(format_time(since), ""), keys.HISTORY_SK_HIGH),
+            sk_between=(keys.history_sk(format_time(since), ""), keys.history_sk(format_time(until), "~")),
             newest_first=True,
             limit=limit,
         )
