@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 from .fanout import Fanout, FanoutCounts, TickSettlement, server_time_of
 from .gateway import ConnectionGateway
-from .keys import DUE_COMMAND, DUE_SESSION_END
+from .keys import DUE_COMMAND, DUE_SESSION_END, DUE_SUCCESSOR
 from .models import CommandTimeoutMessage, ConnectionRecord, ErrorBody, ErrorMessage
 from .observability import logger, metrics
 from .packing import PackedReading
@@ -118,6 +118,8 @@ class Flusher:
         self._read_through: int | None = None
         self._ticks: deque[TickSettlement] = deque()
         self._delivered_through: int | None = None
+        # When the lease was last renewed (None: must renew before reading anything).
+        self._renewed_at: float | None = None
 
     def close(self) -> None:
         self.fanout.close()
@@ -241,25 +243,31 @@ class Flusher:
         report.seconds = list(range(first, last + 1))
 
         self._settle_ticks()
-        announce = max(last, self._read_through if self._read_through is not None else last)
-        state = self._store.flush_state.renew(
-            self.owner,
-            now,
-            settings.flush_lease_seconds,
-            read_through=announce,
-            delivered_through=self._delivered_through,
-        )
-        if state is None:
-            report.lease_lost = True
-            return report
-        self._read_through = announce
-        report.successor = state.successor
+        if self._must_renew(now, last):
+            # Announce the seconds of the next renew interval too: an idle tick in between
+            # then makes one request, its outbox query.
+            announce = max(last + math.ceil(settings.flush_renew_seconds) + 1, self._read_through or last)
+            state = self._store.flush_state.renew(
+                self.owner,
+                now,
+                settings.flush_lease_seconds,
+                read_through=announce,
+                delivered_through=self._delivered_through,
+            )
+            if state is None:
+                report.lease_lost = True
+                return report
+            self._read_through = announce
+            self._renewed_at = now
+            report.successor = state.successor
 
         arrived: dict[str, list[PackedReading]] = defaultdict(list)
         delivered: list[int] = []
         this_tick: set[int] = set()
         queue = self._store.readings.seconds_queue(first, last) if report.seconds else SecondQueue([], [])
-        timers = queue.timers
+        timers = [timer for timer in queue.timers if timer.kind != DUE_SUCCESSOR]
+        for doorbell in (timer for timer in queue.timers if timer.kind == DUE_SUCCESSOR):
+            report.successor = doorbell.identifier
         for entry in queue.entries:
             for line in entry.lines:
                 try:
@@ -317,6 +325,14 @@ class Flusher:
                 connections += 1
         return connections
 
+    def _must_renew(self, now: float, last: int) -> bool:
+        return (
+            self._renewed_at is None
+            or now >= self._renewed_at + self._settings.flush_renew_seconds
+            or self._read_through is None
+            or last > self._read_through
+        )
+
     def _settle_ticks(self) -> None:
         """Advance ``deliveredThrough`` over the oldest ticks whose posts have all ended."""
         while self._ticks and self._ticks[0].settled:
@@ -339,6 +355,7 @@ class Flusher:
             recent=self._recent.pack(),
         )
         if handed:
+            self._renewed_at = None  # not ours any more: a later tick must find that out first
             logger.info("flush handed over", extra={"successor": successor, "delivered_through": delivered})
         return handed
 

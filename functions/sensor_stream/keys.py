@@ -21,6 +21,8 @@ OUTBOX_WINDOW_SECONDS = 10
 # sorts after every character of an org id, so a second's timers come after its entries.
 DUE_PREFIX = "~due#"
 DUE_COMMAND = "cmd"
+# A waiting successor's doorbell: the running flusher finds it with the second's readings.
+DUE_SUCCESSOR = "successor"
 DUE_SESSION_END = "session"
 
 

@@ -42,7 +42,11 @@ class Settings(BaseSettings):
     flush_tick_seconds: float = Field(1.0, gt=0, alias="FLUSH_TICK_SECONDS")
     # Stop ticking this long before the invocation would time out.
     flush_stop_margin_seconds: float = Field(5.0, ge=0, alias="FLUSH_STOP_MARGIN_SECONDS")
-    flush_lease_seconds: float = Field(10.0, gt=0, alias="FLUSH_LEASE_SECONDS")
+    # The lease is renewed (and progress recorded) every RENEW seconds, and whenever a tick
+    # reads past what was announced; a crashed holder is replaced once LEASE has passed.
+    # An idle tick in between makes one request: its outbox query.
+    flush_lease_seconds: float = Field(30.0, gt=0, alias="FLUSH_LEASE_SECONDS")
+    flush_renew_seconds: float = Field(10.0, gt=0, alias="FLUSH_RENEW_SECONDS")
     # How often a waiting successor looks whether the lease was handed to it.
     flush_successor_poll_seconds: float = Field(0.1, gt=0, alias="FLUSH_SUCCESSOR_POLL_SECONDS")
     flush_post_concurrency: int = Field(32, ge=1, le=256, alias="FLUSH_POST_CONCURRENCY")

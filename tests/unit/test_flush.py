@@ -18,7 +18,7 @@ from sensor_stream import clients, keys
 from sensor_stream.delivery import TickReport
 from sensor_stream.models import ReadingsBatchMessage
 from sensor_stream.store.dynamo import N, S
-from tests.support.botocore_hooks import fail_operation
+from tests.support.botocore_hooks import count_calls, fail_operation
 from tests.support.clock import FakeClock
 from tests.support.lambda_context import FakeLambdaContext, countdown
 from tests.support.readings import reading
@@ -526,3 +526,21 @@ def test_failing_post_of_a_command_timeout_does_not_stop_the_tick(
     posts.failing.clear()
     stack.deliver()
     assert units(posts.received(connection_id)) == ["u1", "u2"]
+
+
+def test_an_idle_tick_makes_one_request_and_the_lease_is_renewed_every_few_seconds(
+    stack: InProcessStack, clock: FakeClock
+):
+    stack.open("acme")
+    stack.deliver()
+    calls = count_calls(stack.store.client)
+
+    for _ in range(30):
+        stack.tick()
+
+    # One outbox query per tick (and shard: one by default, two in these tests); the lease
+    # renewed (and progress recorded) every 10 s.
+    shards = stack.settings.outbox_shards
+    assert calls["Query"] == 30 * shards
+    assert calls["UpdateItem"] == 30 // stack.settings.flush_renew_seconds
+    assert sum(calls.values()) == 30 * shards + 3

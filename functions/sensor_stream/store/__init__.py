@@ -43,7 +43,7 @@ class SensorStore:
         self.readings = ReadingStore(self.table, settings, clock=lambda: self.clock())
         self.connections = ConnectionStore(self.table, settings)
         self.commands = CommandStore(self.table, settings)
-        self.flush_state = FlushStateStore(self.table)
+        self.flush_state = FlushStateStore(self.table, settings)
 
     @property
     def client(self) -> DynamoDBClient:

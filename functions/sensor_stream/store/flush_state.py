@@ -11,10 +11,13 @@ and how far delivery got (docs/data-model.md, "The flush").
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass, replace
 
-from ..keys import FLUSH_STATE_KEY, key
+from ..keys import DUE_SUCCESSOR, FLUSH_STATE_KEY, key
+from ..settings import Settings
 from .dynamo import B, ConditionFailed, Item, N, S, Table, number, string
+from .timers import timer_item
 
 # The digests of recently delivered readings handed from one flusher to the next; apart
 # from the state item, which ingest reads and which must therefore stay small.
@@ -45,8 +48,9 @@ class FlushState:
 
 
 class FlushStateStore:
-    def __init__(self, table: Table) -> None:
+    def __init__(self, table: Table, settings: Settings) -> None:
         self._table = table
+        self._settings = settings
 
     def read(self) -> FlushState:
         return FlushState.from_item(self._table.get(FLUSH_STATE_KEY, consistent=True) or {})
@@ -104,8 +108,10 @@ class FlushStateStore:
         return FlushState.from_item(item)
 
     def wait_as_successor(self, candidate: str, now: float, stale_after: float) -> bool:
-        """Queue up behind the current holder. False when another fresh successor waits
-        already (this invocation is then not needed)."""
+        """Queue up behind the current holder, and ring its doorbell: a timer in the current
+        second, which the holder reads with that second's readings (it renews the state
+        item only every few seconds). False when another fresh successor waits already
+        (this invocation is then not needed)."""
         try:
             self._table.update(
                 FLUSH_STATE_KEY,
@@ -115,6 +121,7 @@ class FlushStateStore:
             )
         except ConditionFailed:
             return False
+        self._table.put(timer_item(self._settings, math.floor(now) + 1, DUE_SUCCESSOR, candidate))
         return True
 
     def hand_over(
