@@ -107,6 +107,18 @@ const BEARER_PREFIX = "bearer.";
  */
 
 /**
+ * @typedef {object} GetAlertsRequest
+ * @property {"getAlerts"} action
+ * @property {string} [requestId]
+ */
+
+/**
+ * @typedef {object} ListUnitsRequest
+ * @property {"listUnits"} action
+ * @property {string} [requestId]
+ */
+
+/**
  * A heartbeat: keeps the connection from idling out and tells the client it is alive.
  * @typedef {object} PingRequest
  * @property {"ping"} action
@@ -132,7 +144,7 @@ const BEARER_PREFIX = "bearer.";
 
 /**
  * @typedef {HelloRequest | SubscribeRequest | UnsubscribeRequest | GetLatestRequest | GetHistoryRequest
- *   | PingRequest | RefreshTokenRequest | SendCommandRequest} ClientRequest
+ *   | GetAlertsRequest | ListUnitsRequest | PingRequest | RefreshTokenRequest | SendCommandRequest} ClientRequest
  */
 
 // --- Server -> client -------------------------------------------------------------------
@@ -169,6 +181,54 @@ const BEARER_PREFIX = "bearer.";
  * @property {string} unitId
  * @property {Reading[]} readings ordered by `recordedAt`
  * @property {boolean} more the span held more than `limit`: ask again with an earlier `until`
+ */
+
+/**
+ * An alert that opened (contract section 5).
+ * @typedef {object} AlertTriggeredMessage
+ * @property {"alert:triggered"} type
+ * @property {string} alertId
+ * @property {string} ruleId
+ * @property {string} unitId
+ * @property {"temperature_high" | "temperature_low" | "humidity_high" | "humidity_low" | "battery_high"
+ *   | "battery_low" | "signalStrength_high" | "signalStrength_low" | "silence"} alertType
+ * @property {"info" | "warning" | "critical"} severity
+ * @property {string} message
+ * @property {number} [value] the reading's value that broke the rule (not for silence)
+ * @property {number} [threshold] the rule's bound it broke
+ * @property {string} triggeredAt
+ */
+
+/**
+ * @typedef {object} AlertResolvedMessage
+ * @property {"alert:resolved"} type
+ * @property {string} alertId
+ * @property {string} ruleId
+ * @property {string} unitId
+ * @property {string} resolvedAt
+ */
+
+/**
+ * @typedef {object} AlertsMessage
+ * @property {"alerts"} type
+ * @property {string} [requestId]
+ * @property {AlertTriggeredMessage[]} active
+ */
+
+/**
+ * A unit of the org that has reported.
+ * @typedef {object} UnitInfo
+ * @property {string} unitId
+ * @property {string | null} siteId
+ * @property {Reading | null} lastReading
+ * @property {string | null} lastSeenAt its last `receivedAt`
+ */
+
+/**
+ * @typedef {object} UnitsMessage
+ * @property {"units"} type
+ * @property {string} [requestId]
+ * @property {UnitInfo[]} units
  */
 
 /**
@@ -226,7 +286,8 @@ const BEARER_PREFIX = "bearer.";
 /**
  * @typedef {ConnectionMessage | SubscribedMessage | LatestMessage | HistoryMessage | PongMessage
  *   | TokenRefreshedMessage | ReadingsBatchMessage | CommandAcceptedMessage | CommandAckMessage
- *   | CommandTimeoutMessage | ErrorMessage} ServerMessage
+ *   | CommandTimeoutMessage | AlertTriggeredMessage | AlertResolvedMessage | AlertsMessage | UnitsMessage
+ *   | ErrorMessage} ServerMessage
  */
 
 // --- Client API ---------------------------------------------------------------------------
@@ -320,7 +381,8 @@ export class SensorStreamError extends Error {
  * newest reading seen, restores the subscription, and de-duplicates readings by `id`.
  *
  * Events (`addEventListener`): `status` (StatusDetail), `readings` (ReadingsDetail),
- * `subscription` (Subscription), `error` (ErrorDetail).
+ * `alert` (AlertTriggeredMessage | AlertResolvedMessage), `subscription` (Subscription),
+ * `error` (ErrorDetail).
  */
 export class SensorStreamClient extends EventTarget {
   /** @type {Required<Omit<ClientOptions, "token">>} */
@@ -455,6 +517,26 @@ export class SensorStreamClient extends EventTarget {
     /** @type {HistoryMessage} */
     const answer = await this.#request({ action: "getHistory", unitId, ...span }, "history");
     return { readings: answer.readings, more: answer.more };
+  }
+
+  /**
+   * The org's open alerts on the units the token allows.
+   * @returns {Promise<AlertTriggeredMessage[]>}
+   */
+  async getAlerts() {
+    /** @type {AlertsMessage} */
+    const answer = await this.#request({ action: "getAlerts" }, "alerts");
+    return answer.active;
+  }
+
+  /**
+   * Every unit of the org that has reported (within the token's scope), quiet ones too.
+   * @returns {Promise<UnitInfo[]>}
+   */
+  async listUnits() {
+    /** @type {UnitsMessage} */
+    const answer = await this.#request({ action: "listUnits" }, "units");
+    return answer.units;
   }
 
   /**
@@ -758,6 +840,8 @@ export class SensorStreamClient extends EventTarget {
       case "connection":
       case "latest":
       case "history":
+      case "alerts":
+      case "units":
       case "pong":
       case "tokenRefreshed":
         this.#takePending(message.requestId)?.resolve(message);
@@ -768,6 +852,10 @@ export class SensorStreamClient extends EventTarget {
         break;
       case "sensor:readings:batch":
         this.#acceptBatch(message);
+        break;
+      case "alert:triggered":
+      case "alert:resolved":
+        this.dispatchEvent(new CustomEvent("alert", { detail: message }));
         break;
       case "command:accepted":
         this.#commandAccepted(message);

@@ -21,6 +21,8 @@ class FunctionSpec:
     timeout_seconds: int
     # WebSocket route keys this function answers (route selection `$request.body.action`).
     websocket_routes: tuple[str, ...] = ()
+    # HTTP API route keys (behind the JWT authorizer).
+    http_routes: tuple[str, ...] = ()
 
     @property
     def handler(self) -> str:
@@ -36,6 +38,14 @@ INGEST = FunctionSpec(
     description="Validates and stores readings from IoT Core and POST /readings",
     memory_mb=512,
     timeout_seconds=30,
+    http_routes=("POST /readings",),
+)
+RULES = FunctionSpec(
+    name="rules",
+    description="Alert rules: PUT, GET and DELETE /alert-rules",
+    memory_mb=256,
+    timeout_seconds=15,
+    http_routes=("PUT /alert-rules/{ruleId}", "GET /alert-rules", "DELETE /alert-rules/{ruleId}"),
 )
 CONNECT = FunctionSpec(
     name="connect",
@@ -59,7 +69,7 @@ PUBLISH = FunctionSpec(
     timeout_seconds=15,
     websocket_routes=("sendCommand",),
 )
-FUNCTIONS = (INGEST, CONNECT, FLUSH, PUBLISH)
+FUNCTIONS = (INGEST, CONNECT, FLUSH, PUBLISH, RULES)
 
 
 def websocket_routes() -> dict[str, FunctionSpec]:
@@ -68,3 +78,8 @@ def websocket_routes() -> dict[str, FunctionSpec]:
 
 
 CLIENT_ACTIONS = tuple(route for route in websocket_routes() if not route.startswith("$"))
+
+
+def http_routes() -> dict[str, FunctionSpec]:
+    """Every HTTP API route key and the function behind it."""
+    return {route: spec for spec in FUNCTIONS for route in spec.http_routes}

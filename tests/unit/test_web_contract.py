@@ -102,7 +102,7 @@ def optional_on_wire(model: type[WireModel], alias: str, field: FieldInfo) -> bo
     its serializer drops when empty."""
     if "action" in model.model_fields:
         return not field.is_required()
-    return alias in model.omit_when_none
+    return alias in model.omit_when_none or getattr(field, "exclude_if", None) is not None
 
 
 def wire_fields(model: type[WireModel]) -> dict[str, FieldInfo]:
