@@ -8,12 +8,15 @@ refuses publishes to topics starting with ``$``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 import socket
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from typing import Any
 from urllib.parse import unquote
 
@@ -25,7 +28,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 from devstack.config import LOOPBACK
 from devstack.http_server import HttpRequest, HttpResponse
 from devstack.iot_sql import CompiledRule, IotSqlEvaluationError, Message, compile_rule
-from devstack.lambda_runtime import AsyncInvoker, LambdaFunction
+from devstack.lambda_runtime import AsyncInvoker, Function
+from devstack.processes import die_with_parent
 
 log = logging.getLogger("devstack.iot")
 
@@ -63,6 +67,30 @@ class EmbeddedBroker:
             await self._broker.shutdown()
 
 
+def serve_broker(port: int, ready: Connection) -> None:
+    """Entry point of the broker's own process (its own GIL: the broker handles every
+    device message twice, in and out to the rule runner). Sends the bound port, or the
+    error, on ``ready``; runs until SIGTERM."""
+    die_with_parent()
+    for name in ("amqtt", "transitions"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+    async def run() -> None:
+        broker = EmbeddedBroker()
+        try:
+            bound = await broker.start(port)
+        except Exception as error:
+            ready.send(f"{type(error).__name__}: {error}")
+            return
+        stopped = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopped.set)
+        ready.send(bound)
+        await stopped.wait()
+        await broker.stop()
+
+    asyncio.run(run())
+
+
 class MqttSession:
     """A paho client on its own network thread, connected before ``start`` returns."""
 
@@ -98,7 +126,7 @@ class MqttSession:
 class DeployedRule:
     name: str
     rule: CompiledRule
-    target: LambdaFunction
+    target: Function
 
 
 class RuleRunner(MqttSession):
@@ -145,7 +173,7 @@ class RuleRunner(MqttSession):
 
 
 def deploy_rules(
-    specs: Sequence[Any], functions: dict[str, LambdaFunction], invoker: AsyncInvoker, host: str, port: int
+    specs: Sequence[Any], functions: dict[str, Function], invoker: AsyncInvoker, host: str, port: int
 ) -> list[RuleRunner]:
     """A runner per ``sensor_stream.iot_rules.TopicRuleSpec``, its SQL compiled (and so checked)."""
     return [

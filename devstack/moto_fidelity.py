@@ -4,6 +4,12 @@ moto answers a Query by sorting every item of the table and filtering by partiti
 so each query costs O(table) and a stack that streams readings for a few minutes slows
 to a crawl; and moto never expires TTL items. DynamoDB does neither. This module
 narrows Query to the partition (same result, O(partition)) and runs a TTL sweeper.
+
+It also removes per-request overheads of moto's server that bound the local stack's
+throughput (profile in devstack/README.md): the dispatcher lists moto's package folder
+on every request to recognise a service name (cached once here), and DynamoDB requests
+go through Flask and the host-based dispatcher before reaching moto's DynamoDB handler
+(:class:`DynamoDbFastPath` hands them to it directly, the same handler and answers).
 It patches the emulator only; the functions' code is untouched.
 """
 
@@ -21,11 +27,16 @@ _applied = False
 
 
 def apply() -> None:
-    """Patch moto's Table once per process (idempotent)."""
+    """Patch moto once per process (idempotent)."""
     global _applied
     if _applied:
         return
     _applied = True
+    import moto.backends
+
+    # A folder listing per request (os.listdir + isdir of ~200 entries); it never changes.
+    moto_modules = frozenset(moto.backends.list_of_moto_modules())
+    moto.backends.list_of_moto_modules = lambda: moto_modules
     original_query = Table.query
     original_all_items = Table.all_items
 
@@ -50,6 +61,38 @@ def apply() -> None:
 
     Table.query = query  # type: ignore[method-assign]
     Table.all_items = all_items  # type: ignore[method-assign]
+
+
+DYNAMODB_TARGET_PREFIX = "DynamoDB_20120810."
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Any]
+
+
+class DynamoDbFastPath:
+    """A WSGI app in front of moto's server app: DynamoDB requests (``X-Amz-Target:
+    DynamoDB_20120810.*``) go straight to moto's ``DynamoHandler``, as moto's own Flask
+    view would call it; everything else goes to ``fallback`` unchanged."""
+
+    def __init__(self, fallback: WsgiApp) -> None:
+        from moto.dynamodb.responses import DynamoHandler
+        from moto.moto_server.werkzeug_app import BackendRequest
+
+        self._fallback = fallback
+        self._handler = DynamoHandler
+        self._request_class = BackendRequest
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if not environ.get("HTTP_X_AMZ_TARGET", "").startswith(DYNAMODB_TARGET_PREFIX):
+            return self._fallback(environ, start_response)
+        from botocore.exceptions import ClientError
+        from werkzeug.wrappers import Response
+
+        request = self._request_class(environ)
+        try:
+            result = self._handler.dispatch(request, request.raw_url, dict(request.headers))
+        except ClientError as error:  # as moto's convert_to_flask_response answers it
+            result = 400, {}, error.response["Error"]["Message"]
+        status, headers, body = result if len(result) == 3 else (200, {}, result)
+        return Response(response=body, status=status, headers=headers)(environ, start_response)
 
 
 def expire_items(tables: Callable[[], list[Table]], now: float | None = None) -> int:
