@@ -9,12 +9,17 @@ It also removes per-request overheads of moto's server that bound the local stac
 throughput (profile in devstack/README.md): the dispatcher lists moto's package folder
 on every request to recognise a service name (cached once here), and DynamoDB requests
 go through Flask and the host-based dispatcher before reaching moto's DynamoDB handler
-(:class:`DynamoDbFastPath` hands them to it directly, the same handler and answers).
+(:class:`DynamoDbFastPath` hands them to it directly, the same handler and answers);
+and moto writes every item of an answer through its generic, shape-driven serializer
+(four fifths of a Query's cost) although the items already are DynamoDB JSON: they are
+written with ``json.dumps`` instead.
 It patches the emulator only; the functions' code is untouched.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -61,6 +66,42 @@ def apply() -> None:
 
     Table.query = query  # type: ignore[method-assign]
     Table.all_items = all_items  # type: ignore[method-assign]
+    _write_item_answers_as_json()
+
+
+def _without_nulls(value: Any) -> Any:
+    # The serializer leaves out members that are None (e.g. no LastEvaluatedKey).
+    if isinstance(value, dict):
+        return {key: _without_nulls(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [_without_nulls(item) for item in value]
+    return value
+
+
+def _binary_as_base64(value: object) -> str:
+    if isinstance(value, bytes):  # B and BS attribute values
+        return base64.b64encode(value).decode()
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def _write_item_answers_as_json() -> None:
+    """Answers that carry items (``DynamoResult``: Get/Put/Update/DeleteItem, Query, Scan,
+    batches, transactions) are plain DynamoDB JSON once moto has converted its types, so
+    the JSON protocol's answer is that document itself."""
+    from moto.dynamodb.responses import DynamoResult
+
+    generic = DynamoResult.execute_result
+
+    def execute_result(self: DynamoResult, context: Any) -> Any:
+        if not isinstance(self.result, dict):
+            return generic(self, context)
+        try:
+            body = json.dumps(_without_nulls(self.result), separators=(",", ":"), default=_binary_as_base64)
+        except TypeError:  # something the JSON protocol writes differently: moto's way
+            return generic(self, context)
+        return 200, {"Content-Type": "application/x-amz-json-1.0"}, body
+
+    DynamoResult.execute_result = execute_result  # type: ignore[method-assign,assignment]
 
 
 DYNAMODB_TARGET_PREFIX = "DynamoDB_20120810."
