@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -69,6 +69,8 @@ class StackConfig(BaseSettings):
     # long a client may stay that far behind before it is disconnected.
     websocket_client_buffer_bytes: int = Field(1024 * 1024, ge=1024, alias="LOCAL_WS_CLIENT_BUFFER_BYTES")
     websocket_stalled_close_seconds: float = Field(30.0, gt=0, alias="LOCAL_WS_STALLED_CLOSE_SECONDS")
+    # The MQTT broker: mosquitto when installed (make dev installs it), else amqtt.
+    mqtt_broker: Literal["mosquitto", "amqtt"] = Field("mosquitto", alias="LOCAL_MQTT_BROKER")
     # The fault-injection admin API (devstack/faults.py); 0 = any free port.
     admin_port: int = Field(0, ge=0, le=65535, alias="LOCAL_ADMIN_PORT")
 

@@ -224,7 +224,10 @@ async def run_stack(config: StackConfig, ready_stream: TextIO) -> None:
 
         ours, theirs = processes.Pipe()
         broker = processes.Process(
-            target=serve_broker, args=(config.mqtt_port, theirs), name="mqtt-broker", daemon=True
+            target=serve_broker,
+            args=(config.mqtt_port, theirs, config.mqtt_broker == "mosquitto"),
+            name="mqtt-broker",
+            daemon=True,
         )
         broker.start()
         running.callback(stop_process, broker)
