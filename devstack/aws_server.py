@@ -24,7 +24,7 @@ from typing import Any
 from werkzeug.serving import ThreadedWSGIServer
 
 from devstack import moto_fidelity
-from devstack.processes import die_with_parent
+from devstack.processes import die_with_parent, name_process
 
 log = logging.getLogger("devstack.aws")
 
@@ -103,6 +103,7 @@ def serve(listener: socket.socket, ready: Connection, ttl_sweep_seconds: float) 
     """Entry point of the process: serve moto's app on ``listener`` (bound by the stack,
     so the port is known and checked before this process starts) until SIGTERM."""
     die_with_parent()
+    name_process("moto")
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     moto_fidelity.apply()
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app

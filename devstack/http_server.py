@@ -123,7 +123,10 @@ class BackgroundHttpServer:
     def __init__(self, name: str, handler: Callable[..., BaseHTTPRequestHandler], port: int) -> None:
         self._server = ThreadingHTTPServer((LOOPBACK, port), handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name=f"http-{name}", daemon=True)
+        # A short poll: shutdown() waits for the loop to look, and the stack stops several.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name=f"http-{name}", daemon=True
+        )
 
     @property
     def port(self) -> int:

@@ -30,6 +30,7 @@ from typing import Any
 log = logging.getLogger("devstack.processes")
 
 PR_SET_PDEATHSIG = 1
+PR_SET_NAME = 15
 # Imported once in the forkserver; every child inherits them already loaded.
 PRELOADED_MODULES = [
     "boto3",
@@ -82,6 +83,13 @@ def die_with_parent() -> None:
     # Ctrl-C in a terminal reaches the whole process group: only the stack itself acts
     # on it, stopping the children in order.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def name_process(name: str) -> None:
+    """Show the process as ``name`` in ps and top (Linux keeps 15 bytes of it)."""
+    libc_name = ctypes.util.find_library("c")
+    if sys.platform.startswith("linux") and libc_name:
+        ctypes.CDLL(libc_name).prctl(PR_SET_NAME, name.encode()[:15], 0, 0, 0)
 
 
 def stop_process(process: BaseProcess, grace_seconds: float = STOP_GRACE_SECONDS) -> None:

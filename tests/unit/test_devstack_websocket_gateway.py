@@ -377,7 +377,7 @@ def test_gateway_faults_answer_410_for_chosen_connections_while_they_stay_open(s
     management = running.management()
     with running.open() as client:
         connection_id = running.connection_id()
-        faults.settings = GatewayFaultSettings(goneConnectionIds=[connection_id])
+        faults.settings = GatewayFaultSettings(gone_connection_ids=[connection_id])
         with pytest.raises(management.exceptions.GoneException):
             management.post_to_connection(ConnectionId=connection_id, Data=b"{}")
         faults.reset()
