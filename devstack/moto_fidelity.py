@@ -12,7 +12,9 @@ go through Flask and the host-based dispatcher before reaching moto's DynamoDB h
 (:class:`DynamoDbFastPath` hands them to it directly, the same handler and answers);
 and moto writes every item of an answer through its generic, shape-driven serializer
 (four fifths of a Query's cost) although the items already are DynamoDB JSON: they are
-written with ``json.dumps`` instead.
+written with ``json.dumps`` instead. Condition expressions without values (e.g.
+``attribute_not_exists(pk)``, one per stored reading) are parsed once, not per request,
+and moto's list of its handler's methods is computed once per class.
 It patches the emulator only; the functions' code is untouched.
 """
 
@@ -67,6 +69,46 @@ def apply() -> None:
     Table.query = query  # type: ignore[method-assign]
     Table.all_items = all_items  # type: ignore[method-assign]
     _write_item_answers_as_json()
+    _parse_value_free_conditions_once()
+    _list_handler_methods_once()
+
+
+def _parse_value_free_conditions_once() -> None:
+    import moto.dynamodb.models
+    import moto.dynamodb.models.table
+
+    parse = moto.dynamodb.models.get_filter_expression
+    parsed: dict[tuple[str, tuple[tuple[str, str], ...]], Any] = {}
+
+    def get_filter_expression(
+        expression: str | None, names: dict[str, str] | None, values: dict[str, dict[str, str]] | None
+    ) -> Any:
+        if values or not expression:
+            return parse(expression, names, values)
+        key = (expression, tuple(sorted((names or {}).items())))
+        condition = parsed.get(key)
+        if condition is None:
+            if len(parsed) > 1024:  # expressions are few; this only bounds a surprise
+                parsed.clear()
+            condition = parsed[key] = parse(expression, names, values)
+        return condition
+
+    moto.dynamodb.models.get_filter_expression = get_filter_expression  # type: ignore[assignment]
+    moto.dynamodb.models.table.get_filter_expression = get_filter_expression  # type: ignore[assignment]
+
+
+def _list_handler_methods_once() -> None:
+    import moto.core.responses
+
+    list_methods = moto.core.responses.method_names_from_class
+    methods: dict[type, frozenset[str]] = {}
+
+    def method_names_from_class(clazz: Any) -> Any:
+        if clazz not in methods:
+            methods[clazz] = frozenset(list_methods(clazz))
+        return methods[clazz]
+
+    moto.core.responses.method_names_from_class = method_names_from_class
 
 
 def _without_nulls(value: Any) -> Any:

@@ -77,3 +77,21 @@ def test_answers_carrying_items_are_the_same_with_the_json_writer(aws):
     assert with_json_writer[0] == item
     assert with_json_writer[1] is False
     assert "LastEvaluatedKey" in with_json_writer[2]
+
+
+def test_conditions_parsed_once_still_decide_per_item(aws):
+    moto_fidelity.apply()
+    client = boto3.client("dynamodb")
+    outcomes = []
+    for pk in ("UNIT#a", "UNIT#b", "UNIT#a"):
+        try:
+            client.put_item(
+                TableName=TABLE_NAME,
+                Item={"pk": {"S": pk}, "sk": {"S": "R#1"}},
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+            outcomes.append("stored")
+        except client.exceptions.ConditionalCheckFailedException:
+            outcomes.append("exists")
+
+    assert outcomes == ["stored", "stored", "exists"]
