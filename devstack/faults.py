@@ -5,6 +5,7 @@ HTTP API that sets it (``LOCAL_ADMIN_PORT``, shown in the banner on stderr).
     PUT    /faults/dynamodb     {"throttleRate": 0.1, "serverErrorRate": 0.05}
     PUT    /faults/gateway      {"goneRate": 0.2, "goneConnectionIds": ["..."]}
     PUT    /faults/connections/{connectionId}      {"bytesPerSecond": 2000}  (null: full speed)
+    GET    /functions                              environments, running and queued invocations
     POST   /functions/{name}/kill                  SIGKILL its running environments
     DELETE /faults                                 back to no faults
 
@@ -78,8 +79,10 @@ class GatewayFaults:
             self.slow = {}
 
 
-class Killable(Protocol):
+class ManagedFunction(Protocol):
     def kill_running(self) -> list[int]: ...
+
+    def stats(self) -> dict[str, int]: ...
 
 
 class FaultState:
@@ -120,7 +123,7 @@ def _bad_request(message: str) -> HttpResponse:
 class AdminApi:
     """The admin endpoint: an ``HttpRequest -> HttpResponse`` function for LoopbackHttpServer."""
 
-    def __init__(self, faults: FaultState, functions: Mapping[str, Killable]) -> None:
+    def __init__(self, faults: FaultState, functions: Mapping[str, ManagedFunction]) -> None:
         self._faults = faults
         self._functions = functions
 
@@ -151,6 +154,8 @@ class AdminApi:
                 slow = SlowConnection.model_validate_json(body or b"{}")
                 faults.gateway.set_slow(connection_id, slow.bytes_per_second)
                 return HttpResponse.json(200, faults.describe())
+            case "GET", ["functions"]:
+                return HttpResponse.json(200, {name: f.stats() for name, f in self._functions.items()})
             case "POST", ["functions", name, "kill"]:
                 function = self._functions.get(name)
                 if function is None:

@@ -279,6 +279,15 @@ class LambdaFunction:
     def environments(self) -> int:
         return len(self._environments)
 
+    def stats(self) -> dict[str, int]:
+        """What an operator would read off Lambda's metrics: environments (concurrent
+        executions), how many are running an invocation, and invocations waiting."""
+        return {
+            "environments": len(self._environments),
+            "running": sum(environment.busy for environment in list(self._environments)),
+            "queued": self._queue.qsize(),
+        }
+
     def end_running_invocations(self, wait_seconds: float) -> bool:
         """Tell running invocations their time is up and wait for them; False if some remain."""
         for environment in list(self._environments):

@@ -22,6 +22,9 @@ class KillableDouble:
         self.kills += 1
         return [4242]
 
+    def stats(self) -> dict[str, int]:
+        return {"environments": 1, "running": 1, "queued": 3}
+
 
 @pytest.fixture
 def admin() -> Iterator[tuple[str, FaultState, KillableDouble]]:
@@ -87,13 +90,15 @@ def test_invalid_settings_are_refused_and_change_nothing(admin, path, document):
     assert faults.describe() == FaultState().describe()
 
 
-def test_a_running_function_can_be_killed_and_unknown_routes_are_404(admin):
+def test_functions_are_listed_and_a_running_one_can_be_killed_and_unknown_routes_are_404(admin):
     url, _, flush = admin
 
+    stats = call(f"{url}/functions", "GET")
     killed = call(f"{url}/functions/flush/kill", "POST")
     unknown_function = call(f"{url}/functions/nope/kill", "POST")
     unknown_route = call(f"{url}/nothing", "GET")
 
+    assert stats == (200, {"flush": {"environments": 1, "running": 1, "queued": 3}})
     assert killed == (200, {"killed": [4242]})
     assert flush.kills == 1
     assert unknown_function[0] == unknown_route[0] == 404
