@@ -80,6 +80,9 @@ class FunctionConfig:
     async_retries: int = DEFAULT_ASYNC_RETRIES
     max_event_age_seconds: float = DEFAULT_MAX_EVENT_AGE_SECONDS
     environment: Mapping[str, str] = field(default_factory=dict)
+    # CPU priority of its environments (os.nice). In AWS each environment has CPU of its
+    # own; on one machine a backlog of one function would take the CPU the others need.
+    nice: int = 0
 
 
 @dataclass
@@ -111,7 +114,9 @@ class _Environment:
     def _spawn(self) -> None:
         config = self._function.config
         ours, theirs = process_context().Pipe()
-        spec = EnvironmentSpec(config.name, config.handler, config.memory_mb, dict(config.environment))
+        spec = EnvironmentSpec(
+            config.name, config.handler, config.memory_mb, dict(config.environment), config.nice
+        )
         process = process_context().Process(
             target=serve,
             args=(spec, theirs, self._function.fault_rates),

@@ -79,6 +79,7 @@ class EnvironmentSpec:
     handler: str
     memory_mb: int
     environment: dict[str, str] = field(default_factory=dict)
+    nice: int = 0
 
 
 class _InjectedBody:
@@ -188,6 +189,8 @@ def serve(spec: EnvironmentSpec, connection: Connection, fault_rates: Sequence[f
     """Entry point of the environment's process."""
     die_with_parent()
     name_process(f"fn:{spec.function_name.removeprefix('sensor-stream-')}")
+    if spec.nice:
+        os.nice(spec.nice)
     os.environ.clear()
     os.environ.update(spec.environment)
     log_stream = time.strftime("%Y/%m/%d/[$LATEST]") + uuid.uuid4().hex

@@ -184,6 +184,9 @@ def _function_configs(config: StackConfig) -> dict[str, FunctionConfig]:
             timeout_seconds=30,
             concurrency=config.ingest_concurrency,
             environment=environment,
+            # A device burst queues in ingest's event queue, as in Lambda, instead of
+            # taking the CPU that the flush and the connections need to deliver.
+            nice=5,
         ),
         "flush": FunctionConfig(
             "sensor-stream-flush",
