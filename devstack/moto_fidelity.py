@@ -96,6 +96,52 @@ def _parse_value_free_conditions_once() -> None:
     moto.dynamodb.models.get_filter_expression = get_filter_expression  # type: ignore[assignment]
     moto.dynamodb.models.table.get_filter_expression = get_filter_expression  # type: ignore[assignment]
 
+    # The request handlers parse the same expressions again to validate them.
+    import moto.dynamodb.responses
+
+    new_parser = moto.dynamodb.responses.create_condition_expression_parser
+    validated: dict[tuple[str, tuple[tuple[str, str], ...]], _ParsedCondition] = {}
+
+    def create_condition_expression_parser(
+        expression: str | None, names: dict[str, str] | None, values: dict[str, dict[str, str]] | None
+    ) -> Any:
+        if values or not expression:
+            return new_parser(expression, names, values)
+        key = (expression, tuple(sorted((names or {}).items())))
+        parsed = validated.get(key)
+        if parsed is None:
+            try:
+                parsed = _ParsedCondition(new_parser(expression, names, values))
+            except Exception:
+                return new_parser(expression, names, values)  # moto raises its own error
+            if len(validated) > 1024:
+                validated.clear()
+            validated[key] = parsed
+        return parsed
+
+    moto.dynamodb.responses.create_condition_expression_parser = create_condition_expression_parser  # type: ignore[assignment]
+
+
+class _ParsedCondition:
+    """Stands in for moto's ConditionExpressionParser of an expression parsed before:
+    the same ``parse()`` result and found names (fresh lists: callers extend them)."""
+
+    def __init__(self, parser: Any) -> None:
+        self._condition = parser.parse()
+        self._names = list(parser.expr_attr_names_found)
+        self._values = list(getattr(parser, "expr_attr_values_found", []))
+
+    def parse(self) -> Any:
+        return self._condition
+
+    @property
+    def expr_attr_names_found(self) -> list[str]:
+        return list(self._names)
+
+    @property
+    def expr_attr_values_found(self) -> list[str]:
+        return list(self._values)
+
 
 def _list_handler_methods_once() -> None:
     import moto.core.responses
