@@ -73,53 +73,48 @@ def apply() -> None:
     _list_handler_methods_once()
 
 
-def _parse_value_free_conditions_once() -> None:
-    import moto.dynamodb.models
-    import moto.dynamodb.models.table
+ParseExpression = Callable[[str | None, dict[str, str] | None, dict[str, dict[str, str]] | None], Any]
 
-    parse = moto.dynamodb.models.get_filter_expression
-    parsed: dict[tuple[str, tuple[tuple[str, str], ...]], Any] = {}
 
-    def get_filter_expression(
+def _once_for_value_free(
+    parse: ParseExpression, prepare: Callable[[Any], Any] = lambda parsed: parsed
+) -> Any:
+    """``parse(expression, names, values)``, remembered for expressions without values;
+    one that fails is not remembered, so the caller meets the error where it expects it."""
+    remembered: dict[tuple[str, tuple[tuple[str, str], ...]], Any] = {}
+
+    def parse_once(
         expression: str | None, names: dict[str, str] | None, values: dict[str, dict[str, str]] | None
     ) -> Any:
         if values or not expression:
             return parse(expression, names, values)
         key = (expression, tuple(sorted((names or {}).items())))
-        condition = parsed.get(key)
-        if condition is None:
-            if len(parsed) > 1024:  # expressions are few; this only bounds a surprise
-                parsed.clear()
-            condition = parsed[key] = parse(expression, names, values)
-        return condition
+        found = remembered.get(key)
+        if found is None:
+            try:
+                found = prepare(parse(expression, names, values))
+            except Exception:
+                return parse(expression, names, values)
+            if len(remembered) > 1024:  # expressions are few; this only bounds a surprise
+                remembered.clear()
+            remembered[key] = found
+        return found
 
-    moto.dynamodb.models.get_filter_expression = get_filter_expression  # type: ignore[assignment]
-    moto.dynamodb.models.table.get_filter_expression = get_filter_expression  # type: ignore[assignment]
+    return parse_once
 
-    # The request handlers parse the same expressions again to validate them.
+
+def _parse_value_free_conditions_once() -> None:
+    import moto.dynamodb.models
+    import moto.dynamodb.models.table
     import moto.dynamodb.responses
 
-    new_parser = moto.dynamodb.responses.create_condition_expression_parser
-    validated: dict[tuple[str, tuple[tuple[str, str], ...]], _ParsedCondition] = {}
-
-    def create_condition_expression_parser(
-        expression: str | None, names: dict[str, str] | None, values: dict[str, dict[str, str]] | None
-    ) -> Any:
-        if values or not expression:
-            return new_parser(expression, names, values)
-        key = (expression, tuple(sorted((names or {}).items())))
-        parsed = validated.get(key)
-        if parsed is None:
-            try:
-                parsed = _ParsedCondition(new_parser(expression, names, values))
-            except Exception:
-                return new_parser(expression, names, values)  # moto raises its own error
-            if len(validated) > 1024:
-                validated.clear()
-            validated[key] = parsed
-        return parsed
-
-    moto.dynamodb.responses.create_condition_expression_parser = create_condition_expression_parser  # type: ignore[assignment]
+    get_filter_expression = _once_for_value_free(moto.dynamodb.models.get_filter_expression)
+    moto.dynamodb.models.get_filter_expression = get_filter_expression
+    moto.dynamodb.models.table.get_filter_expression = get_filter_expression
+    # The request handlers parse the same expressions again to validate them.
+    moto.dynamodb.responses.create_condition_expression_parser = _once_for_value_free(
+        moto.dynamodb.responses.create_condition_expression_parser, _ParsedCondition
+    )
 
 
 class _ParsedCondition:
