@@ -65,6 +65,8 @@ class StackConfig(BaseSettings):
     ingest_concurrency: int = Field(6, ge=1, le=64, alias="LOCAL_INGEST_CONCURRENCY")
     connect_concurrency: int = Field(4, ge=1, le=64, alias="LOCAL_CONNECT_CONCURRENCY")
     publish_concurrency: int = Field(2, ge=1, le=64, alias="LOCAL_PUBLISH_CONCURRENCY")
+    # CPU priority (nice) of the ingest environments, below the flush's and the gateway's.
+    ingest_nice: int = Field(5, ge=0, le=19, alias="LOCAL_INGEST_NICE")
     # Bytes posted to a WebSocket client and not yet read before posts get 429, and how
     # long a client may stay that far behind before it is disconnected.
     websocket_client_buffer_bytes: int = Field(1024 * 1024, ge=1024, alias="LOCAL_WS_CLIENT_BUFFER_BYTES")

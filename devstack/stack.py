@@ -186,7 +186,7 @@ def _function_configs(config: StackConfig) -> dict[str, FunctionConfig]:
             environment=environment,
             # A device burst queues in ingest's event queue, as in Lambda, instead of
             # taking the CPU that the flush and the connections need to deliver.
-            nice=5,
+            nice=config.ingest_nice,
         ),
         "flush": FunctionConfig(
             "sensor-stream-flush",
