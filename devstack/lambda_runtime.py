@@ -96,9 +96,11 @@ class _Environment:
     """The stack's side of one execution environment: a thread that feeds its process one
     invocation at a time and enforces the timeout."""
 
-    def __init__(self, function: LambdaFunction, number: int) -> None:
+    def __init__(self, function: LambdaFunction, number: int, *, warm: bool = False) -> None:
         self._function = function
         self.number = number
+        # Initialise before the first invocation (provisioned concurrency) instead of on it.
+        self._warm = warm
         self.process: BaseProcess | None = None
         self._connection: Any = None
         self.busy = False
@@ -152,6 +154,11 @@ class _Environment:
 
     def _run(self) -> None:
         function = self._function
+        if self._warm:
+            try:
+                self._spawn()
+            except FunctionError:
+                log.exception("%s: could not initialise an environment ahead of use", function.name)
         while True:
             invocation = function.take()
             if invocation is None:
@@ -247,10 +254,11 @@ class LambdaFunction:
         """Start environments ahead of the first invocation (Lambda: provisioned concurrency)."""
         with self._lock:
             for _ in range(min(count, self.config.concurrency) - len(self._environments)):
-                self._add_environment()
+                self._add_environment(warm=True)
+                self._idle += 1
 
-    def _add_environment(self) -> None:
-        environment = _Environment(self, len(self._environments) + 1)
+    def _add_environment(self, *, warm: bool = False) -> None:
+        environment = _Environment(self, len(self._environments) + 1, warm=warm)
         self._environments.append(environment)
         environment.start()
 

@@ -210,3 +210,13 @@ def test_a_function_configured_without_retries_is_tried_once(caplog):
         invoker.close()
 
     assert len(attempts) == 1
+
+
+def test_a_prewarmed_environment_serves_the_first_invocations_without_another_one(start_function):
+    function = start_function("describe", concurrency=4)
+    function.prewarm()
+
+    answers = [function.invoke({"n": n}) for n in range(3)]
+
+    assert function.environments == 1
+    assert {answer["pid"] for answer in answers} == {answers[0]["pid"]}
