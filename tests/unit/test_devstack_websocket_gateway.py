@@ -400,3 +400,25 @@ def test_the_token_bucket_refills_at_its_rate_up_to_its_burst():
     assert first == [True, True, True, False]
     assert after_a_second == [True, True, False]
     assert after_long == [True, True, True, False]
+
+
+def test_a_post_during_connect_is_gone_as_in_api_gateway(start_gateway):
+    running = start_gateway()
+    management = running.management(attempts=1)
+    outcomes: list[str] = []
+
+    def post_to_itself_then_accept(event: dict[str, Any]) -> dict[str, Any]:
+        context = event["requestContext"]
+        if context["routeKey"] == "$connect":
+            try:
+                management.post_to_connection(ConnectionId=context["connectionId"], Data=b"{}")
+                outcomes.append("delivered")
+            except management.exceptions.GoneException:
+                outcomes.append("gone")
+        return connect_handler(event)
+
+    running.session_handler._respond = post_to_itself_then_accept
+    with running.open():
+        pass
+
+    assert outcomes == ["gone"]
