@@ -13,8 +13,9 @@ go through Flask and the host-based dispatcher before reaching moto's DynamoDB h
 and moto writes every item of an answer through its generic, shape-driven serializer
 (four fifths of a Query's cost) although the items already are DynamoDB JSON: they are
 written with ``json.dumps`` instead. Condition expressions without values (e.g.
-``attribute_not_exists(pk)``, one per stored reading) are parsed once, not per request,
-and moto's list of its handler's methods is computed once per class.
+``attribute_not_exists(pk)``, one per stored reading) and update expressions are parsed
+once, not per request, and moto's list of its handler's methods is computed once per
+class.
 It patches the emulator only; the functions' code is untouched.
 """
 
@@ -70,6 +71,7 @@ def apply() -> None:
     Table.all_items = all_items  # type: ignore[method-assign]
     _write_item_answers_as_json()
     _parse_value_free_conditions_once()
+    _parse_update_expressions_once()
     _list_handler_methods_once()
 
 
@@ -115,6 +117,28 @@ def _parse_value_free_conditions_once() -> None:
     moto.dynamodb.responses.create_condition_expression_parser = _once_for_value_free(
         moto.dynamodb.responses.create_condition_expression_parser, _ParsedCondition
     )
+
+
+def _parse_update_expressions_once() -> None:
+    """UpdateItem parses its expression into an AST on every request (the device registry
+    and the flush lease update on every message and tick); the AST holds placeholders,
+    not values, and moto's validator works on a deep copy of it, so one parse per
+    expression serves every request."""
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # type: ignore[attr-defined]
+
+    make = UpdateExpressionParser.make
+    parsed: dict[str, Any] = {}
+
+    def make_once(cls: type, expression: str) -> Any:
+        tree = parsed.get(expression)
+        if tree is None:
+            tree = make(expression)  # a parse error raises here, and is not remembered
+            if len(parsed) > 1024:
+                parsed.clear()
+            parsed[expression] = tree
+        return tree
+
+    UpdateExpressionParser.make = classmethod(make_once)
 
 
 class _ParsedCondition:

@@ -95,3 +95,23 @@ def test_conditions_parsed_once_still_decide_per_item(aws):
             outcomes.append("exists")
 
     assert outcomes == ["stored", "stored", "exists"]
+
+
+def test_an_update_expression_parsed_once_applies_each_requests_values(aws):
+    moto_fidelity.apply()
+    client = boto3.client("dynamodb")
+    key = {"pk": {"S": "DEVICE#a"}, "sk": {"S": "DEVICE"}}
+
+    def register(seen: str) -> dict[str, Any]:
+        return client.update_item(
+            TableName=TABLE_NAME,
+            Key=key,
+            UpdateExpression="SET firstSeenAt = if_not_exists(firstSeenAt, :seen), lastSeenAt = :seen",
+            ExpressionAttributeValues={":seen": {"S": seen}},
+            ReturnValues="ALL_NEW",
+        )["Attributes"]
+
+    first, second = register("t1"), register("t2")
+
+    assert (first["firstSeenAt"], first["lastSeenAt"]) == ({"S": "t1"}, {"S": "t1"})
+    assert (second["firstSeenAt"], second["lastSeenAt"]) == ({"S": "t1"}, {"S": "t2"})
