@@ -313,8 +313,9 @@ class LambdaFunction:
         return False
 
     def kill_running(self) -> list[int]:
-        """SIGKILL every environment that is running an invocation; the pids killed."""
-        killed = [environment.kill() for environment in list(self._environments) if environment.busy]
+        """SIGKILL every environment whose handler is running (not one still initialising);
+        the pids killed."""
+        killed = [environment.kill() for environment in list(self._environments) if environment.invoking]
         return [pid for pid in killed if pid is not None]
 
     def close(self) -> None:
