@@ -9,6 +9,7 @@ PY := $(VENV)/bin/python
 STAMP_PY := $(VENV)/.installed
 STAMP_NODE := node_modules/.installed
 CHROMIUM ?= /usr/bin/chromium
+MOSQUITTO ?= /usr/sbin/mosquitto
 ORG ?= acme
 CDK := npx --no-install cdk
 # The functions' shared package and the repo root, as in Lambda and in pytest.
@@ -34,9 +35,16 @@ $(CHROMIUM):
 	if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null
 
+# Debian's mosquitto is the local stack's MQTT broker (the embedded amqtt stands in
+# where it cannot be installed, at about 20 times the CPU per message).
+$(MOSQUITTO):
+	if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq mosquitto >/dev/null || \
+	echo "mosquitto could not be installed; the local stack uses amqtt"
+
 install: $(STAMP_PY) $(STAMP_NODE) ## Create .venv and node_modules
 
-dev: $(STAMP_PY) ## Run the whole system on 127.0.0.1 until Ctrl-C
+dev: $(STAMP_PY) $(MOSQUITTO) ## Run the whole system on 127.0.0.1 until Ctrl-C
 	$(PY) -m devstack
 
 token: $(STAMP_PY) ## Print a token for the local stack: make token ORG=acme [UNITS=a,b]
@@ -52,16 +60,16 @@ lint: $(STAMP_PY) ## ruff
 typecheck: $(STAMP_PY) ## mypy
 	$(VENV)/bin/mypy functions devstack infra benchmarks tests
 
-unit: $(STAMP_PY) $(CHROMIUM)
+unit: $(STAMP_PY) $(CHROMIUM) $(MOSQUITTO)
 	$(PY) -m pytest tests/unit -q
 
 infra-test: $(STAMP_PY) $(STAMP_NODE) ## CDK template assertions, cdk-nag and cfn-lint (no AWS account needed)
 	$(PY) -m pytest tests/infra -q
 
-e2e: $(STAMP_PY) $(CHROMIUM)
+e2e: $(STAMP_PY) $(CHROMIUM) $(MOSQUITTO)
 	$(PY) -m pytest tests/e2e -q
 
-test: $(STAMP_PY) $(STAMP_NODE) $(CHROMIUM) lint typecheck ## Lint, type-check and run every test
+test: $(STAMP_PY) $(STAMP_NODE) $(CHROMIUM) $(MOSQUITTO) lint typecheck ## Lint, type-check and run every test
 	$(PY) -m pytest -q
 
 bench: $(STAMP_PY) ## Live path end to end vs a naive baseline, and in-process figures (prints, never asserts): ARGS="--scenario 100x100", ARGS=--help

@@ -12,15 +12,23 @@ import base64
 import json
 import logging
 import secrets
+import threading
 import time
 from datetime import UTC, datetime
 from typing import Any
 
 import jwt
 
-from devstack.config import ACCOUNT_ID
+from devstack.config import ACCOUNT_ID, ensure_functions_importable
 from devstack.http_server import HttpRequest, HttpResponse
-from devstack.lambda_runtime import LambdaFunction
+from devstack.lambda_runtime import Function
+from devstack.websocket_gateway import TokenBucket
+
+ensure_functions_importable()
+from sensor_stream.api_limits import (  # noqa: E402 - after the asset root is importable
+    HTTP_THROTTLE_BURST_LIMIT,
+    HTTP_THROTTLE_RATE_LIMIT,
+)
 
 log = logging.getLogger("devstack.http_api")
 
@@ -79,9 +87,19 @@ def _is_text(content_type: str) -> bool:
 
 
 class HttpApi:
-    def __init__(self, ingest: LambdaFunction, authorizer: JwtAuthorizer) -> None:
+    def __init__(
+        self,
+        ingest: Function,
+        authorizer: JwtAuthorizer,
+        *,
+        throttle_rate: float = HTTP_THROTTLE_RATE_LIMIT,
+        throttle_burst: int = HTTP_THROTTLE_BURST_LIMIT,
+    ) -> None:
         self._ingest = ingest
         self._authorizer = authorizer
+        # The stage's token bucket; HttpApi is called from many server threads.
+        self._throttle = TokenBucket(throttle_rate, throttle_burst)
+        self._throttle_lock = threading.Lock()
         self.api_id = "".join(secrets.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(10))
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
@@ -105,6 +123,11 @@ class HttpApi:
             )
         if f"{request.method} {request.raw_path}" != ROUTE_KEY:
             return HttpResponse.json(404, {"message": "Not Found"})
+        with self._throttle_lock:
+            admitted = self._throttle.take()
+        if not admitted:
+            # What the HTTP API answers once the stage's bucket is empty.
+            return HttpResponse.json(429, {"message": "Too Many Requests"})
         claims = self._authorizer.claims(request.headers.get("Authorization"))
         if claims is None:
             return HttpResponse.json(

@@ -16,7 +16,7 @@ from aws_lambda_powertools.utilities.parser.models import APIGatewayProxyEventV2
 
 from devstack.http_api import HttpApi, JwtAuthorizer, flatten_claim
 from devstack.http_server import LoopbackHttpServer
-from devstack.lambda_runtime import LambdaFunction
+from devstack.lambda_runtime import InProcessFunction
 
 SECRET = "unit-test-secret-of-at-least-32-bytes!"
 OTHER_SECRET = "another-secret-of-32-bytes-or-more"
@@ -41,7 +41,7 @@ class IngestDouble:
 def api() -> Iterator[tuple[str, IngestDouble]]:
     ingest = IngestDouble()
     server = LoopbackHttpServer(
-        "http-api", HttpApi(LambdaFunction("ingest", ingest, timeout_seconds=5), JwtAuthorizer(SECRET)), 0
+        "http-api", HttpApi(InProcessFunction("ingest", ingest, timeout_seconds=5), JwtAuthorizer(SECRET)), 0
     )
     server.start()
     yield server.url, ingest
@@ -170,3 +170,20 @@ def test_other_routes_are_not_found_and_preflights_are_answered_for_browsers(api
 )
 def test_claims_are_flattened_to_strings(value, flattened):
     assert flatten_claim(value) == flattened
+
+
+def test_requests_beyond_the_stages_token_bucket_get_429_without_reaching_ingest():
+    ingest = IngestDouble()
+    api = HttpApi(
+        InProcessFunction("ingest", ingest), JwtAuthorizer(SECRET), throttle_rate=0.001, throttle_burst=2
+    )
+    server = LoopbackHttpServer("http-api", api, 0)
+    server.start()
+    try:
+        statuses = [call(f"{server.url}/readings", Authorization=f"Bearer {token()}")[0] for _ in range(3)]
+    finally:
+        server.stop()
+
+    assert statuses[:2] == [200, 200]
+    assert statuses[2] == 429
+    assert len(ingest.events) == 2
