@@ -60,11 +60,12 @@ class StackConfig(BaseSettings):
     websocket_disconnect_on_drop: bool = Field(True, alias="LOCAL_WS_DISCONNECT_ON_DROP")
     # Lambda retries a failed asynchronous invocation twice; AWS waits 1 then 2 minutes.
     async_retry_base_seconds: float = Field(1.0, gt=0, alias="LOCAL_ASYNC_RETRY_SECONDS")
-    # Most execution environments (worker processes) per function; the flush function
-    # keeps its reserved concurrency of 1 (infra/functions.py).
+    # Most execution environments (worker processes) per function; the flush needs two
+    # (the running loop and its successor, which waits on the lease).
     ingest_concurrency: int = Field(6, ge=1, le=64, alias="LOCAL_INGEST_CONCURRENCY")
     connect_concurrency: int = Field(4, ge=1, le=64, alias="LOCAL_CONNECT_CONCURRENCY")
     publish_concurrency: int = Field(2, ge=1, le=64, alias="LOCAL_PUBLISH_CONCURRENCY")
+    rules_concurrency: int = Field(1, ge=1, le=64, alias="LOCAL_RULES_CONCURRENCY")
     # CPU priority (nice) of the ingest environments, below the flush's and the gateway's.
     ingest_nice: int = Field(5, ge=0, le=19, alias="LOCAL_INGEST_NICE")
     # Bytes posted to a WebSocket client and not yet read before posts get 429, and how

@@ -120,12 +120,22 @@ def _bad_request(message: str) -> HttpResponse:
     return HttpResponse.json(400, {"message": message})
 
 
+class NotificationSource(Protocol):
+    def notifications(self) -> list[dict[str, Any]]: ...
+
+
 class AdminApi:
     """The admin endpoint: an ``HttpRequest -> HttpResponse`` function for LoopbackHttpServer."""
 
-    def __init__(self, faults: FaultState, functions: Mapping[str, ManagedFunction]) -> None:
+    def __init__(
+        self,
+        faults: FaultState,
+        functions: Mapping[str, ManagedFunction],
+        notifications: NotificationSource | None = None,
+    ) -> None:
         self._faults = faults
         self._functions = functions
+        self._notifications = notifications
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         segments = [segment for segment in request.raw_path.split("/") if segment]
@@ -154,6 +164,8 @@ class AdminApi:
                 slow = SlowConnection.model_validate_json(body or b"{}")
                 faults.gateway.set_slow(connection_id, slow.bytes_per_second)
                 return HttpResponse.json(200, faults.describe())
+            case "GET", ["notifications"] if self._notifications is not None:
+                return HttpResponse.json(200, self._notifications.notifications())
             case "GET", ["functions"]:
                 return HttpResponse.json(200, {name: f.stats() for name, f in self._functions.items()})
             case "POST", ["functions", name, "kill"]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -75,6 +76,9 @@ class EmbeddedBroker:
 MOSQUITTO_CONFIG = """\
 listener {port} 127.0.0.1
 allow_anonymous true
+# Started as root, mosquitto would switch to its own user, and a change of credentials
+# clears PR_SET_PDEATHSIG: it would outlive a killed stack. It stays the user it runs as.
+user {user}
 persistence false
 # IoT Core keeps every QoS 1 message of a slow subscriber (within its limits); with
 # mosquitto's defaults (100 queued, 20 in flight) a busy rule runner would lose some.
@@ -141,7 +145,7 @@ def serve_broker(port: int, ready: Connection, prefer_mosquitto: bool = True) ->
 def _serve_mosquitto(executable: str, port: int, ready: Connection) -> None:
     with tempfile.TemporaryDirectory(prefix="devstack-mosquitto-") as folder:
         config = Path(folder) / "mosquitto.conf"
-        config.write_text(MOSQUITTO_CONFIG.format(port=port))
+        config.write_text(MOSQUITTO_CONFIG.format(port=port, user=pwd.getpwuid(os.getuid()).pw_name))
         # This process is single-threaded, so preexec_fn is safe: mosquitto dies with it.
         process = subprocess.Popen([executable, "-c", str(config)], preexec_fn=die_with_parent)  # noqa: S603
         signal.signal(signal.SIGTERM, lambda signum, frame: process.terminate())

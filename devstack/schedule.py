@@ -18,9 +18,6 @@ from devstack.lambda_runtime import AsyncInvoker, LambdaFunction
 log = logging.getLogger("devstack.schedule")
 
 RULE_NAME = "sensor-stream-flush-schedule"
-# The flush's asynchronous invocation config (infra/scheduling.py): an event that waited
-# this long for the reserved environment is dropped, never started late.
-FLUSH_MAX_EVENT_AGE_SECONDS = 60.0
 
 
 def scheduled_event(now: datetime | None = None) -> dict[str, Any]:

@@ -39,9 +39,10 @@ from devstack.http_server import HttpRequest, HttpResponse, LoopbackHttpServer
 from devstack.iot_core import IotDataPlane, deploy_rules, serve_broker
 from devstack.lambda_runtime import AsyncInvoker, FunctionConfig, LambdaFunction
 from devstack.lambda_worker import FAULT_SLOTS
+from devstack.notifications import AlertInbox
 from devstack.processes import context as process_context
 from devstack.processes import stop_process
-from devstack.schedule import FLUSH_MAX_EVENT_AGE_SECONDS, Schedule
+from devstack.schedule import Schedule
 from devstack.simulator import Endpoint, Fleet, build_fleet
 from devstack.token import mint_token
 from devstack.websocket_gateway import GatewayLimits, Routes, WebSocketGateway
@@ -80,6 +81,8 @@ def _function_environment(config: StackConfig, aws_url: str, callback_url: str, 
             "AWS_REGION": REGION,
             "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
             "AWS_ENDPOINT_URL_DYNAMODB": aws_url,
+            "AWS_ENDPOINT_URL_SNS": aws_url,
+            "AWS_ENDPOINT_URL_SQS": aws_url,
             "AWS_ENDPOINT_URL_IOT_DATA_PLANE": iot_data_url,
             "WEBSOCKET_CALLBACK_URL": callback_url,
             "JWT_SECRET": config.jwt_secret,
@@ -159,45 +162,35 @@ def _serve(
 
 
 def _function_configs(config: StackConfig) -> dict[str, FunctionConfig]:
-    """The four functions as infra/functions.py declares them (timeouts, memory, the flush's
-    reserved concurrency of 1 and its asynchronous invocation settings)."""
+    """Every function as ``sensor_stream.catalog`` declares it (handler, timeout, memory,
+    asynchronous invocation settings), with this machine's share of concurrency."""
+    from sensor_stream import catalog
+
     environment = dict(os.environ)
+    concurrency = {
+        "connect": config.connect_concurrency,
+        "publish": config.publish_concurrency,
+        "ingest": config.ingest_concurrency,
+        "rules": config.rules_concurrency,
+        # No reserved concurrency: the next scheduled loop starts while the running one
+        # finishes its last tick, and takes over from it.
+        "flush": 2,
+    }
     return {
-        "connect": FunctionConfig(
-            "sensor-stream-connect",
-            "connect.handler.lambda_handler",
-            timeout_seconds=15,
-            concurrency=config.connect_concurrency,
-            environment=environment,
-        ),
-        "publish": FunctionConfig(
-            "sensor-stream-publish",
-            "publish.handler.lambda_handler",
-            timeout_seconds=15,
-            memory_mb=256,
-            concurrency=config.publish_concurrency,
-            environment=environment,
-        ),
-        "ingest": FunctionConfig(
-            "sensor-stream-ingest",
-            "ingest.handler.lambda_handler",
-            timeout_seconds=30,
-            concurrency=config.ingest_concurrency,
+        spec.name: FunctionConfig(
+            f"sensor-stream-{spec.name}",
+            spec.handler,
+            timeout_seconds=config.flush_timeout_seconds if spec is catalog.FLUSH else spec.timeout_seconds,
+            memory_mb=spec.memory_mb,
+            concurrency=concurrency[spec.name],
+            async_retries=spec.async_retry_attempts,
+            max_event_age_seconds=spec.async_max_event_age_seconds,
             environment=environment,
             # A device burst queues in ingest's event queue, as in Lambda, instead of
             # taking the CPU that the flush and the connections need to deliver.
-            nice=config.ingest_nice,
-        ),
-        "flush": FunctionConfig(
-            "sensor-stream-flush",
-            "flush.handler.lambda_handler",
-            timeout_seconds=config.flush_timeout_seconds,
-            memory_mb=1024,
-            concurrency=1,
-            async_retries=0,
-            max_event_age_seconds=FLUSH_MAX_EVENT_AGE_SECONDS,
-            environment=environment,
-        ),
+            nice=config.ingest_nice if spec is catalog.INGEST else 0,
+        )
+        for spec in catalog.FUNCTIONS
     }
 
 
@@ -261,6 +254,10 @@ async def run_stack(config: StackConfig, ready_stream: TextIO) -> None:
         from sensor_stream.table import create_table
 
         await asyncio.to_thread(create_table, boto3.client("dynamodb"), os.environ["TABLE_NAME"])
+        alert_inbox = await asyncio.to_thread(AlertInbox)
+        os.environ["ALERT_TOPIC_ARN"] = alert_inbox.topic_arn
+        alert_inbox.start()
+        running.push_async_callback(asyncio.to_thread, alert_inbox.stop)
 
         faults = FaultState(processes.RawArray("d", FAULT_SLOTS))
         functions = {
@@ -306,8 +303,11 @@ async def run_stack(config: StackConfig, ready_stream: TextIO) -> None:
             issuer=os.environ.get("JWT_ISSUER", ""),
             audience=os.environ.get("JWT_AUDIENCE", ""),
         )
-        http_server = _serve(running, HttpApi(ingest, authorizer), "LOCAL_HTTP_PORT", config.http_port)
-        admin_server = _serve(running, AdminApi(faults, functions), "LOCAL_ADMIN_PORT", config.admin_port)
+        http_routes = {route: functions[spec.name] for route, spec in catalog.http_routes().items()}
+        http_server = _serve(running, HttpApi(http_routes, authorizer), "LOCAL_HTTP_PORT", config.http_port)
+        admin_server = _serve(
+            running, AdminApi(faults, functions, alert_inbox), "LOCAL_ADMIN_PORT", config.admin_port
+        )
 
         from sensor_stream.iot_rules import TOPIC_RULES
 
@@ -335,6 +335,7 @@ async def run_stack(config: StackConfig, ready_stream: TextIO) -> None:
         dashboard.start()
         running.push_async_callback(asyncio.to_thread, dashboard.stop)
         urls["dashboard"] = dashboard.url
+        urls["admin"] = admin_server.url
 
         if config.simulated_devices > 0:
             fleet = Fleet(

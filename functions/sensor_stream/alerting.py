@@ -105,10 +105,11 @@ class AlertEvaluator:
 
     # --- rules --------------------------------------------------------------------------
 
-    def sync_rules(self, version: int) -> None:
-        """Load every org's rules when their version changed; states of rules that changed
-        are read again (the rules API ended what a change or deletion no longer matches)."""
-        if self._rules is not None and version == self._rules_version:
+    def sync_rules(self, version: int | None) -> None:
+        """Load every org's rules when their version changed (None: a rule changed, version
+        not known yet); states of rules that changed are read again (the rules API ended
+        what a change or deletion no longer matches)."""
+        if self._rules is not None and version is not None and version == self._rules_version:
             return
         rules = self._store.alerts.all_rules()
         if self._rules is not None:

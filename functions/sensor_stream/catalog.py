@@ -23,6 +23,10 @@ class FunctionSpec:
     websocket_routes: tuple[str, ...] = ()
     # HTTP API route keys (behind the JWT authorizer).
     http_routes: tuple[str, ...] = ()
+    # Asynchronous invocations (IoT rules, the schedule): Lambda's retries of a failed
+    # event and how long an event may wait for an environment before it is dropped.
+    async_retry_attempts: int = 2
+    async_max_event_age_seconds: int = 6 * 3600
 
     @property
     def handler(self) -> str:
@@ -55,12 +59,17 @@ CONNECT = FunctionSpec(
     websocket_routes=(CONNECT_ROUTE, DISCONNECT_ROUTE, DEFAULT_ROUTE, *SESSION_ACTIONS),
 )
 # One invocation ticks until the next scheduled one takes over (about a minute later); the
-# timeout leaves room for a late schedule before a second goes without a tick.
+# timeout leaves room for a late schedule before a second goes without a tick. A failed
+# loop is not retried and a start that waited a minute is dropped: the next schedule
+# starts a fresh one.
+FLUSH_SCHEDULE_SECONDS = 60
 FLUSH = FunctionSpec(
     name="flush",
     description="Delivers each second's new readings to the subscribed WebSocket connections",
     memory_mb=1024,
     timeout_seconds=120,
+    async_retry_attempts=0,
+    async_max_event_age_seconds=FLUSH_SCHEDULE_SECONDS,
 )
 PUBLISH = FunctionSpec(
     name="publish",
@@ -70,6 +79,12 @@ PUBLISH = FunctionSpec(
     websocket_routes=("sendCommand",),
 )
 FUNCTIONS = (INGEST, CONNECT, FLUSH, PUBLISH, RULES)
+
+
+def function(name: str) -> FunctionSpec:
+    """The function declared under this name."""
+    (spec,) = [spec for spec in FUNCTIONS if spec.name == name]
+    return spec
 
 
 def websocket_routes() -> dict[str, FunctionSpec]:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from .alerting import AlertEvaluator, AlertEvent, AlertSink
 from .fanout import Fanout, FanoutCounts, TickSettlement, server_time_of
 from .gateway import ConnectionGateway
-from .keys import DUE_COMMAND, DUE_SESSION_END, DUE_SUCCESSOR
+from .keys import DUE_COMMAND, DUE_RULES, DUE_SESSION_END, DUE_SUCCESSOR
 from .models import CommandTimeoutMessage, ConnectionRecord, ErrorBody, ErrorMessage
 from .observability import logger, metrics
 from .packing import PackedReading
@@ -275,9 +275,11 @@ class Flusher:
         delivered: list[int] = []
         this_tick: set[int] = set()
         queue = self._store.readings.seconds_queue(first, last) if report.seconds else SecondQueue([], [])
-        timers = [timer for timer in queue.timers if timer.kind != DUE_SUCCESSOR]
+        timers = [timer for timer in queue.timers if timer.kind not in (DUE_SUCCESSOR, DUE_RULES)]
         for doorbell in (timer for timer in queue.timers if timer.kind == DUE_SUCCESSOR):
             report.successor = doorbell.identifier
+        if any(timer.kind == DUE_RULES for timer in queue.timers):
+            self.alerts.sync_rules(None)
         for entry in queue.entries:
             for line in entry.lines:
                 try:
@@ -296,15 +298,19 @@ class Flusher:
             logger.error("unreadable outbox readings skipped", extra={"count": report.unreadable})
         report.readings = sum(len(readings) for readings in arrived.values())
 
-        events = [AlertEvent.from_line(line) for line in queue.alert_lines if line]
+        # What the rules API ended reaches browsers from the outbox (it published those
+        # itself); what this tick evaluates is published here.
+        evaluated: list[AlertEvent] = []
         for org_id, readings in arrived.items():
-            events.extend(self.alerts.on_readings(org_id, readings))
-        events.extend(self.alerts.due(now))
+            evaluated.extend(self.alerts.on_readings(org_id, readings))
+        evaluated.extend(self.alerts.due(now))
+        if self._publish_alert is not None:
+            for event in evaluated:
+                self._publisher.submit(self._publish, event)
+        events = [*(AlertEvent.from_line(line) for line in queue.alert_lines if line), *evaluated]
         notices: dict[str, list[AlertEvent]] = defaultdict(list)
         for event in events:
             notices[event.org_id].append(event)
-            if self._publish_alert is not None:
-                self._publisher.submit(self._publish, event)
         report.alerts = len(events)
 
         if report.seconds or notices:

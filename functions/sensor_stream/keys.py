@@ -24,6 +24,8 @@ DUE_COMMAND = "cmd"
 # A waiting successor's doorbell: the running flusher finds it with the second's readings.
 DUE_SUCCESSOR = "successor"
 DUE_SESSION_END = "session"
+# A changed alert rule's doorbell: the flusher loads the rules again on its next tick.
+DUE_RULES = "rules"
 
 
 def key(pk: str, sk: str) -> Key:

@@ -339,6 +339,34 @@ def test_every_opened_and_resolved_alert_is_published_to_the_topic(
     assert subjects[0] == "[critical] Freezer warm: temperature 2 above -15 on unit freezer-1"
 
 
+def test_an_alert_a_rule_deletion_resolves_is_published_once_and_reaches_browsers(
+    stack: InProcessStack, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+):
+    topic_arn = boto3.client("sns").create_topic(Name="sensor-stream-alerts")["TopicArn"]
+    stack.reconfigure(monkeypatch, ALERT_TOPIC_ARN=topic_arn)
+    stack.flusher()._publish_alert = clients.alert_publisher()
+    watcher = stack.open("acme")
+    stack.put_rule("acme", "freezer-warm", **FREEZER)
+    stack.deliver()
+    publish(stack, clock, "freezer-1", 2.0)
+    stack.deliver()
+
+    deleted, _ = stack.rules_request(
+        "DELETE /alert-rules/{ruleId}", authorizer_claims("acme"), rule_id="freezer-warm"
+    )
+    stack.deliver()
+    stack.deliver()
+    stack.flusher().close()
+
+    sent = sns_backends[ACCOUNT_ID][REGION].topics[topic_arn].sent_notifications
+    assert deleted == 204
+    assert [json.loads(message)["type"] for _, message, _, _, _ in sent] == [
+        "alert:triggered",
+        "alert:resolved",
+    ]
+    assert [m["type"] for m in alerts_of(stack, watcher)] == ["alert:triggered", "alert:resolved"]
+
+
 # --- getAlerts and listUnits -----------------------------------------------------------------
 
 
@@ -377,3 +405,19 @@ def test_list_units_answers_every_unit_quiet_ones_too_with_its_last_reading(
     assert units["busy-1"]["lastSeenAt"] == clock.iso()
     assert (units["quiet-1"]["siteId"], units["quiet-1"]["lastSeenAt"]) == ("site-a", clock.iso(-3601))
     assert [unit["unitId"] for unit in scoped["units"]] == ["busy-1"]
+
+
+def test_a_new_rule_applies_from_the_next_tick_without_waiting_for_the_lease_renewal(
+    stack: InProcessStack, clock: FakeClock
+):
+    watcher = stack.open("acme")
+    stack.deliver()  # the flusher has loaded the (no) rules and renewed its lease
+
+    stack.put_rule("acme", "freezer-warm", **FREEZER)
+    publish(stack, clock, "freezer-1", 3.0)
+    report = stack.deliver()
+
+    assert report.seconds
+    assert not report.lease_lost
+    assert stack.settings.flush_renew_seconds > 2  # so the renewal did not load it
+    assert [m["type"] for m in alerts_of(stack, watcher)] == ["alert:triggered"]

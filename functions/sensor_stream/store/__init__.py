@@ -45,7 +45,7 @@ class SensorStore:
         self.connections = ConnectionStore(self.table, settings)
         self.commands = CommandStore(self.table, settings)
         self.flush_state = FlushStateStore(self.table, settings)
-        self.alerts = AlertStore(self.table)
+        self.alerts = AlertStore(self.table, settings, clock=lambda: self.clock())
 
     @property
     def client(self) -> DynamoDBClient:

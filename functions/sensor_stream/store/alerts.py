@@ -5,15 +5,23 @@ whoever evaluates (the flush, a successor after a crash, the rules API)."""
 
 from __future__ import annotations
 
+import math
+import time
+from collections.abc import Callable
+
 from .. import keys
 from ..models import AlertRule, AlertState, AlertTriggeredMessage
+from ..settings import Settings
 from .dynamo import ConditionFailed, N, S, Table
 from .flush_state import FLUSH_STATE_KEY
+from .timers import timer_item
 
 
 class AlertStore:
-    def __init__(self, table: Table) -> None:
+    def __init__(self, table: Table, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
         self._table = table
+        self._settings = settings
+        self._clock = clock
 
     # --- rules --------------------------------------------------------------------------
 
@@ -21,13 +29,13 @@ class AlertStore:
         self._table.put(
             {**keys.rule_key(org_id, rule.rule_id), "orgId": S(org_id), "data": S(rule.to_json())}
         )
-        self._rules_changed()
+        self._rules_changed(org_id)
 
     def delete_rule(self, org_id: str, rule_id: str) -> AlertRule | None:
         old = self._table.delete(keys.rule_key(org_id, rule_id), return_old=True)
         if not old:
             return None
-        self._rules_changed()
+        self._rules_changed(org_id)
         return AlertRule.model_validate_json(old["data"]["S"])
 
     def get_rule(self, org_id: str, rule_id: str) -> AlertRule | None:
@@ -46,10 +54,12 @@ class AlertStore:
             rules.setdefault(item["orgId"]["S"], {})[rule.rule_id] = rule
         return rules
 
-    def _rules_changed(self) -> None:
-        # The flush reads the state item anyway (every few seconds): a version there tells it
-        # to load the rules again.
+    def _rules_changed(self, org_id: str) -> None:
+        # The flush reads the state item when it renews its lease (every few seconds): a
+        # version there tells it to load the rules again. A doorbell in this second's
+        # outbox makes that the next tick.
         self._table.update(FLUSH_STATE_KEY, "ADD rulesVersion :one", values={":one": N(1)})
+        self._table.put(timer_item(self._settings, math.floor(self._clock()) + 1, keys.DUE_RULES, org_id))
 
     # --- alert states -------------------------------------------------------------------
 
