@@ -819,8 +819,9 @@ export declare class SensorStreamClient extends EventTarget {
      */
     close(): void;
     /**
-     * While `reconnecting` (or `offline` because the browser said so), tries again at once instead
-     * of waiting for the scheduled retry. Does nothing otherwise.
+     * While not connected (`reconnecting`, or `offline` because the browser said so), tries again
+     * at once instead of waiting for the scheduled retry; an attempt still under way is replaced.
+     * Does nothing when connected or after `close()`.
      */
     retryNow(): void;
     /**

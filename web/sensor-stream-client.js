@@ -582,14 +582,19 @@ export class SensorStreamClient extends EventTarget {
   }
 
   /**
-   * While `reconnecting` (or `offline` because the browser said so), tries again at once instead
-   * of waiting for the scheduled retry. Does nothing otherwise.
+   * While not connected (`reconnecting`, or `offline` because the browser said so), tries again
+   * at once instead of waiting for the scheduled retry; an attempt still under way is replaced.
+   * Does nothing when connected or after `close()`.
    */
   retryNow() {
-    if (!this.#started || this.#socket) return;
-    if (this.#status === "reconnecting" || this.#status === "offline") {
-      this.#open();
+    if (!this.#started || this.#status === "connected") return;
+    const attempt = this.#socket;
+    if (attempt?.readyState === WebSocket.CONNECTING) {
+      // An attempt that hangs (a frozen server) is replaced by a fresh one.
+      this.#dropSocket("replaced by a new attempt");
+      attempt.close();
     }
+    if (!this.#socket) this.#open();
   }
 
   /**
@@ -715,8 +720,16 @@ export class SensorStreamClient extends EventTarget {
     const socket = new WebSocket(this.#options.url, [SUBPROTOCOL, BEARER_PREFIX + token]);
     this.#socket = socket;
     let opened = false;
+    // A server that accepts the TCP connection but never answers (frozen, or a half-open
+    // network path) would hold the attempt for minutes: give up on it like on a lost one.
+    const connectTimer = setTimeout(() => {
+      if (!opened && socket === this.#socket) {
+        this.#abandon(`the server did not answer the connection attempt within ${this.#options.requestTimeoutMs} ms`);
+      }
+    }, this.#options.requestTimeoutMs);
     socket.addEventListener("open", () => {
       opened = true;
+      clearTimeout(connectTimer);
       if (socket === this.#socket) this.#sayHello(socket, token);
     });
     socket.addEventListener("message", (event) => {
@@ -772,7 +785,7 @@ export class SensorStreamClient extends EventTarget {
     } catch (error) {
       if (socket !== this.#socket) return;
       this.#emitError({ code: "hello_failed", message: `the server did not accept hello: ${describe(error)}` });
-      socket.close(4000, "hello failed");
+      this.#abandon(`the server did not accept hello: ${describe(error)}`);
     }
   }
 
@@ -923,7 +936,7 @@ export class SensorStreamClient extends EventTarget {
   }
 
   /**
-   * The connection is open but nothing comes back: drop it without waiting for a close
+   * The connection (or attempt) gets no answer: drop it without waiting for a close
    * handshake that a frozen server will not complete, and connect again.
    * @param {string} reason
    */
@@ -931,7 +944,7 @@ export class SensorStreamClient extends EventTarget {
     const socket = this.#socket;
     if (!socket) return;
     this.#dropSocket(reason);
-    socket.close(4002, "no answer to ping");
+    socket.close(4002, "no answer");
     if (this.#started) {
       this.#scheduleRetry(reason);
       this.#probeForRecovery();
