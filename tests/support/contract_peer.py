@@ -191,8 +191,10 @@ class ContractPeer:
                         "subscription": subscription,
                     }
                 ]
-                if message.get("resume") and self.replay:
-                    answers.append(batch(self.replay, replay=True, server_time=self.now()))
+                if message.get("resume"):
+                    replay = self.replay or self._arrived_since(message["resume"]["since"])
+                    if replay:
+                        answers.append(batch(replay, replay=True, server_time=self.now()))
                 return answers
             case "subscribe":
                 if message.get("scope") == "org":
@@ -228,6 +230,11 @@ class ContractPeer:
         return [
             {"type": "error", "requestId": request_id, "error": {"code": "unknown_action", "message": "?"}}
         ]
+
+    def _arrived_since(self, since: str) -> list[dict[str, Any]]:
+        """What a resume replays: the newest 1,000 readings that arrived after ``since``."""
+        arrived = [r for readings in self.history.values() for r in readings if r["receivedAt"] > since]
+        return sorted(arrived, key=lambda r: r["receivedAt"])[-1000:]
 
     def _history(self, message: dict[str, Any]) -> dict[str, Any]:
         since, until = message.get("since", ""), message.get("until", "9999")
