@@ -130,6 +130,8 @@ let lastProbeAt = 0;
 /** @type {string[]} row order last laid out */
 let layout = [];
 let renderScheduled = false;
+// New units since the last frame: the layout and the id suggestions are rebuilt once for all.
+let unitsAdded = false;
 /** @type {Set<Unit>} */
 const dirty = new Set();
 
@@ -280,11 +282,14 @@ function tokenUnits() {
   return null;
 }
 
-/** @param {string} text */
-function showSignIn(text) {
+/**
+ * @param {string} text
+ * @param {boolean} [signedOut] false when the client already says why (`unauthorized`)
+ */
+function showSignIn(text, signedOut = true) {
   ui.signInPanel.hidden = false;
   ui.signInText.textContent = text;
-  showStatus({ status: "offline", reason: "not signed in" });
+  if (signedOut) showStatus({ status: "offline", reason: "not signed in" });
   ui.signIn.focus();
 }
 
@@ -442,7 +447,7 @@ function showStatus(detail) {
   ui.status.title = detail.reason ?? "";
   if (detail.status !== "connected") ui.connectionId.textContent = "–";
   if (detail.status === "unauthorized") {
-    if (auth) showSignIn(`Your session has ended (${detail.reason ?? "refused"}). Sign in again.`);
+    if (auth) showSignIn(`Your session has ended (${detail.reason ?? "refused"}). Sign in again.`, false);
     else {
       notify(`Not authorized: ${detail.reason ?? "the server refused the token"}. Paste a valid token.`);
       ui.tokenInput.focus();
@@ -715,8 +720,7 @@ function addUnit(reading) {
   units.set(reading.unitId, unit);
   const active = client;
   if (active) queueHistory(unit, active.serverNow() - HISTORY_MS, null);
-  updateKnownUnits();
-  arrangeRows(true);
+  unitsAdded = true;
   return unit;
 }
 
@@ -885,7 +889,9 @@ function markDirty(unit) {
     renderScheduled = false;
     for (const each of dirty) renderUnit(each);
     dirty.clear();
-    if (ui.sort.value !== "name") arrangeRows(false);
+    if (unitsAdded) updateKnownUnits();
+    if (unitsAdded || ui.sort.value !== "name") arrangeRows(unitsAdded);
+    unitsAdded = false;
   });
 }
 
