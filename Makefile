@@ -12,10 +12,11 @@ CHROMIUM ?= /usr/bin/chromium
 MOSQUITTO ?= /usr/sbin/mosquitto
 ORG ?= acme
 CDK := npx --no-install cdk
+TSC := node_modules/.bin/tsc
 # The functions' shared package and the repo root, as in Lambda and in pytest.
 export PYTHONPATH := $(CURDIR)/functions:$(CURDIR)
 
-.PHONY: help install dev test lint typecheck unit infra-test e2e token simulate bench soak synth deploy diff destroy clean
+.PHONY: help install dev test lint typecheck types vendor unit infra-test e2e token simulate bench soak synth deploy diff destroy clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -57,16 +58,26 @@ lint: $(STAMP_PY) ## ruff
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-typecheck: $(STAMP_PY) ## mypy
+typecheck: $(STAMP_PY) $(STAMP_NODE) ## mypy, and tsc --strict over web/ (checkJs) and a TypeScript consumer of the client
 	$(VENV)/bin/mypy functions devstack infra benchmarks tests
+	$(TSC) -p web/tsconfig.json
+	$(TSC) -p tests/typescript/tsconfig.json
 
-unit: $(STAMP_PY) $(CHROMIUM) $(MOSQUITTO)
+types: $(STAMP_NODE) ## Write web/sensor-stream-client.d.ts from the client's JSDoc (commit it)
+	$(TSC) -p web/tsconfig.types.json
+
+vendor: $(STAMP_NODE) ## Copy uPlot from node_modules into web/vendor (the page has no build step; commit it)
+	mkdir -p web/vendor
+	cp node_modules/uplot/dist/uPlot.esm.js node_modules/uplot/dist/uPlot.min.css web/vendor/
+	cp node_modules/uplot/LICENSE web/vendor/uPlot.LICENSE
+
+unit: $(STAMP_PY) $(STAMP_NODE) $(CHROMIUM) $(MOSQUITTO)
 	$(PY) -m pytest tests/unit -q
 
 infra-test: $(STAMP_PY) $(STAMP_NODE) ## CDK template assertions, cdk-nag and cfn-lint (no AWS account needed)
 	$(PY) -m pytest tests/infra -q
 
-e2e: $(STAMP_PY) $(CHROMIUM) $(MOSQUITTO)
+e2e: $(STAMP_PY) $(STAMP_NODE) $(CHROMIUM) $(MOSQUITTO)
 	$(PY) -m pytest tests/e2e -q
 
 test: $(STAMP_PY) $(STAMP_NODE) $(CHROMIUM) $(MOSQUITTO) lint typecheck ## Lint, type-check and run every test
