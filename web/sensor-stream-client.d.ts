@@ -159,6 +159,14 @@ export type HistoryMessage = {
      * the span held more than `limit`: ask again with an earlier `until`
      */
     more: boolean;
+    /**
+     * an answer too large for one message comes in parts: this one's number (1..parts)
+     */
+    part?: number;
+    /**
+     * how many parts the answer has (the client joins them)
+     */
+    parts?: number;
 };
 export type AlertTriggeredMessage = {
     type: "alert:triggered";
@@ -189,6 +197,14 @@ export type AlertsMessage = {
     type: "alerts";
     requestId?: string;
     active: AlertTriggeredMessage[];
+    /**
+     * an answer too large for one message comes in parts: this one's number (1..parts)
+     */
+    part?: number;
+    /**
+     * how many parts the answer has (the client joins them)
+     */
+    parts?: number;
 };
 export type UnitInfo = {
     unitId: string;
@@ -203,6 +219,14 @@ export type UnitsMessage = {
     type: "units";
     requestId?: string;
     units: UnitInfo[];
+    /**
+     * an answer too large for one message comes in parts: this one's number (1..parts)
+     */
+    part?: number;
+    /**
+     * how many parts the answer has (the client joins them)
+     */
+    parts?: number;
 };
 export type PongMessage = {
     type: "pong";
@@ -558,6 +582,8 @@ export type CommandOptions = {
  * @property {string} unitId
  * @property {Reading[]} readings ordered by `recordedAt`
  * @property {boolean} more the span held more than `limit`: ask again with an earlier `until`
+ * @property {number} [part] an answer too large for one message comes in parts: this one's number (1..parts)
+ * @property {number} [parts] how many parts the answer has (the client joins them)
  */
 /**
  * An alert that opened (contract section 5).
@@ -587,6 +613,8 @@ export type CommandOptions = {
  * @property {"alerts"} type
  * @property {string} [requestId]
  * @property {AlertTriggeredMessage[]} active
+ * @property {number} [part] an answer too large for one message comes in parts: this one's number (1..parts)
+ * @property {number} [parts] how many parts the answer has (the client joins them)
  */
 /**
  * A unit of the org that has reported.
@@ -601,6 +629,8 @@ export type CommandOptions = {
  * @property {"units"} type
  * @property {string} [requestId]
  * @property {UnitInfo[]} units
+ * @property {number} [part] an answer too large for one message comes in parts: this one's number (1..parts)
+ * @property {number} [parts] how many parts the answer has (the client joins them)
  */
 /**
  * @typedef {object} PongMessage

@@ -204,6 +204,8 @@ const BEARER_PREFIX = "bearer.";
  * @property {string} unitId
  * @property {Reading[]} readings ordered by `recordedAt`
  * @property {boolean} more the span held more than `limit`: ask again with an earlier `until`
+ * @property {number} [part] an answer too large for one message comes in parts: this one's number (1..parts)
+ * @property {number} [parts] how many parts the answer has (the client joins them)
  */
 
 /**
@@ -236,6 +238,8 @@ const BEARER_PREFIX = "bearer.";
  * @property {"alerts"} type
  * @property {string} [requestId]
  * @property {AlertTriggeredMessage[]} active
+ * @property {number} [part] an answer too large for one message comes in parts: this one's number (1..parts)
+ * @property {number} [parts] how many parts the answer has (the client joins them)
  */
 
 /**
@@ -252,6 +256,8 @@ const BEARER_PREFIX = "bearer.";
  * @property {"units"} type
  * @property {string} [requestId]
  * @property {UnitInfo[]} units
+ * @property {number} [part] an answer too large for one message comes in parts: this one's number (1..parts)
+ * @property {number} [parts] how many parts the answer has (the client joins them)
  */
 
 /**
@@ -481,6 +487,8 @@ export class SensorStreamClient extends EventTarget {
   #seenIds = new Set();
   /** @type {Map<string, PendingRequest>} by requestId */
   #pending = new Map();
+  /** @type {Map<string, Array<HistoryMessage | AlertsMessage | UnitsMessage>>} the parts of answers still coming */
+  #answerParts = new Map();
   /** @type {Map<string, CommandAckMessage | CommandTimeoutMessage>} outcomes that beat their `command:accepted` */
   #earlyOutcomes = new Map();
   /** @type {ReturnType<typeof setTimeout> | undefined} */
@@ -1011,6 +1019,7 @@ export class SensorStreamClient extends EventTarget {
     clearTimeout(this.#heartbeatTimer);
     this.#socket = null;
     this.#connectionId = null;
+    this.#answerParts.clear();
     for (const [requestId, pending] of this.#pending) {
       clearTimeout(pending.timer);
       pending.reject(new SensorStreamError("disconnected", reason, { requestId, commandId: pending.commandId }));
@@ -1149,6 +1158,30 @@ export class SensorStreamClient extends EventTarget {
   }
 
   /**
+   * The whole answer once its last part is in (at once for an answer in one message).
+   * @template {HistoryMessage | AlertsMessage | UnitsMessage} T
+   * @param {T} message
+   * @returns {T | undefined}
+   */
+  #joinParts(message) {
+    if (!message.parts || message.parts <= 1 || !message.requestId) return message;
+    const key = message.requestId;
+    const received = [...(this.#answerParts.get(key) ?? []), message];
+    if (received.length < message.parts) {
+      this.#answerParts.set(key, received);
+      return undefined;
+    }
+    this.#answerParts.delete(key);
+    received.sort((a, b) => (a.part ?? 0) - (b.part ?? 0));
+    /** @type {"readings" | "active" | "units"} */
+    const field = message.type === "history" ? "readings" : message.type === "alerts" ? "active" : "units";
+    const whole = { ...message, [field]: received.flatMap((part) => /** @type {any} */ (part)[field]) };
+    delete whole.part;
+    delete whole.parts;
+    return whole;
+  }
+
+  /**
    * @param {string | undefined} requestId
    * @returns {PendingRequest | undefined}
    */
@@ -1187,11 +1220,15 @@ export class SensorStreamClient extends EventTarget {
     this.#lastContactAt = this.serverNow();
     this.#armHeartbeat();
     switch (message.type) {
-      case "connection":
-      case "latest":
       case "history":
       case "alerts":
-      case "units":
+      case "units": {
+        const whole = this.#joinParts(message);
+        if (whole) this.#takePending(whole.requestId)?.resolve(whole);
+        break;
+      }
+      case "connection":
+      case "latest":
       case "pong":
       case "tokenRefreshed":
         this.#takePending(message.requestId)?.resolve(message);

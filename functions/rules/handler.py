@@ -20,12 +20,14 @@ from sensor_stream.settings import get_settings
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = parse(event=event, model=APIGatewayProxyEventV2Model)
+    settings = get_settings()
     try:
         book = RuleBook(
             clients.store(),
-            http_requests.caller(request, get_settings()),
+            http_requests.caller(request, settings),
             utc_now(),
             clients.alert_publisher(),
+            max_rules=settings.max_rules_per_org,
         )
         rule_id = (request.pathParameters or {}).get("ruleId")
         match request.routeKey:

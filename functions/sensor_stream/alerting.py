@@ -193,6 +193,8 @@ class AlertEvaluator:
             if not newest:
                 continue  # a late reading of an older time: the state follows newer ones
             document = document if document is not None else json.loads(reading.text)
+            if not rule.measured_by(document):
+                continue
             breach = rule.breach(document)
             if breach is None:
                 if state is not None:

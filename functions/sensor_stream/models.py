@@ -83,8 +83,8 @@ Identifier = Annotated[str, StringConstraints(min_length=1, max_length=64, patte
 DeviceId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
 ReadingId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
 MAX_REQUEST_ID_LENGTH = 128
-# Readings in one history answer: ~300 bytes each, so one answer stays under API
-# Gateway's 128 KB message limit.
+# Readings in one history answer (~300 bytes each: one message of API Gateway's 128 KB
+# in the common case; a larger answer is split, see PartOfAnswer).
 MAX_HISTORY_READINGS = 300
 RequestId = Annotated[str, StringConstraints(max_length=MAX_REQUEST_ID_LENGTH)]
 
@@ -344,7 +344,16 @@ class LatestMessage(WireModel):
     reading: Reading | None
 
 
-class HistoryMessage(WireModel):
+class PartOfAnswer(WireModel):
+    """An answer too large for one WebSocket message goes out in parts, each with the
+    request's ``requestId``, ``part`` (1..parts) and ``parts``; the list of each part is a
+    slice of the whole, in order. Small answers carry neither field."""
+
+    part: Annotated[int | None, Field(exclude_if=lambda v: v is None)] = None
+    parts: Annotated[int | None, Field(exclude_if=lambda v: v is None)] = None
+
+
+class HistoryMessage(PartOfAnswer):
     """``readings`` ordered by ``recordedAt``; ``more`` when the span held more than ``limit``
     (the newest ``limit`` are sent: ask again with an earlier ``until`` for the rest)."""
 
@@ -492,11 +501,17 @@ class AlertRule(AlertRuleBody):
             return site_id == self.site_id
         return True
 
+    def measured_by(self, reading: dict[str, Any]) -> bool:
+        """Whether a reading (wire form) carries this min/max rule's metric: one that does
+        not says nothing about it (a humidity-only reading leaves a temperature alert)."""
+        value = reading.get(self.metric) if self.metric != "silence" else None
+        return isinstance(value, int | float) and not isinstance(value, bool)
+
     def breach(self, reading: dict[str, Any]) -> tuple[str, float, float] | None:
         """(alertType, value, threshold) when a reading (wire form) breaks this min/max rule."""
-        value = reading.get(self.metric) if self.metric != "silence" else None
-        if not isinstance(value, int | float) or isinstance(value, bool):
+        if not self.measured_by(reading):
             return None
+        value = reading[self.metric]
         if self.max is not None and value > self.max:
             return f"{self.metric}_high", float(value), self.max
         if self.min is not None and value < self.min:
@@ -534,7 +549,7 @@ class GetAlertsRequest(WireModel):
     request_id: RequestId | None = None
 
 
-class AlertsMessage(WireModel):
+class AlertsMessage(PartOfAnswer):
     type: Literal["alerts"] = "alerts"
     request_id: str | None = None
     active: list[AlertTriggeredMessage]
@@ -569,7 +584,7 @@ class AlertState(WireModel):
     alert: AlertTriggeredMessage | None = None
 
 
-class UnitsMessage(WireModel):
+class UnitsMessage(PartOfAnswer):
     type: Literal["units"] = "units"
     request_id: str | None = None
     units: list[UnitInfo]

@@ -16,7 +16,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from .alerting import AlertEvent, resolved
 from .auth import Principal
-from .errors import Forbidden, MalformedJson, NotFound, ValidationFailed, describe_errors
+from .errors import Forbidden, LimitExceeded, MalformedJson, NotFound, ValidationFailed, describe_errors
 from .models import AlertRule, AlertRuleBody, AlertState, Identifier
 from .observability import logger
 from .protocol import validate
@@ -55,7 +55,10 @@ class RuleBook:
         principal: Principal,
         now: datetime,
         publish_alert: Callable[[AlertEvent], None] | None = None,
+        *,
+        max_rules: int,
     ) -> None:
+        self._max_rules = max_rules
         self._store = store
         self._principal = principal
         self._org = principal.org_id
@@ -74,6 +77,11 @@ class RuleBook:
         _check_units(self._principal, rule)
         existing = self._store.alerts.get_rule(self._org, rule_id)
         _check_units(self._principal, existing)
+        if existing is None and len(self._store.alerts.rules_of(self._org)) >= self._max_rules:
+            raise LimitExceeded(
+                f"your organization has {self._max_rules} alert rules, the most it may have; "
+                f"delete one, or use a site or org-wide rule instead of one per unit"
+            )
         self._store.alerts.put_rule(self._org, rule)
         if existing is not None and existing != rule:
             self._end_unmatched(rule_id, rule)

@@ -39,7 +39,7 @@ from .models import (
 )
 from .observability import metrics
 from .packing import PackedReading, pack_batches
-from .protocol import RequestContext, require_live_token, validate
+from .protocol import RequestContext, in_parts, require_live_token, validate
 from .settings import Settings
 from .store import SensorStore, StaleConnection
 
@@ -103,11 +103,11 @@ def answer_session_request(
         case GetLatestRequest():
             return [get_latest(context, record, request)]
         case GetHistoryRequest():
-            return [get_history(context, record, request)]
+            return [*in_parts(get_history(context, record, request), "readings")]
         case GetAlertsRequest():
-            return [get_alerts(context, record, request)]
+            return [*in_parts(get_alerts(context, record, request), "active")]
         case ListUnitsRequest():
-            return [list_units(context, record, request)]
+            return [*in_parts(list_units(context, record, request), "units")]
         case PingRequest():
             return [PongMessage(request_id=request.request_id, server_time=context.now)]
     raise AssertionError(f"unhandled request {request!r}")  # pragma: no cover

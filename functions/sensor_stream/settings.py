@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     # Resume after a reconnect: how far back and how many readings at most.
     resume_max_seconds: int = Field(900, ge=0, alias="RESUME_MAX_SECONDS")
     resume_max_readings: int = Field(1000, ge=0, alias="RESUME_MAX_READINGS")
+    # Alert rules per org: the flush holds every org's rules in memory and reads them all
+    # again when one changes.
+    max_rules_per_org: int = Field(200, ge=1, alias="MAX_RULES_PER_ORG")
 
 
 @lru_cache(maxsize=1)

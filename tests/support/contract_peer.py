@@ -113,6 +113,10 @@ class ContractPeer:
         # getHistory answers from these, by unitId; getLatest from the newest of them if any.
         self.history: dict[str, list[dict[str, Any]]] = {}
         self.answer_get_latest = True
+        # History answers go out in this many parts (as the server splits a large answer),
+        # the last part first when ``parts_reversed``.
+        self.history_parts = 1
+        self.parts_reversed = False
         self.command_outcome = "ack"  # ack | ack-before-accepted | error | timeout | unknown-device
         # The server's clock minus the real one: a browser whose clock is wrong, seen from here.
         self.clock_offset = timedelta(0)
@@ -218,7 +222,7 @@ class ContractPeer:
                     latest = reading("r-latest", unit_id, "2026-01-01T00:00:00.000Z")
                 return [{"type": "latest", "requestId": request_id, "unitId": unit_id, "reading": latest}]
             case "getHistory":
-                return [self._history(message)]
+                return self._in_parts(self._history(message), "readings")
             case "ping":
                 return [{"type": "pong", "requestId": request_id, "serverTime": self.now()}]
             case "sendCommand":
@@ -247,6 +251,17 @@ class ContractPeer:
             "readings": span[-limit:],
             "more": len(span) > limit,
         }
+
+    def _in_parts(self, answer: dict[str, Any], field: str) -> list[dict[str, Any]]:
+        if self.history_parts <= 1:
+            return [answer]
+        items, count = answer[field], self.history_parts
+        size = -(-len(items) // count)
+        parts = [
+            {**answer, field: items[n * size : (n + 1) * size], "part": n + 1, "parts": count}
+            for n in range(count)
+        ]
+        return parts[::-1] if self.parts_reversed else parts
 
     def _command_answers(self, request_id: str | None) -> list[dict[str, Any]]:
         command_id = f"cmd-{next(self._ids)}"

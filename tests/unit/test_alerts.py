@@ -12,6 +12,7 @@ import pytest
 from moto.sns.models import sns_backends
 
 from sensor_stream import clients
+from sensor_stream.protocol import MAX_ANSWER_BYTES
 from tests.support.clock import FakeClock
 from tests.support.events import ACCOUNT_ID, REGION, authorizer_claims
 from tests.support.readings import reading
@@ -421,3 +422,73 @@ def test_a_new_rule_applies_from_the_next_tick_without_waiting_for_the_lease_ren
     assert not report.lease_lost
     assert stack.settings.flush_renew_seconds > 2  # so the renewal did not load it
     assert [m["type"] for m in alerts_of(stack, watcher)] == ["alert:triggered"]
+
+
+def test_an_org_of_many_units_gets_them_all_in_parts_that_each_fit_a_websocket_message(
+    stack: InProcessStack, clock: FakeClock
+):
+    units = [f"unit-{n:04d}" for n in range(1000)]
+    for start in range(0, len(units), 100):
+        batch = [
+            reading(
+                unit,
+                clock.iso(),
+                temperature=1.5,
+                humidity=40.0,
+                battery=90.0,
+                siteId="site-with-a-long-name",
+            )
+            for unit in units[start : start + 100]
+        ]
+        stack.publish_telemetry("acme", f"gateway-{start}", {"readings": batch})
+    connection_id = stack.open("acme")
+
+    parts = wire(stack.request(connection_id, {"action": "listUnits", "requestId": "r-1"}))
+
+    assert len(parts) > 1
+    assert all(len(json.dumps(part, separators=(",", ":")).encode()) <= MAX_ANSWER_BYTES for part in parts)
+    assert [(p["requestId"], p["part"], p["parts"]) for p in parts] == [
+        ("r-1", n, len(parts)) for n in range(1, len(parts) + 1)
+    ]
+    assert sorted(u["unitId"] for p in parts for u in p["units"]) == units
+
+
+def test_a_reading_without_the_rules_metric_leaves_the_alert_open(stack: InProcessStack, clock: FakeClock):
+    watcher = stack.open("acme")
+    stack.put_rule("acme", "freezer-warm", **FREEZER)
+    stack.deliver()
+    publish(stack, clock, "freezer-1", -4.0)
+    stack.deliver()
+
+    humidity_only = {"unitId": "freezer-1", "recordedAt": clock.iso(), "humidity": 40.0}
+    stack.publish_telemetry("acme", "dev-1", humidity_only)
+    stack.deliver()
+    still_open = len(stack.store.alerts.open_alerts("acme"))
+    publish(stack, clock, "freezer-1", -20.0)
+    stack.deliver()
+
+    assert still_open == 1
+    assert [m["type"] for m in alerts_of(stack, watcher)] == ["alert:triggered", "alert:resolved"]
+
+
+def test_an_org_at_its_rule_limit_gets_409_for_a_new_rule_but_may_change_its_rules(
+    stack: InProcessStack, monkeypatch: pytest.MonkeyPatch
+):
+    stack.reconfigure(monkeypatch, MAX_RULES_PER_ORG="2")
+    stack.put_rule("acme", "r1", **FREEZER)
+    stack.put_rule("acme", "r2", **FREEZER)
+    claims = authorizer_claims("acme")
+
+    third = stack.rules_request("PUT /alert-rules/{ruleId}", claims, {**FREEZER}, "r3")
+    changed = stack.rules_request("PUT /alert-rules/{ruleId}", claims, {**FREEZER, "max": -10}, "r2")
+    other_org = stack.rules_request(
+        "PUT /alert-rules/{ruleId}", authorizer_claims("globex"), {**FREEZER}, "r3"
+    )
+
+    assert third[0] == 409
+    assert third[1] is not None
+    assert third[1]["error"]["code"] == "limit_exceeded"
+    assert (changed[0], other_org[0]) == (200, 200)
+    _, listed = stack.rules_request("GET /alert-rules", claims)
+    assert listed is not None
+    assert [r["ruleId"] for r in listed["rules"]] == ["r1", "r2"]

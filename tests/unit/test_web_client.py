@@ -456,3 +456,18 @@ def test_get_history_and_ping_answer(page: Page, peer: ContractPeer) -> None:
     assert [r["id"] for r in history["resolved"]["readings"]] == ["h0", "h1", "h2", "h3", "h4"]
     assert history["resolved"]["more"] is False
     assert call(page, "window.client.ping()")["resolved"].endswith("Z")
+
+
+def test_an_answer_in_parts_resolves_once_whole_in_order(page: Page, peer: ContractPeer) -> None:
+    peer.history = {"u1": [reading(f"h{n}", "u1", iso_ago(60 - n)) for n in range(7)]}
+    peer.history_parts, peer.parts_reversed = 3, True
+    start_client(page, peer.url)
+    wait_for_status(page, "connected")
+
+    history = call(
+        page, "window.client.getHistory('u1', { since: new Date(Date.now() - 120000).toISOString() })"
+    )
+
+    assert [r["id"] for r in history["resolved"]["readings"]] == [f"h{n}" for n in range(7)]
+    assert "part" not in history["resolved"]
+    assert "parts" not in history["resolved"]
