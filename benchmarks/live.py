@@ -5,10 +5,12 @@ baseline, plus the in-process figures of benchmarks/run.py. Prints figures, neve
     make bench ARGS="--scenario 100x100"         # one of them (repeat --scenario for more)
     make bench ARGS="--rate 50 --browsers 20 --per-message 5 --duration 10"   # your own
     make bench ARGS="--scenario inprocess"       # only benchmarks/run.py (in-process moto)
+    make bench ARGS="--scenario coldstart"       # only each handler's import time (benchmarks/coldstart.py)
     make bench ARGS="--design live"              # skip the naive baseline
 
 Scenarios (readings/s x browsers; single-reading messages unless said):
     inprocess   ingest/flush/packing cost against in-process moto (benchmarks/run.py)
+    coldstart   each handler's import (python -X importtime, 5 runs): the cold start we control
     10x10       10/s to 10 browsers
     30x50       30/s to 50 browsers (about where the one-process local stack falls behind)
     100x100     100/s to 100 browsers
@@ -74,6 +76,8 @@ SCENARIOS: dict[str, Workload] = {
     "flood": Workload(rate=50, browsers=50, duration=30, flood_rate=1000),
 }
 IN_PROCESS = "inprocess"
+COLD_START = "coldstart"
+SECTIONS = (IN_PROCESS, COLD_START)  # sections of their own, not workloads
 DEFAULT_FLUSH_PERIOD_SECONDS = 15.0
 WORKLOAD_FLAGS = ("rate", "browsers", "per_message", "units", "devices", "orgs", "duration", "drain")
 
@@ -85,7 +89,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--scenario",
         action="append",
-        choices=[IN_PROCESS, *SCENARIOS],
+        choices=[IN_PROCESS, COLD_START, *SCENARIOS],
         help="run this scenario (repeatable; default: all)",
     )
     parser.add_argument("--design", choices=["both", "live", "naive"], default="both")
@@ -109,14 +113,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def chosen(args: argparse.Namespace) -> list[tuple[str, Workload | None]]:
-    """(name, workload) to run; None for the in-process section."""
+    """(name, workload) to run; None for the in-process and cold-start sections."""
     overrides = {flag: getattr(args, flag) for flag in WORKLOAD_FLAGS if getattr(args, flag) is not None}
-    names = args.scenario or ([] if overrides else [IN_PROCESS, *SCENARIOS])
+    names = args.scenario or ([] if overrides else [IN_PROCESS, COLD_START, *SCENARIOS])
     if not names:
         workload = dataclasses.replace(Workload(rate=10, browsers=10), **overrides)
         return [("custom", workload)]
     return [
-        (name, None if name == IN_PROCESS else dataclasses.replace(SCENARIOS[name], **overrides))
+        (
+            name,
+            None if name in (IN_PROCESS, COLD_START) else dataclasses.replace(SCENARIOS[name], **overrides),
+        )
         for name in names
     ]
 
@@ -141,6 +148,11 @@ def run_in_process() -> None:
     subprocess.run([sys.executable, "-m", "benchmarks.run"], check=False)
 
 
+def run_cold_start() -> None:
+    print("== coldstart: each handler's import, the part of a cold start our code decides", flush=True)
+    subprocess.run([sys.executable, "-m", "benchmarks.coldstart"], check=False)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     designs = ["live", "naive"] if args.design == "both" else [args.design]
@@ -148,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"sensor-stream benchmark on {machine()}; load {os.getloadavg()[0]:.1f}", flush=True)
     for name, workload in chosen(args):
         if workload is None:
-            run_in_process()
+            run_cold_start() if name == COLD_START else run_in_process()
             continue
         print(describe(name, workload, args.flush_period), flush=True)
         results: list[RunResult] = []
