@@ -22,14 +22,13 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from benchmarks.request_counts import ENVIRONMENT
+from benchmarks.request_counts import ENVIRONMENT, MotoCpu
 
 # Lambda: "at 1,769 MB, a function has the equivalent of one vCPU" (docs/cost.md cites it).
 FULL_VCPU_MB = 1769
@@ -50,29 +49,6 @@ LOADS = (
     TickLoad("1,000 readings/s x 500 connections", 1000, 500, per_message=10),
     TickLoad("1,000 single readings/s x 500 connections", 1000, 500),
 )
-
-
-class MotoCpu:
-    """CPU time moto spends answering requests (any thread), to leave it out."""
-
-    def __init__(self) -> None:
-        from moto.core.botocore_stubber import BotocoreStubber
-
-        self.seconds = 0.0
-        self._lock = threading.Lock()
-        original = BotocoreStubber.process_request
-        meter = self
-
-        def process_request(stubber: Any, request: Any) -> Any:
-            started = time.thread_time()
-            try:
-                return original(stubber, request)
-            finally:
-                spent = time.thread_time() - started
-                with meter._lock:
-                    meter.seconds += spent
-
-        BotocoreStubber.process_request = process_request  # type: ignore[method-assign,assignment]
 
 
 @dataclass(frozen=True)
@@ -106,10 +82,9 @@ def measure(load: TickLoad, ticks: int = 10, warmup: int = 2) -> TickCpu:
 
     clients.reset()
     moto_fidelity.apply()
-    moto = MotoCpu()
     settings = get_settings()
     start = int(time.time()) // 10 * 10 + 20
-    with mock_aws(config={"core": {"reset_boto3_session": False}}):
+    with mock_aws(config={"core": {"reset_boto3_session": False}}), MotoCpu() as moto:
         create_table(boto3.client("dynamodb"), settings.table_name)
         store = clients.store()
         gateway = clients.fanout_gateway()

@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import threading
+import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -90,6 +92,9 @@ class Usage:
     requests: Counter[str] = field(default_factory=Counter)
     write_units: float = 0.0
     read_units: float = 0.0
+    # Items put and their bytes, by the kind of item (the pk up to its first '#').
+    items_put: Counter[str] = field(default_factory=Counter)
+    bytes_put: Counter[str] = field(default_factory=Counter)
 
     @property
     def writes(self) -> int:
@@ -102,7 +107,7 @@ class Usage:
     def add(self, operation: str, params: dict[str, Any], parsed: dict[str, Any]) -> None:
         self.requests[operation] += 1
         if operation == "PutItem":
-            self.write_units += write_units(params["Item"])
+            self._put(params["Item"])
         elif operation in ("UpdateItem", "DeleteItem"):
             # Billed on the larger of the item before and after; the response holds one
             # of them when asked for (the lease and settle writes ask), else assume 1 KB.
@@ -111,7 +116,10 @@ class Usage:
             for requests in params["RequestItems"].values():
                 for request in requests:
                     put = request.get("PutRequest")
-                    self.write_units += write_units(put["Item"] if put else None)
+                    if put:
+                        self._put(put["Item"])
+                    else:
+                        self.write_units += 1
         elif operation == "GetItem":
             self.read_units += read_units(item_size(parsed.get("Item", {})), consistent=_consistent(params))
         elif operation == "BatchGetItem":
@@ -126,15 +134,33 @@ class Usage:
             evaluated = returned * scanned / len(items) if items else 0
             self.read_units += read_units(int(evaluated), consistent=_consistent(params))
 
+    def _put(self, item: dict[str, Any]) -> None:
+        self.write_units += write_units(item)
+        kind = item["pk"]["S"].split("#", 1)[0]
+        self.items_put[kind] += 1
+        self.bytes_put[kind] += item_size(item)
+
+    def item_bytes(self, kind: str) -> float:
+        """Mean size of the items of ``kind`` put (e.g. ``UNIT``: history, ``OUTBOX``)."""
+        return self.bytes_put[kind] / self.items_put[kind] if self.items_put[kind] else 0.0
+
     def minus(self, other: Usage) -> Usage:
         return Usage(
             self.requests - other.requests,
             self.write_units - other.write_units,
             self.read_units - other.read_units,
+            self.items_put - other.items_put,
+            self.bytes_put - other.bytes_put,
         )
 
     def copy(self) -> Usage:
-        return Usage(Counter(self.requests), self.write_units, self.read_units)
+        return Usage(
+            Counter(self.requests),
+            self.write_units,
+            self.read_units,
+            Counter(self.items_put),
+            Counter(self.bytes_put),
+        )
 
 
 def _consistent(params: dict[str, Any]) -> bool:
@@ -170,6 +196,38 @@ class UsageMeter:
         self.usage(self.current).add(model.name, context.get("cost_params", {}), parsed)
 
 
+class MotoCpu:
+    """CPU time moto spends answering requests (any thread), to leave it out of ours:
+    in AWS that work is DynamoDB's and API Gateway's. Restores moto on exit."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> MotoCpu:
+        from moto.core.botocore_stubber import BotocoreStubber
+
+        self._original = original = BotocoreStubber.process_request
+        meter = self
+
+        def process_request(stubber: Any, request: Any) -> Any:
+            started = time.thread_time()
+            try:
+                return original(stubber, request)
+            finally:
+                spent = time.thread_time() - started
+                with meter._lock:
+                    meter.seconds += spent
+
+        BotocoreStubber.process_request = process_request  # type: ignore[method-assign,assignment]
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        from moto.core.botocore_stubber import BotocoreStubber
+
+        BotocoreStubber.process_request = self._original  # type: ignore[method-assign]
+
+
 # --- the workloads ---------------------------------------------------------------------------
 
 
@@ -181,6 +239,7 @@ class Workload:
     units: int
     browsers: int = 10
     messages_per_second: int = 50
+    devices: int = 20
 
     @property
     def readings(self) -> int:
@@ -195,7 +254,7 @@ WORKLOADS = (
 
 
 @dataclass(frozen=True)
-class Measured:
+class CountedRun:
     workload: Workload
     ingest: Usage
     flush: Usage
@@ -205,6 +264,7 @@ class Measured:
     posted_bytes: int
     idle: Usage
     idle_ticks: int
+    ingest_cpu_seconds: float  # ours (moto's subtracted), all messages
 
     def per_reading(self, usage: Usage) -> tuple[float, float, float, float]:
         """(write requests, read requests, write units, read units) per reading."""
@@ -212,7 +272,7 @@ class Measured:
         return usage.writes / n, usage.reads / n, usage.write_units / n, usage.read_units / n
 
 
-def measure(workload: Workload, *, idle_ticks: int = 30) -> Measured:
+def measure(workload: Workload, *, idle_ticks: int = 30) -> CountedRun:
     """Run ``workload`` through the real handlers against a fresh in-process moto."""
     os.environ.update(ENVIRONMENT)
     import boto3
@@ -233,9 +293,11 @@ def measure(workload: Workload, *, idle_ticks: int = 30) -> Measured:
     clients.reset()
     moto_fidelity.apply()  # per-partition queries, as in DynamoDB
     clock = FakeClock(datetime(2026, 3, 1, 12, 0, 0, 250_000, tzinfo=UTC))
-    for module in (ingest.handler, connect.handler, publish.handler):
+    handlers = (ingest.handler, connect.handler, publish.handler)
+    real_now = [module.utc_now for module in handlers]
+    for module in handlers:
         module.utc_now = clock.now  # type: ignore[attr-defined]
-    with mock_aws(config={"core": {"reset_boto3_session": False}}):
+    with mock_aws(config={"core": {"reset_boto3_session": False}}), MotoCpu() as moto:
         create_table(boto3.client("dynamodb"), ENVIRONMENT["TABLE_NAME"])
         recorder = PostRecorder()
         stack = InProcessStack(clock, recorder, ENVIRONMENT["JWT_SECRET"])
@@ -249,7 +311,9 @@ def measure(workload: Workload, *, idle_ticks: int = 30) -> Measured:
             posts_before = sum(len(recorder.frames(b)) for b in browsers)
             ticks = 0
             sent = 0
+            ingest_cpu = 0.0
             while sent < workload.messages:
+                cpu, moto_cpu = time.process_time(), moto.seconds
                 with meter.part("ingest"):
                     for _ in range(min(workload.messages_per_second, workload.messages - sent)):
                         first = sent * workload.per_message
@@ -258,9 +322,10 @@ def measure(workload: Workload, *, idle_ticks: int = 30) -> Measured:
                             for i in range(workload.per_message)
                         ]
                         payload = readings[0] if workload.per_message == 1 else {"readings": readings}
-                        stack.publish_telemetry("acme", f"dev-{sent % 20}", payload)
+                        stack.publish_telemetry("acme", f"dev-{sent % workload.devices}", payload)
                         metrics.clear_metrics()
                         sent += 1
+                ingest_cpu += (time.process_time() - cpu) - (moto.seconds - moto_cpu)
                 with meter.part("flush"):
                     stack.tick(1.0)
                     ticks += 1
@@ -272,7 +337,7 @@ def measure(workload: Workload, *, idle_ticks: int = 30) -> Measured:
             with meter.part("idle"):
                 for _ in range(idle_ticks):
                     stack.tick(1.0)
-            return Measured(
+            return CountedRun(
                 workload,
                 ingest=meter.usage("ingest"),
                 flush=flush,
@@ -282,13 +347,16 @@ def measure(workload: Workload, *, idle_ticks: int = 30) -> Measured:
                 posted_bytes=sum(len(frame) for frame in frames),
                 idle=meter.usage("idle"),
                 idle_ticks=idle_ticks,
+                ingest_cpu_seconds=ingest_cpu,
             )
         finally:
             stack.close()
             clients.reset()
+            for module, now in zip(handlers, real_now, strict=True):
+                module.utc_now = now  # type: ignore[attr-defined]
 
 
-def report(measured: Measured) -> list[str]:
+def report(measured: CountedRun) -> list[str]:
     w, ticks, idle = measured.workload, measured.ticks, measured.idle_ticks
     ingest = measured.per_reading(measured.ingest)
     flush = measured.per_reading(measured.flush)
@@ -298,7 +366,8 @@ def report(measured: Measured) -> list[str]:
         f"{w.name} ({w.messages_per_second} messages/s, {w.browsers} browsers, one tick a second):",
         f"  ingest: {ingest[0]:.2f} write requests and {ingest[1]:.2f} reads per reading; "
         f"{ingest[2]:.2f} write units, {ingest[3]:.2f} read units per reading "
-        f"({dict(sorted(measured.ingest.requests.items()))})",
+        f"({dict(sorted(measured.ingest.requests.items()))}); CPU "
+        f"{measured.ingest_cpu_seconds / w.messages * 1000:.1f} ms a message (ours, moto's subtracted)",
         f"  flush:  {flush[1]:.3f} reads and {flush[0]:.3f} writes per reading; per tick "
         f"{measured.flush.reads / ticks:.2f} reads, {measured.flush.writes / ticks:.2f} writes, "
         f"{measured.flush.read_units / ticks:.1f} read units ({ticks} ticks); "
