@@ -90,9 +90,10 @@ class Measured:
     # DynamoDB write requests per reading, by readings per message.
     write_requests_single: float = 2.00
     write_requests_batch10: float = 1.10
-    # Unit and device registry refreshes per reading (20 units and devices, 1,000 readings
-    # in 20 s: every item written once; fewer per reading over a longer run).
-    registry_units_per_reading: float = 0.04
+    # Every message rewrites the registry item of each unit in it (UnitSeen with its last
+    # reading, for listUnits and alerts), in the outbox batch; devices every 5 min.
+    unit_registry_item_bytes: float = 398
+    device_items_per_reading: float = 0.02  # 20 devices in 1,000 readings (20 s); less over longer runs
     history_item_bytes: float = 400
     entry_bytes_first_reading: float = 344  # an outbox entry of one reading
     entry_bytes_per_more_reading: float = 264  # and each further reading in it
@@ -128,6 +129,7 @@ class Inputs:
     browsers: int
     hours_per_day: float
     orgs: int = 1
+    units_per_message: int = 1  # distinct units in one message (a gateway: several)
     message_bytes: int = 200  # a device's JSON per reading, for the 5 KB metering
 
     @property
@@ -182,17 +184,26 @@ def entry_bytes(measured: Measured, per_message: int) -> float:
     return measured.entry_bytes_first_reading + (per_message - 1) * measured.entry_bytes_per_more_reading
 
 
-def write_units_per_reading(measured: Measured, per_message: int, *, registry: bool = True) -> float:
-    """History put (1 KB units) + the message's outbox entry shared by its readings +
-    registry refreshes."""
+def registry_units_per_reading(measured: Measured, per_message: int, units_per_message: int = 1) -> float:
+    unit_items = units_per_message * math.ceil(measured.unit_registry_item_bytes / 1024) / per_message
+    return unit_items + measured.device_items_per_reading
+
+
+def write_units_per_reading(
+    measured: Measured, per_message: int, units_per_message: int = 1, *, registry: bool = True
+) -> float:
+    """History put (1 KB units) + the message's outbox entry shared by its readings + the
+    registry items of the batch (each item of a BatchWriteItem is billed as a write)."""
     history = math.ceil(measured.history_item_bytes / 1024)
     outbox = math.ceil(entry_bytes(measured, per_message) / 1024) / per_message
-    return history + outbox + (measured.registry_units_per_reading if registry else 0.0)
+    extra = registry_units_per_reading(measured, per_message, units_per_message) if registry else 0.0
+    return history + outbox + extra
 
 
-def history_units(measured: Measured) -> float:
-    """Write units per reading without the outbox: the history put and registry refreshes."""
-    return math.ceil(measured.history_item_bytes / 1024) + measured.registry_units_per_reading
+def history_units(measured: Measured, inputs: Inputs) -> float:
+    """Write units per reading without the outbox: the history put and the registry."""
+    history = math.ceil(measured.history_item_bytes / 1024)
+    return history + registry_units_per_reading(measured, inputs.per_message, inputs.units_per_message)
 
 
 def write_requests_per_reading(per_message: int) -> float:
@@ -324,7 +335,10 @@ def this_design(inputs: Inputs, measured: Measured, estimates: Estimates) -> Bil
     readings_month = shape.readings * SECONDS_PER_MONTH
     bill.add(
         "DynamoDB: ingest writes",
-        cost("dynamodb_write", readings_month * write_units_per_reading(measured, inputs.per_message)),
+        cost(
+            "dynamodb_write",
+            readings_month * write_units_per_reading(measured, inputs.per_message, inputs.units_per_message),
+        ),
     )
     # Each tick: the outbox query (strongly consistent) and, per org with readings, its
     # connections (eventually consistent); the lease every 10 s.
@@ -377,7 +391,8 @@ def naive(inputs: Inputs, measured: Measured, estimates: Estimates) -> Bill:
     )
     readings_month = shape.readings * SECONDS_PER_MONTH
     bill.add(
-        "DynamoDB: ingest writes (history)", cost("dynamodb_write", readings_month * history_units(measured))
+        "DynamoDB: ingest writes (history)",
+        cost("dynamodb_write", readings_month * history_units(measured, inputs)),
     )
     connection_units = max(0.5, math.ceil(shape.browsers_per_org * measured.connection_item_bytes / 4096) / 2)
     bill.add("DynamoDB: connections read per message", cost("dynamodb_read", invocations * connection_units))
@@ -409,7 +424,8 @@ def appsync(inputs: Inputs, measured: Measured, estimates: Estimates) -> Bill:
     )
     readings_month = shape.readings * SECONDS_PER_MONTH
     bill.add(
-        "DynamoDB: ingest writes (history)", cost("dynamodb_write", readings_month * history_units(measured))
+        "DynamoDB: ingest writes (history)",
+        cost("dynamodb_write", readings_month * history_units(measured, inputs)),
     )
     storage(bill, measured, shape)
     units = math.ceil(inputs.per_message * measured.posted_bytes_per_reading / 5120)
@@ -487,7 +503,8 @@ def measured_now() -> Measured:
         Measured(),
         write_requests_single=single.ingest.writes / n1,
         write_requests_batch10=batch.ingest.writes / n10,
-        registry_units_per_reading=registry_items(single.ingest) / n1,
+        unit_registry_item_bytes=single.ingest.item_bytes("UNITS"),
+        device_items_per_reading=single.ingest.items_put["DEVICE"] / n1,
         history_item_bytes=single.ingest.item_bytes("UNIT"),
         entry_bytes_first_reading=single.ingest.item_bytes("OUTBOX"),
         entry_bytes_per_more_reading=(batch.ingest.item_bytes("OUTBOX") - single.ingest.item_bytes("OUTBOX"))

@@ -51,6 +51,15 @@ def test_write_units_per_reading_are_the_models(runs: dict[int, CountedRun], per
     assert measured == pytest.approx(cost.write_units_per_reading(RECORDED, per_message, registry=False))
 
 
+@pytest.mark.parametrize("per_message", [1, 10])
+def test_each_message_rewrites_the_registry_item_of_its_units(runs: dict[int, CountedRun], per_message: int):
+    run = runs[per_message]
+    units_per_message = min(per_message, run.workload.units)
+
+    assert run.ingest.items_put["UNITS"] == run.workload.messages * units_per_message
+    assert run.ingest.item_bytes("UNITS") == pytest.approx(RECORDED.unit_registry_item_bytes, rel=0.05)
+
+
 def test_item_sizes_are_the_recorded_ones(runs: dict[int, CountedRun]):
     single, ten = runs[1], runs[10]
 
