@@ -16,7 +16,7 @@ TSC := node_modules/.bin/tsc
 # The functions' shared package and the repo root, as in Lambda and in pytest.
 export PYTHONPATH := $(CURDIR)/functions:$(CURDIR)
 
-.PHONY: help install dev test lint typecheck types vendor unit infra-test e2e token simulate bench soak synth deploy diff destroy clean
+.PHONY: help install dev test lint typecheck types vendor unit infra-test e2e token simulate bench cost soak synth deploy diff destroy clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -85,6 +85,9 @@ test: $(STAMP_PY) $(STAMP_NODE) $(CHROMIUM) $(MOSQUITTO) lint typecheck ## Lint,
 
 bench: $(STAMP_PY) ## Live path end to end vs a naive baseline, and in-process figures (prints, never asserts): ARGS="--scenario 100x100", ARGS=--help
 	$(PY) -m benchmarks $(ARGS)
+
+cost: $(STAMP_PY) ## Monthly AWS bill by service, three scenarios x three designs (docs/cost.md): ARGS="--devices 200 --browsers 40", ARGS=--help
+	$(PY) -m benchmarks.cost $(ARGS)
 
 soak: $(STAMP_PY) ## Devices and browsers with faults against the local stack for 60 s; exits 1 on any loss: ARGS="--duration 300", ARGS=--help
 	$(PY) -m benchmarks.soak $(ARGS)

@@ -5,10 +5,15 @@ baseline, plus the in-process figures of benchmarks/run.py. Prints figures, neve
     make bench ARGS="--scenario 100x100"         # one of them (repeat --scenario for more)
     make bench ARGS="--rate 50 --browsers 20 --per-message 5 --duration 10"   # your own
     make bench ARGS="--scenario inprocess"       # only benchmarks/run.py (in-process moto)
+    make bench ARGS="--scenario coldstart"       # only each handler's import time (benchmarks/coldstart.py)
+    make bench ARGS="--scenario flushcpu"        # the flush's CPU per tick (benchmarks/flush_cpu.py, ~5 min)
     make bench ARGS="--design live"              # skip the naive baseline
 
 Scenarios (readings/s x browsers; single-reading messages unless said):
     inprocess   ingest/flush/packing cost against in-process moto (benchmarks/run.py)
+    coldstart   each handler's import (python -X importtime, 5 runs): the cold start we control
+    flushcpu    the flush's CPU per tick idle, 50/s x 50, 1,000/s x 500 and its time at 128-1,769 MB
+                (not in the default run: ~5 minutes)
     10x10       10/s to 10 browsers
     30x50       30/s to 50 browsers (about where the one-process local stack falls behind)
     100x100     100/s to 100 browsers
@@ -74,6 +79,9 @@ SCENARIOS: dict[str, Workload] = {
     "flood": Workload(rate=50, browsers=50, duration=30, flood_rate=1000),
 }
 IN_PROCESS = "inprocess"
+COLD_START = "coldstart"
+FLUSH_CPU = "flushcpu"
+SECTIONS = (IN_PROCESS, COLD_START, FLUSH_CPU)  # sections of their own, not workloads
 DEFAULT_FLUSH_PERIOD_SECONDS = 15.0
 WORKLOAD_FLAGS = ("rate", "browsers", "per_message", "units", "devices", "orgs", "duration", "drain")
 
@@ -85,7 +93,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--scenario",
         action="append",
-        choices=[IN_PROCESS, *SCENARIOS],
+        choices=[*SECTIONS, *SCENARIOS],
         help="run this scenario (repeatable; default: all)",
     )
     parser.add_argument("--design", choices=["both", "live", "naive"], default="both")
@@ -109,14 +117,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def chosen(args: argparse.Namespace) -> list[tuple[str, Workload | None]]:
-    """(name, workload) to run; None for the in-process section."""
+    """(name, workload) to run; None for the sections (in-process, cold start, flush CPU)."""
     overrides = {flag: getattr(args, flag) for flag in WORKLOAD_FLAGS if getattr(args, flag) is not None}
-    names = args.scenario or ([] if overrides else [IN_PROCESS, *SCENARIOS])
+    names = args.scenario or ([] if overrides else [IN_PROCESS, COLD_START, *SCENARIOS])  # not FLUSH_CPU
     if not names:
         workload = dataclasses.replace(Workload(rate=10, browsers=10), **overrides)
         return [("custom", workload)]
     return [
-        (name, None if name == IN_PROCESS else dataclasses.replace(SCENARIOS[name], **overrides))
+        (
+            name,
+            None if name in SECTIONS else dataclasses.replace(SCENARIOS[name], **overrides),
+        )
         for name in names
     ]
 
@@ -136,9 +147,17 @@ def machine() -> str:
     )
 
 
-def run_in_process() -> None:
-    print("== inprocess: our own code's cost against in-process moto (benchmarks/run.py)", flush=True)
-    subprocess.run([sys.executable, "-m", "benchmarks.run"], check=False)
+SECTION_MODULES = {
+    IN_PROCESS: ("our own code's cost against in-process moto", "benchmarks.run"),
+    COLD_START: ("each handler's import, the part of a cold start our code decides", "benchmarks.coldstart"),
+    FLUSH_CPU: ("the flush's CPU per tick and the memory it needs", "benchmarks.flush_cpu"),
+}
+
+
+def run_section(name: str) -> None:
+    what, module = SECTION_MODULES[name]
+    print(f"== {name}: {what} ({module.replace('.', '/')}.py)", flush=True)
+    subprocess.run([sys.executable, "-m", module], check=False)  # noqa: S603 - our own modules
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -148,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"sensor-stream benchmark on {machine()}; load {os.getloadavg()[0]:.1f}", flush=True)
     for name, workload in chosen(args):
         if workload is None:
-            run_in_process()
+            run_section(name)
             continue
         print(describe(name, workload, args.flush_period), flush=True)
         results: list[RunResult] = []

@@ -14,7 +14,7 @@ from sensor_stream import clients
 from sensor_stream.auth import SUBPROTOCOL
 from sensor_stream.errors import Unauthorized
 from sensor_stream.models import utc_now
-from sensor_stream.observability import logger, metrics, tracer
+from sensor_stream.observability import logger, metrics, trace_handler
 from sensor_stream.protocol import RequestContext, answer_client_message
 from sensor_stream.responses import error_response, header
 from sensor_stream.sessions import answer_session_request, close_connection, open_connection
@@ -24,7 +24,7 @@ OK = {"statusCode": 200}
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
+@trace_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     route = event.get("requestContext", {}).get("routeKey")

@@ -10,13 +10,13 @@ from sensor_stream import clients, http_requests
 from sensor_stream.errors import AppError
 from sensor_stream.ingestion import ingest_http, ingest_iot_event
 from sensor_stream.models import utc_now
-from sensor_stream.observability import logger, metrics, tracer
+from sensor_stream.observability import logger, metrics, trace_handler
 from sensor_stream.responses import error_response, json_response
 from sensor_stream.settings import get_settings
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
+@trace_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if "requestContext" in event:

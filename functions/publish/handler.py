@@ -9,7 +9,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from sensor_stream import clients
 from sensor_stream.commands import acknowledge, send_command
 from sensor_stream.models import IotRuleEvent, utc_now
-from sensor_stream.observability import logger, metrics, tracer
+from sensor_stream.observability import logger, metrics, trace_handler
 from sensor_stream.protocol import RequestContext, answer_client_message
 from sensor_stream.settings import get_settings
 
@@ -17,7 +17,7 @@ OK = {"statusCode": 200}
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
+@trace_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if "requestContext" in event:

@@ -9,14 +9,14 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from sensor_stream import clients, http_requests
 from sensor_stream.errors import AppError, NotFound
 from sensor_stream.models import RulesMessage, utc_now
-from sensor_stream.observability import logger, metrics, tracer
+from sensor_stream.observability import logger, metrics, trace_handler
 from sensor_stream.responses import error_response, json_response
 from sensor_stream.rules import RuleBook
 from sensor_stream.settings import get_settings
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
+@trace_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = parse(event=event, model=APIGatewayProxyEventV2Model)

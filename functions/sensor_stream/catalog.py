@@ -63,10 +63,14 @@ CONNECT = FunctionSpec(
 # loop is not retried and a start that waited a minute is dropped: the next schedule
 # starts a fresh one.
 FLUSH_SCHEDULE_SECONDS = 60
+# Memory by measurement (docs/cost.md, benchmarks/flush_cpu.py): an idle tick takes ~1 ms of
+# CPU, a tick of 50 readings to 50 connections 32-74 ms, i.e. 0.13 s (at most 0.26 s) of
+# the second at 512 MB, where Lambda gives 512/1,769 of a vCPU. The flush runs all month,
+# so its memory is most of its bill: raise it only for a heavier load.
 FLUSH = FunctionSpec(
     name="flush",
     description="Delivers each second's new readings to the subscribed WebSocket connections",
-    memory_mb=1024,
+    memory_mb=512,
     timeout_seconds=120,
     async_retry_attempts=0,
     async_max_event_age_seconds=FLUSH_SCHEDULE_SECONDS,

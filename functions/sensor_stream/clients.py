@@ -1,45 +1,65 @@
-"""AWS clients, created once per Lambda container and shared (they are thread-safe).
+"""AWS clients, created once per Lambda container on first use and shared (they are
+thread-safe).
 
-Endpoints come from settings or boto3's own AWS_ENDPOINT_URL_* variables, which is all
-the local stack changes.
+Nothing here is imported or built before a handler needs it: boto3, the store and the
+token verifier (PyJWT and cryptography) load on the first call of their factory, so each
+function pays only for the clients it uses. Clients come from boto3's default session
+(the local stack registers its hooks there). Endpoints come from settings or boto3's own
+AWS_ENDPOINT_URL_* variables, which is all the local stack changes.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import boto3
-from botocore.config import Config
-
-from .auth import TokenVerifier
-from .gateway import ConnectionGateway
-from .notifications import AlertPublisher
 from .settings import get_settings
-from .store import SensorStore
 
-_RETRIES = Config(retries={"mode": "standard", "max_attempts": 3}, max_pool_connections=64)
+if TYPE_CHECKING:
+    from botocore.config import Config
+
+    from .auth import TokenVerifier
+    from .gateway import ConnectionGateway
+    from .notifications import AlertPublisher
+    from .store import SensorStore
+
+
+def _config(**options: Any) -> Config:
+    from botocore.config import Config
+
+    return Config(**options)
+
+
+def _retries() -> Config:
+    return _config(retries={"mode": "standard", "max_attempts": 3}, max_pool_connections=64)
+
+
+def _client(service: str, config: Config, endpoint_url: str | None = None) -> Any:
+    import boto3
+
+    return boto3.client(service, endpoint_url=endpoint_url, config=config)  # type: ignore[call-overload]
 
 
 @lru_cache(maxsize=1)
 def store() -> SensorStore:
-    return SensorStore(boto3.client("dynamodb", config=_RETRIES), get_settings())
+    from .store import SensorStore
+
+    return SensorStore(_client("dynamodb", _retries()), get_settings())
 
 
 def _management_api(config: Config) -> ConnectionGateway:
+    from .gateway import ConnectionGateway
+
     settings = get_settings()
     if not settings.websocket_callback_url:
         raise RuntimeError("WEBSOCKET_CALLBACK_URL is not set")
-    client = boto3.client(
-        "apigatewaymanagementapi", endpoint_url=settings.websocket_callback_url, config=config
-    )
-    return ConnectionGateway(client)
+    return ConnectionGateway(_client("apigatewaymanagementapi", config, settings.websocket_callback_url))
 
 
 @lru_cache(maxsize=1)
 def gateway() -> ConnectionGateway:
     """Answers to a client's requests: retried once."""
-    return _management_api(Config(retries={"mode": "standard", "max_attempts": 2}, max_pool_connections=64))
+    return _management_api(_config(retries={"mode": "standard", "max_attempts": 2}, max_pool_connections=64))
 
 
 @lru_cache(maxsize=1)
@@ -49,7 +69,7 @@ def fanout_gateway() -> ConnectionGateway:
     must not hold a posting thread."""
     settings = get_settings()
     return _management_api(
-        Config(
+        _config(
             retries={"mode": "standard", "max_attempts": 1},
             connect_timeout=settings.flush_post_timeout_seconds,
             read_timeout=settings.flush_post_timeout_seconds,
@@ -60,19 +80,22 @@ def fanout_gateway() -> ConnectionGateway:
 
 @lru_cache(maxsize=1)
 def iot_data() -> Any:
-    endpoint = get_settings().iot_data_endpoint or None
-    return boto3.client("iot-data", endpoint_url=endpoint, config=_RETRIES)
+    return _client("iot-data", _retries(), get_settings().iot_data_endpoint or None)
 
 
 @lru_cache(maxsize=1)
 def alert_publisher() -> AlertPublisher | None:
     """Publishes alerts to ALERT_TOPIC_ARN; None when the deployment has no topic."""
+    from .notifications import AlertPublisher
+
     topic_arn = get_settings().alert_topic_arn
-    return AlertPublisher(boto3.client("sns", config=_RETRIES), topic_arn) if topic_arn else None
+    return AlertPublisher(_client("sns", _retries()), topic_arn) if topic_arn else None
 
 
 @lru_cache(maxsize=1)
 def token_verifier() -> TokenVerifier:
+    from .auth import TokenVerifier
+
     return TokenVerifier(get_settings())
 
 

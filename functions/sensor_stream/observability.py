@@ -1,7 +1,11 @@
-"""The one Logger, Metrics and Tracer of the project (names from POWERTOOLS_* variables)."""
+"""The one Logger and Metrics of the project (names from POWERTOOLS_* variables), and the
+handlers' tracing decorator (``tracing``: the X-Ray SDK is loaded only where tracing is on)."""
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
+
+from .tracing import trace_handler
+
+__all__ = ["logger", "metrics", "trace_handler"]
 
 logger = Logger(service="sensor-stream")
 metrics = Metrics(namespace="SensorStream", service="sensor-stream")
-tracer = Tracer(service="sensor-stream")

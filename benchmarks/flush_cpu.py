@@ -1,0 +1,200 @@
+"""The flush's CPU time per tick, and what it means for the function's memory (prints,
+never asserts).
+
+The real Flusher ticks against in-process moto with a real Management API client (moto
+answers its posts): our code and botocore (serialising, signing, parsing) are measured;
+moto's own work, which is DynamoDB's and API Gateway's in AWS, is subtracted (its CPU
+time is taken around each request it answers), and network waits are not CPU at all.
+Readings are queued into the outbox directly (one entry per message, as ingest writes
+them), outside the measured tick. CPU is process time (all threads: posts run on a pool).
+
+Lambda gives a function CPU in proportion to its memory, a whole vCPU at 1,769 MB, so a
+tick's CPU time ``c`` takes about ``c * 1769 / memory`` seconds of wall time below that
+(plus the network waits of its few sequential requests). The flush ticks once a second:
+its memory must let the busiest tick end well within the second.
+
+    .venv/bin/python -m benchmarks.flush_cpu                 # idle, 50/s x 50, 1,000/s x 500
+    .venv/bin/python -m benchmarks.flush_cpu --ticks 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from benchmarks.request_counts import ENVIRONMENT, MotoCpu
+
+# Lambda: "at 1,769 MB, a function has the equivalent of one vCPU" (docs/cost.md cites it).
+FULL_VCPU_MB = 1769
+MEMORIES_MB = (128, 256, 512, 1024, 1769)
+
+
+@dataclass(frozen=True)
+class TickLoad:
+    name: str
+    readings_per_second: int
+    connections: int
+    per_message: int = 1
+
+
+LOADS = (
+    TickLoad("idle", 0, 50),
+    TickLoad("50 readings/s x 50 connections", 50, 50),
+    TickLoad("1,000 readings/s x 500 connections", 1000, 500, per_message=10),
+    TickLoad("1,000 single readings/s x 500 connections", 1000, 500),
+)
+
+
+@dataclass(frozen=True)
+class TickCpu:
+    load: TickLoad
+    cpu_seconds: list[float]  # ours, per measured tick
+    posts_per_tick: float
+    requests_per_tick: float
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.cpu_seconds)
+
+    def wall_at(self, memory_mb: int, cpu_seconds: float | None = None) -> float:
+        cpu = self.median if cpu_seconds is None else cpu_seconds
+        return cpu * FULL_VCPU_MB / min(memory_mb, FULL_VCPU_MB)
+
+
+def measure(load: TickLoad, ticks: int = 10, warmup: int = 2) -> TickCpu:
+    os.environ.update(ENVIRONMENT)
+    import boto3
+    from moto import mock_aws
+
+    from devstack import moto_fidelity
+    from sensor_stream import clients
+    from sensor_stream.delivery import Flusher
+    from sensor_stream.models import ConnectionRecord, Subscription
+    from sensor_stream.observability import metrics
+    from sensor_stream.settings import get_settings
+    from sensor_stream.table import create_table
+
+    clients.reset()
+    moto_fidelity.apply()
+    settings = get_settings()
+    start = int(time.time()) // 10 * 10 + 20
+    with mock_aws(config={"core": {"reset_boto3_session": False}}), MotoCpu() as moto:
+        create_table(boto3.client("dynamodb"), settings.table_name)
+        store = clients.store()
+        gateway = clients.fanout_gateway()
+        posts = [0]
+        requests = [0]
+
+        def count_post(**_: Any) -> None:
+            posts[0] += 1
+
+        def count_request(**_: Any) -> None:
+            requests[0] += 1
+
+        post_event = "before-call.apigatewaymanagementapi.PostToConnection"
+        gateway._client.meta.events.register(post_event, count_post)
+        store.client.meta.events.register("before-call.dynamodb", count_request)
+        for i in range(load.connections):
+            store.connections.create(
+                ConnectionRecord(
+                    connection_id=f"conn-{i:05d}",
+                    org_id="acme",
+                    user_id=f"user-{i}",
+                    subscription=Subscription(),
+                    connected_at=datetime.now(UTC),
+                    expires_at=start + 3600,
+                )
+            )
+        clock = [float(start)]
+        flusher = Flusher(store, gateway, settings, clock=lambda: clock[0], sleep=lambda s: None)
+        per_tick: list[float] = []
+        post_counts: list[int] = []
+        request_counts: list[int] = []
+        try:
+            for n in range(warmup + ticks):
+                second = start + n
+                queue_second(store, load, second)
+                clock[0] = second + 1 + settings.flush_grace_seconds
+                posts[0] = requests[0] = 0
+                cpu_before, moto_before = time.process_time(), moto.seconds
+                flusher.tick(clock[0])
+                while flusher.fanout.in_flight():
+                    time.sleep(0.001)
+                ours = (time.process_time() - cpu_before) - (moto.seconds - moto_before)
+                metrics.clear_metrics()
+                if n >= warmup:
+                    per_tick.append(ours)
+                    post_counts.append(posts[0])
+                    request_counts.append(requests[0])
+        finally:
+            flusher.close()
+            clients.reset()
+    return TickCpu(load, per_tick, statistics.mean(post_counts), statistics.mean(request_counts))
+
+
+def queue_second(store: Any, load: TickLoad, second: int) -> None:
+    """The outbox entries ingest would have written for ``second`` (one per message)."""
+    from sensor_stream.models import Reading
+    from sensor_stream.store import OutboxEntry
+
+    received = datetime.fromtimestamp(second, UTC)
+    lines = [
+        Reading(
+            id=f"r-{second}-{i}",
+            unit_id=f"unit-{i % 200}",
+            site_id="site-1",
+            device_id=f"dev-{i % 50}",
+            temperature=21.25,
+            humidity=40.5,
+            battery=88.0,
+            signal_strength=-70,
+            recorded_at=received - timedelta(milliseconds=i),
+            received_at=received,
+            source="iot",
+        ).to_json()
+        for i in range(load.readings_per_second)
+    ]
+    size = load.per_message
+    entries = [OutboxEntry("acme", f"e{second}.{k}", lines[k : k + size]) for k in range(0, len(lines), size)]
+    store.readings.write([store.readings.entry_item(entry, second) for entry in entries])
+
+
+def report(result: TickCpu) -> list[str]:
+    cpu = sorted(result.cpu_seconds)
+    walls = ", ".join(f"{memory} MB {result.wall_at(memory) * 1000:,.0f} ms" for memory in MEMORIES_MB)
+    return [
+        f"{result.load.name}: CPU per tick min {cpu[0] * 1000:,.1f} ms, "
+        f"median {result.median * 1000:,.1f} ms, max {cpu[-1] * 1000:,.1f} ms over {len(cpu)} ticks "
+        f"({result.posts_per_tick:,.0f} posts, {result.requests_per_tick:.1f} DynamoDB requests a tick)",
+        f"    a tick of median CPU at {walls}",
+    ]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.flush_cpu",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--ticks", type=int, default=10)
+    parser.add_argument("--load", choices=[load.name for load in LOADS], action="append")
+    args = parser.parse_args(argv)
+    print(
+        f"flush CPU per tick (ours, moto's subtracted), in-process, {os.cpu_count()} cores, "
+        f"load {os.getloadavg()[0]:.1f}"
+    )
+    for load in LOADS:
+        if args.load and load.name not in args.load:
+            continue
+        for line in report(measure(load, args.ticks)):
+            print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()
