@@ -99,7 +99,7 @@ class Measured:
     entry_bytes_per_more_reading: float = 264  # and each further reading in it
     connection_item_bytes: float = 303  # ORGCONNS#, read by the flush each tick with readings
     posted_bytes_per_reading: float = 284  # in a batch message to a browser
-    flush_idle_requests_per_tick: float = 1.1  # the outbox query, and the lease every 10 s
+    flush_idle_requests_per_tick: float = 1.0  # the outbox query; every 10th tick the lease instead
     # Our CPU (moto's subtracted) at one vCPU.
     ingest_cpu_single: float = 0.0028  # s per single-reading message
     ingest_cpu_per_reading: float = 0.0009  # s per further reading of a message

@@ -128,6 +128,9 @@ class Flusher:
         self._delivered_through: int | None = None
         # When the lease was last renewed (None: must renew before reading anything).
         self._renewed_at: float | None = None
+        # The last tick found nothing and left nothing in flight.
+        self._idle = False
+        self._fresh_start = False
 
     def close(self) -> None:
         self.fanout.close()
@@ -215,9 +218,11 @@ class Flusher:
             self._delivered_through = state.delivered_through
             self._next_second = state.delivered_through + 1
         else:
+            # Nothing was ever delivered: start the catch-up window back, skipping nothing.
             self._next_second = (
                 self._ready_through(self._clock()) - self._settings.flush_max_catch_up_seconds + 1
             )
+            self._fresh_start = True
 
     def _ready_through(self, now: float) -> int:
         """The newest second whose writes can have landed: it ended a grace ago."""
@@ -244,15 +249,19 @@ class Flusher:
         ready = self._ready_through(now)
         oldest = ready - settings.flush_max_catch_up_seconds + 1
         first = self._next_second
-        if first < oldest:
+        if first < oldest and not self._fresh_start:
             report.skipped_seconds = oldest - first
             logger.warning("skipping seconds beyond the catch-up window", extra={"seconds": oldest - first})
-            first = oldest
+        first = max(first, oldest)
+        self._fresh_start = False
         last = min(ready, first + settings.flush_max_seconds_per_tick - 1)
         report.seconds = list(range(first, last + 1))
 
         self._settle_ticks()
         if self._must_renew(now, last):
+            # While idle, the renewal is the tick's one request: its seconds are read on
+            # the next tick with that one's (a second later, and only after nothing came).
+            defer_reading = self._idle and self._read_through is not None and last <= self._read_through
             # Announce the seconds of the next renew interval too: an idle tick in between
             # then makes one request, its outbox query.
             announce = max(last + math.ceil(settings.flush_renew_seconds) + 1, self._read_through or last)
@@ -270,6 +279,9 @@ class Flusher:
             self._renewed_at = now
             report.successor = state.successor
             self.alerts.sync_rules(state.rules_version)
+            if defer_reading:
+                report.seconds = []
+                return report
 
         arrived: dict[str, list[PackedReading]] = defaultdict(list)
         delivered: list[int] = []
@@ -335,6 +347,8 @@ class Flusher:
         for timer in timers:
             self._fire(timer, now, report)
         report.fanout = self.fanout.take_counts()
+        unsettled = any(not settlement.settled for settlement in self._ticks)
+        self._idle = not (queue.entries or queue.timers or events or unsettled or self.fanout.in_flight())
         self._record_metrics(report)
         return report
 

@@ -4,6 +4,7 @@ Core and EventBridge would invoke them, with a fake clock and recorded posts."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from itertools import count
 from typing import Any
@@ -189,6 +190,15 @@ class InProcessStack:
         """Let ``advance`` seconds pass, then run one tick."""
         self.clock.advance(advance)
         return self.flusher(owner).tick(self.clock.time())
+
+    def settle(self, owner: str = "flusher-1", timeout: float = 30.0) -> None:
+        """Wait (real time) until the flusher's posts and closes in the background ended:
+        a tick waits for them only a while, which a loaded machine may exceed."""
+        fanout = self.flusher(owner).fanout
+        deadline = time.monotonic() + timeout
+        while fanout.in_flight():
+            assert time.monotonic() < deadline, "posts still in flight"
+            time.sleep(0.005)
 
     def deliver(self, owner: str = "flusher-1") -> TickReport:
         """One tick late enough to deliver everything that arrived until now."""

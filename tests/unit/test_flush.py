@@ -209,7 +209,9 @@ def test_a_connection_whose_posts_keep_failing_is_closed_and_forgotten(
     for unit in ("u1", "u2", "u3"):
         stack.publish_telemetry("acme", "dev-1", reading(unit, clock.iso()))
         stack.deliver()
-    stack.deliver()  # the close itself runs in the background; let it finish
+        stack.settle()
+    stack.deliver()
+    stack.settle()  # the close itself runs in the background
 
     assert posts.deleted == [broken]  # its browser reconnects and resumes
     assert stack.store.connections.get(broken, clock.time()) is None
@@ -541,8 +543,30 @@ def test_an_idle_tick_makes_one_request_and_the_lease_is_renewed_every_few_secon
         stack.tick()
 
     # One outbox query per tick (and shard: one by default, two in these tests); the lease
-    # renewed (and progress recorded) every 10 s.
+    # renewed (and progress recorded) every 10 s, on a tick of its own that reads nothing.
     shards = stack.settings.outbox_shards
-    assert calls["Query"] == 30 * shards
-    assert calls["UpdateItem"] == 30 // stack.settings.flush_renew_seconds
-    assert sum(calls.values()) == 30 * shards + 3
+    renewals = 30 // stack.settings.flush_renew_seconds
+    assert calls["UpdateItem"] == renewals
+    assert calls["Query"] == (30 - renewals) * shards
+    assert sum(calls.values()) == (30 - renewals) * shards + renewals
+
+
+def test_a_reading_after_an_idle_renewal_tick_is_delivered_on_the_next_tick(
+    stack: InProcessStack, clock: FakeClock
+):
+    connection_id = stack.open("acme")
+    stack.deliver()
+    flusher, renew_every = stack.flusher(), stack.settings.flush_renew_seconds
+    for _ in range(2 * int(renew_every)):  # idle ticks up to the one that will renew the lease
+        stack.tick()
+        assert flusher._renewed_at is not None
+        if clock.time() + 1 >= flusher._renewed_at + renew_every:
+            break
+    stack.publish_telemetry("acme", "dev-1", reading("u1", clock.iso()))
+
+    renewal = stack.tick()
+    following = stack.tick()
+
+    assert renewal.seconds == []
+    assert (following.readings, len(following.seconds)) == (1, 2)
+    assert units(stack.take(connection_id)) == ["u1"]
