@@ -11,6 +11,10 @@ STAMP_NODE := node_modules/.installed
 CHROMIUM ?= /usr/bin/chromium
 ORG ?= acme
 CDK := npx --no-install cdk
+# Which deployment (stack SensorStream-$(STAGE)); staging and prod share an account.
+STAGE ?= prod
+STACK := SensorStream-$(STAGE)
+CDK_CONTEXT := -c stage=$(STAGE)
 # The functions' shared package and the repo root, as in Lambda and in pytest.
 export PYTHONPATH := $(CURDIR)/functions:$(CURDIR)
 
@@ -70,17 +74,17 @@ bench: $(STAMP_PY) ## Live path end to end vs a naive baseline, and in-process f
 soak: $(STAMP_PY) ## Devices and browsers with faults against the local stack for 60 s; exits 1 on any loss: ARGS="--duration 300", ARGS=--help
 	$(PY) -m benchmarks.soak $(ARGS)
 
-synth: $(STAMP_PY) $(STAMP_NODE) ## Synthesize the CloudFormation template offline into cdk.out/
-	$(CDK) synth --quiet $(CDK_ARGS)
+synth: $(STAMP_PY) $(STAMP_NODE) ## Synthesize the CloudFormation templates offline into cdk.out/ (STAGE=prod)
+	$(CDK) synth --quiet $(CDK_CONTEXT) $(CDK_ARGS)
 
-deploy: $(STAMP_PY) $(STAMP_NODE) ## Deploy to the AWS account of your credentials
-	$(CDK) deploy --require-approval broadening $(CDK_ARGS)
+deploy: $(STAMP_PY) $(STAMP_NODE) ## Deploy stage STAGE (default prod) to the AWS account of your credentials
+	$(CDK) deploy $(STACK) --require-approval broadening $(CDK_CONTEXT) $(CDK_ARGS)
 
-diff: $(STAMP_PY) $(STAMP_NODE) ## Show what a deploy would change
-	$(CDK) diff $(CDK_ARGS)
+diff: $(STAMP_PY) $(STAMP_NODE) ## Show what a deploy of STAGE would change
+	$(CDK) diff $(STACK) $(CDK_CONTEXT) $(CDK_ARGS)
 
-destroy: $(STAMP_PY) $(STAMP_NODE) ## Delete the stack
-	$(CDK) destroy $(CDK_ARGS)
+destroy: $(STAMP_PY) $(STAMP_NODE) ## Delete the stack of STAGE
+	$(CDK) destroy $(STACK) $(CDK_CONTEXT) $(CDK_ARGS)
 
 clean:
 	rm -rf cdk.out build .pytest_cache .mypy_cache .ruff_cache test-artifacts

@@ -3,6 +3,7 @@
 Only identifiers live here (issuer, audience, endpoints): the stack holds no secret.
 """
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,13 @@ COGNITO_UNITS_CLAIM = "custom:units"
 DEFAULT_ORG_CLAIM = "org"
 DEFAULT_UNITS_CLAIM = "units"
 
+# A stage names a deployment (its stack, IoT rules, dashboard, sign-in domain), so that
+# staging and production share one account and region. Short: it ends up in names with
+# length limits (IoT rule names, the Cognito domain prefix).
+DEFAULT_STAGE = "prod"
+STAGE_PATTERN = re.compile(r"[a-z][a-z0-9]{0,11}")
+STACK_NAME_PREFIX = "SensorStream"
+
 _TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
 _FALSE_WORDS = frozenset({"false", "0", "no", "off", ""})
 
@@ -23,8 +31,14 @@ class ConfigurationError(ValueError):
     """A context value is missing or malformed; the message says which and how to fix it."""
 
 
+def stack_name(stage: str) -> str:
+    """The CloudFormation stack of a stage: ``SensorStream-prod``, ``SensorStream-staging``."""
+    return f"{STACK_NAME_PREFIX}-{stage}"
+
+
 @dataclass(frozen=True)
 class DeployConfig:
+    stage: str
     create_cognito_user_pool: bool
     # External OIDC issuer (ignored when the Cognito user pool is created).
     jwt_issuer: str
@@ -39,8 +53,18 @@ class DeployConfig:
     # API Gateway needs an account-wide CloudWatch role before a WebSocket stage may log.
     configure_api_gateway_account: bool
 
+    @property
+    def stack_name(self) -> str:
+        return stack_name(self.stage)
+
     @classmethod
     def from_context(cls, node: Node) -> "DeployConfig":
+        stage = _text(node, "stage") or DEFAULT_STAGE
+        if not STAGE_PATTERN.fullmatch(stage):
+            raise ConfigurationError(
+                f"stage must be a lowercase letter followed by up to 11 lowercase letters or digits "
+                f"(e.g. prod, staging, dev2); got {stage!r}"
+            )
         create_cognito_user_pool = _boolean(node, "createCognitoUserPool", default=True)
         # Kept verbatim: a token's "iss" must equal it exactly (some issuers end with "/").
         issuer = _text(node, "jwtIssuer")
@@ -55,6 +79,7 @@ class DeployConfig:
                 raise ConfigurationError(f"jwtIssuer must be an https:// URL, got {issuer!r}")
         cognito = create_cognito_user_pool
         return cls(
+            stage=stage,
             create_cognito_user_pool=create_cognito_user_pool,
             jwt_issuer=issuer,
             jwt_audience=audience,

@@ -43,10 +43,12 @@ class IotIngress(Construct):
         scope: Construct,
         construct_id: str,
         *,
+        stage: str,
         rule_targets: Mapping[str, lambda_.IFunction],
     ) -> None:
         super().__init__(scope, construct_id)
         self._stack = Stack.of(self)
+        self._stage = stage
         self.dead_letter_queue = sqs.Queue(
             self,
             "DeadLetterQueue",
@@ -103,8 +105,8 @@ class IotIngress(Construct):
         rule = iot.CfnTopicRule(
             self,
             spec.name,
-            # Fixed name: devices address the rule by it in Basic Ingest topics.
-            rule_name=spec.name,
+            # A fixed name per stage: devices address the rule by it in Basic Ingest topics.
+            rule_name=spec.rule_name(self._stage),
             topic_rule_payload=iot.CfnTopicRule.TopicRulePayloadProperty(
                 description=spec.description,
                 sql=spec.sql,
@@ -136,7 +138,7 @@ class IotIngress(Construct):
         publish_topics = []
         for spec in TOPIC_RULES:
             own_topic = device_topic(spec.topic_filter)
-            publish_topics += [own_topic, spec.basic_ingest_prefix() + own_topic]
+            publish_topics += [own_topic, spec.basic_ingest_prefix(self._stage) + own_topic]
         own_command_topic = command_topic(ORG_ID_VARIABLE, THING_NAME_VARIABLE)
         document: dict[str, Any] = {
             "Version": "2012-10-17",

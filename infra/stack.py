@@ -1,4 +1,5 @@
-"""``SensorStreamStack``: the whole system in one stack, one construct per concern."""
+"""``SensorStreamStack``: the whole system of one stage (``SensorStream-<stage>``) in one
+stack, one construct per concern."""
 
 from aws_cdk import CfnOutput, Stack
 from constructs import Construct
@@ -14,7 +15,6 @@ from infra.monitoring import Monitoring
 from infra.scheduling import FlushSchedule
 from infra.websocket_api import WebSocketApi
 
-STACK_NAME = "SensorStreamStack"
 IOT_DATA_ENDPOINT_COMMAND = (
     "aws iot describe-endpoint --endpoint-type iot:Data-ATS --query endpointAddress --output text"
 )
@@ -24,17 +24,16 @@ class SensorStreamStack(Stack):
     def __init__(
         self,
         scope: Construct,
-        construct_id: str = STACK_NAME,
         *,
+        config: DeployConfig,
         dependency_layer: DependencyLayer,
-        config: DeployConfig | None = None,
     ) -> None:
         super().__init__(
             scope,
-            construct_id,
-            description="sensor-stream: live sensor readings from IoT devices to browsers",
+            config.stack_name,
+            description=f"sensor-stream ({config.stage}): live sensor readings from IoT devices to browsers",
         )
-        config = config or DeployConfig.from_context(self.node)
+        self.config = config
         self.data = DataStore(self, "Data")
         self.token_issuer = TokenIssuer(self, "Auth", config=config)
         self.functions = Functions(
@@ -56,7 +55,7 @@ class SensorStreamStack(Stack):
         self.http = HttpIngestApi(
             self, "Http", config=config, ingest_function=self.functions.ingest, token_issuer=self.token_issuer
         )
-        self.iot = IotIngress(self, "Iot", rule_targets=self.functions.by_name)
+        self.iot = IotIngress(self, "Iot", stage=config.stage, rule_targets=self.functions.by_name)
         self.iot.grant_command_publish(self.functions.publish)
         self.schedule = FlushSchedule(self, "Schedule", flush_function=self.functions.flush)
         self.monitoring = Monitoring(

@@ -33,28 +33,44 @@ def _select_from(topic_filter: str) -> str:
     return f"{select}, topic() AS topic, timestamp() AS receivedAt FROM '{topic_filter}'"
 
 
+# Rule names allow only [a-zA-Z0-9_]; a stage is a lowercase word (infra/config.py).
+RULE_NAME_PREFIX = "sensor_stream"
+
+
 @dataclass(frozen=True)
 class TopicRuleSpec:
-    # Rule names allow only [a-zA-Z0-9_]; devices use it in Basic Ingest topics.
-    name: str
+    # The rule's own part of its name ("telemetry"): the local stack names the rule
+    # sensor_stream_telemetry, a deployed stage sensor_stream_<stage>_telemetry, so that
+    # several stages (staging, prod) share one account and region.
+    suffix: str
     sql: str
     topic_filter: str
     target: Literal["ingest", "publish"]
     description: str
 
-    def basic_ingest_prefix(self) -> str:
-        return f"$aws/rules/{self.name}/"
+    @property
+    def name(self) -> str:
+        """The rule's name without a stage (the local stack's)."""
+        return self.rule_name()
+
+    def rule_name(self, stage: str | None = None) -> str:
+        """The rule's name in a deployed ``stage`` (devices address it in Basic Ingest
+        topics), or without a stage."""
+        return "_".join(part for part in (RULE_NAME_PREFIX, stage, self.suffix) if part)
+
+    def basic_ingest_prefix(self, stage: str | None = None) -> str:
+        return f"$aws/rules/{self.rule_name(stage)}/"
 
 
 TELEMETRY_RULE = TopicRuleSpec(
-    name="sensor_stream_telemetry",
+    suffix="telemetry",
     sql=_select_from(TELEMETRY_TOPIC_FILTER),
     topic_filter=TELEMETRY_TOPIC_FILTER,
     target="ingest",
     description="Device telemetry into the ingest function",
 )
 COMMAND_ACK_RULE = TopicRuleSpec(
-    name="sensor_stream_command_ack",
+    suffix="command_ack",
     sql=_select_from(COMMAND_ACK_TOPIC_FILTER),
     topic_filter=COMMAND_ACK_TOPIC_FILTER,
     target="publish",

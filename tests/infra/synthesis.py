@@ -17,10 +17,13 @@ from aws_cdk.assertions import Template
 from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
 
+from infra.config import DeployConfig
 from infra.layer import REPOSITORY_ROOT, DependencyLayer
 from infra.stack import SensorStreamStack
 
 CDK_JSON_CONTEXT: dict[str, Any] = json.loads((REPOSITORY_ROOT / "cdk.json").read_text())["context"]
+# The second variant deploys this stage beside the cdk.json default (prod).
+STAGING = "staging"
 EXTERNAL_ISSUER = "https://login.example.com/tenant"
 EXTERNAL_AUDIENCE = "sensor-stream-dashboard"
 
@@ -57,7 +60,7 @@ class Synthesized:
 
 def synthesize(outdir: Path, context: Mapping[str, Any], layer: DependencyLayer) -> Synthesized:
     app = App(outdir=str(outdir), context=dict(context))
-    stack = SensorStreamStack(app, dependency_layer=layer)
+    stack = SensorStreamStack(app, config=DeployConfig.from_context(app.node), dependency_layer=layer)
     Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     assembly = app.synth()
     artifact = assembly.get_stack_artifact(stack.artifact_id)

@@ -7,7 +7,7 @@ import pytest
 
 from infra.iot import device_topic
 from sensor_stream.iot_rules import IOT_SQL_VERSION, TOPIC_RULES, TopicRuleSpec
-from tests.infra.synthesis import Synthesized, iot_arn
+from tests.infra.synthesis import STAGING, Synthesized, iot_arn
 
 THING = "${iot:Connection.Thing.ThingName}"
 ORG = "${iot:Connection.Thing.Attributes[orgId]}"
@@ -31,7 +31,8 @@ def test_topic_rule_runs_the_shared_sql_into_its_function(
     target_id = synthesized.logical_id(stack.functions.by_name[spec.target])
     rule = synthesized.resource(stack.iot.rules[spec.name])["Properties"]
 
-    assert rule["RuleName"] == spec.name
+    # Stage-qualified: staging and prod each have their own rules in one account and region.
+    assert rule["RuleName"] == spec.rule_name("prod") == f"sensor_stream_prod_{spec.suffix}"
     payload = rule["TopicRulePayload"]
     assert payload["Sql"] == spec.sql
     assert payload["AwsIotSqlVersion"] == IOT_SQL_VERSION == "2016-03-23"
@@ -117,10 +118,22 @@ def test_device_publishes_only_its_own_telemetry_and_acks(synthesized: Synthesiz
     own = f"orgs/{ORG}/devices/{THING}"
     assert publish["Resource"] == [
         iot_arn(f"topic/{own}/telemetry"),
-        iot_arn(f"topic/$aws/rules/sensor_stream_telemetry/{own}/telemetry"),
+        iot_arn(f"topic/$aws/rules/sensor_stream_prod_telemetry/{own}/telemetry"),
         iot_arn(f"topic/{own}/commands/ack"),
-        iot_arn(f"topic/$aws/rules/sensor_stream_command_ack/{own}/commands/ack"),
+        iot_arn(f"topic/$aws/rules/sensor_stream_prod_command_ack/{own}/commands/ack"),
     ]
+
+
+def test_staging_devices_use_the_staging_rules(synthesized_external_issuer: Synthesized) -> None:
+    assert synthesized_external_issuer.stack.config.stage == STAGING
+    publish = _statements_by_action(synthesized_external_issuer)["iot:Publish"]
+    own = f"orgs/{ORG}/devices/{THING}"
+    assert iot_arn(f"topic/$aws/rules/sensor_stream_staging_telemetry/{own}/telemetry") in publish["Resource"]
+
+
+def test_rule_names_without_a_stage_are_the_local_stacks() -> None:
+    assert [spec.name for spec in TOPIC_RULES] == ["sensor_stream_telemetry", "sensor_stream_command_ack"]
+    assert TOPIC_RULES[0].basic_ingest_prefix("prod") == "$aws/rules/sensor_stream_prod_telemetry/"
 
 
 def test_device_receives_only_its_own_commands(synthesized: Synthesized) -> None:
