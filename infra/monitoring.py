@@ -3,11 +3,12 @@ each one means and what to look at)."""
 
 from collections.abc import Iterable
 
-from aws_cdk import Duration
+from aws_cdk import Annotations, ArnFormat, Duration, Stack
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
@@ -38,9 +39,38 @@ class Monitoring(Construct):
         alarm_email: str,
     ) -> None:
         super().__init__(scope, construct_id)
+        stack = Stack.of(self)
         self.topic = sns.Topic(self, "AlarmTopic", display_name="sensor-stream alarms", enforce_ssl=True)
+        # The topic's policy replaces SNS's default one, which let the account's services
+        # publish: without this statement CloudWatch could not notify (the alarm history says
+        # "not authorized to perform: SNS:Publish"). Only alarms of this account and region.
+        self.topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="CloudWatchAlarmsOfThisAccountPublish",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["sns:Publish"],
+                resources=[self.topic.topic_arn],
+                conditions={
+                    "StringEquals": {"aws:SourceAccount": stack.account},
+                    "ArnLike": {
+                        "aws:SourceArn": stack.format_arn(
+                            service="cloudwatch",
+                            resource="alarm",
+                            resource_name="*",
+                            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                        )
+                    },
+                },
+            )
+        )
         if alarm_email:
             self.topic.add_subscription(subscriptions.EmailSubscription(alarm_email))
+        else:
+            Annotations.of(self.topic).add_warning_v2(
+                "sensor-stream:NoAlarmSubscriber",
+                "Nobody is subscribed to the alarm topic: deploy with -c alarmEmail=ops@example.com "
+                "or subscribe to the AlarmTopicArn output (docs/deploy.md, Alarms).",
+            )
         self._action = cloudwatch_actions.SnsAction(self.topic)
         self.alarms: dict[str, cloudwatch.Alarm] = {}
 

@@ -4,6 +4,7 @@ import pytest
 
 from infra.layer import DependencyLayer, build_dependency_layer
 from tests.infra.synthesis import (
+    ALARM_EMAIL,
     CDK_JSON_CONTEXT,
     EXTERNAL_AUDIENCE,
     EXTERNAL_ISSUER,
@@ -33,6 +34,7 @@ def synthesized_external_issuer(
     context = {
         **CDK_JSON_CONTEXT,
         "stage": STAGING,
+        "alarmEmail": ALARM_EMAIL,
         "createCognitoUserPool": "false",
         "jwtIssuer": EXTERNAL_ISSUER,
         "jwtAudience": EXTERNAL_AUDIENCE,

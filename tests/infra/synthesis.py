@@ -25,6 +25,7 @@ CDK_JSON_CONTEXT: dict[str, Any] = json.loads((REPOSITORY_ROOT / "cdk.json").rea
 # The second variant deploys this stage beside the cdk.json default (prod).
 STAGING = "staging"
 EXTERNAL_ISSUER = "https://login.example.com/tenant"
+ALARM_EMAIL = "ops@example.com"
 EXTERNAL_AUDIENCE = "sensor-stream-dashboard"
 
 

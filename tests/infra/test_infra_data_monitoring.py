@@ -2,8 +2,10 @@
 
 from typing import Any
 
+from aws_cdk.assertions import Annotations, Match
+
 from sensor_stream.table import ATTRIBUTE_DEFINITIONS, KEY_SCHEMA, TTL_ATTRIBUTE
-from tests.infra.synthesis import Synthesized
+from tests.infra.synthesis import ALARM_EMAIL, Synthesized
 
 
 def _alarm(synthesized: Synthesized, name: str) -> dict[str, Any]:
@@ -40,6 +42,57 @@ def test_every_alarm_notifies_the_alarm_topic(synthesized: Synthesized) -> None:
     for alarm in alarms.values():
         assert alarm["Properties"]["AlarmActions"] == [topic]
         assert alarm["Properties"]["OKActions"] == [topic]
+
+
+def _topic_statements(synthesized: Synthesized) -> list[dict[str, Any]]:
+    topic = {"Ref": synthesized.logical_id(synthesized.stack.monitoring.topic)}
+    (policy,) = [
+        resource["Properties"]
+        for resource in synthesized.template.find_resources("AWS::SNS::TopicPolicy").values()
+        if resource["Properties"]["Topics"] == [topic]
+    ]
+    return policy["PolicyDocument"]["Statement"]
+
+
+def test_cloudwatch_alarms_of_this_account_may_publish_to_the_alarm_topic(synthesized: Synthesized) -> None:
+    # A topic policy replaces SNS's default one: without this, CloudWatch could not notify.
+    topic = {"Ref": synthesized.logical_id(synthesized.stack.monitoring.topic)}
+    (allow,) = [s for s in _topic_statements(synthesized) if s["Effect"] == "Allow"]
+    assert allow["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    assert allow["Action"] == "sns:Publish"
+    assert allow["Resource"] == topic
+    assert allow["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+    source_arn = allow["Condition"]["ArnLike"]["aws:SourceArn"]["Fn::Join"][1]
+    assert source_arn[-1] == ":alarm:*"
+    assert {"Ref": "AWS::AccountId"} in source_arn
+    assert {"Ref": "AWS::Region"} in source_arn
+    # Still TLS only.
+    (deny,) = [s for s in _topic_statements(synthesized) if s["Effect"] == "Deny"]
+    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_alarm_email_is_subscribed(synthesized_external_issuer: Synthesized) -> None:
+    synthesized_external_issuer.template.has_resource_properties(
+        "AWS::SNS::Subscription",
+        {
+            "Protocol": "email",
+            "Endpoint": ALARM_EMAIL,
+            "TopicArn": {
+                "Ref": synthesized_external_issuer.logical_id(
+                    synthesized_external_issuer.stack.monitoring.topic
+                )
+            },
+        },
+    )
+
+
+def test_synthesis_warns_when_nobody_gets_the_alarms(
+    synthesized: Synthesized, synthesized_external_issuer: Synthesized
+) -> None:
+    synthesized.template.resource_count_is("AWS::SNS::Subscription", 0)
+    message = Match.string_like_regexp("Nobody is subscribed to the alarm topic")
+    assert Annotations.from_stack(synthesized.stack).find_warning("*", message)
+    assert not Annotations.from_stack(synthesized_external_issuer.stack).find_warning("*", message)
 
 
 def test_function_error_alarms_fire_on_any_error(synthesized: Synthesized) -> None:
