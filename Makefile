@@ -18,7 +18,7 @@ CDK_CONTEXT := -c stage=$(STAGE)
 # The functions' shared package and the repo root, as in Lambda and in pytest.
 export PYTHONPATH := $(CURDIR)/functions:$(CURDIR)
 
-.PHONY: help install dev test lint typecheck unit infra-test e2e token simulate bench soak synth deploy diff destroy clean
+.PHONY: help install dev test lint typecheck unit infra-test e2e token simulate bench soak synth deploy deploy-account diff destroy clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -79,6 +79,9 @@ synth: $(STAMP_PY) $(STAMP_NODE) ## Synthesize the CloudFormation templates offl
 
 deploy: $(STAMP_PY) $(STAMP_NODE) ## Deploy stage STAGE (default prod) to the AWS account of your credentials
 	$(CDK) deploy $(STACK) --require-approval broadening $(CDK_CONTEXT) $(CDK_ARGS)
+
+deploy-account: $(STAMP_PY) $(STAMP_NODE) ## Once per account and region, before the first stage: API Gateway logging role, IoT logging
+	$(CDK) deploy SensorStreamAccount --require-approval broadening $(CDK_CONTEXT) $(CDK_ARGS)
 
 diff: $(STAMP_PY) $(STAMP_NODE) ## Show what a deploy of STAGE would change
 	$(CDK) diff $(STACK) $(CDK_CONTEXT) $(CDK_ARGS)

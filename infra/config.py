@@ -50,8 +50,6 @@ class DeployConfig:
     iot_data_endpoint: str
     alarm_email: str
     log_retention: logs.RetentionDays
-    # API Gateway needs an account-wide CloudWatch role before a WebSocket stage may log.
-    configure_api_gateway_account: bool
 
     @property
     def stack_name(self) -> str:
@@ -59,16 +57,16 @@ class DeployConfig:
 
     @classmethod
     def from_context(cls, node: Node) -> "DeployConfig":
-        stage = _text(node, "stage") or DEFAULT_STAGE
+        stage = context_text(node, "stage") or DEFAULT_STAGE
         if not STAGE_PATTERN.fullmatch(stage):
             raise ConfigurationError(
                 f"stage must be a lowercase letter followed by up to 11 lowercase letters or digits "
                 f"(e.g. prod, staging, dev2); got {stage!r}"
             )
-        create_cognito_user_pool = _boolean(node, "createCognitoUserPool", default=True)
+        create_cognito_user_pool = context_flag(node, "createCognitoUserPool", default=True)
         # Kept verbatim: a token's "iss" must equal it exactly (some issuers end with "/").
-        issuer = _text(node, "jwtIssuer")
-        audience = _text(node, "jwtAudience")
+        issuer = context_text(node, "jwtIssuer")
+        audience = context_text(node, "jwtAudience")
         if not create_cognito_user_pool:
             if not issuer or not audience:
                 raise ConfigurationError(
@@ -83,15 +81,15 @@ class DeployConfig:
             create_cognito_user_pool=create_cognito_user_pool,
             jwt_issuer=issuer,
             jwt_audience=audience,
-            jwt_jwks_url=_text(node, "jwtJwksUrl")
+            jwt_jwks_url=context_text(node, "jwtJwksUrl")
             or (f"{issuer.rstrip('/')}/.well-known/jwks.json" if issuer else ""),
-            jwt_org_claim=_text(node, "jwtOrgClaim") or (COGNITO_ORG_CLAIM if cognito else DEFAULT_ORG_CLAIM),
-            jwt_units_claim=_text(node, "jwtUnitsClaim")
+            jwt_org_claim=context_text(node, "jwtOrgClaim")
+            or (COGNITO_ORG_CLAIM if cognito else DEFAULT_ORG_CLAIM),
+            jwt_units_claim=context_text(node, "jwtUnitsClaim")
             or (COGNITO_UNITS_CLAIM if cognito else DEFAULT_UNITS_CLAIM),
-            iot_data_endpoint=_text(node, "iotDataEndpoint"),
-            alarm_email=_text(node, "alarmEmail"),
+            iot_data_endpoint=context_text(node, "iotDataEndpoint"),
+            alarm_email=context_text(node, "alarmEmail"),
             log_retention=_retention(node, "logRetention", default=logs.RetentionDays.ONE_MONTH),
-            configure_api_gateway_account=_boolean(node, "configureApiGatewayAccount", default=True),
         )
 
 
@@ -99,12 +97,12 @@ def _raw(node: Node, key: str) -> Any:
     return node.try_get_context(key)
 
 
-def _text(node: Node, key: str) -> str:
+def context_text(node: Node, key: str) -> str:
     value = _raw(node, key)
     return "" if value is None else str(value).strip()
 
 
-def _boolean(node: Node, key: str, *, default: bool) -> bool:
+def context_flag(node: Node, key: str, *, default: bool) -> bool:
     value = _raw(node, key)
     if value is None:
         return default
@@ -119,7 +117,7 @@ def _boolean(node: Node, key: str, *, default: bool) -> bool:
 
 
 def _retention(node: Node, key: str, *, default: logs.RetentionDays) -> logs.RetentionDays:
-    value = _text(node, key)
+    value = context_text(node, key)
     if not value:
         return default
     try:

@@ -21,7 +21,6 @@ def test_cdk_json_defaults_create_a_cognito_user_pool() -> None:
     assert (config.jwt_org_claim, config.jwt_units_claim) == ("custom:org", "custom:units")
     assert config.iot_data_endpoint == ""
     assert config.log_retention == logs.RetentionDays.ONE_MONTH
-    assert config.configure_api_gateway_account is True
 
 
 def test_external_issuer_from_command_line_context() -> None:
