@@ -35,6 +35,47 @@ LOG_LEVEL = "INFO"
 # Posts to @connections run on a thread pool of this size; they wait on the network.
 FLUSH_POST_CONCURRENCY = 32
 
+# The DynamoDB calls each function makes through sensor_stream.store, and nothing else (no
+# Scan, no transactions, no stream reads). tests/infra/test_infra_table_access.py runs the
+# handlers and fails when a function calls something it is not granted, or is granted
+# something it no longer calls.
+TABLE_ACTIONS: dict[str, tuple[str, ...]] = {
+    # Conditional puts (history, quarantine, markers), outbox and registry batches, the
+    # first attempt's outbox entries looked up on a redelivery, the flush's progress read.
+    catalog.INGEST.name: (
+        "dynamodb:PutItem",
+        "dynamodb:BatchWriteItem",
+        "dynamodb:BatchGetItem",
+        "dynamodb:GetItem",
+    ),
+    # Connection records (put, versioned; deleted at $disconnect), the request counter
+    # (update), the record read per request, history/latest/units/resume queries.
+    catalog.CONNECT.name: (
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:GetItem",
+        "dynamodb:Query",
+    ),
+    # The lease (update), the hand-over item and the doorbell (put), the state read, the
+    # outbox and each org's connections (query), gone connections and timed-out commands (delete).
+    catalog.FLUSH.name: (
+        "dynamodb:UpdateItem",
+        "dynamodb:PutItem",
+        "dynamodb:GetItem",
+        "dynamodb:Query",
+        "dynamodb:DeleteItem",
+    ),
+    # The request counter (update), the connection and device read, the pending command and
+    # its timer (put), the command taken on its ack (delete).
+    catalog.PUBLISH.name: (
+        "dynamodb:UpdateItem",
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:DeleteItem",
+    ),
+}
+
 
 class Functions(Construct):
     """``ingest``, ``connect``, ``flush`` and ``publish``; ``by_name`` maps the names used in
@@ -96,7 +137,7 @@ class Functions(Construct):
         self.all = (self.ingest, self.connect, self.flush, self.publish)
         self.by_name = {function.node.id: function for function in self.all}
         for function in self.all:
-            table.grant_read_write_data(function)
+            table.grant(function, *TABLE_ACTIONS[function.node.id])
 
     def _function(self, spec: catalog.FunctionSpec, environment: Mapping[str, str]) -> lambda_.Function:
         log_group = logs.LogGroup(
