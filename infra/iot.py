@@ -109,7 +109,7 @@ class IotIngress(Construct):
             rule_name=spec.rule_name(self._stage),
             topic_rule_payload=iot.CfnTopicRule.TopicRulePayloadProperty(
                 description=spec.description,
-                sql=spec.sql,
+                sql=spec.deployed_sql,
                 aws_iot_sql_version=IOT_SQL_VERSION,
                 rule_disabled=False,
                 actions=[

@@ -27,6 +27,17 @@ def command_ack_topic(org_id: str, device_id: str) -> str:
     return f"orgs/{org_id}/devices/{device_id}/commands/ack"
 
 
+def _topic_shape(topic_filter: str) -> str:
+    """A WHERE condition that holds for topics of the filter's shape: each fixed level in
+    its place (``topic(1) = 'orgs' AND topic(3) = 'devices' AND ...``). IoT SQL numbers a
+    Basic Ingest topic's levels after its ``$aws/rules/<rule>`` prefix."""
+    return " AND ".join(
+        f"topic({position}) = '{level}'"
+        for position, level in enumerate(topic_filter.split("/"), start=1)
+        if level not in ("+", "#")
+    )
+
+
 def _select_from(topic_filter: str) -> str:
     # IoT SQL built from the constants above, never from input.
     select = "SELECT encode(*, 'base64') AS payload, topic(2) AS orgId, topic(4) AS deviceId"
@@ -60,6 +71,19 @@ class TopicRuleSpec:
 
     def basic_ingest_prefix(self, stage: str | None = None) -> str:
         return f"$aws/rules/{self.rule_name(stage)}/"
+
+    @property
+    def where(self) -> str:
+        return _topic_shape(self.topic_filter)
+
+    @property
+    def deployed_sql(self) -> str:
+        """The SQL deployed to AWS IoT: ``sql`` and a WHERE on the topic's shape, because a
+        message published to the rule directly (Basic Ingest, ``$aws/rules/<rule>/...``)
+        skips the FROM filter, so without it any topic below the prefix would reach the
+        function with whatever stands in levels 2 and 4. The local stack (no Basic Ingest;
+        its rule runner subscribes to FROM) evaluates ``sql``."""
+        return f"{self.sql} WHERE {self.where}"
 
 
 TELEMETRY_RULE = TopicRuleSpec(
