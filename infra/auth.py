@@ -16,6 +16,7 @@ from infra.nag import acknowledge
 # (comma-separated; absent = every unit of the org). ID token claims "custom:org"/"custom:units".
 ORG_ATTRIBUTE = "org"
 UNITS_ATTRIBUTE = "units"
+COGNITO_TOKEN_USE = "id"  # noqa: S105 - the token_use claim's value, not a secret
 
 
 class TokenIssuer(Construct):
@@ -27,6 +28,9 @@ class TokenIssuer(Construct):
         self.user_pool_client: cognito.UserPoolClient | None = None
         self.org_claim = config.jwt_org_claim
         self.units_claim = config.jwt_units_claim
+        # Cognito: only ID tokens carry custom:org; an access token passes API Gateway's
+        # authorizer (by client_id) and is then refused with "send the ID token".
+        self.token_use = COGNITO_TOKEN_USE if config.create_cognito_user_pool else ""
         if not config.create_cognito_user_pool:
             self.issuer = config.jwt_issuer
             self.audience = config.jwt_audience

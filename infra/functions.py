@@ -116,6 +116,8 @@ class Functions(Construct):
 
         # Both read the caller's org and units from verified claims (sensor_stream.auth).
         claim_names = {"JWT_ORG_CLAIM": token_issuer.org_claim, "JWT_UNITS_CLAIM": token_issuer.units_claim}
+        if token_issuer.token_use:
+            claim_names["JWT_TOKEN_USE"] = token_issuer.token_use
         self.ingest = self._function(catalog.INGEST, claim_names)
         self.connect = self._function(
             catalog.CONNECT,

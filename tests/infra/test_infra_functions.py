@@ -11,7 +11,7 @@ from tests.infra.synthesis import EXTERNAL_AUDIENCE, EXTERNAL_ISSUER, Synthesize
 
 FUNCTION_NAMES = ("ingest", "connect", "flush", "publish")
 COMMON_ENVIRONMENT = {"TABLE_NAME", "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "LOG_LEVEL"}
-CLAIM_NAMES = {"JWT_ORG_CLAIM", "JWT_UNITS_CLAIM"}
+CLAIM_NAMES = {"JWT_ORG_CLAIM", "JWT_UNITS_CLAIM", "JWT_TOKEN_USE"}
 EXPECTED_ENVIRONMENT = {
     "ingest": COMMON_ENVIRONMENT | CLAIM_NAMES,
     "connect": COMMON_ENVIRONMENT
@@ -124,6 +124,9 @@ def test_connect_verifies_tokens_of_the_user_pool(synthesized: Synthesized) -> N
     }
     assert environment["JWT_ORG_CLAIM"] == "custom:org"
     assert environment["JWT_UNITS_CLAIM"] == "custom:units"
+    # Only Cognito ID tokens carry custom:org; access tokens are refused by name.
+    assert environment["JWT_TOKEN_USE"] == "id"
+    assert _function(synthesized, "ingest")["Environment"]["Variables"]["JWT_TOKEN_USE"] == "id"
 
 
 def test_connect_verifies_tokens_of_an_external_issuer(synthesized_external_issuer: Synthesized) -> None:
@@ -133,6 +136,7 @@ def test_connect_verifies_tokens_of_an_external_issuer(synthesized_external_issu
     assert environment["JWT_JWKS_URL"] == f"{EXTERNAL_ISSUER}/.well-known/jwks.json"
     assert environment["JWT_ORG_CLAIM"] == "org"
     assert environment["JWT_UNITS_CLAIM"] == "units"
+    assert "JWT_TOKEN_USE" not in environment  # other issuers need not have the claim
 
 
 def test_no_function_environment_holds_a_secret(synthesized: Synthesized) -> None:
