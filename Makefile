@@ -8,6 +8,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP_PY := $(VENV)/.installed
 STAMP_NODE := node_modules/.installed
+# Tools kept out of .venv: uv (make lock).
+TOOLS := build/tools
+UV_VERSION := 0.13.8
 CHROMIUM ?= /usr/bin/chromium
 ORG ?= acme
 CDK := npx --no-install cdk
@@ -18,7 +21,7 @@ CDK_CONTEXT := -c stage=$(STAGE)
 # The functions' shared package and the repo root, as in Lambda and in pytest.
 export PYTHONPATH := $(CURDIR)/functions:$(CURDIR)
 
-.PHONY: help install dev test lint typecheck unit infra-test e2e token simulate bench soak synth deploy deploy-account diff destroy clean
+.PHONY: help install lock dev test lint typecheck unit infra-test e2e token simulate bench soak synth deploy deploy-account diff destroy clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -39,6 +42,14 @@ $(CHROMIUM):
 	$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null
 
 install: $(STAMP_PY) $(STAMP_NODE) ## Create .venv and node_modules
+
+$(TOOLS)/bin/uv:
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet uv==$(UV_VERSION)
+
+lock: $(TOOLS)/bin/uv ## Re-pin the functions' dependencies with hashes for the Lambda runtime (after editing functions/requirements.txt)
+	$(TOOLS)/bin/uv pip compile functions/requirements.txt --python-version 3.14 \
+		--python-platform aarch64-manylinux_2_34 --generate-hashes --quiet -o functions/requirements.lock
 
 dev: $(STAMP_PY) ## Run the whole system on 127.0.0.1 until Ctrl-C
 	$(PY) -m devstack

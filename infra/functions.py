@@ -9,7 +9,7 @@ log group with retention, X-Ray active tracing and the Powertools settings.
 from collections.abc import Mapping
 
 import jsii
-from aws_cdk import AssetHashType, CfnResource, Duration, IStableListProducer, Lazy, RemovalPolicy, Stack
+from aws_cdk import CfnResource, Duration, IStableListProducer, Lazy, RemovalPolicy, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -24,7 +24,7 @@ from sensor_stream import catalog
 
 FUNCTIONS_SOURCE_DIRECTORY = REPOSITORY_ROOT / "functions"
 # The dependencies come from the layer; compiled files are this machine's, not the runtime's.
-ASSET_EXCLUDES = ["__pycache__", "*.pyc", "requirements.txt"]
+ASSET_EXCLUDES = ["__pycache__", "*.pyc", "requirements.txt", "requirements.lock"]
 RUNTIME = lambda_.Runtime.PYTHON_3_14
 ARCHITECTURE = lambda_.Architecture.ARM_64
 
@@ -104,14 +104,11 @@ class Functions(Construct):
         self.dependency_layer = lambda_.LayerVersion(
             self,
             "Dependencies",
-            code=lambda_.Code.from_asset(
-                str(dependency_layer.directory),
-                asset_hash=dependency_layer.digest,
-                asset_hash_type=AssetHashType.CUSTOM,
-            ),
+            # The asset hash is CDK's hash of the built files (AssetHashType.SOURCE).
+            code=lambda_.Code.from_asset(str(dependency_layer.directory)),
             compatible_runtimes=[RUNTIME],
             compatible_architectures=[ARCHITECTURE],
-            description="Python dependencies of the sensor-stream functions (functions/requirements.txt)",
+            description="Python dependencies of the sensor-stream functions (functions/requirements.lock)",
         )
 
         # Both read the caller's org and units from verified claims (sensor_stream.auth).
