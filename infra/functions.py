@@ -96,6 +96,8 @@ class Functions(Construct):
         self.log_groups: dict[str, logs.LogGroup] = {}
         self._common_environment = {
             "TABLE_NAME": table.table_name,
+            # Metrics carry their stage (staging and prod share the SensorStream namespace).
+            "SENSOR_STREAM_STAGE": config.stage,
             "POWERTOOLS_SERVICE_NAME": POWERTOOLS_SERVICE_NAME,
             "POWERTOOLS_METRICS_NAMESPACE": POWERTOOLS_METRICS_NAMESPACE,
             "LOG_LEVEL": LOG_LEVEL,

@@ -11,9 +11,10 @@ from infra.functions import Functions
 from infra.http_api import HttpIngestApi
 from infra.iot import IotIngress
 from infra.layer import DependencyLayer
-from infra.monitoring import Monitoring
+from infra.monitoring import AlarmedFunctions, Monitoring
 from infra.scheduling import FlushSchedule
 from infra.websocket_api import WebSocketApi
+from sensor_stream.iot_rules import TOPIC_RULES
 
 IOT_DATA_ENDPOINT_COMMAND = (
     "aws iot describe-endpoint --endpoint-type iot:Data-ATS --query endpointAddress --output text"
@@ -61,12 +62,18 @@ class SensorStreamStack(Stack):
         self.monitoring = Monitoring(
             self,
             "Monitoring",
-            functions=self.functions.all,
-            flush_function=self.functions.flush,
+            stage=config.stage,
+            functions=AlarmedFunctions(
+                all=self.functions.all,
+                # IoT rules and EventBridge invoke these asynchronously.
+                asynchronous=(self.functions.ingest, self.functions.publish, self.functions.flush),
+                flush=self.functions.flush,
+            ),
             dead_letter_queue=self.iot.dead_letter_queue,
             table=self.data.table,
             websocket_api=self.websocket.api,
             http_api=self.http.api,
+            iot_rule_names={spec.suffix: spec.rule_name(config.stage) for spec in TOPIC_RULES},
             alarm_email=config.alarm_email,
         )
 
@@ -89,6 +96,12 @@ class SensorStreamStack(Stack):
         CfnOutput(self, "TableName", value=self.data.table.table_name)
         CfnOutput(self, "DeadLetterQueueUrl", value=self.iot.dead_letter_queue.queue_url)
         CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn)
+        CfnOutput(
+            self,
+            "DashboardName",
+            value=self.monitoring.dashboard.dashboard_name,
+            description="CloudWatch dashboard of this stage",
+        )
         CfnOutput(self, "TokenIssuer", value=self.token_issuer.issuer)
         CfnOutput(self, "TokenAudience", value=self.token_issuer.audience)
         if self.token_issuer.user_pool is not None:

@@ -10,7 +10,13 @@ from sensor_stream import catalog
 from tests.infra.synthesis import EXTERNAL_AUDIENCE, EXTERNAL_ISSUER, Synthesized, iot_arn
 
 FUNCTION_NAMES = ("ingest", "connect", "flush", "publish")
-COMMON_ENVIRONMENT = {"TABLE_NAME", "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "LOG_LEVEL"}
+COMMON_ENVIRONMENT = {
+    "TABLE_NAME",
+    "SENSOR_STREAM_STAGE",
+    "POWERTOOLS_SERVICE_NAME",
+    "POWERTOOLS_METRICS_NAMESPACE",
+    "LOG_LEVEL",
+}
 CLAIM_NAMES = {"JWT_ORG_CLAIM", "JWT_UNITS_CLAIM", "JWT_TOKEN_USE"}
 EXPECTED_ENVIRONMENT = {
     "ingest": COMMON_ENVIRONMENT | CLAIM_NAMES,
@@ -91,6 +97,7 @@ def test_function_gets_exactly_the_environment_it_reads(synthesized: Synthesized
     assert environment["TABLE_NAME"] == {"Ref": synthesized.logical_id(synthesized.stack.data.table)}
     assert environment["POWERTOOLS_SERVICE_NAME"] == "sensor-stream"
     assert environment["POWERTOOLS_METRICS_NAMESPACE"] == "SensorStream"
+    assert environment["SENSOR_STREAM_STAGE"] == "prod"  # a dimension of every metric
 
 
 @pytest.mark.parametrize("name", POSTING_FUNCTIONS)

@@ -64,7 +64,7 @@ def test_each_tick_publishes_its_count_duration_and_the_lag_of_its_posts(
     # One post per connection; each carries both readings, the oldest arrived 1.6 s ago.
     assert sorted(lags) == pytest.approx([1600.0, 1600.0], abs=5)
     assert (lag["Unit"], lag["StorageResolution"]) == ("Milliseconds", 1)
-    assert (lag["Namespace"], lag["Dimensions"]) == ("SensorStream", [["service"]])
+    assert (lag["Namespace"], lag["Dimensions"]) == ("SensorStream", [["stage", "service"]])
     assert {first, second} <= stack.recorder.connection_ids()
 
 
