@@ -58,7 +58,9 @@ class TokenIssuer(Construct):
             mfa=cognito.Mfa.OPTIONAL,
             mfa_second_factor=cognito.MfaSecondFactor(otp=True, sms=False),
             account_recovery=cognito.AccountRecovery.EMAIL_ONLY,
+            # The users outlive the stack, and the pool cannot be deleted by accident.
             removal_policy=RemovalPolicy.RETAIN,
+            deletion_protection=True,
         )
         self.user_pool_client = self.user_pool.add_client(
             "DashboardClient",

@@ -20,6 +20,8 @@ class DataStore(Construct):
             point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
                 point_in_time_recovery_enabled=True
             ),
-            # Readings and device history outlive the stack: `cdk destroy` leaves the table.
+            # Readings and device history outlive the stack: `cdk destroy` leaves the table,
+            # and nobody deletes it by accident (turn the protection off first).
             removal_policy=RemovalPolicy.RETAIN,
+            deletion_protection=True,
         )

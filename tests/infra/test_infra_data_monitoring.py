@@ -27,6 +27,13 @@ def test_table_matches_the_shared_key_schema(synthesized: Synthesized) -> None:
     assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
     assert "GlobalSecondaryIndexes" not in properties
     assert table["DeletionPolicy"] == "Retain"
+    assert properties["DeletionProtectionEnabled"] is True
+
+
+def test_user_pool_is_retained_and_protected_from_deletion(synthesized: Synthesized) -> None:
+    pool = synthesized.resource(synthesized.stack.token_issuer.user_pool)  # type: ignore[arg-type]
+    assert pool["DeletionPolicy"] == "Retain"
+    assert pool["Properties"]["DeletionProtection"] == "ACTIVE"
 
 
 def test_every_alarm_notifies_the_alarm_topic(synthesized: Synthesized) -> None:
