@@ -23,6 +23,12 @@ DEFAULT_STAGE = "prod"
 STAGE_PATTERN = re.compile(r"[a-z][a-z0-9]{0,11}")
 STACK_NAME_PREFIX = "SensorStream"
 
+# Cognito's sign-in domain https://<prefix>.auth.<region>.amazoncognito.com: unique per
+# region across all accounts; it may not contain these words.
+DOMAIN_PREFIX_PATTERN = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+DOMAIN_PREFIX_FORBIDDEN = ("aws", "amazon", "cognito")
+DEFAULT_SIGN_IN_SCOPES = ("openid", "email", "profile")
+
 _TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
 _FALSE_WORDS = frozenset({"false", "0", "no", "off", ""})
 
@@ -50,6 +56,15 @@ class DeployConfig:
     iot_data_endpoint: str
     alarm_email: str
     log_retention: logs.RetentionDays
+    # Cognito's hosted sign-in for the dashboard: the domain prefix; empty means
+    # sensor-stream-<stage>-<account id>.
+    auth_domain_prefix: str
+    # An external issuer's authorization and token endpoints (both or neither), the
+    # dashboard's client id there (default: jwtAudience) and the scopes it asks for.
+    oidc_authorize_url: str
+    oidc_token_url: str
+    oidc_client_id: str
+    sign_in_scopes: tuple[str, ...]
 
     @property
     def stack_name(self) -> str:
@@ -76,6 +91,25 @@ class DeployConfig:
             if not issuer.startswith("https://"):
                 raise ConfigurationError(f"jwtIssuer must be an https:// URL, got {issuer!r}")
         cognito = create_cognito_user_pool
+        domain_prefix = context_text(node, "authDomainPrefix")
+        if domain_prefix and (
+            not DOMAIN_PREFIX_PATTERN.fullmatch(domain_prefix)
+            or any(word in domain_prefix for word in DOMAIN_PREFIX_FORBIDDEN)
+        ):
+            raise ConfigurationError(
+                "authDomainPrefix must be lowercase letters, digits and inner hyphens (at most 63), "
+                f"without 'aws', 'amazon' or 'cognito'; got {domain_prefix!r}"
+            )
+        authorize_url = context_text(node, "oidcAuthorizeUrl")
+        token_url = context_text(node, "oidcTokenUrl")
+        if bool(authorize_url) != bool(token_url):
+            raise ConfigurationError(
+                "Set both oidcAuthorizeUrl and oidcTokenUrl (the dashboard's sign-in), or neither"
+            )
+        for key, url in (("oidcAuthorizeUrl", authorize_url), ("oidcTokenUrl", token_url)):
+            if url and not url.startswith("https://"):
+                raise ConfigurationError(f"{key} must be an https:// URL, got {url!r}")
+        scopes = tuple(context_text(node, "signInScopes").split()) or DEFAULT_SIGN_IN_SCOPES
         return cls(
             stage=stage,
             create_cognito_user_pool=create_cognito_user_pool,
@@ -90,6 +124,11 @@ class DeployConfig:
             iot_data_endpoint=context_text(node, "iotDataEndpoint"),
             alarm_email=context_text(node, "alarmEmail"),
             log_retention=_retention(node, "logRetention", default=logs.RetentionDays.ONE_MONTH),
+            auth_domain_prefix=domain_prefix,
+            oidc_authorize_url=authorize_url,
+            oidc_token_url=token_url,
+            oidc_client_id=context_text(node, "oidcClientId") or audience,
+            sign_in_scopes=scopes,
         )
 
 

@@ -171,7 +171,7 @@ class Functions(Construct):
             log_group=log_group,
             tracing=lambda_.Tracing.ACTIVE,
         )
-        _depend_only_on_role_policy(function, role)
+        depend_only_on_role_policy(function, role)
         acknowledge(
             role,
             "AwsSolutions-IAM5[Resource::*]",
@@ -197,7 +197,7 @@ class _DefaultPolicyLogicalIds:
         return [Stack.of(self._role).get_logical_id(resource)]
 
 
-def _depend_only_on_role_policy(function: lambda_.Function, role: iam.Role) -> None:
+def depend_only_on_role_policy(function: lambda_.Function, role: iam.Role) -> None:
     """CDK makes a function depend on its role and the role's policy; the role part is
     already implied by the function's GetAtt of the role ARN (cfn-lint W3005). The policy
     part matters: Lambda checks, e.g., an on-failure destination's permission on creation."""

@@ -1,6 +1,8 @@
 """``SensorStreamStack``: the whole system of one stage (``SensorStream-<stage>``) in one
 stack, one construct per concern."""
 
+from typing import Any
+
 from aws_cdk import CfnOutput, Stack
 from constructs import Construct
 
@@ -8,6 +10,7 @@ from infra.auth import TokenIssuer
 from infra.config import DeployConfig
 from infra.data import DataStore
 from infra.functions import Functions
+from infra.hosting import DashboardHosting
 from infra.http_api import HttpIngestApi
 from infra.iot import IotIngress
 from infra.layer import DependencyLayer
@@ -36,7 +39,12 @@ class SensorStreamStack(Stack):
         )
         self.config = config
         self.data = DataStore(self, "Data")
-        self.token_issuer = TokenIssuer(self, "Auth", config=config)
+        self.hosting = DashboardHosting(
+            self, "Dashboard", stage=config.stage, log_retention=config.log_retention
+        )
+        self.token_issuer = TokenIssuer(
+            self, "Auth", config=config, dashboard_urls=self.hosting.redirect_urls
+        )
         self.functions = Functions(
             self,
             "Functions",
@@ -77,6 +85,9 @@ class SensorStreamStack(Stack):
             alarm_email=config.alarm_email,
         )
 
+        self.hosting.publish(self.dashboard_config())
+
+        CfnOutput(self, "DashboardUrl", value=self.hosting.url, description="The dashboard (sign in there)")
         CfnOutput(
             self, "WebSocketUrl", value=self.websocket.url, description="Browsers connect here (wss://)"
         )
@@ -106,3 +117,12 @@ class SensorStreamStack(Stack):
         CfnOutput(self, "TokenAudience", value=self.token_issuer.audience)
         if self.token_issuer.user_pool is not None:
             CfnOutput(self, "UserPoolId", value=self.token_issuer.user_pool.user_pool_id)
+        if self.token_issuer.domain is not None:
+            CfnOutput(self, "SignInDomain", value=self.token_issuer.domain.base_url())
+
+    def dashboard_config(self) -> dict[str, Any]:
+        """config.json next to the dashboard (infra/hosting.py): where to connect, where to sign in."""
+        config: dict[str, Any] = {"websocketUrl": self.websocket.url, "httpUrl": self.http.base_url}
+        if self.token_issuer.sign_in is not None:
+            config["auth"] = self.token_issuer.sign_in
+        return config

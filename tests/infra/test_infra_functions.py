@@ -153,7 +153,16 @@ def test_no_function_environment_holds_a_secret(synthesized: Synthesized) -> Non
 
 
 def test_no_role_allows_a_wildcard_action(synthesized: Synthesized) -> None:
+    # Except CDK's own BucketDeployment handler (s3:GetObject* etc., acknowledged with reasons).
+    deployment_roles = [
+        {"Ref": role_id}
+        for role_id in synthesized.template.find_resources("AWS::IAM::Role")
+        if role_id.startswith("CustomCDKBucketDeployment")
+    ]
+    assert len(deployment_roles) == 1
     for policy in synthesized.template.find_resources("AWS::IAM::Policy").values():
+        if policy["Properties"]["Roles"] == deployment_roles:
+            continue
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
             assert not any("*" in action for action in _actions(statement)), statement
 
