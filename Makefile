@@ -8,9 +8,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP_PY := $(VENV)/.installed
 STAMP_NODE := node_modules/.installed
-# Tools kept out of .venv: uv (make lock).
+# Tools kept out of .venv (their dependencies would clash with the project's): uv (make
+# lock) and checkov (the template check in make test).
 TOOLS := build/tools
 UV_VERSION := 0.13.8
+CHECKOV := build/checkov
+CHECKOV_VERSION := 3.3.30
+STAMP_CHECKOV := $(CHECKOV)/.installed
 CHROMIUM ?= /usr/bin/chromium
 ORG ?= acme
 CDK := npx --no-install cdk
@@ -41,7 +45,12 @@ $(CHROMIUM):
 	if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null
 
-install: $(STAMP_PY) $(STAMP_NODE) ## Create .venv and node_modules
+install: $(STAMP_PY) $(STAMP_NODE) $(STAMP_CHECKOV) ## Create .venv, node_modules and the checkov tool
+
+$(STAMP_CHECKOV):
+	$(PYTHON) -m venv $(CHECKOV)
+	$(CHECKOV)/bin/pip install --quiet checkov==$(CHECKOV_VERSION)
+	touch $@
 
 $(TOOLS)/bin/uv:
 	$(PYTHON) -m venv $(TOOLS)
@@ -70,13 +79,13 @@ typecheck: $(STAMP_PY) ## mypy
 unit: $(STAMP_PY) $(CHROMIUM)
 	$(PY) -m pytest tests/unit -q
 
-infra-test: $(STAMP_PY) $(STAMP_NODE) ## CDK template assertions, cdk-nag and cfn-lint (no AWS account needed)
+infra-test: $(STAMP_PY) $(STAMP_NODE) $(STAMP_CHECKOV) ## CDK template assertions, cdk-nag, cfn-lint and checkov (no AWS account needed)
 	$(PY) -m pytest tests/infra -q
 
 e2e: $(STAMP_PY) $(CHROMIUM)
 	$(PY) -m pytest tests/e2e -q
 
-test: $(STAMP_PY) $(STAMP_NODE) $(CHROMIUM) lint typecheck ## Lint, type-check and run every test
+test: $(STAMP_PY) $(STAMP_NODE) $(STAMP_CHECKOV) $(CHROMIUM) lint typecheck ## Lint, type-check and run every test
 	$(PY) -m pytest -q
 
 bench: $(STAMP_PY) ## Live path end to end vs a naive baseline, and in-process figures (prints, never asserts): ARGS="--scenario 100x100", ARGS=--help

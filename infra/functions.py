@@ -19,7 +19,7 @@ from constructs import Construct
 from infra.auth import TokenIssuer
 from infra.config import DeployConfig
 from infra.layer import REPOSITORY_ROOT, DependencyLayer
-from infra.nag import acknowledge
+from infra.nag import LOG_GROUP_KMS_REASON, acknowledge, skip_checkov
 from sensor_stream import catalog
 
 FUNCTIONS_SOURCE_DIRECTORY = REPOSITORY_ROOT / "functions"
@@ -172,6 +172,20 @@ class Functions(Construct):
             tracing=lambda_.Tracing.ACTIVE,
         )
         depend_only_on_role_policy(function, role)
+        skip_checkov(log_group, CKV_AWS_158=LOG_GROUP_KMS_REASON)
+        skip_checkov(
+            function,
+            CKV_AWS_115="No reserved concurrency: Lambda keeps 100 of an account's concurrency unreserved, "
+            "so any reservation fails to deploy on new accounts (quota 10), and the flush must overlap "
+            "its successor for a moment each minute (docs/deploy.md, Prerequisites).",
+            CKV_AWS_116="Asynchronous failures of ingest and publish go to their on-failure destination "
+            "(the dead-letter queue, Lambda's successor to DeadLetterConfig); connect answers API Gateway "
+            "synchronously; a failed flush is replaced by the next minute's invocation.",
+            CKV_AWS_117="The functions use only AWS public endpoints (DynamoDB, API Gateway, IoT); a VPC "
+            "would add NAT or endpoints and nothing to protect.",
+            CKV_AWS_173="The environment holds no secret (table name, issuer, endpoints); Lambda encrypts "
+            "it at rest with its own key.",
+        )
         acknowledge(
             role,
             "AwsSolutions-IAM5[Resource::*]",

@@ -30,7 +30,7 @@ from constructs import Construct
 
 from infra.functions import depend_only_on_role_policy
 from infra.layer import REPOSITORY_ROOT
-from infra.nag import acknowledge, acknowledge_policy_wildcards
+from infra.nag import LOG_GROUP_KMS_REASON, acknowledge, acknowledge_policy_wildcards, skip_checkov
 
 WEB_DIRECTORY = REPOSITORY_ROOT / "web"
 CONFIG_OBJECT = "config.json"
@@ -88,6 +88,7 @@ class DashboardHosting(Construct):
         log_group = logs.LogGroup(
             self, "DeploymentLogs", retention=self._log_retention, removal_policy=RemovalPolicy.DESTROY
         )
+        skip_checkov(log_group, CKV_AWS_158=LOG_GROUP_KMS_REASON)
         self.deployment = s3deploy.BucketDeployment(
             self,
             "Publish",
@@ -139,6 +140,22 @@ class DashboardHosting(Construct):
             "does not let the viewer TLS policy be set; a custom domain with its own certificate "
             "can set TLSv1.2_2021.",
         )
+        skip_checkov(
+            self.bucket,
+            CKV_AWS_18="Static files of the public page only, read through CloudFront alone; the APIs "
+            "log every request for data.",
+            CKV_AWS_21="The content is rebuilt from web/ on every deploy; old versions would keep nothing "
+            "of value.",
+        )
+        skip_checkov(
+            self.distribution,
+            CKV_AWS_68="No WAF web ACL (billed per ACL and request) for a static page without data; the "
+            "APIs it calls authenticate and throttle every request.",
+            CKV_AWS_86="Access logs would need an ACL-enabled log bucket for a static page without data; "
+            "the APIs it calls log every request.",
+            CKV_AWS_174="The default *.cloudfront.net certificate does not let the viewer TLS policy be "
+            "chosen; a custom domain with its own certificate can require TLSv1.2_2021.",
+        )
 
     def _acknowledge_deployment_handler(self) -> None:
         """CDK's BucketDeployment runs a Lambda function (one per stack) to copy the files."""
@@ -155,6 +172,20 @@ class DashboardHosting(Construct):
             role = child.node.try_find_child("ServiceRole")
             if isinstance(child, lambda_.Function) and isinstance(role, iam.Role):
                 depend_only_on_role_policy(child, role)  # cfn-lint W3005, as for our functions
+                skip_checkov(
+                    child,
+                    CKV_AWS_115="CDK's file-copying handler runs once per deployment: nothing to reserve.",
+                    CKV_AWS_116="A CloudFormation custom resource: CloudFormation reports its failures; "
+                    "no event is left to keep.",
+                    CKV_AWS_117="It copies between S3 buckets over S3's public endpoint; no VPC resource "
+                    "is involved.",
+                    CKV_AWS_173="Its environment holds no secret (CDK's own settings).",
+                )
+                skip_checkov(
+                    role.node.find_child("DefaultPolicy"),
+                    CKV_AWS_111="Written by CDK's BucketDeployment: writes are limited to this stage's "
+                    "dashboard bucket; CloudFront invalidations have no resource-level permissions.",
+                )
             if role is not None:
                 acknowledge(
                     role,
