@@ -25,7 +25,7 @@ CDK_CONTEXT := -c stage=$(STAGE)
 # The functions' shared package and the repo root, as in Lambda and in pytest.
 export PYTHONPATH := $(CURDIR)/functions:$(CURDIR)
 
-.PHONY: help install lock dev test lint typecheck unit infra-test e2e token simulate bench soak synth deploy deploy-account diff destroy clean
+.PHONY: help install lock dev test lint typecheck unit infra-test e2e token simulate bench soak synth deploy deploy-account smoke diff destroy clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -74,7 +74,7 @@ lint: $(STAMP_PY) ## ruff
 	$(VENV)/bin/ruff format --check .
 
 typecheck: $(STAMP_PY) ## mypy
-	$(VENV)/bin/mypy functions devstack infra benchmarks tests
+	$(VENV)/bin/mypy functions devstack infra benchmarks scripts tests
 
 unit: $(STAMP_PY) $(CHROMIUM)
 	$(PY) -m pytest tests/unit -q
@@ -99,6 +99,9 @@ synth: $(STAMP_PY) $(STAMP_NODE) ## Synthesize the CloudFormation templates offl
 
 deploy: $(STAMP_PY) $(STAMP_NODE) ## Deploy stage STAGE (default prod) to the AWS account of your credentials
 	$(CDK) deploy $(STACK) --require-approval broadening $(CDK_CONTEXT) $(CDK_ARGS)
+
+smoke: $(STAMP_PY) ## Check deployed stage STAGE end to end (AWS credentials): device and HTTP -> browser, dashboard metrics, an alarm to the topic
+	$(PY) -m scripts.smoke --stage $(STAGE) $(ARGS)
 
 deploy-account: $(STAMP_PY) $(STAMP_NODE) ## Once per account and region, before the first stage: API Gateway logging role, IoT logging
 	$(CDK) deploy SensorStreamAccount --require-approval broadening $(CDK_CONTEXT) $(CDK_ARGS)

@@ -334,3 +334,14 @@ def test_outputs_tell_ops_where_to_connect(synthesized: Synthesized) -> None:
         "DeadLetterQueueUrl",
         "DashboardName",
     } <= set(outputs)
+
+
+def test_smoke_finds_its_metrics_on_the_dashboard(synthesized: Synthesized) -> None:
+    # make smoke reads the deployed dashboard (scripts/smoke.py): the same parser on this one.
+    from scripts.smoke import own_metric_queries
+
+    (dashboard,) = synthesized.template.find_resources("AWS::CloudWatch::Dashboard").values()
+    parts = dashboard["Properties"]["DashboardBody"]["Fn::Join"][1]
+    body = json.loads("".join(part if isinstance(part, str) else "deploy-time value" for part in parts))
+    labels = {query["Label"] for query in own_metric_queries(body)}
+    assert {"ReadingsStored Sum", "FlushTicks Sum", "EndToEndLag p50", "EndToEndLag p99"} <= labels
