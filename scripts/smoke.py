@@ -46,6 +46,7 @@ DELIVERY_TIMEOUT_SECONDS = 30.0
 # CloudWatch shows EMF metrics a minute or two after they were logged.
 METRICS_TIMEOUT_SECONDS = 300.0
 ALARM_TIMEOUT_SECONDS = 120.0
+DEVICE_CONNECT_ATTEMPTS = 4
 # The alarm whose notification path is exercised: no real condition can set it back to
 # ALARM while the smoke runs, and it re-evaluates to OK on its own.
 SMOKE_ALARM = "quarantineburst"
@@ -172,7 +173,10 @@ def publish_as_device(mqtt_url: str, identity: DeviceIdentity, topic: str, paylo
     client.connect(address.hostname or "127.0.0.1", address.port or (8883 if secure else 1883))
     client.loop_start()
     try:
-        reason = connected.get(timeout=30)
+        try:
+            reason = connected.get(timeout=30)
+        except queue.Empty:
+            raise TimeoutError("the broker did not accept the connection within 30 s") from None
         if reason.is_failure:
             raise ConnectionError(f"MQTT connect refused: {reason}")
         info = client.publish(topic, json.dumps(payload), qos=1)
@@ -408,7 +412,15 @@ def run(args: argparse.Namespace) -> Report:
         def device() -> str:
             reading_id = f"smoke-mqtt-{uuid.uuid4().hex[:8]}"
             topic = f"orgs/{org}/devices/{device_id}/telemetry"
-            publish_as_device(mqtt_url, identity, topic, reading(reading_id))
+            # A certificate made a moment ago may take a few seconds to be accepted.
+            for attempt in range(DEVICE_CONNECT_ATTEMPTS):
+                try:
+                    publish_as_device(mqtt_url, identity, topic, reading(reading_id))
+                    break
+                except (OSError, TimeoutError):
+                    if attempt == DEVICE_CONNECT_ATTEMPTS - 1:
+                        raise
+                    time.sleep(10)
             return f"{topic} -> browser in {browser.wait_for_reading(reading_id):.1f} s"
 
         def http() -> str:
