@@ -16,8 +16,10 @@ CHECKOV := build/checkov
 CHECKOV_VERSION := 3.3.30
 STAMP_CHECKOV := $(CHECKOV)/.installed
 CHROMIUM ?= /usr/bin/chromium
+MOSQUITTO ?= /usr/sbin/mosquitto
 ORG ?= acme
 CDK := npx --no-install cdk
+TSC := node_modules/.bin/tsc
 # Which deployment (stack SensorStream-$(STAGE)); staging and prod share an account.
 STAGE ?= prod
 STACK := SensorStream-$(STAGE)
@@ -25,7 +27,7 @@ CDK_CONTEXT := -c stage=$(STAGE)
 # The functions' shared package and the repo root, as in Lambda and in pytest.
 export PYTHONPATH := $(CURDIR)/functions:$(CURDIR)
 
-.PHONY: help install lock dev test lint typecheck unit infra-test e2e token simulate bench soak synth deploy deploy-account smoke diff destroy clean
+.PHONY: help install lock dev test lint typecheck types vendor unit infra-test e2e token simulate bench soak synth deploy deploy-account smoke diff destroy clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -45,6 +47,13 @@ $(CHROMIUM):
 	if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null
 
+# Debian's mosquitto is the local stack's MQTT broker (the embedded amqtt stands in
+# where it cannot be installed, at about 20 times the CPU per message).
+$(MOSQUITTO):
+	if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq mosquitto >/dev/null || \
+	echo "mosquitto could not be installed; the local stack uses amqtt"
+
 install: $(STAMP_PY) $(STAMP_NODE) $(STAMP_CHECKOV) ## Create .venv, node_modules and the checkov tool
 
 $(STAMP_CHECKOV):
@@ -60,7 +69,7 @@ lock: $(TOOLS)/bin/uv ## Re-pin the functions' dependencies with hashes for the 
 	$(TOOLS)/bin/uv pip compile functions/requirements.txt --python-version 3.14 \
 		--python-platform aarch64-manylinux_2_34 --generate-hashes --quiet -o functions/requirements.lock
 
-dev: $(STAMP_PY) ## Run the whole system on 127.0.0.1 until Ctrl-C
+dev: $(STAMP_PY) $(MOSQUITTO) ## Run the whole system on 127.0.0.1 until Ctrl-C
 	$(PY) -m devstack
 
 token: $(STAMP_PY) ## Print a token for the local stack: make token ORG=acme [UNITS=a,b]
@@ -73,19 +82,29 @@ lint: $(STAMP_PY) ## ruff
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-typecheck: $(STAMP_PY) ## mypy
+typecheck: $(STAMP_PY) $(STAMP_NODE) ## mypy, and tsc --strict over web/ (checkJs) and a TypeScript consumer of the client
 	$(VENV)/bin/mypy functions devstack infra benchmarks scripts tests
+	$(TSC) -p web/tsconfig.json
+	$(TSC) -p tests/typescript/tsconfig.json
 
-unit: $(STAMP_PY) $(CHROMIUM)
+types: $(STAMP_NODE) ## Write web/sensor-stream-client.d.ts from the client's JSDoc (commit it)
+	$(TSC) -p web/tsconfig.types.json
+
+vendor: $(STAMP_NODE) ## Copy uPlot from node_modules into web/vendor (the page has no build step; commit it)
+	mkdir -p web/vendor
+	cp node_modules/uplot/dist/uPlot.esm.js node_modules/uplot/dist/uPlot.min.css web/vendor/
+	cp node_modules/uplot/LICENSE web/vendor/uPlot.LICENSE
+
+unit: $(STAMP_PY) $(STAMP_NODE) $(CHROMIUM) $(MOSQUITTO)
 	$(PY) -m pytest tests/unit -q
 
 infra-test: $(STAMP_PY) $(STAMP_NODE) $(STAMP_CHECKOV) ## CDK template assertions, cdk-nag, cfn-lint and checkov (no AWS account needed)
 	$(PY) -m pytest tests/infra -q
 
-e2e: $(STAMP_PY) $(CHROMIUM)
+e2e: $(STAMP_PY) $(STAMP_NODE) $(CHROMIUM) $(MOSQUITTO)
 	$(PY) -m pytest tests/e2e -q
 
-test: $(STAMP_PY) $(STAMP_NODE) $(STAMP_CHECKOV) $(CHROMIUM) lint typecheck ## Lint, type-check and run every test
+test: $(STAMP_PY) $(STAMP_NODE) $(STAMP_CHECKOV) $(CHROMIUM) $(MOSQUITTO) lint typecheck ## Lint, type-check and run every test
 	$(PY) -m pytest -q
 
 bench: $(STAMP_PY) ## Live path end to end vs a naive baseline, and in-process figures (prints, never asserts): ARGS="--scenario 100x100", ARGS=--help

@@ -15,6 +15,7 @@ millions of readings and merge across processes.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import Counter, OrderedDict
 from collections.abc import Iterable, Mapping
@@ -141,6 +142,12 @@ class ConnectionLedger:
         # device -> one byte per seq: how often that reading arrived (saturates at 255).
         self._arrivals: dict[int, bytearray] = {device: bytearray() for device in devices}
         self.latency = LatencyHistogram()
+        # The latency in three parts (the server's clocks are this machine's): device ->
+        # the reading's receivedAt (IoT Core's timestamp), -> the tick that sent it (the
+        # batch's serverTime), -> the browser.
+        self.to_received = LatencyHistogram()
+        self.waiting_for_tick = LatencyHistogram()
+        self.tick_to_browser = LatencyHistogram()
         # Latency by the second (epoch, whole) in which the reading was sent.
         self.latency_by_sent_second: dict[int, LatencyHistogram] = {}
         self.messages_by_second: Counter[int] = Counter()
@@ -170,10 +177,12 @@ class ConnectionLedger:
                 if previous_recorded is not None and recorded < previous_recorded:
                     self.out_of_order += 1
                 previous_recorded = recorded
-                self._record_reading(reading, received_at, replay)
+                self._record_reading(reading, received_at, replay, message.get("serverTime"))
         return count
 
-    def _record_reading(self, reading: Mapping[str, Any], received_at: float, replay: bool) -> None:
+    def _record_reading(
+        self, reading: Mapping[str, Any], received_at: float, replay: bool, server_time: Any = None
+    ) -> None:
         value = str(reading.get("id", ""))
         if replay:
             self.replayed += 1
@@ -193,6 +202,12 @@ class ConnectionLedger:
         if arrivals[seq] == 1:
             latency = received_at - sent_at
             self.latency.add(latency)
+            with contextlib.suppress(KeyError, ValueError):
+                at_server = parse_time(str(reading["receivedAt"]))
+                tick = parse_time(str(server_time))
+                self.to_received.add(at_server - sent_at)
+                self.waiting_for_tick.add(tick - at_server)
+                self.tick_to_browser.add(received_at - tick)
             self.latency_by_sent_second.setdefault(int(sent_at), LatencyHistogram()).add(latency)
         elif passed_dedupe:
             # A repeat the application sees again: the dedupe window had forgotten the id.

@@ -70,6 +70,9 @@ class BrowserPlan:
 class BrowserResult:
     summaries: list[ConnectionSummary]
     latency: LatencyHistogram
+    to_received: LatencyHistogram
+    waiting_for_tick: LatencyHistogram
+    tick_to_browser: LatencyHistogram
     latency_by_sent_second: dict[int, LatencyHistogram]
     last_message_at: float | None
     connect_failures: int
@@ -180,6 +183,9 @@ class _Fleet:
         return BrowserResult(
             summaries=[ledger.summary(sent) for ledger in ledgers],
             latency=merge_histograms(ledger.latency for ledger in ledgers),
+            to_received=merge_histograms(ledger.to_received for ledger in ledgers),
+            waiting_for_tick=merge_histograms(ledger.waiting_for_tick for ledger in ledgers),
+            tick_to_browser=merge_histograms(ledger.tick_to_browser for ledger in ledgers),
             latency_by_sent_second=merge_by_second(ledger.latency_by_sent_second for ledger in ledgers),
             last_message_at=max(last, default=None),
             connect_failures=self.connect_failures,

@@ -187,8 +187,8 @@ def _rows(figures: list[Figures]) -> list[tuple[str, list[str]]]:
     def each(render: Callable[[Figures], str]) -> list[str]:
         return [render(f) for f in figures]
 
-    def percentiles(f: Figures) -> str:
-        h = f.latency
+    def percentiles(f: Figures, part: str = "latency") -> str:
+        h: LatencyHistogram = getattr(f.result.browsers, part)
         return " / ".join(compact(v) for v in (h.percentile(50), h.percentile(90), h.percentile(99), h.max))
 
     def load(f: Figures) -> str:
@@ -222,6 +222,9 @@ def _rows(figures: list[Figures]) -> list[tuple[str, list[str]]]:
         ("messages acked by broker / published", each(acked)),
         ("browsers connected", each(lambda f: f"{f.result.connected} / {f.result.workload.browsers}")),
         ("latency p50/p90/p99/max (s)", each(percentiles)),
+        ("  device -> receivedAt (IoT Core)", each(lambda f: percentiles(f, "to_received"))),
+        ("  receivedAt -> tick (serverTime)", each(lambda f: percentiles(f, "waiting_for_tick"))),
+        ("  tick -> browser", each(lambda f: percentiles(f, "tick_to_browser"))),
         ("delivered / expected", each(delivered)),
         ("missing/dup/out-of-order/foreign", each(faults)),
         ("posts to connections", each(lambda f: f"{f.posts:,}")),

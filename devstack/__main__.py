@@ -1,3 +1,5 @@
 from devstack.stack import main
 
-main()
+# Guarded: the stack's forkserver imports this module too (as __mp_main__).
+if __name__ == "__main__":
+    main()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -60,6 +60,22 @@ class StackConfig(BaseSettings):
     websocket_disconnect_on_drop: bool = Field(True, alias="LOCAL_WS_DISCONNECT_ON_DROP")
     # Lambda retries a failed asynchronous invocation twice; AWS waits 1 then 2 minutes.
     async_retry_base_seconds: float = Field(1.0, gt=0, alias="LOCAL_ASYNC_RETRY_SECONDS")
+    # Most execution environments (worker processes) per function; the flush needs two
+    # (the running loop and its successor, which waits on the lease).
+    ingest_concurrency: int = Field(6, ge=1, le=64, alias="LOCAL_INGEST_CONCURRENCY")
+    connect_concurrency: int = Field(4, ge=1, le=64, alias="LOCAL_CONNECT_CONCURRENCY")
+    publish_concurrency: int = Field(2, ge=1, le=64, alias="LOCAL_PUBLISH_CONCURRENCY")
+    rules_concurrency: int = Field(1, ge=1, le=64, alias="LOCAL_RULES_CONCURRENCY")
+    # CPU priority (nice) of the ingest environments, below the flush's and the gateway's.
+    ingest_nice: int = Field(5, ge=0, le=19, alias="LOCAL_INGEST_NICE")
+    # Bytes posted to a WebSocket client and not yet read before posts get 429, and how
+    # long a client may stay that far behind before it is disconnected.
+    websocket_client_buffer_bytes: int = Field(1024 * 1024, ge=1024, alias="LOCAL_WS_CLIENT_BUFFER_BYTES")
+    websocket_stalled_close_seconds: float = Field(30.0, gt=0, alias="LOCAL_WS_STALLED_CLOSE_SECONDS")
+    # The MQTT broker: mosquitto when installed (make dev installs it), else amqtt.
+    mqtt_broker: Literal["mosquitto", "amqtt"] = Field("mosquitto", alias="LOCAL_MQTT_BROKER")
+    # The fault-injection admin API (devstack/faults.py); 0 = any free port.
+    admin_port: int = Field(0, ge=0, le=65535, alias="LOCAL_ADMIN_PORT")
 
     @field_validator("simulated_orgs", mode="before")
     @classmethod

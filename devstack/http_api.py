@@ -1,5 +1,6 @@
-"""An API Gateway HTTP API on loopback: ``POST /readings`` behind a JWT authorizer,
-invoking the ingest function with a payload format 2.0 event.
+"""An API Gateway HTTP API on loopback: the routes of ``sensor_stream.catalog`` (``POST
+/readings``, the alert rules) behind a JWT authorizer, each invoking its function with a
+payload format 2.0 event.
 
 Locally the authorizer verifies HS256 with ``JWT_SECRET``; in AWS it verifies the
 issuer's RS256 keys. Either way the function receives the verified claims the way API
@@ -11,20 +12,31 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import secrets
+import threading
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import jwt
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import Map, Rule
 
-from devstack.config import ACCOUNT_ID
+from devstack.config import ACCOUNT_ID, ensure_functions_importable
 from devstack.http_server import HttpRequest, HttpResponse
-from devstack.lambda_runtime import LambdaFunction
+from devstack.lambda_runtime import Function
+from devstack.websocket_gateway import TokenBucket
+
+ensure_functions_importable()
+from sensor_stream.api_limits import (  # noqa: E402 - after the asset root is importable
+    HTTP_THROTTLE_BURST_LIMIT,
+    HTTP_THROTTLE_RATE_LIMIT,
+)
 
 log = logging.getLogger("devstack.http_api")
 
-ROUTE_KEY = "POST /readings"
 UNAUTHORIZED = {"message": "Unauthorized"}
 _TEXT_TYPES = ("text/", "application/json", "+json", "application/xml", "+xml", "application/javascript")
 _FORM_TYPE = "application/x-www-form-urlencoded"
@@ -78,10 +90,30 @@ def _is_text(content_type: str) -> bool:
     return content_type.startswith(_FORM_TYPE) or any(kind in content_type for kind in _TEXT_TYPES)
 
 
+def _url_rule(route_key: str) -> Rule:
+    """An API Gateway route key (``PUT /alert-rules/{ruleId}``) as a werkzeug rule: a
+    ``{name}`` path variable matches one path segment, as in API Gateway."""
+    method, path = route_key.split(" ", 1)
+    return Rule(re.sub(r"\{(\w+)\}", r"<\1>", path), methods=[method], endpoint=route_key)
+
+
 class HttpApi:
-    def __init__(self, ingest: LambdaFunction, authorizer: JwtAuthorizer) -> None:
-        self._ingest = ingest
+    def __init__(
+        self,
+        routes: Mapping[str, Function],
+        authorizer: JwtAuthorizer,
+        *,
+        throttle_rate: float = HTTP_THROTTLE_RATE_LIMIT,
+        throttle_burst: int = HTTP_THROTTLE_BURST_LIMIT,
+    ) -> None:
+        """``routes``: each route key (``METHOD /path/{var}``) and the function behind it."""
+        self._functions = dict(routes)
+        self._url_map = Map([_url_rule(route_key) for route_key in routes], strict_slashes=False)
+        self._methods = sorted({route_key.split(" ", 1)[0] for route_key in routes} | {"OPTIONS"})
         self._authorizer = authorizer
+        # The stage's token bucket; HttpApi is called from many server threads.
+        self._throttle = TokenBucket(throttle_rate, throttle_burst)
+        self._throttle_lock = threading.Lock()
         self.api_id = "".join(secrets.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(10))
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
@@ -99,25 +131,42 @@ class HttpApi:
             return HttpResponse(
                 204,
                 headers={
-                    "Access-Control-Allow-Methods": "POST, OPTIONS",
+                    "Access-Control-Allow-Methods": ", ".join(self._methods),
                     "Access-Control-Allow-Headers": "authorization, content-type",
                 },
             )
-        if f"{request.method} {request.raw_path}" != ROUTE_KEY:
+        try:
+            route_key, path_parameters = self._url_map.bind("localhost").match(
+                request.raw_path, method=request.method
+            )
+        except HTTPException:
+            # API Gateway answers an unmatched method or path alike.
             return HttpResponse.json(404, {"message": "Not Found"})
+        with self._throttle_lock:
+            admitted = self._throttle.take()
+        if not admitted:
+            # What the HTTP API answers once the stage's bucket is empty.
+            return HttpResponse.json(429, {"message": "Too Many Requests"})
         claims = self._authorizer.claims(request.headers.get("Authorization"))
         if claims is None:
             return HttpResponse.json(
                 401, UNAUTHORIZED, {"www-authenticate": 'Bearer scope="" error="invalid_token"'}
             )
+        function = self._functions[route_key]
         try:
-            result = self._ingest.invoke(self._event(request, claims))
+            result = function.invoke(self._event(request, claims, route_key, path_parameters))
         except Exception:
-            log.exception("ingest failed on %s", ROUTE_KEY)
+            log.exception("%s failed on %s", function.name, route_key)
             return HttpResponse.json(500, {"message": "Internal Server Error"})
         return self._response(result)
 
-    def _event(self, request: HttpRequest, claims: dict[str, Any]) -> dict[str, Any]:
+    def _event(
+        self,
+        request: HttpRequest,
+        claims: dict[str, Any],
+        route_key: str,
+        path_parameters: Mapping[str, str],
+    ) -> dict[str, Any]:
         headers: dict[str, str] = {}
         for name, value in request.headers.items():
             key = name.lower()
@@ -127,7 +176,7 @@ class HttpApi:
         host = headers.get("host", "localhost")
         event: dict[str, Any] = {
             "version": "2.0",
-            "routeKey": ROUTE_KEY,
+            "routeKey": route_key,
             "rawPath": request.raw_path,
             "rawQueryString": request.raw_query,
             "headers": headers,
@@ -147,7 +196,7 @@ class HttpApi:
                     "userAgent": headers.get("user-agent", ""),
                 },
                 "requestId": base64.b64encode(secrets.token_bytes(6)).decode(),
-                "routeKey": ROUTE_KEY,
+                "routeKey": route_key,
                 "stage": "$default",
                 "time": datetime.fromtimestamp(now_ms / 1000, UTC).strftime("%d/%b/%Y:%H:%M:%S +0000"),
                 "timeEpoch": now_ms,
@@ -156,6 +205,8 @@ class HttpApi:
         }
         if cookies:
             event["cookies"] = cookies
+        if path_parameters:
+            event["pathParameters"] = dict(path_parameters)
         if request.raw_query:
             event["queryStringParameters"] = {k: ",".join(v) for k, v in request.query.items()}
         if request.body:

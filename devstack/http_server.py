@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -61,6 +62,9 @@ Endpoint = Callable[[HttpRequest], HttpResponse]
 
 class _RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Buffered, so head and body leave in one write: two small writes on a kept-alive
+    # connection meet Nagle's algorithm and delayed ACKs (40 ms a request).
+    wbufsize = 64 * 1024
     endpoint: Endpoint
     server_name: str
 
@@ -101,6 +105,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(response.body)
+        self.wfile.flush()
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_OPTIONS = do_HEAD = do_PATCH = _dispatch
 
@@ -114,7 +123,10 @@ class BackgroundHttpServer:
     def __init__(self, name: str, handler: Callable[..., BaseHTTPRequestHandler], port: int) -> None:
         self._server = ThreadingHTTPServer((LOOPBACK, port), handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name=f"http-{name}", daemon=True)
+        # A short poll: shutdown() waits for the loop to look, and the stack stops several.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name=f"http-{name}", daemon=True
+        )
 
     @property
     def port(self) -> int:

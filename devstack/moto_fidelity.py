@@ -4,11 +4,25 @@ moto answers a Query by sorting every item of the table and filtering by partiti
 so each query costs O(table) and a stack that streams readings for a few minutes slows
 to a crawl; and moto never expires TTL items. DynamoDB does neither. This module
 narrows Query to the partition (same result, O(partition)) and runs a TTL sweeper.
+
+It also removes per-request overheads of moto's server that bound the local stack's
+throughput (profile in devstack/README.md): the dispatcher lists moto's package folder
+on every request to recognise a service name (cached once here), and DynamoDB requests
+go through Flask and the host-based dispatcher before reaching moto's DynamoDB handler
+(:class:`DynamoDbFastPath` hands them to it directly, the same handler and answers);
+and moto writes every item of an answer through its generic, shape-driven serializer
+(four fifths of a Query's cost) although the items already are DynamoDB JSON: they are
+written with ``json.dumps`` instead. Condition expressions without values (e.g.
+``attribute_not_exists(pk)``, one per stored reading) and update expressions are parsed
+once, not per request, and moto's list of its handler's methods is computed once per
+class.
 It patches the emulator only; the functions' code is untouched.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -21,11 +35,16 @@ _applied = False
 
 
 def apply() -> None:
-    """Patch moto's Table once per process (idempotent)."""
+    """Patch moto once per process (idempotent)."""
     global _applied
     if _applied:
         return
     _applied = True
+    import moto.backends
+
+    # A folder listing per request (os.listdir + isdir of ~200 entries); it never changes.
+    moto_modules = frozenset(moto.backends.list_of_moto_modules())
+    moto.backends.list_of_moto_modules = lambda: moto_modules
     original_query = Table.query
     original_all_items = Table.all_items
 
@@ -50,6 +69,178 @@ def apply() -> None:
 
     Table.query = query  # type: ignore[method-assign]
     Table.all_items = all_items  # type: ignore[method-assign]
+    _write_item_answers_as_json()
+    _parse_value_free_conditions_once()
+    _parse_update_expressions_once()
+    _list_handler_methods_once()
+
+
+ParseExpression = Callable[[str | None, dict[str, str] | None, dict[str, dict[str, str]] | None], Any]
+
+
+def _once_for_value_free(
+    parse: ParseExpression, prepare: Callable[[Any], Any] = lambda parsed: parsed
+) -> Any:
+    """``parse(expression, names, values)``, remembered for expressions without values;
+    one that fails is not remembered, so the caller meets the error where it expects it."""
+    remembered: dict[tuple[str, tuple[tuple[str, str], ...]], Any] = {}
+
+    def parse_once(
+        expression: str | None, names: dict[str, str] | None, values: dict[str, dict[str, str]] | None
+    ) -> Any:
+        if values or not expression:
+            return parse(expression, names, values)
+        key = (expression, tuple(sorted((names or {}).items())))
+        found = remembered.get(key)
+        if found is None:
+            try:
+                found = prepare(parse(expression, names, values))
+            except Exception:
+                return parse(expression, names, values)
+            if len(remembered) > 1024:  # expressions are few; this only bounds a surprise
+                remembered.clear()
+            remembered[key] = found
+        return found
+
+    return parse_once
+
+
+def _parse_value_free_conditions_once() -> None:
+    import moto.dynamodb.models
+    import moto.dynamodb.models.table
+    import moto.dynamodb.responses
+
+    get_filter_expression = _once_for_value_free(moto.dynamodb.models.get_filter_expression)
+    moto.dynamodb.models.get_filter_expression = get_filter_expression
+    moto.dynamodb.models.table.get_filter_expression = get_filter_expression
+    # The request handlers parse the same expressions again to validate them.
+    moto.dynamodb.responses.create_condition_expression_parser = _once_for_value_free(
+        moto.dynamodb.responses.create_condition_expression_parser, _ParsedCondition
+    )
+
+
+def _parse_update_expressions_once() -> None:
+    """UpdateItem parses its expression into an AST on every request (the device registry
+    and the flush lease update on every message and tick); the AST holds placeholders,
+    not values, and moto's validator works on a deep copy of it, so one parse per
+    expression serves every request."""
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # type: ignore[attr-defined]
+
+    make = UpdateExpressionParser.make
+    parsed: dict[str, Any] = {}
+
+    def make_once(cls: type, expression: str) -> Any:
+        tree = parsed.get(expression)
+        if tree is None:
+            tree = make(expression)  # a parse error raises here, and is not remembered
+            if len(parsed) > 1024:
+                parsed.clear()
+            parsed[expression] = tree
+        return tree
+
+    UpdateExpressionParser.make = classmethod(make_once)
+
+
+class _ParsedCondition:
+    """Stands in for moto's ConditionExpressionParser of an expression parsed before:
+    the same ``parse()`` result and found names (fresh lists: callers extend them)."""
+
+    def __init__(self, parser: Any) -> None:
+        self._condition = parser.parse()
+        self._names = list(parser.expr_attr_names_found)
+        self._values = list(getattr(parser, "expr_attr_values_found", []))
+
+    def parse(self) -> Any:
+        return self._condition
+
+    @property
+    def expr_attr_names_found(self) -> list[str]:
+        return list(self._names)
+
+    @property
+    def expr_attr_values_found(self) -> list[str]:
+        return list(self._values)
+
+
+def _list_handler_methods_once() -> None:
+    import moto.core.responses
+
+    list_methods = moto.core.responses.method_names_from_class
+    methods: dict[type, frozenset[str]] = {}
+
+    def method_names_from_class(clazz: Any) -> Any:
+        if clazz not in methods:
+            methods[clazz] = frozenset(list_methods(clazz))
+        return methods[clazz]
+
+    moto.core.responses.method_names_from_class = method_names_from_class
+
+
+def _without_nulls(value: Any) -> Any:
+    # The serializer leaves out members that are None (e.g. no LastEvaluatedKey).
+    if isinstance(value, dict):
+        return {key: _without_nulls(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [_without_nulls(item) for item in value]
+    return value
+
+
+def _binary_as_base64(value: object) -> str:
+    if isinstance(value, bytes):  # B and BS attribute values
+        return base64.b64encode(value).decode()
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def _write_item_answers_as_json() -> None:
+    """Answers that carry items (``DynamoResult``: Get/Put/Update/DeleteItem, Query, Scan,
+    batches, transactions) are plain DynamoDB JSON once moto has converted its types, so
+    the JSON protocol's answer is that document itself."""
+    from moto.dynamodb.responses import DynamoResult
+
+    generic = DynamoResult.execute_result
+
+    def execute_result(self: DynamoResult, context: Any) -> Any:
+        if not isinstance(self.result, dict):
+            return generic(self, context)
+        try:
+            body = json.dumps(_without_nulls(self.result), separators=(",", ":"), default=_binary_as_base64)
+        except TypeError:  # something the JSON protocol writes differently: moto's way
+            return generic(self, context)
+        return 200, {"Content-Type": "application/x-amz-json-1.0"}, body
+
+    DynamoResult.execute_result = execute_result  # type: ignore[method-assign,assignment]
+
+
+DYNAMODB_TARGET_PREFIX = "DynamoDB_20120810."
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Any]
+
+
+class DynamoDbFastPath:
+    """A WSGI app in front of moto's server app: DynamoDB requests (``X-Amz-Target:
+    DynamoDB_20120810.*``) go straight to moto's ``DynamoHandler``, as moto's own Flask
+    view would call it; everything else goes to ``fallback`` unchanged."""
+
+    def __init__(self, fallback: WsgiApp) -> None:
+        from moto.dynamodb.responses import DynamoHandler
+        from moto.moto_server.werkzeug_app import BackendRequest
+
+        self._fallback = fallback
+        self._handler = DynamoHandler
+        self._request_class = BackendRequest
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if not environ.get("HTTP_X_AMZ_TARGET", "").startswith(DYNAMODB_TARGET_PREFIX):
+            return self._fallback(environ, start_response)
+        from botocore.exceptions import ClientError
+        from werkzeug.wrappers import Response
+
+        request = self._request_class(environ)
+        try:
+            result = self._handler.dispatch(request, request.raw_url, dict(request.headers))
+        except ClientError as error:  # as moto's convert_to_flask_response answers it
+            result = 400, {}, error.response["Error"]["Message"]
+        status, headers, body = result if len(result) == 3 else (200, {}, result)
+        return Response(response=body, status=status, headers=headers)(environ, start_response)
 
 
 def expire_items(tables: Callable[[], list[Table]], now: float | None = None) -> int:

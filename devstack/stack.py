@@ -1,6 +1,11 @@
-"""``python -m devstack``: every piece of the system on 127.0.0.1 in one process, until
-Ctrl-C. Prints the contract's ready line on stdout once everything accepts connections;
-everything else (banner, logs of the stack and of the functions) goes to stderr.
+"""``python -m devstack``: every piece of the system on 127.0.0.1, until Ctrl-C. Prints
+the contract's ready line on stdout once everything accepts connections; everything
+else (banner, logs of the stack and of the functions) goes to stderr.
+
+Processes: this one (the emulated API Gateway, IoT rules and data plane, schedule,
+simulator, dashboard, admin API), moto (DynamoDB), the MQTT broker, and the Lambda
+execution environments, each function with its own pool (devstack/lambda_runtime.py).
+Children die with this process however it ends (devstack/processes.py).
 """
 
 from __future__ import annotations
@@ -13,13 +18,11 @@ import os
 import signal
 import socket
 import sys
-from concurrent.futures import ThreadPoolExecutor
-from typing import TextIO
+from typing import Any, TextIO
 
 import boto3
-from moto.server import ThreadedMotoServer
 
-from devstack import moto_fidelity
+from devstack import aws_server
 from devstack.config import (
     LOOPBACK,
     REGION,
@@ -29,10 +32,16 @@ from devstack.config import (
     ensure_functions_importable,
 )
 from devstack.dashboard import DashboardServer
+from devstack.faults import AdminApi, FaultState
 from devstack.http_api import HttpApi, JwtAuthorizer
+from devstack.http_server import Endpoint as HttpEndpoint
 from devstack.http_server import HttpRequest, HttpResponse, LoopbackHttpServer
-from devstack.iot_core import EmbeddedBroker, IotDataPlane, deploy_rules
-from devstack.lambda_runtime import AsyncInvoker, LambdaFunction
+from devstack.iot_core import IotDataPlane, deploy_rules, serve_broker
+from devstack.lambda_runtime import AsyncInvoker, FunctionConfig, LambdaFunction
+from devstack.lambda_worker import FAULT_SLOTS
+from devstack.notifications import AlertInbox
+from devstack.processes import context as process_context
+from devstack.processes import stop_process
 from devstack.schedule import Schedule
 from devstack.simulator import Endpoint, Fleet, build_fleet
 from devstack.token import mint_token
@@ -40,9 +49,11 @@ from devstack.websocket_gateway import GatewayLimits, Routes, WebSocketGateway
 
 log = logging.getLogger("devstack")
 
-# Lambda's concurrency, scaled down: invocations run on these threads.
-MAX_CONCURRENT_INVOCATIONS = 32
 DEFAULT_TABLE_NAME = "sensor-stream"
+CHILD_START_TIMEOUT_SECONDS = 60.0
+# moto's TTL sweep period (DynamoDB deletes expired items within days; 30 s keeps a
+# long-running local table small).
+TTL_SWEEP_SECONDS = 30.0
 
 
 def _configure_logging() -> None:
@@ -70,6 +81,8 @@ def _function_environment(config: StackConfig, aws_url: str, callback_url: str, 
             "AWS_REGION": REGION,
             "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
             "AWS_ENDPOINT_URL_DYNAMODB": aws_url,
+            "AWS_ENDPOINT_URL_SNS": aws_url,
+            "AWS_ENDPOINT_URL_SQS": aws_url,
             "AWS_ENDPOINT_URL_IOT_DATA_PLANE": iot_data_url,
             "WEBSOCKET_CALLBACK_URL": callback_url,
             "JWT_SECRET": config.jwt_secret,
@@ -92,7 +105,7 @@ def _bind_error(variable: str, port: int, error: OSError) -> SystemExit:
     )
 
 
-def _banner(urls: dict[str, str], config: StackConfig, aws_url: str) -> str:
+def _banner(urls: dict[str, str], config: StackConfig, aws_url: str, admin_url: str) -> str:
     first_org, other_org = config.simulated_orgs[0], config.simulated_orgs[-1]
     token = mint_token(first_org)
     devices = (
@@ -108,6 +121,7 @@ def _banner(urls: dict[str, str], config: StackConfig, aws_url: str) -> str:
             f"             (signed in as org '{first_org}'; another org: make token ORG={other_org})",
             f"  websocket  {urls['websocket']}   http {urls['http']}/readings   mqtt {urls['mqtt']}",
             f"  DynamoDB   {aws_url} (moto), table {os.environ['TABLE_NAME']}",
+            f"  admin      {admin_url}/faults (fault injection, see devstack/README.md)",
             f"  {devices}",
             "  Ctrl-C stops everything.",
             "",
@@ -115,40 +129,108 @@ def _banner(urls: dict[str, str], config: StackConfig, aws_url: str) -> str:
     )
 
 
+def _child_port(ready: Any, what: str, variable: str, port: int) -> int:
+    """The port a child process reports on its ready pipe, or why it could not start."""
+    if not ready.poll(CHILD_START_TIMEOUT_SECONDS):
+        raise SystemExit(f"the {what} did not start within {CHILD_START_TIMEOUT_SECONDS:.0f} s")
+    answer = ready.recv()
+    if not isinstance(answer, int):
+        raise SystemExit(
+            f"cannot start the {what} on 127.0.0.1:{port} ({answer}); set {variable}=0 for any free port"
+        )
+    return answer
+
+
+def _listen(variable: str, port: int) -> socket.socket:
+    try:
+        return socket.create_server((LOOPBACK, port), backlog=256)
+    except OSError as error:
+        raise _bind_error(variable, port, error) from error
+
+
+def _serve(
+    running: contextlib.AsyncExitStack, endpoint: HttpEndpoint, variable: str, port: int
+) -> LoopbackHttpServer:
+    """An HTTP endpoint on its configured port, stopped with the stack."""
+    try:
+        server = LoopbackHttpServer(variable.removeprefix("LOCAL_").lower(), endpoint, port)
+    except OSError as error:
+        raise _bind_error(variable, port, error) from error
+    server.start()
+    running.push_async_callback(asyncio.to_thread, server.stop)
+    return server
+
+
+def _function_configs(config: StackConfig) -> dict[str, FunctionConfig]:
+    """Every function as ``sensor_stream.catalog`` declares it (handler, timeout, memory,
+    asynchronous invocation settings), with this machine's share of concurrency."""
+    from sensor_stream import catalog
+
+    environment = dict(os.environ)
+    concurrency = {
+        "connect": config.connect_concurrency,
+        "publish": config.publish_concurrency,
+        "ingest": config.ingest_concurrency,
+        "rules": config.rules_concurrency,
+        # No reserved concurrency: the next scheduled loop starts while the running one
+        # finishes its last tick, and takes over from it.
+        "flush": 2,
+    }
+    return {
+        spec.name: FunctionConfig(
+            f"sensor-stream-{spec.name}",
+            spec.handler,
+            timeout_seconds=config.flush_timeout_seconds if spec is catalog.FLUSH else spec.timeout_seconds,
+            memory_mb=spec.memory_mb,
+            concurrency=concurrency[spec.name],
+            async_retries=spec.async_retry_attempts,
+            max_event_age_seconds=spec.async_max_event_age_seconds,
+            environment=environment,
+            # A device burst queues in ingest's event queue, as in Lambda, instead of
+            # taking the CPU that the flush and the connections need to deliver.
+            nice=config.ingest_nice if spec is catalog.INGEST else 0,
+        )
+        for spec in catalog.FUNCTIONS
+    }
+
+
 async def run_stack(config: StackConfig, ready_stream: TextIO) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    # Before the first child: the forkserver takes the import path from here.
+    ensure_functions_importable()
+    processes = process_context()
 
     async with contextlib.AsyncExitStack() as running:
-        # AWS APIs (DynamoDB) on moto, with queries per partition and TTL as in DynamoDB
-        # (unpatched, a stack that streams for a few minutes slows to a crawl).
-        moto_fidelity.apply()
-        sweeper = moto_fidelity.TtlSweeper()
-        sweeper.start()
-        running.callback(sweeper.stop)
-        if config.aws_port:
-            # moto binds in its own thread and would wait forever on a busy port: check first.
-            try:
-                with socket.create_server((LOOPBACK, config.aws_port)):
-                    pass
-            except OSError as error:
-                raise _bind_error("LOCAL_AWS_PORT", config.aws_port, error) from error
-        moto = ThreadedMotoServer(ip_address=LOOPBACK, port=config.aws_port, verbose=False)
-        await asyncio.to_thread(moto.start)
-        running.push_async_callback(asyncio.to_thread, moto.stop)
-        aws_url = f"http://{LOOPBACK}:{moto.get_host_and_port()[1]}"
+        # DynamoDB on moto, in its own process; the port is bound here so that a busy one
+        # is reported at once (moto would wait forever).
+        listener = _listen("LOCAL_AWS_PORT", config.aws_port)
+        ours, theirs = processes.Pipe()
+        moto = processes.Process(
+            target=aws_server.serve, args=(listener, theirs, TTL_SWEEP_SECONDS), name="moto", daemon=True
+        )
+        moto.start()
+        running.callback(stop_process, moto)
+        theirs.close()
+        listener.close()
+        aws_port = await asyncio.to_thread(_child_port, ours, "DynamoDB emulator", "LOCAL_AWS_PORT", 0)
+        aws_url = f"http://{LOOPBACK}:{aws_port}"
 
-        broker = EmbeddedBroker()
-        try:
-            mqtt_port = await broker.start(config.mqtt_port)
-        except Exception as error:
-            raise SystemExit(
-                f"cannot start the MQTT broker on 127.0.0.1:{config.mqtt_port} ({error}); "
-                "set LOCAL_MQTT_PORT=0 for any free port"
-            ) from error
-        running.push_async_callback(broker.stop)
+        ours, theirs = processes.Pipe()
+        broker = processes.Process(
+            target=serve_broker,
+            args=(config.mqtt_port, theirs, config.mqtt_broker == "mosquitto"),
+            name="mqtt-broker",
+            daemon=True,
+        )
+        broker.start()
+        running.callback(stop_process, broker)
+        theirs.close()
+        mqtt_port = await asyncio.to_thread(
+            _child_port, ours, "MQTT broker", "LOCAL_MQTT_PORT", config.mqtt_port
+        )
 
         iot_data_plane = IotDataPlane(LOOPBACK, mqtt_port)
         await asyncio.to_thread(iot_data_plane.start)
@@ -169,29 +251,25 @@ async def run_stack(config: StackConfig, ready_stream: TextIO) -> None:
         running.push_async_callback(asyncio.to_thread, management_server.stop)
 
         _function_environment(config, aws_url, f"{management_server.url}/{STAGE}", iot_data_server.url)
-        ensure_functions_importable()
         from sensor_stream.table import create_table
 
         await asyncio.to_thread(create_table, boto3.client("dynamodb"), os.environ["TABLE_NAME"])
+        alert_inbox = await asyncio.to_thread(AlertInbox)
+        os.environ["ALERT_TOPIC_ARN"] = alert_inbox.topic_arn
+        alert_inbox.start()
+        running.push_async_callback(asyncio.to_thread, alert_inbox.stop)
 
-        connect = LambdaFunction.load(
-            "sensor-stream-connect", "connect.handler.lambda_handler", timeout_seconds=10
-        )
-        publish = LambdaFunction.load(
-            "sensor-stream-publish", "publish.handler.lambda_handler", timeout_seconds=10
-        )
-        ingest = LambdaFunction.load(
-            "sensor-stream-ingest", "ingest.handler.lambda_handler", timeout_seconds=30
-        )
-        flush = LambdaFunction.load(
-            "sensor-stream-flush",
-            "flush.handler.lambda_handler",
-            timeout_seconds=config.flush_timeout_seconds,
-        )
-
-        executor = ThreadPoolExecutor(MAX_CONCURRENT_INVOCATIONS, thread_name_prefix="lambda")
-        running.callback(executor.shutdown, wait=False, cancel_futures=True)
-        invoker = AsyncInvoker(executor, config.async_retry_base_seconds)
+        faults = FaultState(processes.RawArray("d", FAULT_SLOTS))
+        functions = {
+            key: LambdaFunction(function_config, faults.dynamodb_rates)
+            for key, function_config in _function_configs(config).items()
+        }
+        for function in functions.values():
+            running.push_async_callback(asyncio.to_thread, function.close)
+            function.prewarm()
+        connect, publish = functions["connect"], functions["publish"]
+        ingest, flush = functions["ingest"], functions["flush"]
+        invoker = AsyncInvoker(config.async_retry_base_seconds)
         running.callback(invoker.close)
 
         from sensor_stream import catalog
@@ -204,13 +282,15 @@ async def run_stack(config: StackConfig, ready_stream: TextIO) -> None:
                 default=connect,
                 by_action={**session_routes, **dict.fromkeys(catalog.PUBLISH.client_actions, publish)},
             ),
-            executor,
             stage=STAGE,
             limits=GatewayLimits(
                 idle_seconds=config.websocket_idle_seconds,
                 max_seconds=config.websocket_max_seconds,
                 disconnect_on_drop=config.websocket_disconnect_on_drop,
+                client_buffer_bytes=config.websocket_client_buffer_bytes,
+                stalled_close_seconds=config.websocket_stalled_close_seconds,
             ),
+            faults=faults.gateway,
         )
         try:
             websocket_port = await gateway.start(config.websocket_port)
@@ -223,12 +303,11 @@ async def run_stack(config: StackConfig, ready_stream: TextIO) -> None:
             issuer=os.environ.get("JWT_ISSUER", ""),
             audience=os.environ.get("JWT_AUDIENCE", ""),
         )
-        try:
-            http_server = LoopbackHttpServer("http-api", HttpApi(ingest, authorizer), config.http_port)
-        except OSError as error:
-            raise _bind_error("LOCAL_HTTP_PORT", config.http_port, error) from error
-        http_server.start()
-        running.push_async_callback(asyncio.to_thread, http_server.stop)
+        http_routes = {route: functions[spec.name] for route, spec in catalog.http_routes().items()}
+        http_server = _serve(running, HttpApi(http_routes, authorizer), "LOCAL_HTTP_PORT", config.http_port)
+        admin_server = _serve(
+            running, AdminApi(faults, functions, alert_inbox), "LOCAL_ADMIN_PORT", config.admin_port
+        )
 
         from sensor_stream.iot_rules import TOPIC_RULES
 
@@ -256,6 +335,7 @@ async def run_stack(config: StackConfig, ready_stream: TextIO) -> None:
         dashboard.start()
         running.push_async_callback(asyncio.to_thread, dashboard.stop)
         urls["dashboard"] = dashboard.url
+        urls["admin"] = admin_server.url
 
         if config.simulated_devices > 0:
             fleet = Fleet(
@@ -267,20 +347,22 @@ async def run_stack(config: StackConfig, ready_stream: TextIO) -> None:
 
         ready_stream.write(json.dumps({"event": "ready", **urls}) + "\n")
         ready_stream.flush()
-        print(_banner(urls, config, aws_url), file=sys.stderr, flush=True)
+        print(_banner(urls, config, aws_url, admin_server.url), file=sys.stderr, flush=True)
 
         await stop.wait()
         log.info("stopping")
         # A flush still ticking would post into a gateway that is going away.
-        flush.end_running_invocations(0)
+        await asyncio.to_thread(flush.end_running_invocations, 5)
     log.info("stopped")
 
 
 def main() -> None:
-    # stdout carries the ready line alone: whatever else prints (Powertools' logger binds
-    # sys.stdout when the handlers are imported) goes to stderr.
-    ready_stream = sys.stdout
-    sys.stdout = sys.stderr
+    # stdout carries the ready line alone, on a descriptor no child inherits (Python's
+    # dup is non-inheritable); fd 1 itself becomes stderr for whatever else prints
+    # (Powertools' logger binds sys.stdout, children inherit fd 1).
+    sys.stdout.flush()
+    ready_stream = os.fdopen(os.dup(sys.stdout.fileno()), "w")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     _configure_logging()
     config = StackConfig.from_environment()
     with contextlib.suppress(KeyboardInterrupt):

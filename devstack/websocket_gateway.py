@@ -1,6 +1,15 @@
 """An API Gateway WebSocket API on loopback: the client side (a WebSocket server that
 turns the connection's life into ``$connect``/message/``$disconnect`` invocations) and the
 Management API (``POST/GET/DELETE /{stage}/@connections/{id}``) the functions call back.
+
+As in API Gateway, a post is accepted into the connection's outgoing buffer and answered
+at once; a writer per connection drains that buffer into the socket. A client that reads
+slower than it is sent to fills its buffer: further posts get 429
+``LimitExceededException`` ("the WebSocket client side buffer is full"), and a client
+whose buffer stays full for ``stalled_close_seconds`` is disconnected (later posts: 410).
+Client messages pass the stage's token bucket (``sensor_stream.api_limits``); a message
+that finds it empty is answered on the socket with API Gateway's error document and
+reaches no function.
 """
 
 from __future__ import annotations
@@ -11,11 +20,12 @@ import json
 import logging
 import secrets
 import string
+import threading
 import time
 import uuid
 import weakref
-from collections.abc import Mapping
-from concurrent.futures import Executor
+from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -28,9 +38,16 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 
-from devstack.config import LOOPBACK
+from devstack.config import LOOPBACK, ensure_functions_importable
+from devstack.faults import GatewayFaults
 from devstack.http_server import HttpRequest, HttpResponse
-from devstack.lambda_runtime import LambdaFunction
+from devstack.lambda_runtime import Function
+
+ensure_functions_importable()
+from sensor_stream.api_limits import (  # noqa: E402 - after the asset root is importable
+    WEBSOCKET_THROTTLE_BURST_LIMIT,
+    WEBSOCKET_THROTTLE_RATE_LIMIT,
+)
 
 log = logging.getLogger("devstack.websocket")
 
@@ -45,12 +62,12 @@ INTEGRATION_TIMEOUT_SECONDS = 29.0
 class Routes:
     """Route keys (selected on ``$request.body.action``) and the function behind each."""
 
-    connect: LambdaFunction
-    disconnect: LambdaFunction
-    default: LambdaFunction
-    by_action: Mapping[str, LambdaFunction]
+    connect: Function
+    disconnect: Function
+    default: Function
+    by_action: Mapping[str, Function]
 
-    def select(self, body: str | bytes) -> tuple[str, LambdaFunction]:
+    def select(self, body: str | bytes) -> tuple[str, Function]:
         action = None
         if isinstance(body, str):
             try:
@@ -71,6 +88,33 @@ class GatewayLimits:
     max_seconds: float = 7200.0
     # API Gateway does not guarantee $disconnect; False = never for a client that vanishes.
     disconnect_on_drop: bool = True
+    # Bytes posted to a connection and not yet taken by its client; more gets 429.
+    client_buffer_bytes: int = 1024 * 1024
+    # A client whose buffer stays full this long is disconnected.
+    stalled_close_seconds: float = 30.0
+    # The stage's token bucket for client messages.
+    throttle_rate: float = WEBSOCKET_THROTTLE_RATE_LIMIT
+    throttle_burst: int = WEBSOCKET_THROTTLE_BURST_LIMIT
+
+
+class TokenBucket:
+    """API Gateway's throttle: ``rate`` tokens a second refill a bucket of ``burst``."""
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self._rate = rate
+        self._burst = float(burst)
+        self._clock = clock
+        self._tokens = float(burst)
+        self._updated = clock()
+
+    def take(self) -> bool:
+        now = self._clock()
+        self._tokens = min(self._burst, self._tokens + (now - self._updated) * self._rate)
+        self._updated = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
 
 
 def _new_connection_id() -> str:
@@ -158,6 +202,13 @@ class _Connection:
     last_active_ms: int = field(default_factory=_epoch_ms)
     # (code, reason) when the gateway itself closes the connection.
     closed_by_gateway: tuple[int, str] | None = None
+    # Posted and not yet written to the socket (appended from Management API threads).
+    outbox: deque[bytes] = field(default_factory=deque)
+    buffered_bytes: int = 0
+    # Since when posts have been refused for a full buffer (monotonic), if they are.
+    full_since: float | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
 
     def touch(self) -> None:
         self.last_active = time.monotonic()
@@ -175,16 +226,17 @@ class WebSocketGateway:
     def __init__(
         self,
         routes: Routes,
-        executor: Executor,
         *,
         stage: str,
         limits: GatewayLimits | None = None,
+        faults: GatewayFaults | None = None,
     ) -> None:
         self._routes = routes
-        self._executor = executor
         self.stage = stage
         self.api_id = _new_api_id()
         self._limits = limits or GatewayLimits()
+        self._faults = faults or GatewayFaults()
+        self._throttle = TokenBucket(self._limits.throttle_rate, self._limits.throttle_burst)
         # Weak: a client that leaves mid-handshake must not pin its entry.
         self._handshakes: weakref.WeakKeyDictionary[ServerConnection, _Handshake] = (
             weakref.WeakKeyDictionary()
@@ -235,9 +287,8 @@ class WebSocketGateway:
             "apiId": self.api_id,
         }
 
-    async def _invoke(self, function: LambdaFunction, event: dict[str, Any]) -> Any:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, function.invoke, event)
+    async def _invoke(self, function: Function, event: dict[str, Any]) -> Any:
+        return await asyncio.wrap_future(function.submit(event))
 
     async def _on_handshake_request(self, socket: ServerConnection, request: Request) -> Response | None:
         if request.headers.get("Upgrade", "").lower() != "websocket":
@@ -315,16 +366,52 @@ class WebSocketGateway:
         )
         self._connections[connection.connection_id] = connection
         watchdog = asyncio.create_task(self._enforce_limits(connection))
+        writer = asyncio.create_task(self._write_posts(connection))
         try:
             async for message in socket:
                 connection.touch()
-                self._spawn(self._on_message(connection, message))
+                if self._throttle.take():
+                    self._spawn(self._on_message(connection, message))
+                else:
+                    self._spawn(self._refuse_throttled(connection))
         except ConnectionClosed:
             pass
         finally:
             watchdog.cancel()
+            writer.cancel()
             self._connections.pop(connection.connection_id, None)
         await self._on_closed(connection)
+
+    async def _write_posts(self, connection: _Connection) -> None:
+        """Drain the connection's buffer into its socket, in the order of the posts."""
+        while True:
+            await connection.wakeup.wait()
+            connection.wakeup.clear()
+            while connection.outbox:
+                data = connection.outbox[0]
+                try:
+                    await connection.socket.send(_text_frames(data))
+                except ConnectionClosed:
+                    return
+                with connection.lock:
+                    connection.outbox.popleft()
+                    connection.buffered_bytes -= len(data)
+                    connection.full_since = None
+                connection.touch()
+                bytes_per_second = self._faults.bytes_per_second(connection.connection_id)
+                if bytes_per_second is not None:
+                    # A slow link: this message takes its time; 0 = a client that stopped reading.
+                    await asyncio.sleep(len(data) / bytes_per_second if bytes_per_second else 3600.0)
+
+    async def _refuse_throttled(self, connection: _Connection) -> None:
+        # API Gateway's answer to a throttled message (its 429), in the shape of its other
+        # error documents on the socket; no integration runs.
+        error = {
+            "message": "Too Many Requests",
+            "connectionId": connection.connection_id,
+            "requestId": base64.b64encode(secrets.token_bytes(6)).decode(),
+        }
+        await connection.socket.send(json.dumps(error))
 
     def _spawn(self, coroutine: Any) -> None:
         # Like API Gateway, messages of one connection are handled concurrently.
@@ -372,7 +459,7 @@ class WebSocketGateway:
                 "connectionId": connection.connection_id,
                 "requestId": context["requestId"],
             }
-            await self._send(connection.connection_id, json.dumps(error).encode())
+            self.post(connection.connection_id, json.dumps(error).encode())
 
     async def _on_closed(self, connection: _Connection) -> None:
         if self._stopping:
@@ -412,20 +499,40 @@ class WebSocketGateway:
 
     # --- Management API (called from HTTP server threads) -----------------------------
 
-    async def _send(self, connection_id: str, data: bytes) -> bool:
+    def post(self, connection_id: str, data: bytes) -> int:
+        """Accept ``data`` into the connection's buffer: 200, 410 (gone) or 429 (full)."""
         connection = self._connections.get(connection_id)
-        if connection is None:
-            return False
-        try:
-            await connection.socket.send(_text_frames(data))
-        except ConnectionClosed:
-            return False
-        connection.touch()
-        return True
+        if connection is None or connection.closed_by_gateway is not None:
+            return 410
+        if self._faults.post_is_gone(connection_id):
+            return 410
+        with connection.lock:
+            if connection.buffered_bytes + len(data) > self._limits.client_buffer_bytes:
+                now = time.monotonic()
+                if connection.full_since is None:
+                    connection.full_since = now
+                elif now - connection.full_since > self._limits.stalled_close_seconds:
+                    self._close_stalled(connection)
+                    return 410
+                return 429
+            connection.outbox.append(data)
+            connection.buffered_bytes += len(data)
+        assert self._loop is not None, "the gateway is not started"
+        self._loop.call_soon_threadsafe(connection.wakeup.set)
+        return 200
 
-    async def _info(self, connection_id: str) -> dict[str, Any] | None:
+    def _close_stalled(self, connection: _Connection) -> None:
+        """A client that stopped reading cannot take a close frame either: drop the TCP
+        connection; ``$disconnect`` follows with 1001 (the gateway closed it)."""
+        log.warning("%s stopped reading; disconnecting it", connection.connection_id)
+        connection.closed_by_gateway = (1001, "Going away")
+        assert self._loop is not None
+        transport = connection.socket.transport
+        self._loop.call_soon_threadsafe(transport.abort)
+
+    def _info(self, connection_id: str) -> dict[str, Any] | None:
         connection = self._connections.get(connection_id)
-        if connection is None:
+        if connection is None or connection.closed_by_gateway is not None:
             return None
         return {
             "connectedAt": _iso(connection.connected_at_ms),
@@ -433,19 +540,15 @@ class WebSocketGateway:
             "lastActiveAt": _iso(connection.last_active_ms),
         }
 
-    async def _delete(self, connection_id: str) -> bool:
+    def _delete(self, connection_id: str) -> bool:
         connection = self._connections.get(connection_id)
-        if connection is None:
+        if connection is None or connection.closed_by_gateway is not None:
             return False
         connection.closed_by_gateway = (1000, "Connection closed by the server")
-        await connection.socket.close(1000)
-        return True
-
-    def _on_loop(self, coroutine: Any) -> Any:
         assert self._loop is not None, "the gateway is not started"
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(
-            timeout=INTEGRATION_TIMEOUT_SECONDS
-        )
+        # Answered at once, as API Gateway does; the close handshake runs on.
+        asyncio.run_coroutine_threadsafe(connection.socket.close(1000), self._loop)
+        return True
 
     def management_api(self, request: HttpRequest) -> HttpResponse:
         """``/{stage}/@connections/{connectionId}``, answered as API Gateway does."""
@@ -461,14 +564,21 @@ class WebSocketGateway:
                     {"message": f"Message too long; the limit is {MAX_MESSAGE_BYTES} bytes"},
                     {"x-amzn-ErrorType": "PayloadTooLargeException", **request_id},
                 )
-            if self._on_loop(self._send(connection_id, request.body)):
+            status = self.post(connection_id, request.body)
+            if status == 200:
                 return HttpResponse(200, headers=request_id)
+            if status == 429:
+                return HttpResponse.json(
+                    429,
+                    {"message": "The WebSocket client side buffer is full"},
+                    {"x-amzn-ErrorType": "LimitExceededException", **request_id},
+                )
         elif request.method == "GET":
-            info = self._on_loop(self._info(connection_id))
+            info = self._info(connection_id)
             if info is not None:
                 return HttpResponse.json(200, info, request_id)
         elif request.method == "DELETE":
-            if self._on_loop(self._delete(connection_id)):
+            if self._delete(connection_id):
                 return HttpResponse(204, headers=request_id)
         else:
             return HttpResponse.json(405, {"message": "Method Not Allowed"}, request_id)

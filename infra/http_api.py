@@ -11,10 +11,12 @@ from constructs import Construct
 from infra.access_logs import json_access_logs
 from infra.auth import TokenIssuer
 from infra.config import DeployConfig
+from sensor_stream.api_limits import HTTP_THROTTLE_BURST_LIMIT, HTTP_THROTTLE_RATE_LIMIT
 
 READINGS_PATH = "/readings"
-THROTTLE_RATE_LIMIT = 200
-THROTTLE_BURST_LIMIT = 400
+# Shared with the local stack's emulator.
+THROTTLE_RATE_LIMIT = HTTP_THROTTLE_RATE_LIMIT
+THROTTLE_BURST_LIMIT = HTTP_THROTTLE_BURST_LIMIT
 
 ACCESS_LOG_FIELDS = {
     "requestId": "$context.requestId",

@@ -14,6 +14,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.nag import acknowledge, nag_resource_name, skip_checkov
+from sensor_stream import catalog
 from sensor_stream.iot_rules import IOT_SQL_VERSION, TOPIC_RULES, TopicRuleSpec, command_topic
 
 # IoT policy variables: a device is known by its thing name (= MQTT client id, enforced by
@@ -23,8 +24,6 @@ THING_NAME_VARIABLE = "${iot:Connection.Thing.ThingName}"
 ORG_ID_VARIABLE = f"${{iot:Connection.Thing.Attributes[{ORG_ID_ATTRIBUTE}]}}"
 # Kept long enough for an operator to inspect and redrive after a weekend.
 DEAD_LETTER_RETENTION = Duration.days(14)
-# Lambda's own default, stated: ingest raises on a transient failure so that it is retried.
-ASYNC_RETRY_ATTEMPTS = 2
 
 
 def device_topic(topic_filter: str) -> str:
@@ -83,10 +82,11 @@ class IotIngress(Construct):
             self.rules[spec.name] = self._topic_rule(spec, rule_targets[spec.target], error_action_role)
         # IoT invokes its Lambda actions asynchronously: the error action only sees a failed
         # hand-over, so events whose processing still fails after Lambda's retries are kept too.
-        for target in {spec.target: rule_targets[spec.target] for spec in TOPIC_RULES}.values():
-            target.configure_async_invoke(
+        # Ingest raises on a transient failure so that Lambda retries it.
+        for target_name in {spec.target for spec in TOPIC_RULES}:
+            rule_targets[target_name].configure_async_invoke(
                 on_failure=destinations.SqsDestination(self.dead_letter_queue),
-                retry_attempts=ASYNC_RETRY_ATTEMPTS,
+                retry_attempts=catalog.function(target_name).async_retry_attempts,
             )
         self.device_policy = self._device_policy()
 

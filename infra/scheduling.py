@@ -6,9 +6,11 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
-FLUSH_SCHEDULE = events.Schedule.rate(Duration.minutes(1))
+from sensor_stream import catalog
+
+FLUSH_SCHEDULE = events.Schedule.rate(Duration.seconds(catalog.FLUSH_SCHEDULE_SECONDS))
 # A tick loop that could not start within a minute is superseded by the next one.
-FLUSH_EVENT_MAX_AGE = Duration.seconds(60)
+FLUSH_EVENT_MAX_AGE = Duration.seconds(catalog.FLUSH.async_max_event_age_seconds)
 
 
 class FlushSchedule(Construct):
@@ -24,5 +26,7 @@ class FlushSchedule(Construct):
             ],
         )
         # Lambda's queue for asynchronous events: no retry of a failed loop (the next minute
-        # starts a fresh one) and no stale start once the reserved slot frees up.
-        flush_function.configure_async_invoke(retry_attempts=0, max_event_age=FLUSH_EVENT_MAX_AGE)
+        # starts a fresh one) and no stale start of a loop that waited for concurrency.
+        flush_function.configure_async_invoke(
+            retry_attempts=catalog.FLUSH.async_retry_attempts, max_event_age=FLUSH_EVENT_MAX_AGE
+        )

@@ -13,12 +13,13 @@ from infra.access_logs import json_access_logs
 from infra.config import DeployConfig
 from infra.nag import acknowledge, nag_resource_name
 from sensor_stream import catalog
+from sensor_stream.api_limits import WEBSOCKET_THROTTLE_BURST_LIMIT, WEBSOCKET_THROTTLE_RATE_LIMIT
 
 STAGE_NAME = "live"
 ROUTE_SELECTION_EXPRESSION = "$request.body.action"
-# Stage-wide limits per second across all clients; a dashboard sends a handful of messages.
-THROTTLE_RATE_LIMIT = 500
-THROTTLE_BURST_LIMIT = 1000
+# Stage-wide limits per second across all clients, shared with the local stack's emulator.
+THROTTLE_RATE_LIMIT = WEBSOCKET_THROTTLE_RATE_LIMIT
+THROTTLE_BURST_LIMIT = WEBSOCKET_THROTTLE_BURST_LIMIT
 
 ACCESS_LOG_FIELDS = {
     "requestId": "$context.requestId",

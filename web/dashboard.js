@@ -1,34 +1,63 @@
 // @ts-check
 /**
- * The live dashboard: one row per unit with its newest reading, a temperature sparkline,
- * a stale marker and a command button. Everything it knows comes through SensorStreamClient.
+ * The live dashboard: one row per unit with its newest reading, a temperature sparkline of the
+ * last 5 minutes, its state and the device's commands; a page-level banner whenever the
+ * connection is not healthy. Everything it knows comes through SensorStreamClient.
  */
 import { SensorStreamClient, decodeTokenClaims } from "./sensor-stream-client.js";
+import { CognitoAuth } from "./auth.js";
+import { HistoryChart, formatSpan, gapThresholdMs, sparkline } from "./charts.js";
 
 /** @typedef {import("./sensor-stream-client.js").Reading} Reading */
 /** @typedef {import("./sensor-stream-client.js").StatusDetail} StatusDetail */
 /** @typedef {import("./sensor-stream-client.js").ReadingsDetail} ReadingsDetail */
 /** @typedef {import("./sensor-stream-client.js").Subscription} Subscription */
-/** @typedef {import("./sensor-stream-client.js").ErrorDetail} ErrorDetail */
+/** @typedef {import("./charts.js").Point} Point */
 
 const TOKEN_STORAGE_KEY = "sensor-stream.token";
 const DEFAULT_WEBSOCKET_URL = "ws://127.0.0.1:3001";
 const STALE_AFTER_MS = 10_000;
 const HISTORY_MS = 5 * 60_000;
-const MAX_HISTORY_POINTS = 600;
+const MAX_POINTS = 1500;
 const NOTICE_LIFETIME_MS = 20_000;
 const MAX_NOTICES = 5;
-// Command names are up to the devices; the simulated ones answer this by blinking their LED.
-const COMMAND = "identify";
+// A connection quiet for this long is being checked by the client's heartbeat.
+const QUIET_AFTER_MS = 12_000;
+// How often a row about to turn stale may make the page ask the server whether it is alive.
+const PROBE_EVERY_MS = 5_000;
+const HISTORY_WORKERS = 3;
+const LOW_BATTERY = 20;
+const WEAK_SIGNAL_DBM = -100;
+const UNIT_ID = /^[A-Za-z0-9_.:-]{1,64}$/;
 
 /**
- * @typedef {object} UnitView
+ * The commands the devices support (devstack/simulator.py acknowledges exactly these).
+ * @typedef {object} CommandSpec
+ * @property {string} name
+ * @property {string} label
+ * @property {string} [confirm] asked before sending
+ * @property {{ name: string, label: string, min: number, max: number, value: number }} [param]
+ */
+/** @type {CommandSpec[]} */
+const COMMANDS = [
+  { name: "identify", label: "Identify" },
+  { name: "ping", label: "Ping" },
+  { name: "setReportingInterval", label: "Set interval", param: { name: "seconds", label: "Seconds", min: 0.1, max: 3600, value: 5 } },
+  { name: "reboot", label: "Reboot", confirm: "Reboot the device {device}? Its units stop reporting until it is back." },
+];
+
+/**
+ * @typedef {object} Unit
+ * @property {string} unitId
+ * @property {string | null} siteId
+ * @property {string} deviceId
  * @property {Reading} latest
- * @property {Array<{ t: number, v: number }>} history temperature by recordedAt (epoch ms)
+ * @property {Point[]} points temperature by recordedAt, ordered
+ * @property {Set<string>} ids of the readings in `points`
  * @property {HTMLTableRowElement} row
- * @property {Record<"temperature" | "sparkline" | "humidity" | "battery" | "signal" | "lastSeen" | "device", HTMLTableCellElement>} cells
- * @property {HTMLButtonElement} commandButton
- * @property {HTMLElement} commandState
+ * @property {Record<"state" | "temperature" | "sparkline" | "humidity" | "battery" | "signal" | "lastSeen" | "device", HTMLTableCellElement>} cells
+ * @property {{ select: HTMLSelectElement, param: HTMLInputElement, paramField: HTMLElement, button: HTMLButtonElement, result: HTMLElement, busy: boolean }} command
+ * @property {{ key: string, label: string, severity: number }} state
  */
 
 /** @param {string} id */
@@ -42,46 +71,92 @@ const ui = {
   status: element("status"),
   statusText: element("status-text"),
   identity: element("identity"),
+  signOut: /** @type {HTMLButtonElement} */ (element("sign-out")),
+  banner: element("connection-banner"),
+  bannerTitle: element("banner-title"),
+  bannerDetail: element("banner-detail"),
+  bannerCountdown: element("banner-countdown"),
+  retryNow: /** @type {HTMLButtonElement} */ (element("retry-now")),
+  signInPanel: element("sign-in-panel"),
+  signInText: element("sign-in-text"),
+  signIn: /** @type {HTMLButtonElement} */ (element("sign-in")),
   tokenForm: /** @type {HTMLFormElement} */ (element("token-form")),
   tokenInput: /** @type {HTMLInputElement} */ (element("token-input")),
   filterForm: /** @type {HTMLFormElement} */ (element("filter-form")),
   unitsInput: /** @type {HTMLInputElement} */ (element("units-input")),
+  knownUnits: element("known-units"),
   subscriptionText: element("subscription-text"),
+  filterFeedback: element("filter-feedback"),
   notices: element("notices"),
+  search: /** @type {HTMLInputElement} */ (element("search-input")),
+  group: /** @type {HTMLSelectElement} */ (element("group-select")),
+  sort: /** @type {HTMLSelectElement} */ (element("sort-select")),
+  searchFeedback: element("search-feedback"),
+  unitCount: element("unit-count"),
+  table: element("units-table"),
   body: element("units-body"),
   empty: element("empty"),
+  dialog: /** @type {HTMLDialogElement} */ (element("unit-dialog")),
+  dialogTitle: element("dialog-title"),
+  dialogSubtitle: element("dialog-subtitle"),
+  dialogClose: element("dialog-close"),
+  dialogChart: element("dialog-chart"),
+  dialogSummary: element("dialog-summary"),
   endpoint: element("endpoint"),
   connectionId: element("connection-id"),
   readingCount: element("reading-count"),
 };
 
-/** @type {Map<string, UnitView>} */
+/** @type {Map<string, Unit>} */
 const units = new Map();
 /** @type {SensorStreamClient | null} */
 let client = null;
+/** @type {CognitoAuth | null} */
+let auth = null;
 let websocketUrl = DEFAULT_WEBSOCKET_URL;
-// Server clock minus browser clock, so "last seen" and staleness use the server's time.
+// First estimate of the server's clock minus this browser's: the Date header of config.json.
 let clockOffsetMs = 0;
+/** @type {Record<string, unknown> | null} claims of the token in use, for display and scope */
+let claims = null;
+/** @type {StatusDetail} */
+let status = { status: "offline" };
+let everConnected = false;
+/** @type {number | undefined} server time of the last contact before the connection was lost */
+let lostAt;
+/** @type {Set<string> | null} the units the subscription is limited to; null: all */
+let watched = null;
 let readingCount = 0;
+let lastProbeAt = 0;
+/** @type {string[]} row order last laid out */
+let layout = [];
+let renderScheduled = false;
+// New units since the last frame: the layout and the id suggestions are rebuilt once for all.
+let unitsAdded = false;
+/** @type {Set<Unit>} */
+const dirty = new Set();
 
 // --- Start-up -------------------------------------------------------------------------------
 
 async function main() {
-  websocketUrl = await loadWebsocketUrl();
+  const config = await loadConfig();
+  websocketUrl = typeof config.websocketUrl === "string" && config.websocketUrl ? config.websocketUrl : DEFAULT_WEBSOCKET_URL;
   ui.endpoint.textContent = websocketUrl;
+  wireControls();
+  setInterval(tick, 500);
+
+  if (config.auth?.type === "cognito") {
+    auth = new CognitoAuth(config.auth);
+    ui.tokenForm.hidden = true;
+    const problem = await auth.completeSignIn();
+    if (problem) notify(problem);
+    if (auth.session) {
+      const signedIn = auth;
+      start(() => signedIn.token());
+    } else showSignIn("Sign in to see your organization's units");
+    return;
+  }
   const token = takeToken();
   ui.tokenInput.value = token;
-  ui.tokenForm.addEventListener("submit", (event) => {
-    event.preventDefault();
-    const fresh = ui.tokenInput.value.trim();
-    sessionStorage.setItem(TOKEN_STORAGE_KEY, fresh);
-    start(fresh);
-  });
-  ui.filterForm.addEventListener("submit", (event) => {
-    event.preventDefault();
-    applyFilter(parseUnitList(ui.unitsInput.value));
-  });
-  setInterval(refreshAges, 1000);
   if (token) start(token);
   else {
     showStatus({ status: "offline", reason: "no token" });
@@ -89,18 +164,20 @@ async function main() {
   }
 }
 
-/** `config.json` next to the page names the WebSocket endpoint (the local stack writes it). */
-async function loadWebsocketUrl() {
+/**
+ * `config.json` next to the page: the WebSocket endpoint and, in AWS, the sign-in settings.
+ * @returns {Promise<{ websocketUrl?: unknown, auth?: any }>}
+ */
+async function loadConfig() {
   try {
     const response = await fetch("config.json", { cache: "no-store" });
-    if (response.ok) {
-      const config = await response.json();
-      if (typeof config.websocketUrl === "string" && config.websocketUrl) return config.websocketUrl;
-    }
+    const served = Date.parse(response.headers.get("Date") ?? "");
+    if (Number.isFinite(served)) clockOffsetMs = served + 500 - Date.now(); // the header has whole seconds
+    if (response.ok) return await response.json();
   } catch {
-    // No config next to the page: fall back to the local stack's default port.
+    // No config next to the page: the local stack's default port.
   }
-  return DEFAULT_WEBSOCKET_URL;
+  return {};
 }
 
 /**
@@ -119,45 +196,119 @@ function takeToken() {
   return sessionStorage.getItem(TOKEN_STORAGE_KEY) ?? "";
 }
 
-/** @param {string} token */
+function wireControls() {
+  ui.tokenForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const fresh = ui.tokenInput.value.trim();
+    sessionStorage.setItem(TOKEN_STORAGE_KEY, fresh);
+    start(fresh);
+  });
+  ui.filterForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    applyFilter(parseUnitList(ui.unitsInput.value));
+  });
+  ui.search.addEventListener("input", () => arrangeRows(true));
+  ui.group.addEventListener("change", () => arrangeRows(true));
+  ui.sort.addEventListener("change", () => arrangeRows(true));
+  ui.retryNow.addEventListener("click", () => client?.retryNow());
+  ui.signIn.addEventListener("click", () => auth?.signIn());
+  ui.signOut.addEventListener("click", () => {
+    client?.close();
+    auth?.signOut();
+  });
+  ui.dialogClose.addEventListener("click", () => ui.dialog.close());
+  ui.dialog.addEventListener("close", () => detail.close());
+  for (const button of ui.dialog.querySelectorAll("[data-span]")) {
+    button.addEventListener("click", () => detail.showSpan(Number(/** @type {HTMLElement} */ (button).dataset.span)));
+  }
+}
+
+/** @param {string | (() => Promise<string>)} token */
 function start(token) {
   client?.close();
   clearUnits();
-  const claims = decodeTokenClaims(token);
-  ui.identity.hidden = !claims;
-  ui.identity.textContent = claims ? `${claims.org ?? "?"} · ${claims.sub ?? "?"}` : "";
+  everConnected = false;
+  lostAt = undefined;
+  watched = null;
+  ui.signInPanel.hidden = true;
+  showIdentity(typeof token === "string" ? token : auth?.session?.idToken ?? "");
 
-  const current = new SensorStreamClient({ url: websocketUrl, token });
+  const current = new SensorStreamClient({ url: websocketUrl, token, initialResumeMs: HISTORY_MS, clockOffsetMs });
   client = current;
+  auth?.useClock(() => current.serverNow());
   current.addEventListener("status", (event) => {
     if (client !== current) return;
-    const detail = /** @type {CustomEvent<StatusDetail>} */ (event).detail;
-    showStatus(detail);
-    if (detail.status === "connected") onConnected(current);
+    showStatus(event.detail);
+    if (event.detail.status === "connected") onConnected(current);
+    else if (everConnected && lostAt === undefined) lostAt = current.lastContactAt;
   });
   current.addEventListener("readings", (event) => {
-    if (client === current) showReadings(/** @type {CustomEvent<ReadingsDetail>} */ (event).detail);
+    if (client === current) showReadings(event.detail);
   });
   current.addEventListener("subscription", (event) => {
-    if (client === current) showSubscription(/** @type {CustomEvent<Subscription>} */ (event).detail);
+    if (client === current) showSubscription(event.detail);
   });
   current.addEventListener("error", (event) => {
-    if (client !== current) return;
-    const detail = /** @type {CustomEvent<ErrorDetail>} */ (event).detail;
-    notify(`${detail.message} (${detail.code})`);
+    if (client === current) notify(`${event.detail.message} (${event.detail.code})`);
   });
   current.connect();
+}
+
+/** @param {string} token */
+function showIdentity(token) {
+  claims = token ? decodeTokenClaims(token) : null;
+  const org = claimOf("org");
+  const who = claimOf("email") ?? claimOf("cognito:username") ?? claimOf("sub");
+  ui.identity.hidden = !claims;
+  ui.identity.textContent = claims ? `${org ?? "?"} · ${who ?? "?"}` : "";
+  ui.signOut.hidden = !auth || !claims;
+}
+
+/**
+ * A claim as a string: the plain name, or Cognito's `custom:` attribute of that name.
+ * @param {string} name
+ * @returns {string | undefined}
+ */
+function claimOf(name) {
+  const value = claims?.[name] ?? claims?.[`custom:${name}`];
+  return typeof value === "string" ? value : undefined;
+}
+
+/** @returns {string[] | null} the units the token is limited to; null: every unit of its org */
+function tokenUnits() {
+  const value = claims?.units ?? claims?.["custom:units"];
+  if (Array.isArray(value)) return value.map(String);
+  if (typeof value === "string") return value.split(",").map((id) => id.trim()).filter(Boolean);
+  return null;
+}
+
+/**
+ * @param {string} text
+ * @param {boolean} [signedOut] false when the client already says why (`unauthorized`)
+ */
+function showSignIn(text, signedOut = true) {
+  ui.signInPanel.hidden = false;
+  ui.signInText.textContent = text;
+  if (signedOut) showStatus({ status: "offline", reason: "not signed in" });
+  ui.signIn.focus();
 }
 
 /** @param {SensorStreamClient} current */
 function onConnected(current) {
   ui.connectionId.textContent = current.connectionId ?? "–";
+  if (auth) showIdentity(auth.session?.idToken ?? "");
+  const wasLost = everConnected && lostAt !== undefined;
+  const since = lostAt;
+  everConnected = true;
+  lostAt = undefined;
   // Fill the rows of a filter at once instead of waiting for the next readings.
   const selection = current.subscription;
   if (selection?.scope === "selected") loadLatest(selection.unitIds);
+  // The resume replays what arrived while away (bounded); what it could not, history fills.
+  if (wasLost && since !== undefined) setTimeout(() => fillOutage(since), 2000);
 }
 
-// --- Subscription ---------------------------------------------------------------------------
+// --- Subscription and scope ---------------------------------------------------------------
 
 /** @param {string} text */
 function parseUnitList(text) {
@@ -165,67 +316,120 @@ function parseUnitList(text) {
 }
 
 /**
- * Make the subscription exactly these units (all units when empty).
- * @param {string[]} wanted
+ * Make the subscription exactly these units (all units when empty), saying which ids cannot
+ * work and why.
+ * @param {string[]} requested
  */
-async function applyFilter(wanted) {
-  if (!client) {
-    notify("Connect with a token first.");
+async function applyFilter(requested) {
+  const active = client;
+  if (!active) {
+    notify("Connect first.");
     return;
   }
-  const current = client.subscription;
+  const allowed = tokenUnits();
+  /** @type {string[]} */
+  const problems = [];
+  const wanted = requested.filter((unitId) => {
+    if (!UNIT_ID.test(unitId)) problems.push(`"${unitId}" is not a unit id (letters, digits and _ . : - only)`);
+    else if (allowed && !allowed.includes(unitId)) problems.push(`${unitId} is outside your access`);
+    else return true;
+    return false;
+  });
+  if (requested.length > 0 && wanted.length === 0) {
+    showFilterFeedback(problems);
+    return;
+  }
+  const current = active.subscription;
   try {
     if (wanted.length === 0) {
-      await client.subscribe({ scope: "org" });
+      await active.subscribe({ scope: "org" });
     } else if (!current || current.scope === "org") {
-      await client.subscribe({ unitIds: wanted }); // narrows the whole org to exactly these
+      await active.subscribe({ unitIds: wanted }); // narrows the whole org to exactly these
     } else {
       const added = wanted.filter((unitId) => !current.unitIds.includes(unitId));
       const removed = current.unitIds.filter((unitId) => !wanted.includes(unitId));
-      if (added.length > 0) await client.subscribe({ unitIds: added });
+      if (added.length > 0) await active.subscribe({ unitIds: added });
       if (removed.length > 0 || current.siteIds.length > 0) {
-        await client.unsubscribe({ unitIds: removed, siteIds: current.siteIds });
+        await active.unsubscribe({ unitIds: removed, siteIds: current.siteIds });
       }
     }
   } catch (error) {
-    notify(`Could not change the subscription: ${describe(error)}`);
+    showFilterFeedback([...problems, `Could not change the subscription: ${describe(error)}`]);
     return;
   }
-  for (const unitId of [...units.keys()]) {
-    if (wanted.length > 0 && !wanted.includes(unitId)) removeUnit(unitId);
+  const before = watched;
+  watched = wanted.length > 0 ? new Set(wanted) : null;
+  // Units watched again missed readings meanwhile: their history fills the hole.
+  for (const unit of units.values()) {
+    if (isWatched(unit) && before && !before.has(unit.unitId)) {
+      const newest = unit.points[unit.points.length - 1]?.t ?? active.serverNow() - HISTORY_MS;
+      queueHistory(unit, newest, active.serverNow());
+    }
   }
-  loadLatest(wanted);
+  arrangeRows(true);
+  const unknown = await loadLatest(wanted.filter((unitId) => !units.has(unitId)));
+  for (const unitId of unknown) {
+    const similar = [...units.keys()].filter((known) => known.toLowerCase().includes(unitId.toLowerCase()) || unitId.toLowerCase().includes(known.toLowerCase()));
+    problems.push(
+      `No readings ever from ${unitId} in this organization: check the id` +
+        (similar.length > 0 ? ` (similar: ${similar.slice(0, 3).join(", ")})` : "") +
+        ". It shows here once it reports.",
+    );
+  }
+  showFilterFeedback(problems);
 }
 
-/** @param {string[]} unitIds */
+/** @param {string[]} problems */
+function showFilterFeedback(problems) {
+  ui.filterFeedback.textContent = problems.join(" · ");
+  ui.filterFeedback.dataset.state = problems.length > 0 ? "problem" : "";
+}
+
+/**
+ * Rows for these units at once, from their latest readings.
+ * @param {string[]} unitIds
+ * @returns {Promise<string[]>} the ids that have no reading at all
+ */
 async function loadLatest(unitIds) {
   const active = client;
+  /** @type {string[]} */
+  const unknown = [];
   await Promise.all(
     unitIds.map(async (unitId) => {
       try {
         const reading = await active?.getLatest(unitId);
-        if (reading && client === active) showReading(reading);
+        if (client !== active) return;
+        if (reading) showReading(reading);
+        else unknown.push(unitId);
       } catch (error) {
         notify(`No latest reading for ${unitId}: ${describe(error)}`);
       }
     }),
   );
   updateEmptyState();
+  return unknown.sort();
 }
 
 /** @param {Subscription} subscription */
 function showSubscription(subscription) {
+  const allowed = tokenUnits();
+  const org = claimOf("org") ?? "your organization";
+  let text;
   if (subscription.scope === "org") {
-    ui.subscriptionText.textContent = "Receiving every unit of the organization.";
-    return;
+    text = allowed
+      ? `Receiving the ${allowed.length} unit${allowed.length === 1 ? "" : "s"} your access allows: ${allowed.join(", ")}.`
+      : `Receiving every unit of ${org}.`;
+  } else {
+    const parts = [];
+    if (subscription.unitIds.length > 0) parts.push(`units ${subscription.unitIds.join(", ")}`);
+    if (subscription.siteIds.length > 0) parts.push(`sites ${subscription.siteIds.join(", ")}`);
+    text = parts.length > 0 ? `Receiving ${parts.join(" and ")}.` : "Receiving nothing.";
+    if (allowed) text += ` Your access allows ${allowed.length} unit${allowed.length === 1 ? "" : "s"}.`;
   }
-  const parts = [];
-  if (subscription.unitIds.length > 0) parts.push(`units ${subscription.unitIds.join(", ")}`);
-  if (subscription.siteIds.length > 0) parts.push(`sites ${subscription.siteIds.join(", ")}`);
-  ui.subscriptionText.textContent = parts.length > 0 ? `Receiving ${parts.join(" and ")}.` : "Receiving nothing.";
+  ui.subscriptionText.textContent = text;
 }
 
-// --- Status and notices ---------------------------------------------------------------------
+// --- Status, banner and notices -----------------------------------------------------------
 
 const EMPTY_TEXTS = {
   connecting: "Connecting…",
@@ -235,36 +439,70 @@ const EMPTY_TEXTS = {
   unauthorized: "Connect with a valid token to see readings.",
 };
 
-const STATUS_LABELS = {
-  connecting: "Connecting…",
-  connected: "Connected",
-  reconnecting: "Reconnecting…",
-  offline: "Offline",
-  unauthorized: "Unauthorized",
-};
-
 /** @param {StatusDetail} detail */
 function showStatus(detail) {
+  status = detail;
   ui.status.dataset.status = detail.status;
-  let label = STATUS_LABELS[detail.status];
-  if (detail.status === "reconnecting" && detail.retryInMs !== undefined) {
-    label = `Reconnecting in ${Math.max(1, Math.round(detail.retryInMs / 1000))} s`;
-  }
-  ui.statusText.textContent = label;
   ui.empty.textContent = EMPTY_TEXTS[detail.status];
   ui.status.title = detail.reason ?? "";
   if (detail.status !== "connected") ui.connectionId.textContent = "–";
   if (detail.status === "unauthorized") {
-    notify(`Not authorized: ${detail.reason ?? "the server refused the token"}. Paste a valid token.`);
-    ui.tokenInput.focus();
+    if (auth) showSignIn(`Your session has ended (${detail.reason ?? "refused"}). Sign in again.`, false);
+    else {
+      notify(`Not authorized: ${detail.reason ?? "the server refused the token"}. Paste a valid token.`);
+      ui.tokenInput.focus();
+    }
   }
+  showConnection();
+  renderStates();
+}
+
+/** The badge, the banner and its countdown: on every status change and every tick. */
+function showConnection() {
+  const now = Date.now();
+  const connected = status.status === "connected";
+  let label = { connecting: "Connecting…", connected: "Connected", reconnecting: "Reconnecting…", offline: "Offline", unauthorized: "Not signed in" }[status.status];
+  if (status.status === "unauthorized" && !auth) label = "Unauthorized";
+  const countdown = status.status === "reconnecting" && status.retryAt !== undefined && status.retryAt > now
+    ? Math.ceil((status.retryAt - now) / 1000)
+    : null;
+  if (countdown !== null) label = `Reconnecting in ${countdown} s`;
+  const contact = client?.lastContactAt;
+  const quiet = connected && contact !== undefined && client !== null && client.serverNow() - contact > QUIET_AFTER_MS;
+  if (quiet) label = "Connected · checking…";
+  ui.status.dataset.quiet = String(quiet);
+  if (ui.statusText.textContent !== label) ui.statusText.textContent = label;
+
+  const closedByUs = status.status === "offline" && status.reason === "closed";
+  const showBanner = !connected && !closedByUs && (everConnected || units.size > 0);
+  ui.banner.hidden = !showBanner;
+  ui.table.classList.toggle("out-of-date", !connected && units.size > 0);
+  if (!showBanner) return;
+  const title = {
+    connecting: "Connecting",
+    connected: "",
+    reconnecting: "Connection lost",
+    offline: "You are offline",
+    unauthorized: "Not connected: the session has ended",
+  }[status.status];
+  ui.bannerTitle.textContent = title;
+  const since = lostAt ?? contact;
+  ui.bannerDetail.textContent = since !== undefined && client
+    ? `Data may be out of date: last update at ${clockTime(since)} (${formatAge(client.serverNow() - since)}).`
+    : "Data may be out of date.";
+  ui.bannerCountdown.textContent = countdown !== null ? `Reconnecting in ${countdown} s` : status.status === "reconnecting" ? "Reconnecting…" : "";
+  ui.retryNow.hidden = status.status === "unauthorized" || status.status === "connecting";
+}
+
+/** @param {number} serverMs a moment on the server's clock, as this browser's wall-clock time */
+function clockTime(serverMs) {
+  return new Date(serverMs - (client?.clockOffsetMs ?? 0)).toLocaleTimeString();
 }
 
 /** @param {string} text */
 function notify(text) {
   const notice = document.createElement("div");
   notice.className = "notice";
-  notice.setAttribute("role", "alert");
   const message = document.createElement("span");
   message.textContent = text;
   const dismiss = document.createElement("button");
@@ -279,11 +517,16 @@ function notify(text) {
   setTimeout(() => notice.remove(), NOTICE_LIFETIME_MS);
 }
 
-// --- Readings -------------------------------------------------------------------------------
+function tick() {
+  showConnection();
+  renderStates();
+  if (ui.sort.value === "state" || ui.sort.value === "seen") arrangeRows(false);
+}
+
+// --- Readings and history -----------------------------------------------------------------
 
 /** @param {ReadingsDetail} detail */
 function showReadings(detail) {
-  clockOffsetMs = Date.parse(detail.serverTime) - Date.now();
   for (const reading of detail.readings) showReading(reading);
   readingCount += detail.readings.length;
   showReadingCount();
@@ -292,77 +535,232 @@ function showReadings(detail) {
 
 /** @param {Reading} reading */
 function showReading(reading) {
-  const view = units.get(reading.unitId) ?? addUnit(reading);
-  const recordedMs = Date.parse(reading.recordedAt);
-  addToHistory(view.history, recordedMs, reading.temperature);
-  // Replayed or late readings fill the sparkline but never replace a newer value.
-  if (recordedMs >= Date.parse(view.latest.recordedAt)) view.latest = reading;
-  renderUnit(view);
+  const unit = units.get(reading.unitId) ?? addUnit(reading);
+  addPoint(unit, reading);
+  // Replayed or late readings fill the chart but never replace a newer value.
+  if (reading.recordedAt >= unit.latest.recordedAt) unit.latest = reading;
+  if (detail.unit === unit) detail.live(reading);
+  markDirty(unit);
 }
 
 /**
- * @param {Array<{ t: number, v: number }>} history
- * @param {number} t
- * @param {number} v
+ * @param {Unit} unit
+ * @param {Reading} reading
  */
-function addToHistory(history, t, v) {
-  let index = history.length;
-  while (index > 0 && history[index - 1].t > t) index -= 1;
-  history.splice(index, 0, { t, v });
-  const oldest = serverNow() - HISTORY_MS;
-  while (history.length > MAX_HISTORY_POINTS || (history.length > 1 && history[0].t < oldest)) history.shift();
+function addPoint(unit, reading) {
+  if (unit.ids.has(reading.id)) return;
+  unit.ids.add(reading.id);
+  const point = { t: Date.parse(reading.recordedAt), v: reading.temperature };
+  const points = unit.points;
+  let index = points.length;
+  while (index > 0 && points[index - 1].t > point.t) index -= 1;
+  points.splice(index, 0, point);
+  const oldest = (client?.serverNow() ?? Date.now()) - HISTORY_MS;
+  while (points.length > MAX_POINTS || (points.length > 1 && points[0].t < oldest)) points.shift();
+  if (unit.ids.size > 2 * MAX_POINTS) unit.ids = new Set([...unit.ids].slice(-MAX_POINTS));
 }
+
+/**
+ * @typedef {object} HistoryJob
+ * @property {Unit} unit
+ * @property {number} since epoch ms
+ * @property {number | null} until epoch ms; null: up to the oldest point known when the job runs
+ * @property {number} [attempt] failed attempts so far
+ */
+/** @type {HistoryJob[]} */
+const historyQueue = [];
+let historyWorkers = 0;
+
+/**
+ * Ask the server for a unit's readings in a span the page does not have. Visible rows go
+ * first; the client keeps the requests under the server's rate limit.
+ * @param {Unit} unit
+ * @param {number} since
+ * @param {number | null} until
+ * @param {number} [attempt]
+ */
+function queueHistory(unit, since, until, attempt = 0) {
+  historyQueue.push({ unit, since, until, attempt });
+  while (historyWorkers < HISTORY_WORKERS) {
+    historyWorkers += 1;
+    // A moment's delay: the replay after hello usually brings the newest part first.
+    setTimeout(runHistoryWorker, 300);
+  }
+}
+
+async function runHistoryWorker() {
+  try {
+    for (;;) {
+      const index = historyQueue.findIndex((job) => isOnScreen(job.unit.row));
+      const [job] = historyQueue.splice(index >= 0 ? index : 0, 1);
+      if (!job) return;
+      await loadHistory(job);
+    }
+  } finally {
+    historyWorkers -= 1;
+  }
+}
+
+/** @param {HistoryJob} job */
+async function loadHistory(job) {
+  const active = client;
+  const { unit } = job;
+  if (!active || units.get(unit.unitId) !== unit) return;
+  let until = job.until ?? unit.points[0]?.t ?? active.serverNow();
+  // Pages of at most 300, newest first, until the span is covered.
+  for (let page = 0; page < 4 && until > job.since; page += 1) {
+    let answer;
+    try {
+      answer = await active.getHistory(unit.unitId, { since: new Date(job.since).toISOString(), until: new Date(until).toISOString() });
+    } catch (error) {
+      if (client !== active) return;
+      const code = /** @type {{ code?: string }} */ (error).code;
+      const attempt = (job.attempt ?? 0) + 1;
+      // Lost or slow connections pass: try again once it is back (the client waits for it).
+      if ((code === "timeout" || code === "disconnected" || code === "not_connected") && attempt < 4) {
+        setTimeout(() => queueHistory(unit, job.since, job.until, attempt), 2000 * attempt);
+      } else notify(`No history for ${unit.unitId}: ${describe(error)}`);
+      return;
+    }
+    if (client !== active) return;
+    for (const reading of answer.readings) addPoint(unit, reading);
+    markDirty(unit);
+    if (!answer.more || answer.readings.length === 0) return;
+    until = Date.parse(answer.readings[0].recordedAt);
+  }
+}
+
+/**
+ * After a reconnect: units whose history has a hole over the time away get it filled.
+ * @param {number} since server time of the last contact before the connection was lost
+ */
+function fillOutage(since) {
+  const active = client;
+  if (!active) return;
+  const now = active.serverNow();
+  for (const unit of units.values()) {
+    if (!isWatched(unit)) continue;
+    const threshold = gapThresholdMs(unit.points);
+    const around = unit.points.filter((point) => point.t >= since - threshold && point.t <= now);
+    let previous = since - threshold;
+    for (const point of [...around, { t: now, v: 0 }]) {
+      if (point.t - previous > threshold) {
+        queueHistory(unit, previous, point.t);
+        break;
+      }
+      previous = point.t;
+    }
+  }
+}
+
+/** @param {Element} row */
+function isOnScreen(row) {
+  if (!row.isConnected || /** @type {HTMLElement} */ (row).hidden) return false;
+  const box = row.getBoundingClientRect();
+  return box.bottom > 0 && box.top < window.innerHeight;
+}
+
+// --- Rows -------------------------------------------------------------------------------------
+
+const COLUMNS = /** @type {const} */ ([
+  ["state", "state", "State"],
+  ["temperature", "temperature num", "Temperature"],
+  ["sparkline", "sparkline", "Last 5 minutes"],
+  ["humidity", "humidity num", "Humidity"],
+  ["battery", "battery", "Battery"],
+  ["signal", "signal", "Signal"],
+  ["lastSeen", "last-seen", "Last seen"],
+  ["device", "device", "Device"],
+]);
 
 /** @param {Reading} reading */
 function addUnit(reading) {
   const row = document.createElement("tr");
   row.dataset.unitId = reading.unitId;
-  const cell = (/** @type {string} */ className) => {
+  const cell = (/** @type {string} */ className, /** @type {string} */ label) => {
     const td = document.createElement("td");
     td.className = className;
+    td.dataset.label = label;
     return td;
   };
-  const name = cell("unit");
-  const unitName = document.createElement("span");
-  unitName.className = "unit-name";
-  unitName.textContent = reading.unitId;
-  name.append(unitName);
+  const name = cell("unit", "Unit");
+  const link = document.createElement("button");
+  link.type = "button";
+  link.className = "unit-link";
+  link.textContent = reading.unitId;
+  link.setAttribute("aria-label", `${reading.unitId}: show its history`);
+  name.append(link);
   if (reading.siteId) {
     const site = document.createElement("span");
     site.className = "site";
     site.textContent = reading.siteId;
     name.append(site);
   }
-  const cells = {
-    temperature: cell("temperature num"),
-    sparkline: cell("sparkline"),
-    humidity: cell("humidity num"),
-    battery: cell("battery"),
-    signal: cell("signal"),
-    lastSeen: cell("last-seen"),
-    device: cell("device"),
-  };
-  const commandCell = cell("command");
-  const commandGroup = document.createElement("div");
-  commandGroup.className = "inline-group";
-  const commandButton = document.createElement("button");
-  commandButton.type = "button";
-  commandButton.className = "command-button";
-  commandButton.textContent = "Identify";
-  const commandState = document.createElement("span");
-  commandState.className = "command-state";
-  commandGroup.append(commandButton, commandState);
-  commandCell.append(commandGroup);
+  const cells = /** @type {Unit["cells"]} */ (Object.fromEntries(COLUMNS.map(([key, className, label]) => [key, cell(className, label)])));
+  const commandCell = cell("command", "Command");
+  const command = commandControls(reading);
+  commandCell.append(command.group, command.result);
   row.append(name, ...Object.values(cells), commandCell);
 
-  /** @type {UnitView} */
-  const view = { latest: reading, history: [], row, cells, commandButton, commandState };
-  commandButton.addEventListener("click", () => sendCommand(view));
-  units.set(reading.unitId, view);
+  /** @type {Unit} */
+  const unit = {
+    unitId: reading.unitId,
+    siteId: reading.siteId,
+    deviceId: reading.deviceId,
+    latest: reading,
+    points: [],
+    ids: new Set(),
+    row,
+    cells,
+    command: { ...command, busy: false },
+    state: { key: "ok", label: "OK", severity: 0 },
+  };
+  link.addEventListener("click", () => detail.open(unit));
+  command.button.addEventListener("click", () => sendCommand(unit));
+  units.set(reading.unitId, unit);
+  const active = client;
+  if (active) queueHistory(unit, active.serverNow() - HISTORY_MS, null);
+  unitsAdded = true;
+  return unit;
+}
 
-  const following = [...units.keys()].sort().find((unitId) => unitId > reading.unitId);
-  ui.body.insertBefore(row, following ? (units.get(following)?.row ?? null) : null);
-  return view;
+/** @param {Reading} reading */
+function commandControls(reading) {
+  const group = document.createElement("div");
+  group.className = "command-group";
+  const select = document.createElement("select");
+  select.setAttribute("aria-label", `Command for ${reading.unitId}`);
+  for (const spec of COMMANDS) select.append(new Option(spec.label, spec.name));
+  const paramField = document.createElement("label");
+  paramField.className = "param";
+  paramField.hidden = true;
+  const paramLabel = document.createElement("span");
+  paramLabel.textContent = "s";
+  const param = document.createElement("input");
+  param.type = "number";
+  param.inputMode = "decimal";
+  param.setAttribute("aria-label", `Reporting interval in seconds for ${reading.unitId}`);
+  paramField.append(param, paramLabel);
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "command-button";
+  button.textContent = "Send";
+  button.setAttribute("aria-label", `Send the command for ${reading.unitId}`);
+  const result = document.createElement("p");
+  result.className = "command-state";
+  result.setAttribute("aria-live", "polite");
+  select.addEventListener("change", () => {
+    const spec = COMMANDS.find((candidate) => candidate.name === select.value);
+    paramField.hidden = !spec?.param;
+    if (spec?.param) {
+      param.min = String(spec.param.min);
+      param.max = String(spec.param.max);
+      param.step = "any";
+      if (!param.value) param.value = String(spec.param.value);
+    }
+  });
+  group.append(select, paramField, button);
+  return { group, select, param, paramField, button, result };
 }
 
 /** @param {string} unitId */
@@ -373,9 +771,13 @@ function removeUnit(unitId) {
 
 function clearUnits() {
   for (const unitId of [...units.keys()]) removeUnit(unitId);
+  ui.body.replaceChildren();
+  layout = [];
   readingCount = 0;
+  historyQueue.length = 0;
   showReadingCount();
   updateEmptyState();
+  updateKnownUnits();
 }
 
 function showReadingCount() {
@@ -387,17 +789,177 @@ function updateEmptyState() {
   ui.empty.hidden = units.size > 0;
 }
 
-/** @param {UnitView} view */
-function renderUnit(view) {
-  const reading = view.latest;
-  view.cells.temperature.textContent = `${reading.temperature.toFixed(1)} °C`;
-  view.cells.humidity.textContent = reading.humidity === null ? "–" : `${Math.round(reading.humidity)} %`;
-  renderBattery(view.cells.battery, reading.battery);
-  renderSignal(view.cells.signal, reading.signalStrength);
-  view.cells.device.textContent = reading.deviceId;
-  view.commandButton.title = `Send "${COMMAND}" to device ${reading.deviceId}`;
-  view.cells.sparkline.replaceChildren(sparkline(view.history));
-  renderAge(view);
+function updateKnownUnits() {
+  const ids = [...units.keys()].sort(byName);
+  ui.knownUnits.replaceChildren(...ids.map((unitId) => new Option(unitId)));
+  ui.unitsInput.placeholder = ids.length > 0 ? `All units, or e.g. ${ids.slice(0, 2).join(", ")}` : "All units";
+}
+
+/** @param {Unit} unit */
+function isWatched(unit) {
+  return watched === null || watched.has(unit.unitId);
+}
+
+/** @param {Unit} unit */
+function matchesSearch(unit) {
+  const needle = ui.search.value.trim().toLowerCase();
+  if (!needle) return true;
+  return [unit.unitId, unit.siteId ?? "", unit.deviceId].some((text) => text.toLowerCase().includes(needle));
+}
+
+/** @type {(a: string, b: string) => number} */
+const byName = new Intl.Collator(undefined, { numeric: true }).compare;
+
+/** @type {Record<string, (a: Unit, b: Unit) => number>} */
+const SORTS = {
+  name: (a, b) => byName(a.unitId, b.unitId),
+  state: (a, b) => b.state.severity - a.state.severity || byName(a.unitId, b.unitId),
+  temperature: (a, b) => b.latest.temperature - a.latest.temperature || byName(a.unitId, b.unitId),
+  seen: (a, b) => a.latest.receivedAt.localeCompare(b.latest.receivedAt) || byName(a.unitId, b.unitId),
+};
+
+/** @type {Map<string, HTMLTableRowElement>} */
+const groupRows = new Map();
+
+/**
+ * Lays the rows out: watched units matching the search, grouped and sorted as chosen. Moves
+ * DOM nodes only when the order changed.
+ * @param {boolean} force also when only the search or grouping changed
+ */
+function arrangeRows(force) {
+  const shown = [...units.values()].filter((unit) => isWatched(unit) && matchesSearch(unit));
+  shown.sort(SORTS[ui.sort.value] ?? SORTS.name);
+  /** @type {Map<string, Unit[]>} */
+  const groups = new Map();
+  if (ui.group.value === "site") {
+    for (const unit of [...shown].sort((a, b) => byName(a.siteId ?? "\uffff", b.siteId ?? "\uffff"))) {
+      const key = unit.siteId ?? "";
+      if (!groups.has(key)) groups.set(key, []);
+    }
+    for (const unit of shown) groups.get(unit.siteId ?? "")?.push(unit);
+  } else groups.set("*", shown);
+
+  const order = [...groups].flatMap(([site, members]) => [`#${site}`, ...members.map((unit) => unit.unitId)]);
+  if (!force && order.join("\n") === layout.join("\n")) return;
+  layout = order;
+  /** @type {HTMLTableRowElement[]} */
+  const rows = [];
+  for (const [site, members] of groups) {
+    if (site !== "*") rows.push(groupRow(site, members.length));
+    rows.push(...members.map((unit) => unit.row));
+  }
+  const shownIds = new Set(shown.map((unit) => unit.unitId));
+  for (const unit of units.values()) unit.row.hidden = !shownIds.has(unit.unitId);
+  ui.body.replaceChildren(...rows);
+
+  const total = [...units.values()].filter(isWatched).length;
+  ui.unitCount.textContent = total > 0 ? (shown.length === total ? `(${total})` : `(${shown.length} of ${total})`) : "";
+  const needle = ui.search.value.trim();
+  ui.searchFeedback.hidden = !needle || shown.length > 0;
+  ui.searchFeedback.textContent = needle ? `No unit, site or device matches "${needle}".` : "";
+}
+
+/**
+ * @param {string} site
+ * @param {number} count
+ */
+function groupRow(site, count) {
+  let row = groupRows.get(site);
+  if (!row) {
+    row = document.createElement("tr");
+    row.className = "group-row";
+    const heading = document.createElement("th");
+    heading.scope = "colgroup";
+    heading.colSpan = COLUMNS.length + 2;
+    row.append(heading);
+    groupRows.set(site, row);
+  }
+  const heading = /** @type {HTMLElement} */ (row.firstElementChild);
+  heading.textContent = `${site || "No site"} · ${count} unit${count === 1 ? "" : "s"}`;
+  return row;
+}
+
+/** @param {Unit} unit */
+function markDirty(unit) {
+  dirty.add(unit);
+  if (renderScheduled) return;
+  renderScheduled = true;
+  // One render per frame however many readings came in; none while the tab is hidden.
+  requestAnimationFrame(() => {
+    renderScheduled = false;
+    for (const each of dirty) renderUnit(each);
+    dirty.clear();
+    if (unitsAdded) updateKnownUnits();
+    if (unitsAdded || ui.sort.value !== "name") arrangeRows(unitsAdded);
+    unitsAdded = false;
+  });
+}
+
+/** @param {Unit} unit */
+function renderUnit(unit) {
+  const reading = unit.latest;
+  unit.deviceId = reading.deviceId;
+  unit.cells.temperature.textContent = `${reading.temperature.toFixed(1)} °C`;
+  unit.cells.humidity.textContent = reading.humidity === null ? "–" : `${Math.round(reading.humidity)} %`;
+  renderBattery(unit.cells.battery, reading.battery);
+  renderSignal(unit.cells.signal, reading.signalStrength);
+  unit.cells.device.textContent = reading.deviceId;
+  unit.command.button.setAttribute("aria-label", `Send the command to ${reading.deviceId} for ${unit.unitId}`);
+  const now = client?.serverNow() ?? Date.now();
+  unit.cells.sparkline.replaceChildren(sparkline(unit.points, now, HISTORY_MS, unit.unitId));
+  renderState(unit);
+}
+
+function renderStates() {
+  for (const unit of units.values()) renderState(unit);
+}
+
+/**
+ * The unit's age and state. A unit is stale only when the server was heard from more than
+ * 10 s after the unit's last reading arrived: during an outage the page blames the
+ * connection (banner), not every device.
+ * @param {Unit} unit
+ */
+function renderState(unit) {
+  const active = client;
+  const now = active?.serverNow() ?? Date.now();
+  const receivedMs = Date.parse(unit.latest.receivedAt);
+  const healthy = active?.status === "connected";
+  const contact = active?.lastContactAt ?? 0;
+  const stale = healthy && contact - receivedMs > STALE_AFTER_MS;
+  if (healthy && !stale && now - receivedMs > STALE_AFTER_MS && Date.now() - lastProbeAt > PROBE_EVERY_MS) {
+    // About to call the device stale: first make sure the connection is what is quiet.
+    lastProbeAt = Date.now();
+    active.ping().catch(() => {});
+  }
+  const reading = unit.latest;
+  unit.state = stale
+    ? { key: "stale", label: "Stale", severity: 3 }
+    : reading.battery !== null && reading.battery < LOW_BATTERY
+      ? { key: "battery", label: "Low battery", severity: 2 }
+      : reading.signalStrength !== null && reading.signalStrength < WEAK_SIGNAL_DBM
+        ? { key: "signal", label: "Weak signal", severity: 1 }
+        : { key: "ok", label: "OK", severity: 0 };
+  unit.row.classList.toggle("stale", stale);
+  const badge = unit.cells.state.firstElementChild ?? document.createElement("span");
+  badge.className = `state-badge ${stale ? "stale-marker" : ""}`;
+  /** @type {HTMLElement} */ (badge).dataset.state = unit.state.key;
+  if (badge.textContent !== unit.state.label) badge.textContent = unit.state.label;
+  if (!badge.isConnected) unit.cells.state.append(badge);
+
+  const age = formatAge(Math.max(0, now - receivedMs));
+  if (unit.cells.lastSeen.textContent !== age) unit.cells.lastSeen.textContent = age;
+  unit.cells.lastSeen.title = new Date(receivedMs - (active?.clockOffsetMs ?? 0)).toLocaleString();
+
+  const button = unit.command.button;
+  const why = !healthy
+    ? "Not connected"
+    : stale
+      ? `${unit.deviceId} has not reported for ${age.replace(" ago", "")}: commands are off until it does`
+      : "";
+  button.disabled = unit.command.busy || why !== "";
+  button.title = why;
+  unit.command.select.disabled = why !== "";
 }
 
 /**
@@ -411,6 +973,7 @@ function renderBattery(cell, battery) {
   }
   const meter = document.createElement("span");
   meter.className = "meter";
+  meter.setAttribute("aria-hidden", "true");
   const fill = document.createElement("span");
   fill.style.width = `${Math.max(0, Math.min(100, battery))}%`;
   meter.append(fill);
@@ -419,7 +982,7 @@ function renderBattery(cell, battery) {
   const group = document.createElement("span");
   group.className = "inline-group";
   group.append(meter, label);
-  cell.dataset.level = battery < 20 ? "low" : battery < 50 ? "medium" : "high";
+  cell.dataset.level = battery < LOW_BATTERY ? "low" : battery < 50 ? "medium" : "high";
   cell.replaceChildren(group);
 }
 
@@ -447,33 +1010,6 @@ function renderSignal(cell, dbm) {
   cell.replaceChildren(bars, label);
 }
 
-function serverNow() {
-  return Date.now() + clockOffsetMs;
-}
-
-/** @param {UnitView} view */
-function renderAge(view) {
-  const receivedMs = Date.parse(view.latest.receivedAt);
-  const ageMs = Math.max(0, serverNow() - receivedMs);
-  const stale = ageMs > STALE_AFTER_MS;
-  view.row.classList.toggle("stale", stale);
-  const age = document.createElement("span");
-  age.textContent = formatAge(ageMs);
-  view.cells.lastSeen.title = new Date(receivedMs).toLocaleString();
-  if (stale) {
-    const marker = document.createElement("span");
-    marker.className = "stale-marker";
-    marker.textContent = "stale";
-    view.cells.lastSeen.replaceChildren(age, marker);
-  } else {
-    view.cells.lastSeen.replaceChildren(age);
-  }
-}
-
-function refreshAges() {
-  for (const view of units.values()) renderAge(view);
-}
-
 /** @param {number} ms */
 function formatAge(ms) {
   const seconds = Math.round(ms / 1000);
@@ -484,88 +1020,153 @@ function formatAge(ms) {
   return `${Math.round(minutes / 60)} h ago`;
 }
 
-// --- Sparkline ------------------------------------------------------------------------------
-
-const SVG_NS = "http://www.w3.org/2000/svg";
-const SPARK_WIDTH = 140;
-const SPARK_HEIGHT = 32;
-const SPARK_PAD = 3;
-// A young history spreads over the width, but a few seconds never fill it.
-const SPARK_MIN_SPAN_MS = 20_000;
-
-/** @param {Array<{ t: number, v: number }>} history */
-function sparkline(history) {
-  const svg = document.createElementNS(SVG_NS, "svg");
-  svg.setAttribute("viewBox", `0 0 ${SPARK_WIDTH} ${SPARK_HEIGHT}`);
-  svg.setAttribute("width", String(SPARK_WIDTH));
-  svg.setAttribute("height", String(SPARK_HEIGHT));
-  svg.setAttribute("role", "img");
-  if (history.length === 0) return svg;
-
-  const values = history.map((point) => point.v);
-  const low = Math.min(...values);
-  const high = Math.max(...values);
-  // At least half a degree of range, so sensor noise does not look like a storm.
-  const span = Math.max(high - low, 0.5);
-  const middle = (high + low) / 2;
-  const end = Math.max(serverNow(), history[history.length - 1].t);
-  const spanMs = Math.min(HISTORY_MS, Math.max(SPARK_MIN_SPAN_MS, end - history[0].t));
-  const x = (/** @type {number} */ t) => SPARK_PAD + ((t - (end - spanMs)) / spanMs) * (SPARK_WIDTH - 2 * SPARK_PAD);
-  const y = (/** @type {number} */ v) => SPARK_HEIGHT / 2 - ((v - middle) / span) * (SPARK_HEIGHT - 2 * SPARK_PAD);
-  const points = history.map((point) => `${x(point.t).toFixed(1)},${y(point.v).toFixed(1)}`);
-
-  const title = document.createElementNS(SVG_NS, "title");
-  title.textContent = `${low.toFixed(1)} – ${high.toFixed(1)} °C over the last ${formatSpan(spanMs)}`;
-  const area = document.createElementNS(SVG_NS, "polygon");
-  area.setAttribute("class", "area");
-  const firstX = x(history[0].t).toFixed(1);
-  const lastX = x(history[history.length - 1].t).toFixed(1);
-  area.setAttribute("points", `${firstX},${SPARK_HEIGHT} ${points.join(" ")} ${lastX},${SPARK_HEIGHT}`);
-  const line = document.createElementNS(SVG_NS, "polyline");
-  line.setAttribute("class", "line");
-  line.setAttribute("points", points.join(" "));
-  const last = history[history.length - 1];
-  const dot = document.createElementNS(SVG_NS, "circle");
-  dot.setAttribute("class", "dot");
-  dot.setAttribute("cx", x(last.t).toFixed(1));
-  dot.setAttribute("cy", y(last.v).toFixed(1));
-  dot.setAttribute("r", "2.5");
-  svg.append(title, area, line, dot);
-  return svg;
-}
-
-/** @param {number} ms */
-function formatSpan(ms) {
-  return ms >= 90_000 ? `${Math.round(ms / 60_000)} minutes` : `${Math.round(ms / 1000)} seconds`;
-}
-
 // --- Commands -------------------------------------------------------------------------------
 
-/** @param {UnitView} view */
-async function sendCommand(view) {
-  if (!client) return;
-  const deviceId = view.latest.deviceId;
-  const setState = (/** @type {string} */ state, /** @type {string} */ text, detail = "") => {
-    view.commandState.dataset.state = state;
-    view.commandState.textContent = text;
-    view.commandState.title = detail;
+/** @param {Unit} unit */
+async function sendCommand(unit) {
+  const active = client;
+  if (!active) return;
+  const { select, param, result } = unit.command;
+  const spec = COMMANDS.find((candidate) => candidate.name === select.value) ?? COMMANDS[0];
+  const deviceId = unit.latest.deviceId;
+  /** @type {Record<string, unknown>} */
+  const params = {};
+  const setState = (/** @type {string} */ state, /** @type {string} */ text) => {
+    result.dataset.state = state;
+    result.textContent = text;
   };
-  view.commandButton.disabled = true;
-  setState("sending", "sending…");
+  if (spec.param) {
+    const value = Number(param.value);
+    if (!param.value || !Number.isFinite(value) || value < spec.param.min || value > spec.param.max) {
+      setState("error", `${spec.param.label}: a number from ${spec.param.min} to ${spec.param.max}`);
+      param.focus();
+      return;
+    }
+    params[spec.param.name] = value;
+  }
+  if (spec.confirm && !window.confirm(spec.confirm.replace("{device}", deviceId))) return;
+  unit.command.busy = true;
+  renderState(unit);
+  setState("sending", `${spec.label}: sending…`);
   try {
-    const ack = await client.sendCommand(deviceId, COMMAND, {}, {
-      onAccepted: () => setState("accepted", "accepted"),
+    const ack = await active.sendCommand(deviceId, spec.name, params, {
+      onAccepted: () => setState("accepted", `${spec.label}: accepted, waiting for ${deviceId}…`),
     });
-    setState("ack", "ack ✓", ack.detail);
+    setState("ack", `✓ ${spec.label}: ${ack.detail ?? "done"}`);
   } catch (error) {
     const code = /** @type {{ code?: string }} */ (error).code;
-    if (code === "command_timeout" || code === "timeout") setState("timeout", "timed out", describe(error));
-    else setState("error", "failed", describe(error));
-    notify(`Command "${COMMAND}" to ${deviceId}: ${describe(error)}`);
+    if (code === "command_timeout" || code === "timeout") setState("timeout", `${spec.label}: no answer from ${deviceId} (timed out)`);
+    else setState("error", `✗ ${spec.label}: ${describe(error)}`);
   } finally {
-    view.commandButton.disabled = false;
+    unit.command.busy = false;
+    renderState(unit);
   }
 }
+
+// --- The history dialog -----------------------------------------------------------------------
+
+const detail = {
+  /** @type {Unit | null} */
+  unit: null,
+  spanMs: 15 * 60_000,
+  /** @type {Point[]} */
+  points: [],
+  /** @type {Set<string>} */
+  ids: new Set(),
+  /** @type {HistoryChart | null} */
+  chart: null,
+  redrawPending: false,
+
+  /** @param {Unit} unit */
+  open(unit) {
+    this.unit = unit;
+    ui.dialogTitle.textContent = unit.unitId;
+    ui.dialogSubtitle.textContent = [unit.siteId && `site ${unit.siteId}`, `device ${unit.deviceId}`].filter(Boolean).join(" · ");
+    if (!ui.dialog.open) ui.dialog.showModal();
+    this.chart ??= new HistoryChart(ui.dialogChart);
+    this.showSpan(this.spanMs);
+  },
+
+  close() {
+    this.unit = null;
+    this.chart?.destroy();
+  },
+
+  /** @param {number} spanMs */
+  async showSpan(spanMs) {
+    const unit = this.unit;
+    const active = client;
+    if (!unit || !active) return;
+    this.spanMs = spanMs;
+    for (const button of ui.dialog.querySelectorAll("[data-span]")) {
+      button.setAttribute("aria-pressed", String(Number(/** @type {HTMLElement} */ (button).dataset.span) === spanMs));
+    }
+    this.points = [];
+    this.ids = new Set();
+    for (const point of unit.points) this.points.push(point);
+    ui.dialogSummary.textContent = "Loading…";
+    this.draw();
+    const since = active.serverNow() - spanMs;
+    let until = active.serverNow();
+    // Pages of up to 300 readings, newest first; an hour at one a second is 12 of them.
+    for (let page = 0; page < 15; page += 1) {
+      let answer;
+      try {
+        answer = await active.getHistory(unit.unitId, { since: new Date(since).toISOString(), until: new Date(until).toISOString() });
+      } catch (error) {
+        ui.dialogSummary.textContent = `Could not load the history: ${describe(error)}`;
+        return;
+      }
+      if (this.unit !== unit || this.spanMs !== spanMs) return;
+      this.merge(answer.readings);
+      this.draw();
+      if (!answer.more || answer.readings.length === 0) break;
+      until = Date.parse(answer.readings[0].recordedAt);
+    }
+  },
+
+  /** @param {Reading[]} readings */
+  merge(readings) {
+    const known = new Set(this.points.map((point) => point.t));
+    for (const reading of readings) {
+      if (this.ids.has(reading.id)) continue;
+      this.ids.add(reading.id);
+      const t = Date.parse(reading.recordedAt);
+      if (!known.has(t)) this.points.push({ t, v: reading.temperature });
+    }
+    this.points.sort((a, b) => a.t - b.t);
+  },
+
+  /** @param {Reading} reading a new reading of the open unit */
+  live(reading) {
+    this.merge([reading]);
+    if (this.redrawPending) return;
+    this.redrawPending = true;
+    setTimeout(() => {
+      this.redrawPending = false;
+      if (this.unit) this.draw();
+    }, 1000);
+  },
+
+  draw() {
+    const active = client;
+    if (!this.chart || !active) return;
+    const end = active.serverNow();
+    const start = end - this.spanMs;
+    const points = this.points.filter((point) => point.t >= start);
+    this.chart.show(points, start, end);
+    if (points.length === 0) {
+      ui.dialogSummary.textContent = `No readings in the last ${formatSpan(this.spanMs)}.`;
+      return;
+    }
+    const values = points.map((point) => point.v);
+    const mean = values.reduce((sum, value) => sum + value, 0) / values.length;
+    ui.dialogSummary.textContent =
+      `${points.length} readings in the last ${formatSpan(this.spanMs)}: ` +
+      `min ${Math.min(...values).toFixed(1)} °C, max ${Math.max(...values).toFixed(1)} °C, mean ${mean.toFixed(1)} °C.`;
+    ui.dialogChart.setAttribute("aria-label", `Temperature of ${this.unit?.unitId ?? ""} over the last ${formatSpan(this.spanMs)}`);
+  },
+};
 
 /** @param {unknown} error */
 function describe(error) {

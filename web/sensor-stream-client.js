@@ -2,9 +2,10 @@
 /**
  * Browser client of the sensor-stream WebSocket API (contract v1, section 3).
  *
- * No build step: import it as an ES module.
+ * No build step: import it as an ES module (the package `@sensor-stream/client`, or this file).
+ * Its types (`sensor-stream-client.d.ts`) are generated from the JSDoc below by `make types`.
  *
- *     import { SensorStreamClient } from "./sensor-stream-client.js";
+ *     import { SensorStreamClient } from "@sensor-stream/client";
  *     const client = new SensorStreamClient({ url: "wss://...", token: () => fetchToken() });
  *     client.addEventListener("status", (event) => console.log(event.detail.status));
  *     client.addEventListener("readings", (event) => console.table(event.detail.readings));
@@ -57,10 +58,32 @@ const BEARER_PREFIX = "bearer.";
 
 /**
  * @typedef {object} ErrorBody
- * @property {string} code
+ * @property {ServerErrorCode} code
  * @property {string} message
  * @property {Array<Record<string, unknown>>} [details]
  */
+
+/**
+ * The codes a server error carries (docs/contract.md, "Error codes"). `token_expired` comes
+ * before the server ends a session; `bad_request` and `payload_too_large` are HTTP-only.
+ * @typedef {"malformed_json" | "unknown_action" | "validation_error" | "limit_exceeded" | "throttled"
+ *   | "unauthorized" | "token_expired" | "forbidden" | "not_found" | "conflict" | "unavailable"
+ *   | "bad_request" | "payload_too_large"} ServerErrorCode
+ */
+
+/**
+ * The codes of failures the client itself detects:
+ * - `timeout`: no answer within the request's time; `not_connected`: there is no connection (yet);
+ * - `disconnected`: the connection was lost while the request waited;
+ * - `command_failed`: the device acknowledged with status `error`; `command_timeout`: it did not
+ *   acknowledge in time (the server's `command:timeout`);
+ * - `malformed_message`: the server sent something that is not JSON; `hello_failed`,
+ *   `resubscribe_failed`, `refresh_failed`: a step of (re)connecting failed.
+ * @typedef {"timeout" | "not_connected" | "disconnected" | "command_failed" | "command_timeout"
+ *   | "malformed_message" | "hello_failed" | "resubscribe_failed" | "refresh_failed"} ClientErrorCode
+ */
+
+/** @typedef {ServerErrorCode | ClientErrorCode} ErrorCode */
 
 // --- Client -> server -------------------------------------------------------------------
 
@@ -107,6 +130,18 @@ const BEARER_PREFIX = "bearer.";
  */
 
 /**
+ * @typedef {object} GetAlertsRequest
+ * @property {"getAlerts"} action
+ * @property {string} [requestId]
+ */
+
+/**
+ * @typedef {object} ListUnitsRequest
+ * @property {"listUnits"} action
+ * @property {string} [requestId]
+ */
+
+/**
  * A heartbeat: keeps the connection from idling out and tells the client it is alive.
  * @typedef {object} PingRequest
  * @property {"ping"} action
@@ -132,7 +167,7 @@ const BEARER_PREFIX = "bearer.";
 
 /**
  * @typedef {HelloRequest | SubscribeRequest | UnsubscribeRequest | GetLatestRequest | GetHistoryRequest
- *   | PingRequest | RefreshTokenRequest | SendCommandRequest} ClientRequest
+ *   | GetAlertsRequest | ListUnitsRequest | PingRequest | RefreshTokenRequest | SendCommandRequest} ClientRequest
  */
 
 // --- Server -> client -------------------------------------------------------------------
@@ -169,6 +204,60 @@ const BEARER_PREFIX = "bearer.";
  * @property {string} unitId
  * @property {Reading[]} readings ordered by `recordedAt`
  * @property {boolean} more the span held more than `limit`: ask again with an earlier `until`
+ * @property {number} [part] an answer too large for one message comes in parts: this one's number (1..parts)
+ * @property {number} [parts] how many parts the answer has (the client joins them)
+ */
+
+/**
+ * An alert that opened (contract section 5).
+ * @typedef {object} AlertTriggeredMessage
+ * @property {"alert:triggered"} type
+ * @property {string} alertId
+ * @property {string} ruleId
+ * @property {string} unitId
+ * @property {"temperature_high" | "temperature_low" | "humidity_high" | "humidity_low" | "battery_high"
+ *   | "battery_low" | "signalStrength_high" | "signalStrength_low" | "silence"} alertType
+ * @property {"info" | "warning" | "critical"} severity
+ * @property {string} message
+ * @property {number} [value] the reading's value that broke the rule (not for silence)
+ * @property {number} [threshold] the rule's bound it broke
+ * @property {string} triggeredAt
+ */
+
+/**
+ * @typedef {object} AlertResolvedMessage
+ * @property {"alert:resolved"} type
+ * @property {string} alertId
+ * @property {string} ruleId
+ * @property {string} unitId
+ * @property {string} resolvedAt
+ */
+
+/**
+ * @typedef {object} AlertsMessage
+ * @property {"alerts"} type
+ * @property {string} [requestId]
+ * @property {AlertTriggeredMessage[]} active
+ * @property {number} [part] an answer too large for one message comes in parts: this one's number (1..parts)
+ * @property {number} [parts] how many parts the answer has (the client joins them)
+ */
+
+/**
+ * A unit of the org that has reported.
+ * @typedef {object} UnitInfo
+ * @property {string} unitId
+ * @property {string | null} siteId
+ * @property {Reading | null} lastReading
+ * @property {string | null} lastSeenAt its last `receivedAt`
+ */
+
+/**
+ * @typedef {object} UnitsMessage
+ * @property {"units"} type
+ * @property {string} [requestId]
+ * @property {UnitInfo[]} units
+ * @property {number} [part] an answer too large for one message comes in parts: this one's number (1..parts)
+ * @property {number} [parts] how many parts the answer has (the client joins them)
  */
 
 /**
@@ -226,7 +315,8 @@ const BEARER_PREFIX = "bearer.";
 /**
  * @typedef {ConnectionMessage | SubscribedMessage | LatestMessage | HistoryMessage | PongMessage
  *   | TokenRefreshedMessage | ReadingsBatchMessage | CommandAcceptedMessage | CommandAckMessage
- *   | CommandTimeoutMessage | ErrorMessage} ServerMessage
+ *   | CommandTimeoutMessage | AlertTriggeredMessage | AlertResolvedMessage | AlertsMessage | UnitsMessage
+ *   | ErrorMessage} ServerMessage
  */
 
 // --- Client API ---------------------------------------------------------------------------
@@ -234,7 +324,8 @@ const BEARER_PREFIX = "bearer.";
 /**
  * - `connecting`: first attempt under way;
  * - `connected`: the server answered `hello`;
- * - `reconnecting`: the connection was lost or refused; a retry is scheduled or under way;
+ * - `reconnecting`: the connection was lost, refused or stopped answering; a retry is scheduled
+ *   (`retryAt`) or under way;
  * - `offline`: not trying: the browser is offline (retries resume when it is back) or `close()` was called;
  * - `unauthorized`: the token is expired or malformed, or the server refused it; stays so until
  *   `connect()` is called again (e.g. with a new token via `setToken`).
@@ -247,6 +338,8 @@ const BEARER_PREFIX = "bearer.";
  * @property {ConnectionStatus} status
  * @property {string} [reason] human-readable cause of a non-connected status
  * @property {number} [retryInMs] delay before the next attempt (`reconnecting`)
+ * @property {number} [retryAt] when the next attempt starts (`reconnecting`; `Date.now()` clock),
+ *   for a countdown; `retryNow()` starts it at once
  * @property {number} [attempt] consecutive failed attempts so far
  */
 
@@ -254,13 +347,27 @@ const BEARER_PREFIX = "bearer.";
  * Detail of the `readings` event: readings never delivered before (de-duplicated by `id`).
  * @typedef {object} ReadingsDetail
  * @property {Reading[]} readings
- * @property {boolean} replay true when they were replayed after a reconnect
+ * @property {boolean} replay true when they were replayed after `hello` with `resume`
  * @property {string} serverTime
  */
 
 /**
  * Detail of the `error` event: a server error no pending request claimed, or a local failure.
- * @typedef {ErrorBody & { requestId?: string }} ErrorDetail
+ * @typedef {object} ErrorDetail
+ * @property {ErrorCode} code
+ * @property {string} message
+ * @property {Array<Record<string, unknown>>} [details]
+ * @property {string} [requestId]
+ */
+
+/**
+ * The events a client dispatches, for typed `addEventListener` calls.
+ * @typedef {object} SensorStreamEventMap
+ * @property {CustomEvent<StatusDetail>} status the connection status changed
+ * @property {CustomEvent<ReadingsDetail>} readings new readings arrived
+ * @property {CustomEvent<AlertTriggeredMessage | AlertResolvedMessage>} alert an alert opened or resolved
+ * @property {CustomEvent<Subscription>} subscription the server confirmed a subscription
+ * @property {CustomEvent<ErrorDetail>} error a server error no request claimed, or a local failure
  */
 
 /**
@@ -272,13 +379,30 @@ const BEARER_PREFIX = "bearer.";
  * @property {number} [refreshAheadMs] how long before its expiry a token is replaced (default 60000)
  * @property {number} [minRetryDelayMs] backoff base (default 1000)
  * @property {number} [maxRetryDelayMs] backoff cap (default 30000)
+ * @property {number} [probeIntervalMs] while the server cannot be reached, how often to check
+ *   (plain HTTP, no connection) whether it is back; it is then retried within `recoveryJitterMs`
+ *   (default 1000)
+ * @property {number} [recoveryJitterMs] the most a retry waits once the server is back, spreading
+ *   the reconnects of many browsers (default 500)
+ * @property {number} [heartbeatIntervalMs] after this long without a message the client sends `ping`
+ *   (default 25000; API Gateway closes connections idle for 10 minutes)
+ * @property {number} [heartbeatTimeoutMs] a `ping` with no message at all in answer within this long
+ *   means the connection is dead: it is dropped and replaced (default 6000)
  * @property {number} [requestTimeoutMs] how long a request waits for its answer (default 10000)
  * @property {number} [commandTimeoutMs] how long `sendCommand` waits for the ack (default 15000:
  *   the server gives up after 10 s and then sends `command:timeout`)
+ * @property {number} [maxRequestsPerWindow] requests sent per `requestWindowMs` at most; more wait
+ *   for their turn instead of being `throttled` by the server (100 per 10 s; default 90, which
+ *   leaves room for `hello` and heartbeats)
+ * @property {number} [requestWindowMs] see `maxRequestsPerWindow` (default 10000)
  * @property {number} [maxRememberedIds] reading ids kept for de-duplication (default 5000)
  * @property {number} [maxRefusals] refused handshakes in a row that mean `unauthorized` (default 2)
  * @property {number} [resumeOverlapMs] a resume starts this long before the newest reading seen, so
  *   readings that arrived out of order are not missed; the repeats are de-duplicated (default 5000)
+ * @property {number} [initialResumeMs] the first `hello` asks for the readings that arrived this
+ *   long before (the server replays at most 15 minutes and 1,000 readings); 0 for none (default 0)
+ * @property {number} [clockOffsetMs] first estimate of the server's clock minus this browser's, until
+ *   the server's own `serverTime` corrects it (default 0)
  */
 
 /**
@@ -287,20 +411,23 @@ const BEARER_PREFIX = "bearer.";
  * @property {(commandId: string) => void} [onAccepted] called when the server accepted the command
  */
 
-/** A failed request: `code` is the server's error code or one of the local ones below. */
+/** A failed request: `code` is the server's error code or one of the client's own. */
 export class SensorStreamError extends Error {
   /**
-   * @param {string} code `timeout`, `disconnected`, `not_connected`, `command_timeout`,
-   *   `command_failed` or a server error code such as `forbidden`
+   * @param {ErrorCode} code
    * @param {string} message
    * @param {{ requestId?: string, commandId?: string, details?: ErrorBody["details"] }} [extra]
    */
   constructor(code, message, extra = {}) {
     super(message);
     this.name = "SensorStreamError";
+    /** @type {ErrorCode} */
     this.code = code;
+    /** @type {string | undefined} */
     this.requestId = extra.requestId;
+    /** @type {string | undefined} */
     this.commandId = extra.commandId;
+    /** @type {ErrorBody["details"] | undefined} */
     this.details = extra.details;
   }
 }
@@ -316,10 +443,20 @@ export class SensorStreamError extends Error {
  */
 
 /**
- * Connects, says `hello`, reconnects with exponential backoff and full jitter, resumes from the
+ * @typedef {object} RequestOptions
+ * @property {number} [timeoutMs]
+ * @property {(commandId: string) => void} [onAccepted]
+ * @property {boolean} [beforeConnected] true for `hello`, which is what makes the status `connected`
+ * @property {boolean} [unmetered] not counted against `maxRequestsPerWindow` (hello, heartbeats)
+ */
+
+/**
+ * Connects, says `hello`, reconnects with exponential backoff and full jitter (and at once when an
+ * unreachable server answers again), checks the connection with heartbeats, resumes from the
  * newest reading seen, restores the subscription, and de-duplicates readings by `id`.
  *
- * Events (`addEventListener`): `status` (StatusDetail), `readings` (ReadingsDetail),
+ * Events (`addEventListener`, typed by {@link SensorStreamEventMap}): `status` (StatusDetail),
+ * `readings` (ReadingsDetail), `alert` (AlertTriggeredMessage | AlertResolvedMessage),
  * `subscription` (Subscription), `error` (ErrorDetail).
  */
 export class SensorStreamClient extends EventTarget {
@@ -336,6 +473,10 @@ export class SensorStreamClient extends EventTarget {
   #refusals = 0;
   /** @type {ReturnType<typeof setTimeout> | undefined} */
   #retryTimer;
+  /** true while a retry waits for its timer (what `retryNow()` may cut short) */
+  #retryPending = false;
+  /** true while the server could not be reached: probes look for its return */
+  #probing = false;
   /** @type {string | null} */
   #connectionId = null;
   /** @type {Subscription | null} what the caller chose last; restored after a reconnect */
@@ -346,10 +487,26 @@ export class SensorStreamClient extends EventTarget {
   #seenIds = new Set();
   /** @type {Map<string, PendingRequest>} by requestId */
   #pending = new Map();
+  /** @type {Map<string, Array<HistoryMessage | AlertsMessage | UnitsMessage>>} the parts of answers still coming */
+  #answerParts = new Map();
   /** @type {Map<string, CommandAckMessage | CommandTimeoutMessage>} outcomes that beat their `command:accepted` */
   #earlyOutcomes = new Map();
   /** @type {ReturnType<typeof setTimeout> | undefined} */
   #refreshTimer;
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  #heartbeatTimer;
+  /** @type {Promise<string> | null} the ping in flight, shared by concurrent callers */
+  #pingInFlight = null;
+  /** `Date.now()` of the last message from the server */
+  #lastMessageAt = 0;
+  /** @type {number | undefined} the server's clock when it last sent anything (epoch ms) */
+  #lastContactAt;
+  /** the server's clock minus this browser's, in ms */
+  #clockOffsetMs;
+  /** @type {number[]} `Date.now()` of recent metered requests, oldest first */
+  #recentRequests = [];
+  /** @type {AbortController | null} removes the window/document listeners on `close()` */
+  #listeners = null;
   #requestPrefix = Math.random().toString(36).slice(2, 8);
   #requestCounter = 0;
 
@@ -361,14 +518,72 @@ export class SensorStreamClient extends EventTarget {
       url: options.url,
       minRetryDelayMs: options.minRetryDelayMs ?? 1000,
       maxRetryDelayMs: options.maxRetryDelayMs ?? 30000,
+      probeIntervalMs: options.probeIntervalMs ?? 1000,
+      recoveryJitterMs: options.recoveryJitterMs ?? 500,
+      heartbeatIntervalMs: options.heartbeatIntervalMs ?? 25000,
+      heartbeatTimeoutMs: options.heartbeatTimeoutMs ?? 6000,
       requestTimeoutMs: options.requestTimeoutMs ?? 10000,
       commandTimeoutMs: options.commandTimeoutMs ?? 15000,
+      maxRequestsPerWindow: options.maxRequestsPerWindow ?? 90,
+      requestWindowMs: options.requestWindowMs ?? 10000,
       maxRememberedIds: options.maxRememberedIds ?? 5000,
       maxRefusals: options.maxRefusals ?? 2,
       resumeOverlapMs: options.resumeOverlapMs ?? 5000,
+      initialResumeMs: options.initialResumeMs ?? 0,
       refreshAheadMs: options.refreshAheadMs ?? 60000,
+      clockOffsetMs: options.clockOffsetMs ?? 0,
     };
-    globalThis.addEventListener?.("online", () => this.#onBrowserOnline());
+    this.#clockOffsetMs = this.#options.clockOffsetMs;
+  }
+
+  /**
+   * @template {keyof SensorStreamEventMap} K
+   * @overload
+   * @param {K} type
+   * @param {(this: SensorStreamClient, event: SensorStreamEventMap[K]) => void} listener
+   * @param {boolean | AddEventListenerOptions} [options]
+   * @returns {void}
+   */
+  /**
+   * @overload
+   * @param {string} type
+   * @param {EventListenerOrEventListenerObject | null} listener
+   * @param {boolean | AddEventListenerOptions} [options]
+   * @returns {void}
+   */
+  /**
+   * @param {string} type
+   * @param {any} listener
+   * @param {boolean | AddEventListenerOptions} [options]
+   * @returns {void}
+   */
+  addEventListener(type, listener, options) {
+    super.addEventListener(type, listener, options);
+  }
+
+  /**
+   * @template {keyof SensorStreamEventMap} K
+   * @overload
+   * @param {K} type
+   * @param {(this: SensorStreamClient, event: SensorStreamEventMap[K]) => void} listener
+   * @param {boolean | EventListenerOptions} [options]
+   * @returns {void}
+   */
+  /**
+   * @overload
+   * @param {string} type
+   * @param {EventListenerOrEventListenerObject | null} listener
+   * @param {boolean | EventListenerOptions} [options]
+   * @returns {void}
+   */
+  /**
+   * @param {string} type
+   * @param {any} listener
+   * @param {boolean | EventListenerOptions} [options]
+   * @returns {void}
+   */
+  removeEventListener(type, listener, options) {
+    super.removeEventListener(type, listener, options);
   }
 
   /** @returns {ConnectionStatus} */
@@ -386,6 +601,30 @@ export class SensorStreamClient extends EventTarget {
     return this.#subscription;
   }
 
+  /**
+   * The server's clock minus this browser's (ms), from the `serverTime` of `hello` and `ping`
+   * answers (half the round trip taken off); the `clockOffsetMs` option until then.
+   * @returns {number}
+   */
+  get clockOffsetMs() {
+    return this.#clockOffsetMs;
+  }
+
+  /**
+   * When the server last sent anything (epoch ms on the server's clock), over this connection or
+   * the ones before it; undefined before the first message. Lags behind `serverNow()` while the
+   * connection is quiet, lost or frozen: data is known current up to this time.
+   * @returns {number | undefined}
+   */
+  get lastContactAt() {
+    return this.#lastContactAt;
+  }
+
+  /** @returns {number} now on the server's clock (epoch ms): for ages, staleness and token expiry */
+  serverNow() {
+    return Date.now() + this.#clockOffsetMs;
+  }
+
   /** @param {ClientOptions["token"]} token used from the next connection attempt on */
   setToken(token) {
     this.#token = token;
@@ -397,17 +636,36 @@ export class SensorStreamClient extends EventTarget {
     this.#started = true;
     this.#failures = 0;
     this.#refusals = 0;
+    this.#listen();
     this.#open();
   }
 
-  /** Closes the connection and stops reconnecting; pending requests fail with `disconnected`. */
+  /**
+   * Closes the connection and stops reconnecting; pending requests fail with `disconnected`, and
+   * the listeners on `window`/`document` are removed.
+   */
   close() {
-    this.#started = false;
-    clearTimeout(this.#retryTimer);
+    this.#stop();
     const socket = this.#socket;
     this.#dropSocket("closed by the client");
     socket?.close(1000, "client closed");
     this.#setStatus({ status: "offline", reason: "closed" });
+  }
+
+  /**
+   * While not connected (`reconnecting`, or `offline` because the browser said so), tries again
+   * at once instead of waiting for the scheduled retry; an attempt still under way is replaced.
+   * Does nothing when connected or after `close()`.
+   */
+  retryNow() {
+    if (!this.#started || this.#status === "connected") return;
+    const attempt = this.#socket;
+    if (attempt?.readyState === WebSocket.CONNECTING) {
+      // An attempt that hangs (a frozen server) is replaced by a fresh one.
+      this.#dropSocket("replaced by a new attempt");
+      attempt.close();
+    }
+    if (!this.#socket) this.#open();
   }
 
   /**
@@ -458,13 +716,38 @@ export class SensorStreamClient extends EventTarget {
   }
 
   /**
-   * Round trip to the server: resolves with its time (ISO-8601), rejects when it does not answer.
+   * The org's open alerts on the units the token allows.
+   * @returns {Promise<AlertTriggeredMessage[]>}
+   */
+  async getAlerts() {
+    /** @type {AlertsMessage} */
+    const answer = await this.#request({ action: "getAlerts" }, "alerts");
+    return answer.active;
+  }
+
+  /**
+   * Every unit of the org that has reported (within the token's scope), quiet ones too.
+   * @returns {Promise<UnitInfo[]>}
+   */
+  async listUnits() {
+    /** @type {UnitsMessage} */
+    const answer = await this.#request({ action: "listUnits" }, "units");
+    return answer.units;
+  }
+
+  /**
+   * Round trip to the server: resolves with its time (ISO-8601). When neither the answer nor any
+   * other message comes within `heartbeatTimeoutMs`, the connection is taken for dead: it is
+   * dropped and replaced, and the promise rejects (`timeout` or `disconnected`).
    * @returns {Promise<string>}
    */
-  async ping() {
-    /** @type {PongMessage} */
-    const answer = await this.#request({ action: "ping" }, "pong");
-    return answer.serverTime;
+  ping() {
+    if (!this.#pingInFlight) {
+      this.#pingInFlight = this.#ping().finally(() => {
+        this.#pingInFlight = null;
+      });
+    }
+    return this.#pingInFlight;
   }
 
   /**
@@ -472,18 +755,16 @@ export class SensorStreamClient extends EventTarget {
    * Rejects with `command_failed` (ack status `error`), `command_timeout` (the server saw no ack),
    * `timeout` (no answer at all), `disconnected`, or the server's error code (e.g. `forbidden`).
    * @param {string} deviceId
-   * @param {string} command e.g. `blink`
+   * @param {string} command e.g. `identify`
    * @param {Record<string, unknown>} [params]
    * @param {CommandOptions} [options]
    * @returns {Promise<CommandAckMessage>}
    */
   sendCommand(deviceId, command, params = {}, options = {}) {
-    return this.#request(
-      { action: "sendCommand", deviceId, command, params },
-      "command:ack",
-      options.timeoutMs ?? this.#options.commandTimeoutMs,
-      options.onAccepted,
-    );
+    return this.#request({ action: "sendCommand", deviceId, command, params }, "command:ack", {
+      timeoutMs: options.timeoutMs ?? this.#options.commandTimeoutMs,
+      onAccepted: options.onAccepted,
+    });
   }
 
   /**
@@ -504,7 +785,8 @@ export class SensorStreamClient extends EventTarget {
 
   async #open() {
     clearTimeout(this.#retryTimer);
-    if (!this.#started) return;
+    this.#retryPending = false;
+    if (!this.#started || this.#socket) return;
     if (globalThis.navigator?.onLine === false) {
       this.#setStatus({ status: "offline", reason: "the browser is offline" });
       return;
@@ -518,20 +800,28 @@ export class SensorStreamClient extends EventTarget {
       this.#giveUp(`no token: ${describe(error)}`);
       return;
     }
-    const problem = tokenProblem(token);
+    const problem = tokenProblem(token, this.serverNow());
     if (problem) {
       this.#giveUp(problem);
       return;
     }
-    if (!this.#started) return;
+    if (!this.#started || this.#socket) return;
 
     // The token rides in the subprotocol list: browsers cannot set headers, and URLs get logged.
     const socket = new WebSocket(this.#options.url, [SUBPROTOCOL, BEARER_PREFIX + token]);
     this.#socket = socket;
     let opened = false;
+    // A server that accepts the TCP connection but never answers (frozen, or a half-open
+    // network path) would hold the attempt for minutes: give up on it like on a lost one.
+    const connectTimer = setTimeout(() => {
+      if (!opened && socket === this.#socket) {
+        this.#abandon(`the server did not answer the connection attempt within ${this.#options.requestTimeoutMs} ms`);
+      }
+    }, this.#options.requestTimeoutMs);
     socket.addEventListener("open", () => {
       opened = true;
-      this.#sayHello(socket, token);
+      clearTimeout(connectTimer);
+      if (socket === this.#socket) this.#sayHello(socket, token);
     });
     socket.addEventListener("message", (event) => {
       if (socket === this.#socket) this.#handleMessage(event.data);
@@ -544,13 +834,15 @@ export class SensorStreamClient extends EventTarget {
   /**
    * With a token function, a fresh token replaces the current one a while before it expires;
    * should that fail, the server ends the session at expiry and the reconnect resumes.
+   * Expiry is judged on the server's clock.
    * @param {string} token the token the session runs on
    */
   #scheduleRefresh(token) {
     clearTimeout(this.#refreshTimer);
     const exp = decodeTokenClaims(token)?.exp;
     if (typeof this.#token !== "function" || typeof exp !== "number") return;
-    const delay = Math.max(0, exp * 1000 - Date.now() - this.#options.refreshAheadMs);
+    // setTimeout takes at most 2^31 - 1 ms (24.8 days): a longer delay would fire at once.
+    const delay = Math.min(2 ** 31 - 1, Math.max(0, exp * 1000 - this.serverNow() - this.#options.refreshAheadMs));
     this.#refreshTimer = setTimeout(() => {
       this.refreshToken().catch((error) =>
         this.#emitError({ code: "refresh_failed", message: `could not refresh the token: ${describe(error)}` }),
@@ -567,10 +859,14 @@ export class SensorStreamClient extends EventTarget {
     const hello = { action: "hello" };
     if (this.#newestSeenMs !== undefined) {
       hello.resume = { since: new Date(this.#newestSeenMs - this.#options.resumeOverlapMs).toISOString() };
+    } else if (this.#options.initialResumeMs > 0) {
+      hello.resume = { since: new Date(this.serverNow() - this.#options.initialResumeMs).toISOString() };
     }
+    const sentAt = Date.now();
     try {
       /** @type {ConnectionMessage} */
-      const answer = await this.#request(hello, "connection", undefined, undefined, true);
+      const answer = await this.#request(hello, "connection", { beforeConnected: true, unmetered: true });
+      this.#learnClock(answer.serverTime, sentAt);
       this.#connectionId = answer.connectionId;
       this.#failures = 0;
       this.#refusals = 0;
@@ -580,7 +876,7 @@ export class SensorStreamClient extends EventTarget {
     } catch (error) {
       if (socket !== this.#socket) return;
       this.#emitError({ code: "hello_failed", message: `the server did not accept hello: ${describe(error)}` });
-      socket.close(4000, "hello failed");
+      this.#abandon(`the server did not accept hello: ${describe(error)}`);
     }
   }
 
@@ -609,17 +905,20 @@ export class SensorStreamClient extends EventTarget {
   async #handleClose(opened, event) {
     this.#dropSocket(`connection closed (${event.code}${event.reason ? `: ${event.reason}` : ""})`);
     if (!this.#started) return;
-    if (!opened) {
-      // A refused handshake (HTTP 401) and an unreachable server look alike to a page: the
-      // browser hides the status code. A server that answers plain HTTP is up, so it refused us.
-      const reachable = await isReachable(this.#options.url);
-      if (!this.#started) return;
-      if (reachable && ++this.#refusals >= this.#options.maxRefusals) {
-        this.#giveUp("the server refused the connection: the token is invalid, expired or not for this API");
-        return;
-      }
+    if (opened) {
+      this.#scheduleRetry("the connection was lost");
+      return;
     }
-    this.#scheduleRetry(opened ? "the connection was lost" : "the server could not be reached");
+    // A refused handshake (HTTP 401) and an unreachable server look alike to a page: the
+    // browser hides the status code. A server that answers plain HTTP is up, so it refused us.
+    const reachable = await isReachable(this.#options.url);
+    if (!this.#started || this.#socket) return;
+    if (reachable && ++this.#refusals >= this.#options.maxRefusals) {
+      this.#giveUp("the server refused the connection: the token is invalid, expired or not for this API");
+      return;
+    }
+    this.#scheduleRetry(reachable ? "the server refused the connection" : "the server could not be reached");
+    if (!reachable) this.#probeForRecovery();
   }
 
   /** @param {string} reason */
@@ -627,11 +926,45 @@ export class SensorStreamClient extends EventTarget {
     // Full jitter (random delay up to an exponentially growing ceiling) spreads the reconnects
     // of many browsers after a server outage instead of synchronising them.
     const ceiling = Math.min(this.#options.maxRetryDelayMs, this.#options.minRetryDelayMs * 2 ** this.#failures);
-    const delay = Math.round(Math.random() * ceiling);
     this.#failures += 1;
-    this.#setStatus({ status: "reconnecting", reason, retryInMs: delay, attempt: this.#failures });
+    this.#retryIn(Math.round(Math.random() * ceiling), reason);
+  }
+
+  /**
+   * @param {number} delay
+   * @param {string} reason
+   */
+  #retryIn(delay, reason) {
     clearTimeout(this.#retryTimer);
+    this.#retryPending = true;
     this.#retryTimer = setTimeout(() => this.#open(), delay);
+    this.#setStatus({ status: "reconnecting", reason, retryInMs: delay, retryAt: Date.now() + delay, attempt: this.#failures });
+  }
+
+  /**
+   * While a retry waits and the server could not be reached, checks every `probeIntervalMs`
+   * (plain HTTP: no connection, no Lambda) whether it answers again; if it does, the retry
+   * starts within `recoveryJitterMs` instead of after the rest of the backoff.
+   */
+  async #probeForRecovery() {
+    if (this.#probing) return;
+    this.#probing = true;
+    try {
+      while (this.#started && this.#retryPending) {
+        await sleep(this.#options.probeIntervalMs);
+        if (!this.#started || !this.#retryPending) return;
+        const timeoutMs = Math.max(1000, 2 * this.#options.probeIntervalMs);
+        if (await isReachable(this.#options.url, timeoutMs)) {
+          if (!this.#started || !this.#retryPending) return;
+          this.#failures = 0;
+          const delay = Math.round(Math.random() * this.#options.recoveryJitterMs);
+          this.#retryIn(delay, "the server answers again");
+          return;
+        }
+      }
+    } finally {
+      this.#probing = false;
+    }
   }
 
   /**
@@ -639,23 +972,54 @@ export class SensorStreamClient extends EventTarget {
    * @param {string} reason
    */
   #giveUp(reason) {
-    this.#started = false;
-    clearTimeout(this.#retryTimer);
+    this.#stop();
     this.#setStatus({ status: "unauthorized", reason });
   }
 
-  #onBrowserOnline() {
-    if (this.#started && this.#status === "offline") {
-      this.#failures = 0;
-      this.#open();
-    }
+  /** No more attempts, timers or window/document listeners. */
+  #stop() {
+    this.#started = false;
+    this.#retryPending = false;
+    clearTimeout(this.#retryTimer);
+    clearTimeout(this.#heartbeatTimer);
+    clearTimeout(this.#refreshTimer);
+    this.#listeners?.abort();
+    this.#listeners = null;
+  }
+
+  /**
+   * The browser's hints: back online or back in view means retry now (a background tab's timers
+   * are slowed down) or check that the connection survived.
+   */
+  #listen() {
+    this.#listeners?.abort();
+    const controller = new AbortController();
+    this.#listeners = controller;
+    const { signal } = controller;
+    const wakeUp = () => {
+      if (!this.#started) return;
+      if (this.#status === "connected") this.ping().catch(() => {});
+      else {
+        this.#failures = 0;
+        this.retryNow();
+      }
+    };
+    globalThis.addEventListener?.("online", wakeUp, { signal });
+    globalThis.addEventListener?.("offline", () => this.#status === "connected" && this.ping().catch(() => {}), { signal });
+    globalThis.document?.addEventListener(
+      "visibilitychange",
+      () => globalThis.document.visibilityState === "visible" && wakeUp(),
+      { signal },
+    );
   }
 
   /** @param {string} reason */
   #dropSocket(reason) {
     clearTimeout(this.#refreshTimer);
+    clearTimeout(this.#heartbeatTimer);
     this.#socket = null;
     this.#connectionId = null;
+    this.#answerParts.clear();
     for (const [requestId, pending] of this.#pending) {
       clearTimeout(pending.timer);
       pending.reject(new SensorStreamError("disconnected", reason, { requestId, commandId: pending.commandId }));
@@ -663,18 +1027,75 @@ export class SensorStreamClient extends EventTarget {
     this.#pending.clear();
   }
 
+  /**
+   * The connection (or attempt) gets no answer: drop it without waiting for a close
+   * handshake that a frozen server will not complete, and connect again.
+   * @param {string} reason
+   */
+  #abandon(reason) {
+    const socket = this.#socket;
+    if (!socket) return;
+    this.#dropSocket(reason);
+    socket.close(4002, "no answer");
+    if (this.#started) {
+      this.#scheduleRetry(reason);
+      this.#probeForRecovery();
+    }
+  }
+
+  // --- Heartbeat -----------------------------------------------------------------------------
+
+  async #ping() {
+    const socket = this.#socket;
+    const sentAt = Date.now();
+    try {
+      /** @type {PongMessage} */
+      const answer = await this.#request({ action: "ping" }, "pong", {
+        timeoutMs: this.#options.heartbeatTimeoutMs,
+        unmetered: true,
+      });
+      this.#learnClock(answer.serverTime, sentAt);
+      return answer.serverTime;
+    } catch (error) {
+      const code = error instanceof SensorStreamError ? error.code : undefined;
+      if (code === "timeout" && socket === this.#socket && this.#lastMessageAt < sentAt) {
+        this.#abandon(`the server stopped answering (no answer to ping within ${this.#options.heartbeatTimeoutMs} ms)`);
+      }
+      throw error;
+    }
+  }
+
+  /** Any message proves the connection alive; after `heartbeatIntervalMs` of silence, ask. */
+  #armHeartbeat() {
+    clearTimeout(this.#heartbeatTimer);
+    this.#heartbeatTimer = setTimeout(() => {
+      if (this.#status === "connected") this.ping().catch(() => {});
+    }, this.#options.heartbeatIntervalMs);
+  }
+
+  /**
+   * @param {string} serverTime
+   * @param {number} sentAt `Date.now()` when the request went out
+   */
+  #learnClock(serverTime, sentAt) {
+    const serverMs = Date.parse(serverTime);
+    if (!Number.isFinite(serverMs)) return;
+    // The server read its clock somewhere in the round trip: assume the middle.
+    this.#clockOffsetMs = serverMs - (sentAt + Date.now()) / 2;
+  }
+
   // --- Requests ------------------------------------------------------------------------------
 
   /**
    * @param {ClientRequest} message
    * @param {string} expects
-   * @param {number} [timeoutMs]
-   * @param {(commandId: string) => void} [onAccepted]
-   * @param {boolean} [beforeConnected] true for `hello`, which is what makes the status `connected`
+   * @param {RequestOptions} [options]
    * @returns {Promise<any>}
    */
-  async #request(message, expects, timeoutMs = this.#options.requestTimeoutMs, onAccepted, beforeConnected = false) {
+  async #request(message, expects, options = {}) {
+    const { timeoutMs = this.#options.requestTimeoutMs, onAccepted, beforeConnected = false, unmetered = false } = options;
     if (!beforeConnected) await this.#whenConnected();
+    if (!unmetered) await this.#takeTurn();
     const socket = this.#socket;
     if (!socket || socket.readyState !== WebSocket.OPEN) {
       throw new SensorStreamError("not_connected", "not connected");
@@ -690,6 +1111,22 @@ export class SensorStreamClient extends EventTarget {
     });
   }
 
+  /** Waits while `maxRequestsPerWindow` requests went out in the last `requestWindowMs`. */
+  async #takeTurn() {
+    const { maxRequestsPerWindow, requestWindowMs } = this.#options;
+    for (;;) {
+      const now = Date.now();
+      while (this.#recentRequests.length > 0 && this.#recentRequests[0] <= now - requestWindowMs) {
+        this.#recentRequests.shift();
+      }
+      if (this.#recentRequests.length < maxRequestsPerWindow) {
+        this.#recentRequests.push(now);
+        return;
+      }
+      await sleep(this.#recentRequests[0] + requestWindowMs - now + 1);
+    }
+  }
+
   /** Requests made while (re)connecting wait for the connection, up to the request timeout. */
   #whenConnected() {
     if (this.#status === "connected") return Promise.resolve();
@@ -697,9 +1134,9 @@ export class SensorStreamClient extends EventTarget {
       return Promise.reject(new SensorStreamError("not_connected", `not connected (${this.#status})`));
     }
     return new Promise((resolve, reject) => {
-      /** @param {Event} event */
+      /** @param {CustomEvent<StatusDetail>} event */
       const onStatus = (event) => {
-        const { status } = /** @type {CustomEvent<StatusDetail>} */ (event).detail;
+        const { status } = event.detail;
         if (status === "connected") finish(null);
         else if (status === "unauthorized" || (status === "offline" && !this.#started)) {
           finish(new SensorStreamError("not_connected", `not connected (${status})`));
@@ -718,6 +1155,30 @@ export class SensorStreamClient extends EventTarget {
       };
       this.addEventListener("status", onStatus);
     });
+  }
+
+  /**
+   * The whole answer once its last part is in (at once for an answer in one message).
+   * @template {HistoryMessage | AlertsMessage | UnitsMessage} T
+   * @param {T} message
+   * @returns {T | undefined}
+   */
+  #joinParts(message) {
+    if (!message.parts || message.parts <= 1 || !message.requestId) return message;
+    const key = message.requestId;
+    const received = [...(this.#answerParts.get(key) ?? []), message];
+    if (received.length < message.parts) {
+      this.#answerParts.set(key, received);
+      return undefined;
+    }
+    this.#answerParts.delete(key);
+    received.sort((a, b) => (a.part ?? 0) - (b.part ?? 0));
+    /** @type {"readings" | "active" | "units"} */
+    const field = message.type === "history" ? "readings" : message.type === "alerts" ? "active" : "units";
+    const whole = { ...message, [field]: received.flatMap((part) => /** @type {any} */ (part)[field]) };
+    delete whole.part;
+    delete whole.parts;
+    return whole;
   }
 
   /**
@@ -754,10 +1215,20 @@ export class SensorStreamClient extends EventTarget {
       this.#emitError({ code: "malformed_message", message: "the server sent a message that is not JSON" });
       return;
     }
+    // Whatever it is, the server is alive and the connection works.
+    this.#lastMessageAt = Date.now();
+    this.#lastContactAt = this.serverNow();
+    this.#armHeartbeat();
     switch (message.type) {
+      case "history":
+      case "alerts":
+      case "units": {
+        const whole = this.#joinParts(message);
+        if (whole) this.#takePending(whole.requestId)?.resolve(whole);
+        break;
+      }
       case "connection":
       case "latest":
-      case "history":
       case "pong":
       case "tokenRefreshed":
         this.#takePending(message.requestId)?.resolve(message);
@@ -768,6 +1239,10 @@ export class SensorStreamClient extends EventTarget {
         break;
       case "sensor:readings:batch":
         this.#acceptBatch(message);
+        break;
+      case "alert:triggered":
+      case "alert:resolved":
+        this.dispatchEvent(new CustomEvent("alert", { detail: message }));
         break;
       case "command:accepted":
         this.#commandAccepted(message);
@@ -916,13 +1391,14 @@ export function decodeTokenClaims(token) {
 
 /**
  * @param {string} token
+ * @param {number} now epoch ms on the server's clock (as far as the client knows it)
  * @returns {string | null} why the token cannot work, or null
  */
-function tokenProblem(token) {
+function tokenProblem(token, now) {
   if (!token) return "no token";
   const claims = decodeTokenClaims(token);
   if (!claims) return "the token is not a JWT";
-  if (typeof claims.exp === "number" && claims.exp * 1000 <= Date.now()) return "the token has expired";
+  if (typeof claims.exp === "number" && claims.exp * 1000 <= now) return "the token has expired";
   return null;
 }
 
@@ -930,10 +1406,11 @@ function tokenProblem(token) {
  * Whether anything answers HTTP at the WebSocket endpoint. An opaque (`no-cors`) answer is
  * enough: fetch rejects only when nothing answered at all.
  * @param {string} url
+ * @param {number} [timeoutMs]
  */
-async function isReachable(url) {
+async function isReachable(url, timeoutMs = 5000) {
   try {
-    await fetch(url.replace(/^ws/, "http"), { mode: "no-cors", cache: "no-store", signal: AbortSignal.timeout(5000) });
+    await fetch(url.replace(/^ws/, "http"), { mode: "no-cors", cache: "no-store", signal: AbortSignal.timeout(timeoutMs) });
     return true;
   } catch {
     return false;
@@ -947,6 +1424,11 @@ async function isReachable(url) {
  */
 function first(iterator) {
   return iterator.next().value;
+}
+
+/** @param {number} ms */
+function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** @param {unknown} error */

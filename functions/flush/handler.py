@@ -23,7 +23,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     def keep_going() -> bool:
         return context.get_remaining_time_in_millis() / 1000 > settings.flush_stop_margin_seconds
 
-    flusher = Flusher(clients.store(), clients.fanout_gateway(), settings)
+    flusher = Flusher(
+        clients.store(), clients.fanout_gateway(), settings, publish_alert=clients.alert_publisher()
+    )
     try:
         reports = flusher.run(keep_going)
     finally:

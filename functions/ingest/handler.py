@@ -1,19 +1,17 @@
 """Ingest: IoT topic-rule events and ``POST /readings`` (HTTP API payload v2)."""
 
-import base64
 from typing import Any
 
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import APIGatewayProxyEventV2Model
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from sensor_stream import clients
-from sensor_stream.auth import principal_from_authorizer
-from sensor_stream.errors import AppError, Unauthorized
+from sensor_stream import clients, http_requests
+from sensor_stream.errors import AppError
 from sensor_stream.ingestion import ingest_http, ingest_iot_event
 from sensor_stream.models import utc_now
 from sensor_stream.observability import logger, metrics, tracer
-from sensor_stream.responses import error_response, header, json_response
+from sensor_stream.responses import error_response, json_response
 from sensor_stream.settings import get_settings
 
 
@@ -45,15 +43,8 @@ def handle_iot(event: dict[str, Any]) -> dict[str, Any]:
 
 def handle_http(event: APIGatewayProxyEventV2Model) -> dict[str, Any]:
     try:
-        authorizer = event.requestContext.authorizer
-        claims = authorizer.jwt.claims if authorizer and authorizer.jwt else None
-        if not claims:
-            raise Unauthorized("no verified token claims; send Authorization: Bearer <JWT>")
-        principal = principal_from_authorizer(claims, header(event.headers, "Authorization"), get_settings())
-        body: str | bytes | None = event.body if isinstance(event.body, str) else None
-        if body is not None and event.isBase64Encoded:
-            body = base64.b64decode(body)
-        result = ingest_http(clients.store(), principal, body, utc_now())
+        principal = http_requests.caller(event, get_settings())
+        result = ingest_http(clients.store(), principal, http_requests.body(event), utc_now())
     except AppError as error:
         logger.info("ingest request refused", extra={"code": error.code, "error_message": error.message})
         return error_response(error)

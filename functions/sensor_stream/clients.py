@@ -14,6 +14,7 @@ from botocore.config import Config
 
 from .auth import TokenVerifier
 from .gateway import ConnectionGateway
+from .notifications import AlertPublisher
 from .settings import get_settings
 from .store import SensorStore
 
@@ -64,11 +65,18 @@ def iot_data() -> Any:
 
 
 @lru_cache(maxsize=1)
+def alert_publisher() -> AlertPublisher | None:
+    """Publishes alerts to ALERT_TOPIC_ARN; None when the deployment has no topic."""
+    topic_arn = get_settings().alert_topic_arn
+    return AlertPublisher(boto3.client("sns", config=_RETRIES), topic_arn) if topic_arn else None
+
+
+@lru_cache(maxsize=1)
 def token_verifier() -> TokenVerifier:
     return TokenVerifier(get_settings())
 
 
 def reset() -> None:
     """Forget cached clients and settings (tests change the environment)."""
-    for factory in (store, gateway, fanout_gateway, iot_data, token_verifier, get_settings):
+    for factory in (store, gateway, fanout_gateway, iot_data, alert_publisher, token_verifier, get_settings):
         factory.cache_clear()

@@ -23,13 +23,15 @@ import time
 import uuid
 from collections import defaultdict, deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from aws_lambda_powertools.metrics import MetricResolution
 
+from .alerting import AlertEvaluator, AlertEvent, AlertSink
 from .fanout import Fanout, FanoutCounts, TickSettlement, server_time_of
 from .gateway import ConnectionGateway
-from .keys import DUE_COMMAND, DUE_SESSION_END, DUE_SUCCESSOR
+from .keys import DUE_COMMAND, DUE_RULES, DUE_SESSION_END, DUE_SUCCESSOR
 from .models import CommandTimeoutMessage, ConnectionRecord, ErrorBody, ErrorMessage
 from .observability import logger, metrics
 from .packing import PackedReading
@@ -103,6 +105,7 @@ class TickReport:
     connections: int = 0
     commands_timed_out: int = 0
     sessions_expired: int = 0
+    alerts: int = 0
     lease_lost: bool = False
     successor: str | None = None
     fanout: FanoutCounts = field(default_factory=FanoutCounts)
@@ -121,6 +124,7 @@ class Flusher:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         owner: str | None = None,
+        publish_alert: AlertSink | None = None,
     ) -> None:
         self._store = store
         self._gateway = gateway
@@ -129,6 +133,10 @@ class Flusher:
         self._sleep = sleep
         self.owner = owner or str(uuid.uuid4())
         self.fanout = Fanout(store, gateway, settings, clock=clock)
+        self.alerts = AlertEvaluator(store, clock=clock)
+        self._publish_alert = publish_alert
+        # Publishing an alert (SNS) must not hold up a tick.
+        self._publisher = ThreadPoolExecutor(max_workers=2, thread_name_prefix="alert")
         self._recent = RecentReadings()
         # The next arrival second to read (None until the lease is held).
         self._next_second: int | None = None
@@ -140,6 +148,7 @@ class Flusher:
 
     def close(self) -> None:
         self.fanout.close()
+        self._publisher.shutdown(wait=True)
 
     # --- the loop ---------------------------------------------------------------------
 
@@ -278,14 +287,17 @@ class Flusher:
             self._read_through = announce
             self._renewed_at = now
             report.successor = state.successor
+            self.alerts.sync_rules(state.rules_version)
 
         arrived: dict[str, list[PackedReading]] = defaultdict(list)
         delivered: list[int] = []
         this_tick: set[int] = set()
         queue = self._store.readings.seconds_queue(first, last) if report.seconds else SecondQueue([], [])
-        timers = [timer for timer in queue.timers if timer.kind != DUE_SUCCESSOR]
+        timers = [timer for timer in queue.timers if timer.kind not in (DUE_SUCCESSOR, DUE_RULES)]
         for doorbell in (timer for timer in queue.timers if timer.kind == DUE_SUCCESSOR):
             report.successor = doorbell.identifier
+        if any(timer.kind == DUE_RULES for timer in queue.timers):
+            self.alerts.sync_rules(None)
         for entry in queue.entries:
             for line in entry.lines:
                 try:
@@ -304,15 +316,33 @@ class Flusher:
             logger.error("unreadable outbox readings skipped", extra={"count": report.unreadable})
         report.readings = sum(len(readings) for readings in arrived.values())
 
-        if report.seconds:
-            settlement = TickSettlement(last)
+        # What the rules API ended reaches browsers from the outbox (it published those
+        # itself); what this tick evaluates is published here.
+        evaluated: list[AlertEvent] = []
+        for org_id, readings in arrived.items():
+            evaluated.extend(self.alerts.on_readings(org_id, readings))
+        evaluated.extend(self.alerts.due(now))
+        if self._publish_alert is not None:
+            for event in evaluated:
+                self._publisher.submit(self._publish, event)
+        events = [*(AlertEvent.from_line(line) for line in queue.alert_lines if line), *evaluated]
+        notices: dict[str, list[AlertEvent]] = defaultdict(list)
+        for event in events:
+            notices[event.org_id].append(event)
+        report.alerts = len(events)
+
+        if report.seconds or notices:
+            settlement = TickSettlement(last if report.seconds else self._next_second - 1)
             self._ticks.append(settlement)
-            orgs = list(arrived)
+            orgs = sorted({*arrived, *notices})
             connections = self._store.readings.parallel(
                 lambda org: self._store.connections.of_org(org, now), orgs
             )
             for org_id, records in zip(orgs, connections, strict=True):
-                report.connections += self._fan_out(records, arrived[org_id], settlement, now)
+                report.connections += self._fan_out(
+                    records, arrived.get(org_id, []), notices.get(org_id, []), settlement, now
+                )
+        if report.seconds:
             self._next_second = last + 1
         self._recent.add_tick(delivered)
         # Lanes that waited for a post in flight go out now too, then the tick waits a
@@ -331,6 +361,7 @@ class Flusher:
         self,
         records: list[ConnectionRecord],
         readings: list[PackedReading],
+        events: list[AlertEvent],
         settlement: TickSettlement,
         now: float,
     ) -> int:
@@ -339,10 +370,22 @@ class Flusher:
             if record.token_expired(now):
                 continue
             wanted = [r for r in readings if record.wants_unit(r.unit_id, r.site_id)]
-            if wanted:
-                self.fanout.deliver(record, wanted, settlement)
+            notices = [
+                e.message.to_json().encode() for e in events if record.wants_unit(e.unit_id, e.site_id)
+            ]
+            if wanted or notices:
+                self.fanout.deliver(record, wanted, settlement, notices)
                 connections += 1
         return connections
+
+    def _publish(self, event: AlertEvent) -> None:
+        assert self._publish_alert is not None
+        try:
+            self._publish_alert(event)
+        except Exception:
+            # Browsers have it; the people who are not watching miss this one.
+            logger.exception("publishing an alert failed", extra={"org_id": event.org_id})
+            metrics.add_metric(name="AlertPublishFailures", unit="Count", value=1)
 
     def _must_renew(self, now: float, last: int) -> bool:
         return (

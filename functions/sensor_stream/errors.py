@@ -74,6 +74,8 @@ class Unavailable(AppError):
 
 
 class LimitExceeded(AppError):
+    # Over HTTP: the request is well formed, but the org is at a limit.
+    status = 409
     code = "limit_exceeded"
 
 

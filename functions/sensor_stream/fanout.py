@@ -76,12 +76,23 @@ class FanoutCounts:
 class _Lane:
     record: ConnectionRecord
     waiting: list[PackedReading] = field(default_factory=list)
+    # Other messages for the next post, as posted (alert:triggered/resolved), in order.
+    notices: list[bytes] = field(default_factory=list)
     waiting_for: list[TickSettlement] = field(default_factory=list)
     in_flight: Future[None] | None = None
     # Since when readings have been waiting on a post in flight or a failed one.
     blocked_since: float | None = None
     failures: int = 0
     closed: bool = False
+
+
+@dataclass
+class _Parcel:
+    """What one post carries, and the ticks it settles."""
+
+    readings: list[PackedReading]
+    notices: list[bytes]
+    settlements: list[TickSettlement]
 
 
 class Fanout:
@@ -101,6 +112,7 @@ class Fanout:
             max_workers=settings.flush_post_concurrency, thread_name_prefix="post"
         )
         self._lanes: dict[str, _Lane] = {}
+        self._closing: set[Future[None]] = set()
         self._lock = threading.Lock()
         self._counts = FanoutCounts()
 
@@ -114,14 +126,22 @@ class Fanout:
 
     # --- each tick ------------------------------------------------------------------------
 
-    def deliver(self, record: ConnectionRecord, readings: list[PackedReading], tick: TickSettlement) -> None:
-        """Queue readings for a connection; they go out now unless a post is in flight."""
+    def deliver(
+        self,
+        record: ConnectionRecord,
+        readings: list[PackedReading],
+        tick: TickSettlement,
+        notices: list[bytes] | None = None,
+    ) -> None:
+        """Queue readings (and other messages) for a connection; they go out now unless a
+        post is in flight."""
         with self._lock:
             lane = self._lanes.get(record.connection_id)
             if lane is None or lane.closed:
                 lane = self._lanes[record.connection_id] = _Lane(record)
             lane.record = record
             lane.waiting.extend(readings)
+            lane.notices.extend(notices or ())
             lane.waiting_for.append(tick)
             tick.add()
 
@@ -132,7 +152,7 @@ class Fanout:
         to_close: list[_Lane] = []
         with self._lock:
             for lane in self._lanes.values():
-                if lane.closed or not lane.waiting:
+                if lane.closed or not (lane.waiting or lane.notices):
                     continue
                 if lane.in_flight is not None and lane.blocked_since is None:
                     lane.blocked_since = now
@@ -142,40 +162,36 @@ class Fanout:
                 ):
                     to_close.append(lane)
                 elif lane.in_flight is None:
-                    readings, settlements = lane.waiting, lane.waiting_for
-                    lane.waiting, lane.waiting_for = [], []
-                    lane.in_flight = self._pool.submit(self._post, lane, readings, settlements, server_time)
+                    parcel = _Parcel(lane.waiting, lane.notices, lane.waiting_for)
+                    lane.waiting, lane.notices, lane.waiting_for = [], [], []
+                    lane.in_flight = self._pool.submit(self._post, lane, parcel, server_time)
             for lane in to_close:
                 self._close_lane(lane, reason="stalled")
             # Lanes with nothing waiting and nothing in flight are forgotten.
             for connection_id in [
                 cid
                 for cid, lane in self._lanes.items()
-                if lane.closed or (not lane.waiting and not lane.in_flight)
+                if lane.closed or (not lane.waiting and not lane.notices and not lane.in_flight)
             ]:
                 del self._lanes[connection_id]
 
     def in_flight(self) -> int:
+        """Posts, and closes of connections, not ended yet."""
         with self._lock:
-            return sum(1 for lane in self._lanes.values() if lane.in_flight is not None)
+            self._closing = {future for future in self._closing if not future.done()}
+            return sum(1 for lane in self._lanes.values() if lane.in_flight is not None) + len(self._closing)
 
     def abandon_in_flight(self) -> None:
         """Hand-over: lanes whose post has not ended are closed (their browsers resume),
         so the successor can start right after what this flusher dispatched."""
         with self._lock:
             for lane in list(self._lanes.values()):
-                if lane.in_flight is not None or lane.waiting:
+                if lane.in_flight is not None or lane.waiting or lane.notices:
                     self._close_lane(lane, reason="hand-over")
 
     # --- one post (posting thread) ------------------------------------------------------
 
-    def _post(
-        self,
-        lane: _Lane,
-        readings: list[PackedReading],
-        settlements: list[TickSettlement],
-        server_time: datetime,
-    ) -> None:
+    def _post(self, lane: _Lane, parcel: _Parcel, server_time: datetime) -> None:
         record = lane.record
         outcome = "sent"
         sent = 0
@@ -183,7 +199,8 @@ class Fanout:
             if record.token_expired(self._clock()):
                 outcome = "expired"  # the token-expiry timer closes it; it may see nothing more
             else:
-                for message in pack_batches(readings, server_time=server_time):
+                messages = [*pack_batches(parcel.readings, server_time=server_time), *parcel.notices]
+                for message in messages:
                     if not self._gateway.send(record.connection_id, message):
                         outcome = "gone"
                         break
@@ -197,23 +214,17 @@ class Fanout:
         except Exception:
             outcome = "failed"
             logger.exception("post failed", extra={"connection_id": record.connection_id})
-        self._finish(lane, readings, settlements, outcome, sent)
+        self._finish(lane, parcel, outcome, sent)
 
-    def _finish(
-        self,
-        lane: _Lane,
-        readings: list[PackedReading],
-        settlements: list[TickSettlement],
-        outcome: str,
-        sent: int,
-    ) -> None:
+    def _finish(self, lane: _Lane, parcel: _Parcel, outcome: str, sent: int) -> None:
         now = self._clock()
         delete_record = False
+        settlements = parcel.settlements
         with self._lock:
             self._counts.messages_sent += sent
-            if outcome == "sent" and sent and readings:
+            if outcome == "sent" and sent and parcel.readings:
                 # format_time texts: the smallest is the oldest.
-                self._counts.lags.append(now - _epoch_seconds(min(r.received_at for r in readings)))
+                self._counts.lags.append(now - _epoch_seconds(min(r.received_at for r in parcel.readings)))
             if outcome in ("sent", "expired"):
                 lane.failures = 0
                 if not lane.waiting:
@@ -226,7 +237,8 @@ class Fanout:
                     delete_record = True
             elif not lane.closed:
                 # Retried with the next tick's readings (they are older, so they go first).
-                lane.waiting[:0] = readings
+                lane.waiting[:0] = parcel.readings
+                lane.notices[:0] = parcel.notices
                 lane.waiting_for[:0] = settlements
                 settlements = []
                 if lane.blocked_since is None:
@@ -254,13 +266,13 @@ class Fanout:
             return
         lane.closed = True
         self._counts.connections_closed += 1
-        settlements, lane.waiting, lane.waiting_for = lane.waiting_for, [], []
+        settlements, lane.waiting, lane.notices, lane.waiting_for = lane.waiting_for, [], [], []
         for settlement in settlements:
             settlement.done()
         logger.info(
             "closing a connection", extra={"connection_id": lane.record.connection_id, "reason": reason}
         )
-        self._pool.submit(self._disconnect, lane.record)
+        self._closing.add(self._pool.submit(self._disconnect, lane.record))
 
     def _disconnect(self, record: ConnectionRecord) -> None:
         try:

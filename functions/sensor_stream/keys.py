@@ -24,6 +24,8 @@ DUE_COMMAND = "cmd"
 # A waiting successor's doorbell: the running flusher finds it with the second's readings.
 DUE_SUCCESSOR = "successor"
 DUE_SESSION_END = "session"
+# A changed alert rule's doorbell: the flusher loads the rules again on its next tick.
+DUE_RULES = "rules"
 
 
 def key(pk: str, sk: str) -> Key:
@@ -72,8 +74,8 @@ def outbox_seconds(first: int, last: int) -> list[tuple[int, tuple[str, str]]]:
     return ranges
 
 
-def unit_registry_pk(org_id: str) -> str:
-    return f"UNITS#{org_id}"
+def unit_registry_pk(org_id: str, shard: int) -> str:
+    return f"UNITS#{org_id}#{shard}"
 
 
 def device_key(org_id: str, device_id: str) -> Key:
@@ -86,6 +88,32 @@ def quarantine_key(org_id: str, day: str, received_at: str, device_id: str, dige
 
 def quarantine_pk(org_id: str, day: str) -> str:
     return f"QUARANTINE#{org_id}#{day}"
+
+
+# --- alerts --------------------------------------------------------------------------------
+
+# Every org's rules in one partition (rules change rarely; the flush loads them all).
+RULES_PK = "RULES"
+
+
+def rule_key(org_id: str, rule_id: str) -> Key:
+    return key(RULES_PK, f"{org_id}#{rule_id}")
+
+
+def org_rules_range(org_id: str) -> tuple[str, str]:
+    return f"{org_id}#", f"{org_id}#~"
+
+
+def alerts_pk(org_id: str) -> str:
+    return f"ALERT#{org_id}"
+
+
+def alert_key(org_id: str, rule_id: str, unit_id: str) -> Key:
+    return key(alerts_pk(org_id), f"{rule_id}#{unit_id}")
+
+
+def rule_alerts_range(rule_id: str) -> tuple[str, str]:
+    return f"{rule_id}#", f"{rule_id}#~"
 
 
 # --- connections ---------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from pydantic import (
     ValidationInfo,
     field_validator,
     model_serializer,
+    model_validator,
 )
 from pydantic.alias_generators import to_camel
 
@@ -82,8 +83,8 @@ Identifier = Annotated[str, StringConstraints(min_length=1, max_length=64, patte
 DeviceId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
 ReadingId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
 MAX_REQUEST_ID_LENGTH = 128
-# Readings in one history answer: ~300 bytes each, so one answer stays under API
-# Gateway's 128 KB message limit.
+# Readings in one history answer (~300 bytes each: one message of API Gateway's 128 KB
+# in the common case; a larger answer is split, see PartOfAnswer).
 MAX_HISTORY_READINGS = 300
 RequestId = Annotated[str, StringConstraints(max_length=MAX_REQUEST_ID_LENGTH)]
 
@@ -313,24 +314,6 @@ class RefreshTokenRequest(WireModel):
     token: Annotated[str, StringConstraints(min_length=1, max_length=8192)]
 
 
-SessionRequest = (
-    HelloRequest
-    | SubscribeRequest
-    | UnsubscribeRequest
-    | GetLatestRequest
-    | GetHistoryRequest
-    | PingRequest
-    | RefreshTokenRequest
-)
-SESSION_ACTIONS: dict[str, type[SessionRequest]] = {
-    "hello": HelloRequest,
-    "subscribe": SubscribeRequest,
-    "unsubscribe": UnsubscribeRequest,
-    "getLatest": GetLatestRequest,
-    "getHistory": GetHistoryRequest,
-    "ping": PingRequest,
-    "refreshToken": RefreshTokenRequest,
-}
 # A selection holds at most this many ids (its echo must fit in one WebSocket message).
 MAX_SELECTED_UNITS = 500
 MAX_SELECTED_SITES = 100
@@ -361,7 +344,16 @@ class LatestMessage(WireModel):
     reading: Reading | None
 
 
-class HistoryMessage(WireModel):
+class PartOfAnswer(WireModel):
+    """An answer too large for one WebSocket message goes out in parts, each with the
+    request's ``requestId``, ``part`` (1..parts) and ``parts``; the list of each part is a
+    slice of the whole, in order. Small answers carry neither field."""
+
+    part: Annotated[int | None, Field(exclude_if=lambda v: v is None)] = None
+    parts: Annotated[int | None, Field(exclude_if=lambda v: v is None)] = None
+
+
+class HistoryMessage(PartOfAnswer):
     """``readings`` ordered by ``recordedAt``; ``more`` when the span held more than ``limit``
     (the newest ``limit`` are sent: ask again with an earlier ``until`` for the rest)."""
 
@@ -429,6 +421,199 @@ class ErrorMessage(WireModel):
     error: ErrorBody
 
 
+# --- Alerts and units (contract section 5) ----------------------------------------------
+
+Metric = Literal["temperature", "humidity", "battery", "signalStrength", "silence"]
+THRESHOLD_METRICS: dict[str, str] = {
+    "temperature": "temperature",
+    "humidity": "humidity",
+    "battery": "battery",
+    "signalStrength": "signal_strength",
+}
+Severity = Literal["info", "warning", "critical"]
+SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
+AlertType = Literal[
+    "temperature_high",
+    "temperature_low",
+    "humidity_high",
+    "humidity_low",
+    "battery_high",
+    "battery_low",
+    "signalStrength_high",
+    "signalStrength_low",
+    "silence",
+]
+Bound = Annotated[float | None, Field(strict=True, allow_inf_nan=False, exclude_if=lambda v: v is None)]
+
+
+def _omitted_when_none(value: Any) -> bool:
+    return value is None
+
+
+class AlertRuleBody(WireModel):
+    """``PUT /alert-rules/{ruleId}``: a min/max rule on a metric, or a silence rule, for one
+    unit, one site or (neither) every unit of the org."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    metric: Metric
+    min: Bound = None
+    max: Bound = None
+    max_silence_seconds: Annotated[
+        int | None, Field(strict=True, ge=10, le=86400, exclude_if=_omitted_when_none)
+    ] = None
+    unit_id: Annotated[Identifier | None, Field(exclude_if=_omitted_when_none)] = None
+    site_id: Annotated[Identifier | None, Field(exclude_if=_omitted_when_none)] = None
+    for_seconds: Annotated[int, Field(strict=True, ge=0, le=86400)] = 0
+    severity: Severity
+    name: Annotated[
+        str | None, StringConstraints(min_length=1, max_length=128), Field(exclude_if=_omitted_when_none)
+    ] = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AlertRuleBody:
+        if self.unit_id is not None and self.site_id is not None:
+            raise ValueError("give unitId or siteId (or neither: every unit of the org), not both")
+        if self.metric == "silence":
+            if self.max_silence_seconds is None:
+                raise ValueError("a silence rule needs maxSilenceSeconds (10-86400)")
+            if self.min is not None or self.max is not None:
+                raise ValueError("a silence rule takes no min or max")
+        else:
+            if self.min is None and self.max is None:
+                raise ValueError(f"a {self.metric} rule needs min and/or max")
+            if self.max_silence_seconds is not None:
+                raise ValueError("maxSilenceSeconds belongs to silence rules")
+            if self.min is not None and self.max is not None and self.min > self.max:
+                raise ValueError("min must not be greater than max")
+        return self
+
+
+class AlertRule(AlertRuleBody):
+    """A stored rule: the body with its ``ruleId`` (unique within its org)."""
+
+    rule_id: Identifier
+
+    def applies_to(self, unit_id: str, site_id: str | None) -> bool:
+        if self.unit_id is not None:
+            return unit_id == self.unit_id
+        if self.site_id is not None:
+            return site_id == self.site_id
+        return True
+
+    def measured_by(self, reading: dict[str, Any]) -> bool:
+        """Whether a reading (wire form) carries this min/max rule's metric: one that does
+        not says nothing about it (a humidity-only reading leaves a temperature alert)."""
+        value = reading.get(self.metric) if self.metric != "silence" else None
+        return isinstance(value, int | float) and not isinstance(value, bool)
+
+    def breach(self, reading: dict[str, Any]) -> tuple[str, float, float] | None:
+        """(alertType, value, threshold) when a reading (wire form) breaks this min/max rule."""
+        if not self.measured_by(reading):
+            return None
+        value = reading[self.metric]
+        if self.max is not None and value > self.max:
+            return f"{self.metric}_high", float(value), self.max
+        if self.min is not None and value < self.min:
+            return f"{self.metric}_low", float(value), self.min
+        return None
+
+
+class RulesMessage(WireModel):
+    rules: list[AlertRule]
+
+
+class AlertTriggeredMessage(WireModel):
+    type: Literal["alert:triggered"] = "alert:triggered"
+    alert_id: str
+    rule_id: str
+    unit_id: str
+    alert_type: AlertType
+    severity: Severity
+    message: str
+    value: Bound = None
+    threshold: Bound = None
+    triggered_at: UtcTime
+
+
+class AlertResolvedMessage(WireModel):
+    type: Literal["alert:resolved"] = "alert:resolved"
+    alert_id: str
+    rule_id: str
+    unit_id: str
+    resolved_at: UtcTime
+
+
+class GetAlertsRequest(WireModel):
+    action: Literal["getAlerts"]
+    request_id: RequestId | None = None
+
+
+class AlertsMessage(PartOfAnswer):
+    type: Literal["alerts"] = "alerts"
+    request_id: str | None = None
+    active: list[AlertTriggeredMessage]
+
+
+class ListUnitsRequest(WireModel):
+    action: Literal["listUnits"]
+    request_id: RequestId | None = None
+
+
+class UnitInfo(WireModel):
+    unit_id: str
+    site_id: str | None
+    last_reading: Reading | None
+    last_seen_at: UtcTime | None
+
+
+class AlertState(WireModel):
+    """A (rule, unit) whose condition holds: ``pending`` since ``sinceMs`` (the receivedAt
+    of the first reading that broke the rule, or when silence began) until ``forSeconds``
+    have passed, then ``open`` with its alert."""
+
+    rule_id: str
+    unit_id: str
+    site_id: str | None = None
+    state: Literal["pending", "open"]
+    since_ms: int
+    # What broke the rule first (a pending min/max condition opens with it).
+    alert_type: AlertType | None = None
+    value: float | None = None
+    threshold: float | None = None
+    alert: AlertTriggeredMessage | None = None
+
+
+class UnitsMessage(PartOfAnswer):
+    type: Literal["units"] = "units"
+    request_id: str | None = None
+    units: list[UnitInfo]
+
+
+SessionRequest = (
+    HelloRequest
+    | SubscribeRequest
+    | UnsubscribeRequest
+    | GetLatestRequest
+    | GetHistoryRequest
+    | GetAlertsRequest
+    | ListUnitsRequest
+    | PingRequest
+    | RefreshTokenRequest
+)
+SESSION_ACTIONS: dict[str, type[SessionRequest]] = {
+    "hello": HelloRequest,
+    "subscribe": SubscribeRequest,
+    "unsubscribe": UnsubscribeRequest,
+    "getLatest": GetLatestRequest,
+    "getHistory": GetHistoryRequest,
+    "getAlerts": GetAlertsRequest,
+    "listUnits": ListUnitsRequest,
+    "ping": PingRequest,
+    "refreshToken": RefreshTokenRequest,
+}
+
+
 # --- DynamoDB records -----------------------------------------------------------------
 
 
@@ -463,13 +648,15 @@ class ConnectionRecord(WireModel):
 
 
 class UnitSeen(WireModel):
-    """A unit of an org as the registry knows it; ``lastSeenAt`` is refreshed at most every
-    REGISTRY_REFRESH_SECONDS, so it may lag the newest reading by that much."""
+    """A unit of an org as the registry knows it: written with every message that carries
+    the unit, so ``lastReading`` and ``lastSeenAt`` (its ``receivedAt``) are the newest
+    (by arrival)."""
 
     unit_id: str
     site_id: str | None
     device_id: str
     last_seen_at: UtcTime
+    last_reading: Reading | None = None
 
 
 class PendingCommand(WireModel):

@@ -82,7 +82,7 @@ class ReadingQueue:
             metrics.add_metric(name="ReadingsRecovered", unit="Count", value=len(recovered))
             logger.info("queued readings whose first queueing is missing", extra={"count": len(recovered)})
 
-        registry = self._store.readings.registry_refreshes(org_id, device_id, unique) if entries else []
+        registry = self._store.readings.registry_items(org_id, device_id, unique) if entries else []
         if entries:
             self._queue(entries, intended, registry)
         for ref in unqueued_refs:
@@ -123,7 +123,7 @@ class ReadingQueue:
         try:
             readings.write(items)
         except Exception:
-            readings.forget_registry_writes()
+            readings.forget_device_writes()
             raise
         for _ in range(MAX_REQUEUES):
             if not self._maybe_read_already(second):

@@ -14,13 +14,25 @@ from pydantic import BaseModel, ValidationError
 from .auth import TokenVerifier
 from .errors import AppError, MalformedJson, Throttled, Unauthorized, ValidationFailed, describe_errors
 from .gateway import ConnectionGateway
-from .models import MAX_REQUEST_ID_LENGTH, ConnectionRecord, ErrorBody, ErrorMessage, WireModel
+from .models import (
+    MAX_REQUEST_ID_LENGTH,
+    ConnectionRecord,
+    ErrorBody,
+    ErrorMessage,
+    PartOfAnswer,
+    WireModel,
+)
 from .observability import logger, metrics
 from .settings import Settings
 from .store import SensorStore
 from .wire import decode_json
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+PartT = TypeVar("PartT", bound=PartOfAnswer)
+
+# API Gateway takes messages of up to 128 KB (32 KB frames, joined by the browser); an
+# answer stays below with room for its envelope.
+MAX_ANSWER_BYTES = 120_000
 
 
 @dataclass(frozen=True)
@@ -98,3 +110,27 @@ def _request_id_if_any(body: str | None) -> str | None:
         return parse_client_message(body)[1]
     except AppError:
         return None
+
+
+def in_parts(answer: PartT, list_field: str, limit: int = MAX_ANSWER_BYTES) -> list[PartT]:
+    """The answer as one message, or in parts of at most ``limit`` bytes each when its
+    list (``list_field``) makes it larger (PartOfAnswer)."""
+    whole = answer.to_json().encode()
+    if len(whole) <= limit:
+        return [answer]
+    items: list[Any] = getattr(answer, list_field)
+    envelope = len(answer.model_copy(update={list_field: [], "part": 99_999, "parts": 99_999}).to_json())
+    chunks: list[list[Any]] = [[]]
+    size = envelope
+    for item in items:
+        # Each item's own JSON, plus the comma between items.
+        item_size = len(item.to_json().encode()) + 1
+        if chunks[-1] and size + item_size > limit:
+            chunks.append([])
+            size = envelope
+        chunks[-1].append(item)
+        size += item_size
+    return [
+        answer.model_copy(update={list_field: chunk, "part": number, "parts": len(chunks)})
+        for number, chunk in enumerate(chunks, start=1)
+    ]

@@ -13,13 +13,16 @@ from .models import (
     MAX_SELECTED_SITES,
     MAX_SELECTED_UNITS,
     SESSION_ACTIONS,
+    AlertsMessage,
     ConnectionMessage,
     ConnectionRecord,
+    GetAlertsRequest,
     GetHistoryRequest,
     GetLatestRequest,
     HelloRequest,
     HistoryMessage,
     LatestMessage,
+    ListUnitsRequest,
     PingRequest,
     PongMessage,
     RefreshTokenRequest,
@@ -28,13 +31,15 @@ from .models import (
     SubscribeRequest,
     Subscription,
     TokenRefreshedMessage,
+    UnitInfo,
+    UnitsMessage,
     UnsubscribeRequest,
     WireModel,
     format_time,
 )
 from .observability import metrics
 from .packing import PackedReading, pack_batches
-from .protocol import RequestContext, require_live_token, validate
+from .protocol import RequestContext, in_parts, require_live_token, validate
 from .settings import Settings
 from .store import SensorStore, StaleConnection
 
@@ -98,7 +103,11 @@ def answer_session_request(
         case GetLatestRequest():
             return [get_latest(context, record, request)]
         case GetHistoryRequest():
-            return [get_history(context, record, request)]
+            return [*in_parts(get_history(context, record, request), "readings")]
+        case GetAlertsRequest():
+            return [*in_parts(get_alerts(context, record, request), "active")]
+        case ListUnitsRequest():
+            return [*in_parts(list_units(context, record, request), "units")]
         case PingRequest():
             return [PongMessage(request_id=request.request_id, server_time=context.now)]
     raise AssertionError(f"unhandled request {request!r}")  # pragma: no cover
@@ -249,6 +258,33 @@ def get_history(
         readings=readings[-request.limit :],
         more=len(readings) > request.limit,
     )
+
+
+def _in_scope(record: ConnectionRecord, unit_id: str) -> bool:
+    return record.allowed_units is None or unit_id in record.allowed_units
+
+
+def get_alerts(context: RequestContext, record: ConnectionRecord, request: GetAlertsRequest) -> AlertsMessage:
+    """The org's open alerts on units within the token's scope."""
+    active = [
+        alert for alert in context.store.alerts.open_alerts(record.org_id) if _in_scope(record, alert.unit_id)
+    ]
+    return AlertsMessage(request_id=request.request_id, active=active)
+
+
+def list_units(context: RequestContext, record: ConnectionRecord, request: ListUnitsRequest) -> UnitsMessage:
+    """Every unit of the org that has reported, within the token's scope, quiet ones too."""
+    units = [
+        UnitInfo(
+            unit_id=unit.unit_id,
+            site_id=unit.site_id,
+            last_reading=unit.last_reading,
+            last_seen_at=unit.last_seen_at,
+        )
+        for unit in context.store.readings.units_seen(record.org_id)
+        if _in_scope(record, unit.unit_id)
+    ]
+    return UnitsMessage(request_id=request.request_id, units=units)
 
 
 def refresh_token(

@@ -75,12 +75,18 @@ class Settings(BaseSettings):
     # Ingest: a redelivery re-queues readings whose first queueing cannot be found if the
     # first attempt was at most this long ago (IoT and Lambda retry within minutes).
     recovery_window_seconds: int = Field(900, ge=0, alias="RECOVERY_WINDOW_SECONDS")
-    # Unit and device registry items are rewritten at most this often per container.
+    # A device's registry item (which org owns it) is rewritten at most this often per
+    # container; unit registry items go out with every message that carries the unit.
     registry_refresh_seconds: int = Field(300, ge=1, alias="REGISTRY_REFRESH_SECONDS")
+    # Partitions of an org's unit registry (each takes ~1,000 writes a second).
+    unit_registry_shards: int = Field(4, ge=1, le=64, alias="UNIT_REGISTRY_SHARDS")
 
     # Requests per connection: at most LIMIT per WINDOW seconds, else "throttled".
     connection_request_limit: int = Field(100, ge=1, alias="CONNECTION_REQUEST_LIMIT")
     connection_request_window_seconds: int = Field(10, ge=1, alias="CONNECTION_REQUEST_WINDOW_SECONDS")
+
+    # The SNS topic every opened and resolved alert is published to (empty: none).
+    alert_topic_arn: str = Field("", alias="ALERT_TOPIC_ARN")
 
     command_timeout_seconds: int = Field(10, ge=1, alias="COMMAND_TIMEOUT_SECONDS")
     # API Gateway closes a connection after 2 h; the record outlives it a little.
@@ -93,6 +99,9 @@ class Settings(BaseSettings):
     # Resume after a reconnect: how far back and how many readings at most.
     resume_max_seconds: int = Field(900, ge=0, alias="RESUME_MAX_SECONDS")
     resume_max_readings: int = Field(1000, ge=0, alias="RESUME_MAX_READINGS")
+    # Alert rules per org: the flush holds every org's rules in memory and reads them all
+    # again when one changes.
+    max_rules_per_org: int = Field(200, ge=1, alias="MAX_RULES_PER_ORG")
 
 
 @lru_cache(maxsize=1)

@@ -17,6 +17,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -66,6 +68,7 @@ class LocalStack:
     http_url: str
     mqtt_url: str
     dashboard_url: str
+    admin_url: str
     aws_url: str
     jwt_secret: str
     table_name: str
@@ -87,6 +90,29 @@ class LocalStack:
 
     def dynamodb(self) -> Any:
         return boto3.client("dynamodb", endpoint_url=self.aws_url, region_name="eu-west-1")
+
+    def http(
+        self, method: str, path: str, token: str, body: dict[str, Any] | None = None
+    ) -> tuple[int, dict[str, Any] | None]:
+        """A request to the HTTP API: (status, decoded JSON answer or None)."""
+        request = urllib.request.Request(  # noqa: S310 - the local stack on loopback
+            f"{self.http_url}{path}",
+            data=json.dumps(body).encode() if body is not None else None,
+            method=method,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
+                status, raw = response.status, response.read()
+        except urllib.error.HTTPError as error:
+            status, raw = error.code, error.read()
+        return status, json.loads(raw) if raw else None
+
+    def notifications(self) -> list[dict[str, Any]]:
+        """What the alert topic published so far (the admin API's inbox)."""
+        with urllib.request.urlopen(f"{self.admin_url}/notifications", timeout=10) as response:  # noqa: S310
+            notifications: list[dict[str, Any]] = json.loads(response.read())
+        return notifications
 
     def log_tail(self, lines: int = 60) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
@@ -154,6 +180,7 @@ def start_local_stack(**env: str) -> Iterator[LocalStack]:
                 http_url=ready["http"],
                 mqtt_url=ready["mqtt"],
                 dashboard_url=ready["dashboard"],
+                admin_url=ready["admin"],
                 aws_url=f"http://127.0.0.1:{environment['LOCAL_AWS_PORT']}",
                 jwt_secret=environment["JWT_SECRET"],
                 table_name=table_name,

@@ -57,6 +57,8 @@ def test_each_websocket_route_reaches_its_function(synthesized: Synthesized) -> 
         "getHistory": connect,
         "ping": connect,
         "refreshToken": connect,
+        "getAlerts": connect,
+        "listUnits": connect,
         "sendCommand": publish,
     }
 
@@ -78,7 +80,7 @@ def test_api_gateway_may_invoke_each_route_function_only_from_this_api(synthesiz
     ]
     websocket_permissions = [p for p in permissions if {"Ref": api} in p["SourceArn"]["Fn::Join"][1]]
     # One per route: $connect, $disconnect, $default and the client actions.
-    assert len(websocket_permissions) == 3 + len(catalog.CLIENT_ACTIONS) == 11
+    assert len(websocket_permissions) == 3 + len(catalog.CLIENT_ACTIONS) == 13
 
 
 def test_websocket_stage_logs_access_and_throttles(synthesized: Synthesized) -> None:

@@ -121,17 +121,23 @@ def websocket_message_event(
     return {"requestContext": context, "body": text, "isBase64Encoded": False}
 
 
-def http_readings_event(
+def http_api_event(
+    route_key: str,
     body: str | dict[str, Any] | None,
     claims: dict[str, Any] | None,
     *,
+    path_parameters: dict[str, str] | None = None,
     base64_encoded: bool = False,
     at: datetime | None = None,
 ) -> dict[str, Any]:
-    """``POST /readings`` as an HTTP API (payload v2) with a JWT authorizer delivers it:
-    ``claims`` are the bearer token's (as signed), which the event carries in the
+    """A request to the HTTP API (payload v2) with a JWT authorizer, as API Gateway delivers
+    it: ``claims`` are the bearer token's (as signed), which the event carries in the
     Authorization header and, flattened to strings, as the authorizer's verified claims;
     None means no authorizer context at all."""
+    method, _, template = route_key.partition(" ")
+    path = template
+    for name, value in (path_parameters or {}).items():
+        path = path.replace("{" + name + "}", value)
     text = body if body is None or isinstance(body, str) else json.dumps(body)
     if text is not None and base64_encoded:
         text = base64.b64encode(text.encode()).decode()
@@ -141,14 +147,14 @@ def http_readings_event(
         "domainName": f"{HTTP_API_ID}.execute-api.{REGION}.amazonaws.com",
         "domainPrefix": HTTP_API_ID,
         "http": {
-            "method": "POST",
-            "path": "/readings",
+            "method": method,
+            "path": path,
             "protocol": "HTTP/1.1",
             "sourceIp": "198.51.100.7",
             "userAgent": "gateway/1.0",
         },
         "requestId": _request_id(),
-        "routeKey": "POST /readings",
+        "routeKey": route_key,
         "stage": "$default",
         "time": _request_time(at),
         "timeEpoch": _epoch_ms(at),
@@ -158,8 +164,8 @@ def http_readings_event(
         request_context["authorizer"] = {"jwt": {"claims": verified, "scopes": None}}
     event: dict[str, Any] = {
         "version": "2.0",
-        "routeKey": "POST /readings",
-        "rawPath": "/readings",
+        "routeKey": route_key,
+        "rawPath": path,
         "rawQueryString": "",
         "headers": {
             "accept": "*/*",
@@ -171,9 +177,22 @@ def http_readings_event(
         "requestContext": request_context,
         "isBase64Encoded": base64_encoded,
     }
+    if path_parameters:
+        event["pathParameters"] = path_parameters
     if text is not None:
         event["body"] = text
     return event
+
+
+def http_readings_event(
+    body: str | dict[str, Any] | None,
+    claims: dict[str, Any] | None,
+    *,
+    base64_encoded: bool = False,
+    at: datetime | None = None,
+) -> dict[str, Any]:
+    """``POST /readings`` (see http_api_event)."""
+    return http_api_event("POST /readings", body, claims, base64_encoded=base64_encoded, at=at)
 
 
 def authorizer_claims(org: Any, sub: Any = "gateway-1", units: Any = None, **extra: Any) -> dict[str, Any]:

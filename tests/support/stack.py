@@ -9,6 +9,7 @@ from itertools import count
 from typing import Any
 
 import pytest
+import rules.handler
 from moto.iotdata.models import iotdata_backends
 
 import connect.handler
@@ -24,7 +25,9 @@ from .clock import FakeClock
 from .events import (
     ACCOUNT_ID,
     REGION,
+    authorizer_claims,
     command_ack_event,
+    http_api_event,
     http_readings_event,
     telemetry_event,
     websocket_connect_event,
@@ -143,6 +146,25 @@ class InProcessStack:
         response = invoke(ingest.handler.lambda_handler, event)
         assert response["headers"]["Content-Type"] == "application/json"
         return response["statusCode"], json.loads(response["body"])
+
+    def rules_request(
+        self,
+        route_key: str,
+        claims: dict[str, Any],
+        body: dict[str, Any] | str | None = None,
+        rule_id: str | None = None,
+    ) -> tuple[int, dict[str, Any] | None]:
+        """The alert-rules HTTP API: (status, decoded JSON body or None)."""
+        parameters = {"ruleId": rule_id} if rule_id is not None else None
+        event = http_api_event(route_key, body, claims, path_parameters=parameters)
+        response = invoke(rules.handler.lambda_handler, event)
+        return response["statusCode"], json.loads(response["body"]) if response.get("body") else None
+
+    def put_rule(self, org: str, rule_id: str, **rule: Any) -> dict[str, Any]:
+        status, body = self.rules_request("PUT /alert-rules/{ruleId}", authorizer_claims(org), rule, rule_id)
+        assert status == 200, body
+        assert body is not None
+        return body
 
     def published_commands(self) -> list[tuple[str, CommandMessage]]:
         """What was published through the IoT data plane: (topic, command) in order."""

@@ -18,6 +18,9 @@ from typing import Annotated, Any
 from pydantic import Field, TypeAdapter
 
 from sensor_stream.models import (
+    AlertResolvedMessage,
+    AlertsMessage,
+    AlertTriggeredMessage,
     CommandAcceptedMessage,
     CommandAckMessage,
     CommandTimeoutMessage,
@@ -29,6 +32,7 @@ from sensor_stream.models import (
     ReadingsBatchMessage,
     SubscribedMessage,
     TokenRefreshedMessage,
+    UnitsMessage,
 )
 
 from .botocore_hooks import Answer, before_call_event, failure, success
@@ -39,6 +43,10 @@ ServerMessage = Annotated[
     | LatestMessage
     | HistoryMessage
     | PongMessage
+    | AlertTriggeredMessage
+    | AlertResolvedMessage
+    | AlertsMessage
+    | UnitsMessage
     | ReadingsBatchMessage
     | CommandAcceptedMessage
     | CommandAckMessage

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import boto3
 import pytest
+import rules.handler
 from moto import mock_aws
 
 import connect.handler
@@ -77,7 +78,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     """The handlers' notion of now (``utc_now``) under the test's control."""
     fake = FakeClock(START)
-    for module in (ingest.handler, connect.handler, publish.handler):
+    for module in (ingest.handler, connect.handler, publish.handler, rules.handler):
         monkeypatch.setattr(module, "utc_now", fake.now)
     return fake
 

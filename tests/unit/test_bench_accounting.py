@@ -206,6 +206,9 @@ def _result(design: str, latencies_by_offset: dict[int, float], missing: bool = 
     browsers = BrowserResult(
         summaries=[ledger.summary(sent)],
         latency=ledger.latency,
+        to_received=ledger.to_received,
+        waiting_for_tick=ledger.waiting_for_tick,
+        tick_to_browser=ledger.tick_to_browser,
         latency_by_sent_second=ledger.latency_by_sent_second,
         last_message_at=ledger.last_message_at,
         connect_failures=0,
@@ -262,3 +265,17 @@ def test_the_flush_is_killed_just_after_a_tick_starts_and_not_in_the_hand_over_g
     # Invocations at 1000, 1020, ...; ticks every second from each, until 3 s before the next.
     assert faults._mid_tick(origin=1000.0, after=1033.4) == pytest.approx(1034.1)
     assert faults._mid_tick(origin=1000.0, after=1036.5) == pytest.approx(1041.1)
+
+
+def test_latency_splits_at_the_readings_received_at_and_the_ticks_server_time():
+    ledger = ConnectionLedger("b0", devices=[0])
+    stored = reading(0, 0, T0)
+    stored["receivedAt"] = iso(T0 + 0.25)
+    message = {**batch(stored), "serverTime": iso(T0 + 0.7)}
+
+    ledger.record_message(message, received_at=T0 + 0.8)
+
+    assert ledger.latency.percentile(50) == pytest.approx(0.8, abs=0.002)
+    assert ledger.to_received.percentile(50) == pytest.approx(0.25, abs=0.002)
+    assert ledger.waiting_for_tick.percentile(50) == pytest.approx(0.45, abs=0.002)
+    assert ledger.tick_to_browser.percentile(50) == pytest.approx(0.1, abs=0.002)

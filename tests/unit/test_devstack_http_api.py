@@ -16,7 +16,8 @@ from aws_lambda_powertools.utilities.parser.models import APIGatewayProxyEventV2
 
 from devstack.http_api import HttpApi, JwtAuthorizer, flatten_claim
 from devstack.http_server import LoopbackHttpServer
-from devstack.lambda_runtime import LambdaFunction
+from devstack.lambda_runtime import InProcessFunction
+from sensor_stream import catalog
 
 SECRET = "unit-test-secret-of-at-least-32-bytes!"
 OTHER_SECRET = "another-secret-of-32-bytes-or-more"
@@ -41,7 +42,11 @@ class IngestDouble:
 def api() -> Iterator[tuple[str, IngestDouble]]:
     ingest = IngestDouble()
     server = LoopbackHttpServer(
-        "http-api", HttpApi(LambdaFunction("ingest", ingest, timeout_seconds=5), JwtAuthorizer(SECRET)), 0
+        "http-api",
+        HttpApi(
+            {"POST /readings": InProcessFunction("ingest", ingest, timeout_seconds=5)}, JwtAuthorizer(SECRET)
+        ),
+        0,
     )
     server.start()
     yield server.url, ingest
@@ -170,3 +175,54 @@ def test_other_routes_are_not_found_and_preflights_are_answered_for_browsers(api
 )
 def test_claims_are_flattened_to_strings(value, flattened):
     assert flatten_claim(value) == flattened
+
+
+def test_requests_beyond_the_stages_token_bucket_get_429_without_reaching_ingest():
+    ingest = IngestDouble()
+    api = HttpApi(
+        {"POST /readings": InProcessFunction("ingest", ingest)},
+        JwtAuthorizer(SECRET),
+        throttle_rate=0.001,
+        throttle_burst=2,
+    )
+    server = LoopbackHttpServer("http-api", api, 0)
+    server.start()
+    try:
+        statuses = [call(f"{server.url}/readings", Authorization=f"Bearer {token()}")[0] for _ in range(3)]
+    finally:
+        server.stop()
+
+    assert statuses[:2] == [200, 200]
+    assert statuses[2] == 429
+    assert len(ingest.events) == 2
+
+
+def test_each_catalog_route_reaches_its_function_with_its_path_parameters():
+    ingest, rules = IngestDouble(), IngestDouble()
+    routes = {
+        route: InProcessFunction(spec.name, ingest if spec is catalog.INGEST else rules, timeout_seconds=5)
+        for route, spec in catalog.http_routes().items()
+    }
+    server = LoopbackHttpServer("http-api", HttpApi(routes, JwtAuthorizer(SECRET)), 0)
+    server.start()
+    authorization = f"Bearer {token()}"
+    try:
+        put = call(f"{server.url}/alert-rules/warm-freezer", method="PUT", Authorization=authorization)
+        listed = call(f"{server.url}/alert-rules", method="GET", body=None, Authorization=authorization)
+        posted = call(f"{server.url}/readings", Authorization=authorization)
+        # A route key matches one method and one path segment per variable, as in API Gateway.
+        wrong_method = call(
+            f"{server.url}/alert-rules/warm-freezer", method="POST", Authorization=authorization
+        )
+        too_deep = call(f"{server.url}/alert-rules/a/b", method="PUT", Authorization=authorization)
+    finally:
+        server.stop()
+
+    assert [status for status, _, _ in (put, listed, posted)] == [200, 200, 200]
+    assert [(e["routeKey"], e.get("pathParameters")) for e in rules.events] == [
+        ("PUT /alert-rules/{ruleId}", {"ruleId": "warm-freezer"}),
+        ("GET /alert-rules", None),
+    ]
+    assert [e["routeKey"] for e in ingest.events] == ["POST /readings"]
+    assert (wrong_method[0], json.loads(wrong_method[2])) == (404, {"message": "Not Found"})
+    assert too_deep[0] == 404

@@ -10,7 +10,6 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,17 +21,20 @@ from aws_lambda_powertools.utilities.parser.models import (
     APIGatewayWebSocketDisconnectEventModel,
     APIGatewayWebSocketMessageEventModel,
 )
+from botocore.config import Config
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.frames import CloseCode
 from websockets.sync.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
+from devstack.faults import GatewayFaults, GatewayFaultSettings
 from devstack.http_server import LoopbackHttpServer
-from devstack.lambda_runtime import LambdaFunction
+from devstack.lambda_runtime import InProcessFunction
 from devstack.websocket_gateway import (
     MAX_FRAME_BYTES,
     GatewayLimits,
     Routes,
+    TokenBucket,
     WebSocketGateway,
     _text_frames,
 )
@@ -83,9 +85,10 @@ class RunningGateway:
     session_handler: RecordingHandler
     command_handler: RecordingHandler
 
-    def management(self) -> Any:
+    def management(self, attempts: int | None = None) -> Any:
+        config = Config(retries={"mode": "standard", "total_max_attempts": attempts}) if attempts else None
         return boto3.client(
-            "apigatewaymanagementapi", endpoint_url=self.callback_url, region_name="eu-west-1"
+            "apigatewaymanagementapi", endpoint_url=self.callback_url, region_name="eu-west-1", config=config
         )
 
     def open(self, token: str = GOOD_TOKEN) -> ClientConnection:
@@ -101,23 +104,22 @@ def start_gateway() -> Iterator[Callable[..., RunningGateway]]:
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
-    executor = ThreadPoolExecutor(8)
     started: list[tuple[WebSocketGateway, LoopbackHttpServer]] = []
 
-    def start(limits: GatewayLimits | None = None) -> RunningGateway:
+    def start(limits: GatewayLimits | None = None, faults: GatewayFaults | None = None) -> RunningGateway:
         sessions = RecordingHandler(connect_handler)
         commands = RecordingHandler()
-        session_function = LambdaFunction("connect", sessions, timeout_seconds=5)
+        session_function = InProcessFunction("connect", sessions, timeout_seconds=5)
         routes = Routes(
             connect=session_function,
             disconnect=session_function,
             default=session_function,
             by_action={
                 "hello": session_function,
-                "sendCommand": LambdaFunction("publish", commands, timeout_seconds=5),
+                "sendCommand": InProcessFunction("publish", commands, timeout_seconds=5),
             },
         )
-        gateway = WebSocketGateway(routes, executor, stage="local", limits=limits)
+        gateway = WebSocketGateway(routes, stage="local", limits=limits, faults=faults)
         port = asyncio.run_coroutine_threadsafe(gateway.start(0), loop).result(10)
         management = LoopbackHttpServer("management", gateway.management_api, 0)
         management.start()
@@ -130,7 +132,6 @@ def start_gateway() -> Iterator[Callable[..., RunningGateway]]:
     for gateway, management in started:
         management.stop()
         asyncio.run_coroutine_threadsafe(gateway.stop(), loop).result(10)
-    executor.shutdown()
     loop.call_soon_threadsafe(loop.stop)
     thread.join()
 
@@ -205,12 +206,12 @@ def test_messages_are_routed_on_the_action_field(start_gateway):
     ids=["nested-50000-deep", "integer-of-5000-digits"],
 )
 def test_a_body_whose_action_cannot_be_read_is_routed_to_default(body: str):
-    session_function = LambdaFunction("connect", RecordingHandler(), timeout_seconds=5)
+    session_function = InProcessFunction("connect", RecordingHandler(), timeout_seconds=5)
     routes = Routes(
         connect=session_function,
         disconnect=session_function,
         default=session_function,
-        by_action={"hello": LambdaFunction("hello", RecordingHandler(), timeout_seconds=5)},
+        by_action={"hello": InProcessFunction("hello", RecordingHandler(), timeout_seconds=5)},
     )
 
     assert routes.select(body) == ("$default", session_function)
@@ -343,3 +344,103 @@ def test_outgoing_bytes_that_are_not_utf8_stay_binary():
 
     assert isinstance(frames, list)
     assert b"".join(frames) == data  # type: ignore[arg-type]
+
+
+def test_a_post_is_accepted_before_the_client_reads_and_a_full_buffer_answers_429_then_410(start_gateway):
+    faults = GatewayFaults()
+    running = start_gateway(GatewayLimits(client_buffer_bytes=10_000, stalled_close_seconds=0.3), faults)
+    # No SDK retries: they would outlast the stall limit.
+    management = running.management(attempts=1)
+    with running.open() as client:
+        connection_id = running.connection_id()
+        # The client's link stops: the first message goes out, the rest stay buffered.
+        faults.set_slow(connection_id, 0)
+        management.post_to_connection(ConnectionId=connection_id, Data=b"first")
+        first = client.recv(timeout=10)
+        started = time.monotonic()
+        for _ in range(2):
+            management.post_to_connection(ConnectionId=connection_id, Data=b"x" * 4_000)
+        accepted_in = time.monotonic() - started
+        # 8 KB buffered of 10 KB: the next 4 KB do not fit.
+        with pytest.raises(management.exceptions.LimitExceededException):
+            management.post_to_connection(ConnectionId=connection_id, Data=b"x" * 4_000)
+        time.sleep(0.4)
+        # Still full after the stall limit: the gateway drops the client.
+        with pytest.raises(management.exceptions.GoneException):
+            management.post_to_connection(ConnectionId=connection_id, Data=b"x" * 4_000)
+        disconnect = running.session_handler.wait_for_route("$disconnect")
+        with pytest.raises(management.exceptions.GoneException):
+            management.post_to_connection(ConnectionId=connection_id, Data=b"{}")
+        del client
+
+    assert first == "first"
+    assert accepted_in < 5
+    assert disconnect["requestContext"]["disconnectStatusCode"] == 1001
+
+
+def test_messages_beyond_the_stages_token_bucket_are_answered_too_many_requests(start_gateway):
+    running = start_gateway(GatewayLimits(throttle_rate=0.001, throttle_burst=2))
+    with running.open() as client:
+        connection_id = running.connection_id()
+        for number in range(3):
+            client.send(json.dumps({"action": "hello", "n": number}))
+        answer = json.loads(client.recv(timeout=10))
+        time.sleep(0.2)
+
+    hellos = [e for e in running.session_handler.events if e["requestContext"]["routeKey"] == "hello"]
+    assert answer["message"] == "Too Many Requests"
+    assert answer["connectionId"] == connection_id
+    assert len(hellos) == 2
+
+
+def test_gateway_faults_answer_410_for_chosen_connections_while_they_stay_open(start_gateway):
+    faults = GatewayFaults()
+    running = start_gateway(faults=faults)
+    management = running.management()
+    with running.open() as client:
+        connection_id = running.connection_id()
+        faults.settings = GatewayFaultSettings(gone_connection_ids=[connection_id])
+        with pytest.raises(management.exceptions.GoneException):
+            management.post_to_connection(ConnectionId=connection_id, Data=b"{}")
+        faults.reset()
+        management.post_to_connection(ConnectionId=connection_id, Data=b'{"after": "reset"}')
+        received = client.recv(timeout=10)
+
+    assert received == '{"after": "reset"}'
+
+
+def test_the_token_bucket_refills_at_its_rate_up_to_its_burst():
+    now = [0.0]
+    bucket = TokenBucket(rate=2, burst=3, clock=lambda: now[0])
+
+    first = [bucket.take() for _ in range(4)]
+    now[0] = 1.0
+    after_a_second = [bucket.take() for _ in range(3)]
+    now[0] = 100.0
+    after_long = [bucket.take() for _ in range(4)]
+
+    assert first == [True, True, True, False]
+    assert after_a_second == [True, True, False]
+    assert after_long == [True, True, True, False]
+
+
+def test_a_post_during_connect_is_gone_as_in_api_gateway(start_gateway):
+    running = start_gateway()
+    management = running.management(attempts=1)
+    outcomes: list[str] = []
+
+    def post_to_itself_then_accept(event: dict[str, Any]) -> dict[str, Any]:
+        context = event["requestContext"]
+        if context["routeKey"] == "$connect":
+            try:
+                management.post_to_connection(ConnectionId=context["connectionId"], Data=b"{}")
+                outcomes.append("delivered")
+            except management.exceptions.GoneException:
+                outcomes.append("gone")
+        return connect_handler(event)
+
+    running.session_handler._respond = post_to_itself_then_accept
+    with running.open():
+        pass
+
+    assert outcomes == ["gone"]

@@ -75,7 +75,7 @@ def test_a_message_of_ten_readings_costs_eleven_write_requests(stack: InProcessS
     assert write_requests(calls) == 11
 
 
-def test_registries_are_written_on_first_sight_then_at_most_every_refresh_interval(
+def test_a_units_registry_item_goes_out_with_each_message_and_its_device_every_few_minutes(
     stack: InProcessStack, clock: FakeClock
 ):
     batches: list[int] = []
@@ -89,12 +89,18 @@ def test_registries_are_written_on_first_sight_then_at_most_every_refresh_interv
     clock.advance(60)
     stack.publish_telemetry("acme", "dev-1", reading("u1", clock.iso()))
     clock.advance(stack.settings.registry_refresh_seconds)
-    stack.publish_telemetry("acme", "dev-1", reading("u1", clock.iso()))
+    stack.publish_telemetry(
+        "acme", "dev-1", {"readings": [reading("u1", clock.iso()), reading("u2", clock.iso())]}
+    )
 
-    # entry + device + unit, then the entry alone, then all three again.
-    assert batches == [3, 1, 3]
-    [unit] = list(stack.store.readings.units_seen("acme"))
-    assert (unit.unit_id, unit.device_id, unit.last_seen_at) == ("u1", "dev-1", clock.now())
+    # entry + device + unit, then entry + unit, then entry + device + both units: all in
+    # the one batch write of each message.
+    assert batches == [3, 2, 4]
+    units = stack.store.readings.units_seen("acme")
+    assert [(u.unit_id, u.device_id, u.last_seen_at) for u in units] == [
+        ("u1", "dev-1", clock.now()),
+        ("u2", "dev-1", clock.now()),
+    ]
 
 
 # --- the arrival second is taken at write time --------------------------------------------

@@ -7,225 +7,36 @@ the full local stack cannot produce on demand.
 
 from __future__ import annotations
 
-import base64
-import functools
-import http.server
-import itertools
-import json
-import threading
 import time
-from collections.abc import Callable, Iterator
-from http import HTTPStatus
-from pathlib import Path
+from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Page
-from websockets.datastructures import Headers
-from websockets.http11 import Request, Response
-from websockets.sync.server import Server, ServerConnection, serve
-from websockets.typing import Subprotocol
 
 from tests.support.browser import debian_chromium
+from tests.support.contract_peer import (
+    SUBPROTOCOL,
+    ContractPeer,
+    WebServer,
+    batch,
+    fake_jwt,
+    iso_ago,
+    reading,
+    wait_until,
+)
 
 pytestmark = pytest.mark.browser
-
-WEB_DIR = Path(__file__).resolve().parents[2] / "web"
-WAIT_SECONDS = 15
-SUBPROTOCOL = Subprotocol("sensor-stream.v1")
-
-
-def fake_jwt(claims: dict[str, Any]) -> str:
-    """Shaped like a JWT; the scripted peer does not check signatures (the real stack does)."""
-
-    def encode(part: dict[str, Any]) -> str:
-        return base64.urlsafe_b64encode(json.dumps(part).encode()).rstrip(b"=").decode()
-
-    return f"{encode({'alg': 'HS256', 'typ': 'JWT'})}.{encode(claims)}.c2lnbmF0dXJl"
-
 
 VALID_TOKEN = fake_jwt({"sub": "tester", "org": "acme", "exp": int(time.time()) + 3600})
 
 
-def reading(
-    reading_id: str, unit_id: str, recorded_at: str, received_at: str | None = None
-) -> dict[str, Any]:
-    return {
-        "id": reading_id,
-        "unitId": unit_id,
-        "siteId": "site-1",
-        "deviceId": "dev-1",
-        "temperature": 4.5,
-        "humidity": 60.0,
-        "battery": 90.0,
-        "signalStrength": -70,
-        "recordedAt": recorded_at,
-        "receivedAt": received_at or recorded_at,
-        "source": "iot",
-    }
-
-
-def batch(readings: list[dict[str, Any]], *, replay: bool = False) -> dict[str, Any]:
-    message: dict[str, Any] = {
-        "type": "sensor:readings:batch",
-        "serverTime": "2026-01-01T00:00:10.000Z",
-        "batches": [{"unitId": r["unitId"], "readings": [r], "count": 1} for r in readings],
-    }
-    if replay:
-        message["replay"] = True
-    return message
-
-
-def wait_until(condition: Callable[[], Any], what: str) -> Any:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-class ContractPeer:
-    """Answers hello/subscribe/unsubscribe/getLatest/sendCommand as the contract says;
-    records every handshake and message. Attributes tune the answers per test."""
-
-    def __init__(self) -> None:
-        self.handshakes: list[Request] = []
-        self.received: list[dict[str, Any]] = []
-        self.connections: list[ServerConnection] = []
-        self.refuse_handshakes = False
-        self.replay: list[dict[str, Any]] = []
-        self.answer_get_latest = True
-        self.command_outcome = "ack"  # ack | ack-before-accepted | error | timeout
-        self._ids = itertools.count(1)
-        self._server: Server | None = None
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        return f"ws://127.0.0.1:{self._server.socket.getsockname()[1]}"
-
-    def start(self) -> None:
-        self._server = serve(
-            self._serve, "127.0.0.1", 0, subprotocols=[SUBPROTOCOL], process_request=self._handshake
-        )
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-
-    def messages(self, action: str) -> list[dict[str, Any]]:
-        return [message for message in list(self.received) if message.get("action") == action]
-
-    def push(self, message: dict[str, Any]) -> None:
-        """Send to the newest connection, as the flush would."""
-        self.connections[-1].send(json.dumps(message))
-
-    def drop(self) -> None:
-        """Close the newest connection as API Gateway does at its idle or 2-hour limit."""
-        self.connections[-1].close(1001, "going away")
-
-    def _handshake(self, connection: ServerConnection, request: Request) -> Response | None:
-        if request.headers.get("Upgrade", "").lower() != "websocket":
-            return None  # the client's reachability probe: websockets answers 426
-        self.handshakes.append(request)
-        if self.refuse_handshakes:
-            body = b'{"error": {"code": "unauthorized", "message": "invalid token"}}'
-            return Response(HTTPStatus.UNAUTHORIZED, "Unauthorized", Headers(), body)
-        return None
-
-    def _serve(self, connection: ServerConnection) -> None:
-        self.connections.append(connection)
-        subscription: dict[str, Any] = {"scope": "org", "unitIds": [], "siteIds": []}
-        for raw in connection:
-            message = json.loads(raw)
-            self.received.append(message)
-            for answer in self._answers(message, subscription):
-                connection.send(json.dumps(answer))
-
-    def _answers(self, message: dict[str, Any], subscription: dict[str, Any]) -> list[dict[str, Any]]:
-        request_id = message.get("requestId")
-        match message["action"]:
-            case "hello":
-                answers: list[dict[str, Any]] = [
-                    {
-                        "type": "connection",
-                        "requestId": request_id,
-                        "status": "connected",
-                        "connectionId": f"conn-{len(self.connections)}",
-                        "serverTime": "2026-01-01T00:00:00.000Z",
-                        "subscription": subscription,
-                    }
-                ]
-                if message.get("resume") and self.replay:
-                    answers.append(batch(self.replay, replay=True))
-                return answers
-            case "subscribe":
-                if message.get("scope") == "org":
-                    subscription.update(scope="org", unitIds=[], siteIds=[])
-                else:
-                    units = [] if subscription["scope"] == "org" else subscription["unitIds"]
-                    subscription.update(scope="selected", unitIds=sorted({*units, *message["unitIds"]}))
-                return [{"type": "subscribed", "requestId": request_id, "subscription": subscription}]
-            case "getLatest":
-                if not self.answer_get_latest:
-                    return []
-                latest = reading("r-latest", message["unitId"], "2026-01-01T00:00:00.000Z")
-                return [
-                    {
-                        "type": "latest",
-                        "requestId": request_id,
-                        "unitId": message["unitId"],
-                        "reading": latest,
-                    }
-                ]
-            case "sendCommand":
-                return self._command_answers(request_id)
-            case "refreshToken":
-                claims = json.loads(base64.urlsafe_b64decode(message["token"].split(".")[1] + "=="))
-                expires_at = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(claims["exp"]))
-                return [{"type": "tokenRefreshed", "requestId": request_id, "expiresAt": expires_at}]
-        return [
-            {"type": "error", "requestId": request_id, "error": {"code": "unknown_action", "message": "?"}}
-        ]
-
-    def _command_answers(self, request_id: str | None) -> list[dict[str, Any]]:
-        command_id = f"cmd-{next(self._ids)}"
-        accepted = {"type": "command:accepted", "requestId": request_id, "commandId": command_id}
-        ack = {"type": "command:ack", "requestId": request_id, "commandId": command_id, "status": "ok"}
-        match self.command_outcome:
-            case "ack":
-                return [accepted, ack]
-            case "ack-before-accepted":
-                # An ack whose requestId got lost, ahead of its command:accepted.
-                return [{**ack, "requestId": None}, accepted]
-            case "error":
-                return [accepted, {**ack, "status": "error", "detail": "LED is broken"}]
-            case "timeout":
-                return [
-                    accepted,
-                    {"type": "command:timeout", "requestId": request_id, "commandId": command_id},
-                ]
-        return [
-            {"type": "error", "requestId": request_id, "error": {"code": "not_found", "message": "no device"}}
-        ]
-
-
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def web_origin() -> Iterator[str]:
-    handler = functools.partial(QuietHandler, directory=str(WEB_DIR))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    server = WebServer()
+    yield server.origin
+    server.close()
 
 
 @pytest.fixture(scope="module")
@@ -506,3 +317,157 @@ def test_a_session_ended_at_token_expiry_reconnects_with_a_fresh_token_and_resum
 
     assert peer.handshakes[1].headers["Sec-WebSocket-Protocol"] == f"{SUBPROTOCOL}, bearer.{second}"
     assert peer.messages("hello")[1]["resume"] == {"since": "2025-12-31T23:59:56.000Z"}
+
+
+# --- Liveness: heartbeat, dead connections, recovery ------------------------------------------
+
+
+def test_a_quiet_connection_is_checked_with_ping_and_stays_connected(page: Page, peer: ContractPeer) -> None:
+    start_client(page, peer.url, heartbeatIntervalMs=300, heartbeatTimeoutMs=1000)
+    wait_for_status(page, "connected")
+
+    wait_until(lambda: len(peer.messages("ping")) >= 2, "two heartbeats")
+    assert statuses(page) == ["connecting", "connected"]
+    assert len(peer.handshakes) == 1
+    # What the server said its time was: the client's notion of the server's clock.
+    assert abs(page.evaluate("window.client.serverNow() - Date.now()")) < 1000
+    assert abs(page.evaluate("window.client.lastContactAt - window.client.serverNow()")) < 1500
+
+
+def test_messages_count_as_a_heartbeat(page: Page, peer: ContractPeer) -> None:
+    start_client(page, peer.url, heartbeatIntervalMs=600)
+    wait_for_status(page, "connected")
+    for n in range(8):
+        peer.push(batch([reading(f"r{n}", "u1", iso_ago(0))]))
+        time.sleep(0.2)
+    assert peer.messages("ping") == []
+
+
+def test_a_frozen_server_is_detected_by_the_heartbeat_and_left(page: Page, peer: ContractPeer) -> None:
+    start_client(page, peer.url, heartbeatIntervalMs=300, heartbeatTimeoutMs=700, requestTimeoutMs=1000)
+    wait_for_status(page, "connected")
+    peer.frozen = True
+
+    wait_for_status(page, "reconnecting")
+    reasons = [detail.get("reason", "") for detail in events(page, "status")]
+    assert any("stopped answering" in reason for reason in reasons), reasons
+
+    peer.frozen = False
+    wait_for_status(page, "connected", count=2)
+
+
+def test_the_client_is_back_within_two_seconds_of_the_server(page: Page, peer: ContractPeer) -> None:
+    # Default backoff: after a few failures the next scheduled retry is many seconds away.
+    start_client(page, peer.url, minRetryDelayMs=1000, maxRetryDelayMs=30000)
+    wait_for_status(page, "connected")
+    peer.stop()
+    wait_for_status(page, "reconnecting")
+    time.sleep(6)
+    assert statuses(page)[-1] == "reconnecting"
+
+    peer.start()
+    back = time.monotonic()
+    wait_for_status(page, "connected", count=2)
+    assert time.monotonic() - back < 2.0
+
+
+def test_retry_now_and_the_browsers_hints_cut_the_wait_short(page: Page, peer: ContractPeer) -> None:
+    start_client(page, peer.url, minRetryDelayMs=60_000, maxRetryDelayMs=60_000, probeIntervalMs=60_000)
+    wait_for_status(page, "connected")
+    peer.stop()
+    wait_until(lambda: events(page, "status")[-1].get("retryAt"), "a scheduled retry")
+    waiting = events(page, "status")[-1]
+    assert waiting["status"] == "reconnecting"
+    assert waiting["retryAt"] - page.evaluate("Date.now()") > 1000  # a countdown to show
+
+    peer.start()
+    page.evaluate("window.client.retryNow()")
+    wait_for_status(page, "connected", count=2)
+
+    for hint in [
+        "window.dispatchEvent(new Event('online'))",
+        "document.dispatchEvent(new Event('visibilitychange'))",
+    ]:
+        connected = statuses(page).count("connected")
+        peer.drop()
+        wait_until(lambda: events(page, "status")[-1].get("retryAt"), "a scheduled retry")
+        page.evaluate(hint)
+        wait_for_status(page, "connected", count=connected + 1)
+
+
+def test_close_removes_the_window_and_document_listeners(page: Page, peer: ContractPeer) -> None:
+    cdp = page.context.new_cdp_session(page)
+
+    def listeners(expression: str) -> list[str]:
+        target = cdp.send("Runtime.evaluate", {"expression": expression})["result"]["objectId"]
+        found = cdp.send("DOMDebugger.getEventListeners", {"objectId": target})["listeners"]
+        return sorted(listener["type"] for listener in found)
+
+    before = listeners("window"), listeners("document")
+    start_client(page, peer.url)
+    wait_for_status(page, "connected")
+    assert "online" in listeners("window")
+    assert "visibilitychange" in listeners("document")
+
+    page.evaluate("window.client.close()")
+    assert (listeners("window"), listeners("document")) == before
+
+
+def test_the_first_hello_resumes_the_last_minutes(page: Page, peer: ContractPeer) -> None:
+    start_client(page, peer.url, initialResumeMs=300_000)
+    wait_for_status(page, "connected")
+    (hello,) = peer.messages("hello")
+    since = hello["resume"]["since"]
+    assert iso_ago(305) < since < iso_ago(295)
+
+
+def test_token_expiry_is_judged_on_the_servers_clock(page: Page, peer: ContractPeer) -> None:
+    # This browser's clock is two hours behind the server's: the token looks valid to it.
+    peer.clock_offset = timedelta(hours=2)
+    token = fake_jwt({"sub": "tester", "org": "acme", "exp": int(time.time()) + 3600})
+    start_client(page, peer.url, token=token)
+    wait_for_status(page, "connected")
+    offset_ms = page.evaluate("window.client.clockOffsetMs")
+    assert abs(offset_ms - 7_200_000) < 1000
+
+    peer.drop()
+    wait_for_status(page, "unauthorized")
+    assert events(page, "status")[-1]["reason"] == "the token has expired"
+    assert len(peer.handshakes) == 1
+
+
+def test_requests_beyond_the_servers_rate_wait_for_their_turn(page: Page, peer: ContractPeer) -> None:
+    start_client(page, peer.url, maxRequestsPerWindow=3, requestWindowMs=1000)
+    wait_for_status(page, "connected")
+    started = time.monotonic()
+    answers = call(page, "Promise.all(['a', 'b', 'c', 'd', 'e'].map((u) => window.client.getLatest(u)))")
+    assert len(answers["resolved"]) == 5
+    assert time.monotonic() - started >= 0.9
+    assert events(page, "error") == []
+
+
+def test_get_history_and_ping_answer(page: Page, peer: ContractPeer) -> None:
+    peer.history = {"u1": [reading(f"h{n}", "u1", iso_ago(60 - n)) for n in range(5)]}
+    start_client(page, peer.url)
+    wait_for_status(page, "connected")
+    history = call(
+        page, "window.client.getHistory('u1', { since: new Date(Date.now() - 120000).toISOString() })"
+    )
+    assert [r["id"] for r in history["resolved"]["readings"]] == ["h0", "h1", "h2", "h3", "h4"]
+    assert history["resolved"]["more"] is False
+    assert call(page, "window.client.ping()")["resolved"].endswith("Z")
+
+
+def test_an_answer_in_parts_resolves_once_whole_in_order(page: Page, peer: ContractPeer) -> None:
+    peer.history = {"u1": [reading(f"h{n}", "u1", iso_ago(60 - n)) for n in range(7)]}
+    peer.history_parts, peer.parts_reversed = 3, True
+    start_client(page, peer.url)
+    wait_for_status(page, "connected")
+
+    history = call(
+        page, "window.client.getHistory('u1', { since: new Date(Date.now() - 120000).toISOString() })"
+    )
+
+    assert [r["id"] for r in history["resolved"]["readings"]] == [f"h{n}" for n in range(7)]
+    assert "part" not in history["resolved"]
+    assert "parts" not in history["resolved"]

@@ -16,7 +16,7 @@ from typing import Any, Literal, get_args, get_origin
 import pytest
 from pydantic.fields import FieldInfo
 
-from sensor_stream import models
+from sensor_stream import errors, models
 from sensor_stream.models import WireModel
 
 CLIENT_SOURCE = (Path(__file__).resolve().parents[2] / "web" / "sensor-stream-client.js").read_text()
@@ -102,7 +102,7 @@ def optional_on_wire(model: type[WireModel], alias: str, field: FieldInfo) -> bo
     its serializer drops when empty."""
     if "action" in model.model_fields:
         return not field.is_required()
-    return alias in model.omit_when_none
+    return alias in model.omit_when_none or getattr(field, "exclude_if", None) is not None
 
 
 def wire_fields(model: type[WireModel]) -> dict[str, FieldInfo]:
@@ -144,3 +144,19 @@ def test_client_sends_every_action(model: type[WireModel]) -> None:
     (action,) = literal_values(model.model_fields["action"].annotation)
     assert f'action: "{action}"' in CLIENT_SOURCE
     assert model.__name__ in union_members("ClientRequest")
+
+
+def error_codes_raised_by_the_server() -> set[str]:
+    codes = {"token_expired"}  # sent by the flush before it closes a session
+    pending = list(errors.AppError.__subclasses__())
+    codes.add(errors.AppError.code)
+    while pending:
+        error_class = pending.pop()
+        codes.add(error_class.code)
+        pending.extend(error_class.__subclasses__())
+    return codes
+
+
+def test_the_error_code_union_names_every_code_the_server_sends() -> None:
+    union = {member.strip('"') for member in union_members("ServerErrorCode")}
+    assert union == error_codes_raised_by_the_server()

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..settings import Settings
+from .alerts import AlertStore
 from .commands import CommandStore
 from .connections import ConnectionStore, StaleConnection
 from .dynamo import ConditionFailed, Table
@@ -44,6 +45,7 @@ class SensorStore:
         self.connections = ConnectionStore(self.table, settings)
         self.commands = CommandStore(self.table, settings)
         self.flush_state = FlushStateStore(self.table, settings)
+        self.alerts = AlertStore(self.table, settings, clock=lambda: self.clock())
 
     @property
     def client(self) -> DynamoDBClient:

@@ -116,9 +116,10 @@ class Table:
         *,
         condition: str | None = None,
         values: dict[str, Any] | None = None,
+        names: dict[str, str] | None = None,
         return_old: bool = False,
     ) -> Item:
-        request = {"Key": key, **self._expressions(condition, values, None)}
+        request = {"Key": key, **self._expressions(condition, values, names)}
         if return_old:
             request["ReturnValues"] = "ALL_OLD"
         return self._conditional(self.client.delete_item, request).get("Attributes", {})

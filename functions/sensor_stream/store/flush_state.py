@@ -32,6 +32,8 @@ class FlushState:
     successor_since: float
     read_through: int | None
     delivered_through: int | None
+    # Raised by every change of an alert rule: the flush then loads the rules again.
+    rules_version: int = 0
 
     @classmethod
     def from_item(cls, item: Item) -> FlushState:
@@ -44,6 +46,7 @@ class FlushState:
             successor_since=number(item, "successorSince") or 0.0,
             read_through=int(read) if read is not None else None,
             delivered_through=int(delivered) if delivered is not None else None,
+            rules_version=int(number(item, "rulesVersion") or 0),
         )
 
 

@@ -9,7 +9,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TypeVar
 
@@ -69,11 +69,12 @@ class DueTimer:
 
 @dataclass
 class SecondQueue:
-    """Everything written under one arrival second: reading entries and due timers."""
+    """Everything written under some arrival seconds: reading entries, due timers, and
+    alert events queued by others than the flush (JSON lines, see alerting.AlertEvent)."""
 
     entries: list[OutboxEntry]
     timers: list[DueTimer]
-    unreadable: int = 0
+    alert_lines: list[str] = field(default_factory=list)
 
 
 class ReadingStore:
@@ -83,8 +84,8 @@ class ReadingStore:
         self._clock = clock
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
-        # Registry items this container wrote, and when: refreshed at most every few minutes.
-        self._registry_written: dict[tuple[str, ...], float] = {}
+        # Device registry items this container wrote, and when: refreshed every few minutes.
+        self._devices_written: dict[tuple[str, str], float] = {}
 
     def parallel(self, work: Callable[[T], R], items: list[T]) -> list[R]:
         if len(items) <= 1:
@@ -205,7 +206,19 @@ class ReadingStore:
                 org_id = string(item, "orgId") or ""
                 entry_id = rest[len(org_id) + 1 :]
                 queue.entries.append(OutboxEntry(org_id, entry_id, item["data"]["S"].split("\n")))
+            elif "alerts" in item:
+                queue.alert_lines.extend(item["alerts"]["S"].split("\n"))
         return queue
+
+    def alert_entry_item(self, org_id: str, entry_id: str, lines: list[str], second: int) -> Item:
+        """Alert events for the flush to deliver with the second's readings."""
+        ref = OutboxRef(second, entry_id)
+        return {
+            **self.outbox_key(org_id, ref),
+            "orgId": S(org_id),
+            "alerts": S("\n".join(lines)),
+            TTL_ATTRIBUTE: N(second + self._settings.outbox_ttl_seconds),
+        }
 
     def arrivals(self, org_id: str, first: int, last: int) -> Iterator[str]:
         """The JSON texts of the org's readings that arrived in seconds ``first``..``last``
@@ -231,39 +244,50 @@ class ReadingStore:
 
     # --- registries ---------------------------------------------------------------------
 
-    def registry_refreshes(self, org_id: str, device_id: str, readings: list[Reading]) -> list[Item]:
-        """Registry items (device; each unit with its site) this container has not written
-        in the last REGISTRY_REFRESH_SECONDS, ready to go out with the outbox batch."""
+    def registry_items(self, org_id: str, device_id: str, readings: list[Reading]) -> list[Item]:
+        """Registry items to go out with a message's outbox batch: each of its units with the
+        message's newest reading of it (so listing the units needs one query), and the device
+        when this container has not written it in the last REGISTRY_REFRESH_SECONDS."""
         now = self._clock()
-        fresh_after = now - self._settings.registry_refresh_seconds
         items: list[Item] = []
-        device = ("device", org_id, device_id)
-        if self._registry_written.get(device, 0) < fresh_after:
+        device = (org_id, device_id)
+        if self._devices_written.get(device, 0) < now - self._settings.registry_refresh_seconds:
             items.append({**keys.device_key(org_id, device_id), "lastSeenAt": S(format_time_epoch(now))})
-            self._registry_written[device] = now
+            self._devices_written[device] = now
         newest: dict[str, Reading] = {}
         for reading in readings:
-            newest[reading.unit_id] = reading
+            current = newest.get(reading.unit_id)
+            if current is None or reading.recorded_at >= current.recorded_at:
+                newest[reading.unit_id] = reading
         for unit_id, reading in newest.items():
-            unit = ("unit", org_id, unit_id)
-            if self._registry_written.get(unit, 0) < fresh_after:
-                seen = UnitSeen(
-                    unit_id=unit_id,
-                    site_id=reading.site_id,
-                    device_id=device_id,
-                    last_seen_at=reading.received_at,
-                )
-                items.append({**keys.key(keys.unit_registry_pk(org_id), unit_id), "data": S(seen.to_json())})
-                self._registry_written[unit] = now
+            seen = UnitSeen(
+                unit_id=unit_id,
+                site_id=reading.site_id,
+                device_id=device_id,
+                last_seen_at=reading.received_at,
+                last_reading=reading,
+            )
+            items.append({**self._unit_key(org_id, unit_id), "data": S(seen.to_json())})
         return items
 
-    def forget_registry_writes(self) -> None:
-        """After a failed batch: write the registry again next time."""
-        self._registry_written.clear()
+    def forget_device_writes(self) -> None:
+        """After a failed batch: write the device again next time."""
+        self._devices_written.clear()
 
-    def units_seen(self, org_id: str) -> Iterator[UnitSeen]:
-        for item in self._table.query(keys.unit_registry_pk(org_id)):
-            yield UnitSeen.model_validate_json(item["data"]["S"])
+    def _unit_key(self, org_id: str, unit_id: str) -> keys.Key:
+        shard = shard_of(unit_id, self._settings.unit_registry_shards)
+        return keys.key(keys.unit_registry_pk(org_id, shard), unit_id)
+
+    def unit_seen(self, org_id: str, unit_id: str) -> UnitSeen | None:
+        item = self._table.get(self._unit_key(org_id, unit_id))
+        return UnitSeen.model_validate_json(item["data"]["S"]) if item else None
+
+    def units_seen(self, org_id: str) -> list[UnitSeen]:
+        """Every unit of the org that has reported (one query per registry shard, in parallel)."""
+        partitions = [keys.unit_registry_pk(org_id, k) for k in range(self._settings.unit_registry_shards)]
+        pages = self.parallel(lambda pk: list(self._table.query(pk)), partitions)
+        units = [UnitSeen.model_validate_json(item["data"]["S"]) for page in pages for item in page]
+        return sorted(units, key=lambda unit: unit.unit_id)
 
     def device_known(self, org_id: str, device_id: str) -> bool:
         return self._table.get(keys.device_key(org_id, device_id), projection="pk") is not None

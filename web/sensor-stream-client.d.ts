@@ -1,0 +1,1052 @@
+/**
+ * Browser client of the sensor-stream WebSocket API (contract v1, section 3).
+ *
+ * No build step: import it as an ES module (the package `@sensor-stream/client`, or this file).
+ * Its types (`sensor-stream-client.d.ts`) are generated from the JSDoc below by `make types`.
+ *
+ *     import { SensorStreamClient } from "@sensor-stream/client";
+ *     const client = new SensorStreamClient({ url: "wss://...", token: () => fetchToken() });
+ *     client.addEventListener("status", (event) => console.log(event.detail.status));
+ *     client.addEventListener("readings", (event) => console.table(event.detail.readings));
+ *     client.connect();
+ *
+ * The typedefs below mirror the pydantic models of functions/sensor_stream/models.py
+ * (the single source of truth); tests/unit/test_web_contract.py keeps them in step.
+ */
+export declare const SUBPROTOCOL = "sensor-stream.v1";
+export type Reading = {
+    id: string;
+    unitId: string;
+    siteId: string | null;
+    deviceId: string;
+    /**
+     * degrees Celsius
+     */
+    temperature: number;
+    /**
+     * percent
+     */
+    humidity: number | null;
+    /**
+     * percent
+     */
+    battery: number | null;
+    /**
+     * dBm
+     */
+    signalStrength: number | null;
+    /**
+     * when the device measured it
+     */
+    recordedAt: string;
+    /**
+     * when the cloud received it
+     */
+    receivedAt: string;
+    source: "iot" | "http";
+};
+export type Subscription = {
+    scope: "org" | "selected";
+    unitIds: string[];
+    siteIds: string[];
+};
+export type Resume = {
+    since: string;
+};
+export type UnitBatch = {
+    unitId: string;
+    /**
+     * ordered by `recordedAt`
+     */
+    readings: Reading[];
+    count: number;
+};
+export type ErrorBody = {
+    code: ServerErrorCode;
+    message: string;
+    details?: Array<Record<string, unknown>>;
+};
+export type ServerErrorCode = "malformed_json" | "unknown_action" | "validation_error" | "limit_exceeded" | "throttled" | "unauthorized" | "token_expired" | "forbidden" | "not_found" | "conflict" | "unavailable" | "bad_request" | "payload_too_large";
+export type ClientErrorCode = "timeout" | "not_connected" | "disconnected" | "command_failed" | "command_timeout" | "malformed_message" | "hello_failed" | "resubscribe_failed" | "refresh_failed";
+export type ErrorCode = ServerErrorCode | ClientErrorCode;
+export type HelloRequest = {
+    action: "hello";
+    requestId?: string;
+    resume?: Resume;
+};
+export type SubscribeRequest = {
+    action: "subscribe";
+    requestId?: string;
+    unitIds?: string[];
+    siteIds?: string[];
+    scope?: "org";
+};
+export type UnsubscribeRequest = {
+    action: "unsubscribe";
+    requestId?: string;
+    unitIds?: string[];
+    siteIds?: string[];
+};
+export type GetLatestRequest = {
+    action: "getLatest";
+    requestId?: string;
+    unitId: string;
+};
+export type GetHistoryRequest = {
+    action: "getHistory";
+    requestId?: string;
+    unitId: string;
+    since?: string;
+    until?: string;
+    /**
+     * at most 300 (the default)
+     */
+    limit?: number;
+};
+export type GetAlertsRequest = {
+    action: "getAlerts";
+    requestId?: string;
+};
+export type ListUnitsRequest = {
+    action: "listUnits";
+    requestId?: string;
+};
+export type PingRequest = {
+    action: "ping";
+    requestId?: string;
+};
+export type SendCommandRequest = {
+    action: "sendCommand";
+    requestId?: string;
+    deviceId: string;
+    command: string;
+    params?: Record<string, unknown>;
+};
+export type RefreshTokenRequest = {
+    action: "refreshToken";
+    requestId?: string;
+    token: string;
+};
+export type ClientRequest = HelloRequest | SubscribeRequest | UnsubscribeRequest | GetLatestRequest | GetHistoryRequest | GetAlertsRequest | ListUnitsRequest | PingRequest | RefreshTokenRequest | SendCommandRequest;
+export type ConnectionMessage = {
+    type: "connection";
+    requestId?: string;
+    status: "connected";
+    connectionId: string;
+    serverTime: string;
+    subscription: Subscription;
+};
+export type SubscribedMessage = {
+    type: "subscribed";
+    requestId?: string;
+    subscription: Subscription;
+};
+export type LatestMessage = {
+    type: "latest";
+    requestId?: string;
+    unitId: string;
+    reading: Reading | null;
+};
+export type HistoryMessage = {
+    type: "history";
+    requestId?: string;
+    unitId: string;
+    /**
+     * ordered by `recordedAt`
+     */
+    readings: Reading[];
+    /**
+     * the span held more than `limit`: ask again with an earlier `until`
+     */
+    more: boolean;
+    /**
+     * an answer too large for one message comes in parts: this one's number (1..parts)
+     */
+    part?: number;
+    /**
+     * how many parts the answer has (the client joins them)
+     */
+    parts?: number;
+};
+export type AlertTriggeredMessage = {
+    type: "alert:triggered";
+    alertId: string;
+    ruleId: string;
+    unitId: string;
+    alertType: "temperature_high" | "temperature_low" | "humidity_high" | "humidity_low" | "battery_high" | "battery_low" | "signalStrength_high" | "signalStrength_low" | "silence";
+    severity: "info" | "warning" | "critical";
+    message: string;
+    /**
+     * the reading's value that broke the rule (not for silence)
+     */
+    value?: number;
+    /**
+     * the rule's bound it broke
+     */
+    threshold?: number;
+    triggeredAt: string;
+};
+export type AlertResolvedMessage = {
+    type: "alert:resolved";
+    alertId: string;
+    ruleId: string;
+    unitId: string;
+    resolvedAt: string;
+};
+export type AlertsMessage = {
+    type: "alerts";
+    requestId?: string;
+    active: AlertTriggeredMessage[];
+    /**
+     * an answer too large for one message comes in parts: this one's number (1..parts)
+     */
+    part?: number;
+    /**
+     * how many parts the answer has (the client joins them)
+     */
+    parts?: number;
+};
+export type UnitInfo = {
+    unitId: string;
+    siteId: string | null;
+    lastReading: Reading | null;
+    /**
+     * its last `receivedAt`
+     */
+    lastSeenAt: string | null;
+};
+export type UnitsMessage = {
+    type: "units";
+    requestId?: string;
+    units: UnitInfo[];
+    /**
+     * an answer too large for one message comes in parts: this one's number (1..parts)
+     */
+    part?: number;
+    /**
+     * how many parts the answer has (the client joins them)
+     */
+    parts?: number;
+};
+export type PongMessage = {
+    type: "pong";
+    requestId?: string;
+    serverTime: string;
+};
+export type TokenRefreshedMessage = {
+    type: "tokenRefreshed";
+    requestId?: string;
+    expiresAt: string;
+};
+export type ReadingsBatchMessage = {
+    type: "sensor:readings:batch";
+    serverTime: string;
+    /**
+     * true for readings replayed after `hello` with `resume`
+     */
+    replay?: boolean;
+    batches: UnitBatch[];
+};
+export type CommandAcceptedMessage = {
+    type: "command:accepted";
+    requestId?: string;
+    commandId: string;
+};
+export type CommandAckMessage = {
+    type: "command:ack";
+    requestId?: string;
+    commandId: string;
+    status: "ok" | "error";
+    detail?: string;
+};
+export type CommandTimeoutMessage = {
+    type: "command:timeout";
+    requestId?: string;
+    commandId: string;
+};
+export type ErrorMessage = {
+    type: "error";
+    requestId?: string;
+    error: ErrorBody;
+};
+export type ServerMessage = ConnectionMessage | SubscribedMessage | LatestMessage | HistoryMessage | PongMessage | TokenRefreshedMessage | ReadingsBatchMessage | CommandAcceptedMessage | CommandAckMessage | CommandTimeoutMessage | AlertTriggeredMessage | AlertResolvedMessage | AlertsMessage | UnitsMessage | ErrorMessage;
+export type ConnectionStatus = "connecting" | "connected" | "reconnecting" | "offline" | "unauthorized";
+export type StatusDetail = {
+    status: ConnectionStatus;
+    /**
+     * human-readable cause of a non-connected status
+     */
+    reason?: string;
+    /**
+     * delay before the next attempt (`reconnecting`)
+     */
+    retryInMs?: number;
+    /**
+     * when the next attempt starts (`reconnecting`; `Date.now()` clock),
+     * for a countdown; `retryNow()` starts it at once
+     */
+    retryAt?: number;
+    /**
+     * consecutive failed attempts so far
+     */
+    attempt?: number;
+};
+export type ReadingsDetail = {
+    readings: Reading[];
+    /**
+     * true when they were replayed after `hello` with `resume`
+     */
+    replay: boolean;
+    serverTime: string;
+};
+export type ErrorDetail = {
+    code: ErrorCode;
+    message: string;
+    details?: Array<Record<string, unknown>>;
+    requestId?: string;
+};
+export type SensorStreamEventMap = {
+    /**
+     * the connection status changed
+     */
+    status: CustomEvent<StatusDetail>;
+    /**
+     * new readings arrived
+     */
+    readings: CustomEvent<ReadingsDetail>;
+    /**
+     * an alert opened or resolved
+     */
+    alert: CustomEvent<AlertTriggeredMessage | AlertResolvedMessage>;
+    /**
+     * the server confirmed a subscription
+     */
+    subscription: CustomEvent<Subscription>;
+    /**
+     * a server error no request claimed, or a local failure
+     */
+    error: CustomEvent<ErrorDetail>;
+};
+export type ClientOptions = {
+    /**
+     * WebSocket endpoint, e.g. `wss://abc.execute-api.eu-west-1.amazonaws.com/prod`
+     */
+    url: string;
+    /**
+     * JWT, or a function called before every
+     * connection attempt and before the current token expires (the session is then extended with
+     * `refreshToken`; with a fixed token the server ends the session at the token's expiry)
+     */
+    token: string | (() => string | Promise<string>);
+    /**
+     * how long before its expiry a token is replaced (default 60000)
+     */
+    refreshAheadMs?: number;
+    /**
+     * backoff base (default 1000)
+     */
+    minRetryDelayMs?: number;
+    /**
+     * backoff cap (default 30000)
+     */
+    maxRetryDelayMs?: number;
+    /**
+     * while the server cannot be reached, how often to check
+     * (plain HTTP, no connection) whether it is back; it is then retried within `recoveryJitterMs`
+     * (default 1000)
+     */
+    probeIntervalMs?: number;
+    /**
+     * the most a retry waits once the server is back, spreading
+     * the reconnects of many browsers (default 500)
+     */
+    recoveryJitterMs?: number;
+    /**
+     * after this long without a message the client sends `ping`
+     * (default 25000; API Gateway closes connections idle for 10 minutes)
+     */
+    heartbeatIntervalMs?: number;
+    /**
+     * a `ping` with no message at all in answer within this long
+     * means the connection is dead: it is dropped and replaced (default 6000)
+     */
+    heartbeatTimeoutMs?: number;
+    /**
+     * how long a request waits for its answer (default 10000)
+     */
+    requestTimeoutMs?: number;
+    /**
+     * how long `sendCommand` waits for the ack (default 15000:
+     * the server gives up after 10 s and then sends `command:timeout`)
+     */
+    commandTimeoutMs?: number;
+    /**
+     * requests sent per `requestWindowMs` at most; more wait
+     * for their turn instead of being `throttled` by the server (100 per 10 s; default 90, which
+     * leaves room for `hello` and heartbeats)
+     */
+    maxRequestsPerWindow?: number;
+    /**
+     * see `maxRequestsPerWindow` (default 10000)
+     */
+    requestWindowMs?: number;
+    /**
+     * reading ids kept for de-duplication (default 5000)
+     */
+    maxRememberedIds?: number;
+    /**
+     * refused handshakes in a row that mean `unauthorized` (default 2)
+     */
+    maxRefusals?: number;
+    /**
+     * a resume starts this long before the newest reading seen, so
+     * readings that arrived out of order are not missed; the repeats are de-duplicated (default 5000)
+     */
+    resumeOverlapMs?: number;
+    /**
+     * the first `hello` asks for the readings that arrived this
+     * long before (the server replays at most 15 minutes and 1,000 readings); 0 for none (default 0)
+     */
+    initialResumeMs?: number;
+    /**
+     * first estimate of the server's clock minus this browser's, until
+     * the server's own `serverTime` corrects it (default 0)
+     */
+    clockOffsetMs?: number;
+};
+export type CommandOptions = {
+    /**
+     * overrides `commandTimeoutMs`
+     */
+    timeoutMs?: number;
+    /**
+     * called when the server accepted the command
+     */
+    onAccepted?: (commandId: string) => void;
+};
+/**
+ * A stored reading, as every client receives it. Times are ISO-8601 UTC with a `Z`.
+ * @typedef {object} Reading
+ * @property {string} id
+ * @property {string} unitId
+ * @property {string | null} siteId
+ * @property {string} deviceId
+ * @property {number} temperature degrees Celsius
+ * @property {number | null} humidity percent
+ * @property {number | null} battery percent
+ * @property {number | null} signalStrength dBm
+ * @property {string} recordedAt when the device measured it
+ * @property {string} receivedAt when the cloud received it
+ * @property {"iot" | "http"} source
+ */
+/**
+ * What a connection receives: the whole org (`scope: "org"`) or selected units/sites.
+ * @typedef {object} Subscription
+ * @property {"org" | "selected"} scope
+ * @property {string[]} unitIds
+ * @property {string[]} siteIds
+ */
+/**
+ * @typedef {object} Resume
+ * @property {string} since
+ */
+/**
+ * @typedef {object} UnitBatch
+ * @property {string} unitId
+ * @property {Reading[]} readings ordered by `recordedAt`
+ * @property {number} count
+ */
+/**
+ * @typedef {object} ErrorBody
+ * @property {ServerErrorCode} code
+ * @property {string} message
+ * @property {Array<Record<string, unknown>>} [details]
+ */
+/**
+ * The codes a server error carries (docs/contract.md, "Error codes"). `token_expired` comes
+ * before the server ends a session; `bad_request` and `payload_too_large` are HTTP-only.
+ * @typedef {"malformed_json" | "unknown_action" | "validation_error" | "limit_exceeded" | "throttled"
+ *   | "unauthorized" | "token_expired" | "forbidden" | "not_found" | "conflict" | "unavailable"
+ *   | "bad_request" | "payload_too_large"} ServerErrorCode
+ */
+/**
+ * The codes of failures the client itself detects:
+ * - `timeout`: no answer within the request's time; `not_connected`: there is no connection (yet);
+ * - `disconnected`: the connection was lost while the request waited;
+ * - `command_failed`: the device acknowledged with status `error`; `command_timeout`: it did not
+ *   acknowledge in time (the server's `command:timeout`);
+ * - `malformed_message`: the server sent something that is not JSON; `hello_failed`,
+ *   `resubscribe_failed`, `refresh_failed`: a step of (re)connecting failed.
+ * @typedef {"timeout" | "not_connected" | "disconnected" | "command_failed" | "command_timeout"
+ *   | "malformed_message" | "hello_failed" | "resubscribe_failed" | "refresh_failed"} ClientErrorCode
+ */
+/** @typedef {ServerErrorCode | ClientErrorCode} ErrorCode */
+/**
+ * @typedef {object} HelloRequest
+ * @property {"hello"} action
+ * @property {string} [requestId]
+ * @property {Resume} [resume]
+ */
+/**
+ * @typedef {object} SubscribeRequest
+ * @property {"subscribe"} action
+ * @property {string} [requestId]
+ * @property {string[]} [unitIds]
+ * @property {string[]} [siteIds]
+ * @property {"org"} [scope]
+ */
+/**
+ * @typedef {object} UnsubscribeRequest
+ * @property {"unsubscribe"} action
+ * @property {string} [requestId]
+ * @property {string[]} [unitIds]
+ * @property {string[]} [siteIds]
+ */
+/**
+ * @typedef {object} GetLatestRequest
+ * @property {"getLatest"} action
+ * @property {string} [requestId]
+ * @property {string} unitId
+ */
+/**
+ * A unit's readings recorded in a span (default: the last hour), newest last.
+ * @typedef {object} GetHistoryRequest
+ * @property {"getHistory"} action
+ * @property {string} [requestId]
+ * @property {string} unitId
+ * @property {string} [since]
+ * @property {string} [until]
+ * @property {number} [limit] at most 300 (the default)
+ */
+/**
+ * @typedef {object} GetAlertsRequest
+ * @property {"getAlerts"} action
+ * @property {string} [requestId]
+ */
+/**
+ * @typedef {object} ListUnitsRequest
+ * @property {"listUnits"} action
+ * @property {string} [requestId]
+ */
+/**
+ * A heartbeat: keeps the connection from idling out and tells the client it is alive.
+ * @typedef {object} PingRequest
+ * @property {"ping"} action
+ * @property {string} [requestId]
+ */
+/**
+ * @typedef {object} SendCommandRequest
+ * @property {"sendCommand"} action
+ * @property {string} [requestId]
+ * @property {string} deviceId
+ * @property {string} command
+ * @property {Record<string, unknown>} [params]
+ */
+/**
+ * A fresh token for the same user and org, sent before the current one expires.
+ * @typedef {object} RefreshTokenRequest
+ * @property {"refreshToken"} action
+ * @property {string} [requestId]
+ * @property {string} token
+ */
+/**
+ * @typedef {HelloRequest | SubscribeRequest | UnsubscribeRequest | GetLatestRequest | GetHistoryRequest
+ *   | GetAlertsRequest | ListUnitsRequest | PingRequest | RefreshTokenRequest | SendCommandRequest} ClientRequest
+ */
+/**
+ * @typedef {object} ConnectionMessage
+ * @property {"connection"} type
+ * @property {string} [requestId]
+ * @property {"connected"} status
+ * @property {string} connectionId
+ * @property {string} serverTime
+ * @property {Subscription} subscription
+ */
+/**
+ * @typedef {object} SubscribedMessage
+ * @property {"subscribed"} type
+ * @property {string} [requestId]
+ * @property {Subscription} subscription
+ */
+/**
+ * @typedef {object} LatestMessage
+ * @property {"latest"} type
+ * @property {string} [requestId]
+ * @property {string} unitId
+ * @property {Reading | null} reading
+ */
+/**
+ * @typedef {object} HistoryMessage
+ * @property {"history"} type
+ * @property {string} [requestId]
+ * @property {string} unitId
+ * @property {Reading[]} readings ordered by `recordedAt`
+ * @property {boolean} more the span held more than `limit`: ask again with an earlier `until`
+ * @property {number} [part] an answer too large for one message comes in parts: this one's number (1..parts)
+ * @property {number} [parts] how many parts the answer has (the client joins them)
+ */
+/**
+ * An alert that opened (contract section 5).
+ * @typedef {object} AlertTriggeredMessage
+ * @property {"alert:triggered"} type
+ * @property {string} alertId
+ * @property {string} ruleId
+ * @property {string} unitId
+ * @property {"temperature_high" | "temperature_low" | "humidity_high" | "humidity_low" | "battery_high"
+ *   | "battery_low" | "signalStrength_high" | "signalStrength_low" | "silence"} alertType
+ * @property {"info" | "warning" | "critical"} severity
+ * @property {string} message
+ * @property {number} [value] the reading's value that broke the rule (not for silence)
+ * @property {number} [threshold] the rule's bound it broke
+ * @property {string} triggeredAt
+ */
+/**
+ * @typedef {object} AlertResolvedMessage
+ * @property {"alert:resolved"} type
+ * @property {string} alertId
+ * @property {string} ruleId
+ * @property {string} unitId
+ * @property {string} resolvedAt
+ */
+/**
+ * @typedef {object} AlertsMessage
+ * @property {"alerts"} type
+ * @property {string} [requestId]
+ * @property {AlertTriggeredMessage[]} active
+ * @property {number} [part] an answer too large for one message comes in parts: this one's number (1..parts)
+ * @property {number} [parts] how many parts the answer has (the client joins them)
+ */
+/**
+ * A unit of the org that has reported.
+ * @typedef {object} UnitInfo
+ * @property {string} unitId
+ * @property {string | null} siteId
+ * @property {Reading | null} lastReading
+ * @property {string | null} lastSeenAt its last `receivedAt`
+ */
+/**
+ * @typedef {object} UnitsMessage
+ * @property {"units"} type
+ * @property {string} [requestId]
+ * @property {UnitInfo[]} units
+ * @property {number} [part] an answer too large for one message comes in parts: this one's number (1..parts)
+ * @property {number} [parts] how many parts the answer has (the client joins them)
+ */
+/**
+ * @typedef {object} PongMessage
+ * @property {"pong"} type
+ * @property {string} [requestId]
+ * @property {string} serverTime
+ */
+/**
+ * @typedef {object} TokenRefreshedMessage
+ * @property {"tokenRefreshed"} type
+ * @property {string} [requestId]
+ * @property {string} expiresAt
+ */
+/**
+ * @typedef {object} ReadingsBatchMessage
+ * @property {"sensor:readings:batch"} type
+ * @property {string} serverTime
+ * @property {boolean} [replay] true for readings replayed after `hello` with `resume`
+ * @property {UnitBatch[]} batches
+ */
+/**
+ * @typedef {object} CommandAcceptedMessage
+ * @property {"command:accepted"} type
+ * @property {string} [requestId]
+ * @property {string} commandId
+ */
+/**
+ * @typedef {object} CommandAckMessage
+ * @property {"command:ack"} type
+ * @property {string} [requestId]
+ * @property {string} commandId
+ * @property {"ok" | "error"} status
+ * @property {string} [detail]
+ */
+/**
+ * @typedef {object} CommandTimeoutMessage
+ * @property {"command:timeout"} type
+ * @property {string} [requestId]
+ * @property {string} commandId
+ */
+/**
+ * @typedef {object} ErrorMessage
+ * @property {"error"} type
+ * @property {string} [requestId]
+ * @property {ErrorBody} error
+ */
+/**
+ * @typedef {ConnectionMessage | SubscribedMessage | LatestMessage | HistoryMessage | PongMessage
+ *   | TokenRefreshedMessage | ReadingsBatchMessage | CommandAcceptedMessage | CommandAckMessage
+ *   | CommandTimeoutMessage | AlertTriggeredMessage | AlertResolvedMessage | AlertsMessage | UnitsMessage
+ *   | ErrorMessage} ServerMessage
+ */
+/**
+ * - `connecting`: first attempt under way;
+ * - `connected`: the server answered `hello`;
+ * - `reconnecting`: the connection was lost, refused or stopped answering; a retry is scheduled
+ *   (`retryAt`) or under way;
+ * - `offline`: not trying: the browser is offline (retries resume when it is back) or `close()` was called;
+ * - `unauthorized`: the token is expired or malformed, or the server refused it; stays so until
+ *   `connect()` is called again (e.g. with a new token via `setToken`).
+ * @typedef {"connecting" | "connected" | "reconnecting" | "offline" | "unauthorized"} ConnectionStatus
+ */
+/**
+ * Detail of the `status` event.
+ * @typedef {object} StatusDetail
+ * @property {ConnectionStatus} status
+ * @property {string} [reason] human-readable cause of a non-connected status
+ * @property {number} [retryInMs] delay before the next attempt (`reconnecting`)
+ * @property {number} [retryAt] when the next attempt starts (`reconnecting`; `Date.now()` clock),
+ *   for a countdown; `retryNow()` starts it at once
+ * @property {number} [attempt] consecutive failed attempts so far
+ */
+/**
+ * Detail of the `readings` event: readings never delivered before (de-duplicated by `id`).
+ * @typedef {object} ReadingsDetail
+ * @property {Reading[]} readings
+ * @property {boolean} replay true when they were replayed after `hello` with `resume`
+ * @property {string} serverTime
+ */
+/**
+ * Detail of the `error` event: a server error no pending request claimed, or a local failure.
+ * @typedef {object} ErrorDetail
+ * @property {ErrorCode} code
+ * @property {string} message
+ * @property {Array<Record<string, unknown>>} [details]
+ * @property {string} [requestId]
+ */
+/**
+ * The events a client dispatches, for typed `addEventListener` calls.
+ * @typedef {object} SensorStreamEventMap
+ * @property {CustomEvent<StatusDetail>} status the connection status changed
+ * @property {CustomEvent<ReadingsDetail>} readings new readings arrived
+ * @property {CustomEvent<AlertTriggeredMessage | AlertResolvedMessage>} alert an alert opened or resolved
+ * @property {CustomEvent<Subscription>} subscription the server confirmed a subscription
+ * @property {CustomEvent<ErrorDetail>} error a server error no request claimed, or a local failure
+ */
+/**
+ * @typedef {object} ClientOptions
+ * @property {string} url WebSocket endpoint, e.g. `wss://abc.execute-api.eu-west-1.amazonaws.com/prod`
+ * @property {string | (() => string | Promise<string>)} token JWT, or a function called before every
+ *   connection attempt and before the current token expires (the session is then extended with
+ *   `refreshToken`; with a fixed token the server ends the session at the token's expiry)
+ * @property {number} [refreshAheadMs] how long before its expiry a token is replaced (default 60000)
+ * @property {number} [minRetryDelayMs] backoff base (default 1000)
+ * @property {number} [maxRetryDelayMs] backoff cap (default 30000)
+ * @property {number} [probeIntervalMs] while the server cannot be reached, how often to check
+ *   (plain HTTP, no connection) whether it is back; it is then retried within `recoveryJitterMs`
+ *   (default 1000)
+ * @property {number} [recoveryJitterMs] the most a retry waits once the server is back, spreading
+ *   the reconnects of many browsers (default 500)
+ * @property {number} [heartbeatIntervalMs] after this long without a message the client sends `ping`
+ *   (default 25000; API Gateway closes connections idle for 10 minutes)
+ * @property {number} [heartbeatTimeoutMs] a `ping` with no message at all in answer within this long
+ *   means the connection is dead: it is dropped and replaced (default 6000)
+ * @property {number} [requestTimeoutMs] how long a request waits for its answer (default 10000)
+ * @property {number} [commandTimeoutMs] how long `sendCommand` waits for the ack (default 15000:
+ *   the server gives up after 10 s and then sends `command:timeout`)
+ * @property {number} [maxRequestsPerWindow] requests sent per `requestWindowMs` at most; more wait
+ *   for their turn instead of being `throttled` by the server (100 per 10 s; default 90, which
+ *   leaves room for `hello` and heartbeats)
+ * @property {number} [requestWindowMs] see `maxRequestsPerWindow` (default 10000)
+ * @property {number} [maxRememberedIds] reading ids kept for de-duplication (default 5000)
+ * @property {number} [maxRefusals] refused handshakes in a row that mean `unauthorized` (default 2)
+ * @property {number} [resumeOverlapMs] a resume starts this long before the newest reading seen, so
+ *   readings that arrived out of order are not missed; the repeats are de-duplicated (default 5000)
+ * @property {number} [initialResumeMs] the first `hello` asks for the readings that arrived this
+ *   long before (the server replays at most 15 minutes and 1,000 readings); 0 for none (default 0)
+ * @property {number} [clockOffsetMs] first estimate of the server's clock minus this browser's, until
+ *   the server's own `serverTime` corrects it (default 0)
+ */
+/**
+ * @typedef {object} CommandOptions
+ * @property {number} [timeoutMs] overrides `commandTimeoutMs`
+ * @property {(commandId: string) => void} [onAccepted] called when the server accepted the command
+ */
+/** A failed request: `code` is the server's error code or one of the client's own. */
+export declare class SensorStreamError extends Error {
+    /** @type {ErrorCode} */
+    code: ErrorCode;
+    /** @type {string | undefined} */
+    requestId: string | undefined;
+    /** @type {string | undefined} */
+    commandId: string | undefined;
+    /** @type {ErrorBody["details"] | undefined} */
+    details: ErrorBody["details"] | undefined;
+    /**
+     * @param {ErrorCode} code
+     * @param {string} message
+     * @param {{ requestId?: string, commandId?: string, details?: ErrorBody["details"] }} [extra]
+     */
+    constructor(code: ErrorCode, message: string, extra?: {
+        requestId?: string;
+        commandId?: string;
+        details?: ErrorBody["details"];
+    });
+}
+export type PendingRequest = {
+    /**
+     * the answer's `type`
+     */
+    expects: string;
+    resolve: (message: any) => void;
+    reject: (error: SensorStreamError) => void;
+    timer: ReturnType<typeof setTimeout>;
+    /**
+     * for `sendCommand`, once accepted
+     */
+    commandId?: string;
+    onAccepted?: (commandId: string) => void;
+};
+export type RequestOptions = {
+    timeoutMs?: number;
+    onAccepted?: (commandId: string) => void;
+    /**
+     * true for `hello`, which is what makes the status `connected`
+     */
+    beforeConnected?: boolean;
+    /**
+     * not counted against `maxRequestsPerWindow` (hello, heartbeats)
+     */
+    unmetered?: boolean;
+};
+/**
+ * @typedef {object} PendingRequest
+ * @property {string} expects the answer's `type`
+ * @property {(message: any) => void} resolve
+ * @property {(error: SensorStreamError) => void} reject
+ * @property {ReturnType<typeof setTimeout>} timer
+ * @property {string} [commandId] for `sendCommand`, once accepted
+ * @property {(commandId: string) => void} [onAccepted]
+ */
+/**
+ * @typedef {object} RequestOptions
+ * @property {number} [timeoutMs]
+ * @property {(commandId: string) => void} [onAccepted]
+ * @property {boolean} [beforeConnected] true for `hello`, which is what makes the status `connected`
+ * @property {boolean} [unmetered] not counted against `maxRequestsPerWindow` (hello, heartbeats)
+ */
+/**
+ * Connects, says `hello`, reconnects with exponential backoff and full jitter (and at once when an
+ * unreachable server answers again), checks the connection with heartbeats, resumes from the
+ * newest reading seen, restores the subscription, and de-duplicates readings by `id`.
+ *
+ * Events (`addEventListener`, typed by {@link SensorStreamEventMap}): `status` (StatusDetail),
+ * `readings` (ReadingsDetail), `alert` (AlertTriggeredMessage | AlertResolvedMessage),
+ * `subscription` (Subscription), `error` (ErrorDetail).
+ */
+export declare class SensorStreamClient extends EventTarget {
+    #private;
+    /** @param {ClientOptions} options */
+    constructor(options: ClientOptions);
+    /**
+     * @template {keyof SensorStreamEventMap} K
+     * @overload
+     * @param {K} type
+     * @param {(this: SensorStreamClient, event: SensorStreamEventMap[K]) => void} listener
+     * @param {boolean | AddEventListenerOptions} [options]
+     * @returns {void}
+     */
+    /**
+     * @overload
+     * @param {string} type
+     * @param {EventListenerOrEventListenerObject | null} listener
+     * @param {boolean | AddEventListenerOptions} [options]
+     * @returns {void}
+     */
+    /**
+     * @param {string} type
+     * @param {any} listener
+     * @param {boolean | AddEventListenerOptions} [options]
+     * @returns {void}
+     */
+    addEventListener<K extends keyof SensorStreamEventMap>(type: K, listener: (this: SensorStreamClient, event: SensorStreamEventMap[K]) => void, options?: boolean | AddEventListenerOptions): void;
+    /**
+     * @template {keyof SensorStreamEventMap} K
+     * @overload
+     * @param {K} type
+     * @param {(this: SensorStreamClient, event: SensorStreamEventMap[K]) => void} listener
+     * @param {boolean | AddEventListenerOptions} [options]
+     * @returns {void}
+     */
+    /**
+     * @overload
+     * @param {string} type
+     * @param {EventListenerOrEventListenerObject | null} listener
+     * @param {boolean | AddEventListenerOptions} [options]
+     * @returns {void}
+     */
+    /**
+     * @param {string} type
+     * @param {any} listener
+     * @param {boolean | AddEventListenerOptions} [options]
+     * @returns {void}
+     */
+    addEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | AddEventListenerOptions): void;
+    /**
+     * @template {keyof SensorStreamEventMap} K
+     * @overload
+     * @param {K} type
+     * @param {(this: SensorStreamClient, event: SensorStreamEventMap[K]) => void} listener
+     * @param {boolean | EventListenerOptions} [options]
+     * @returns {void}
+     */
+    /**
+     * @overload
+     * @param {string} type
+     * @param {EventListenerOrEventListenerObject | null} listener
+     * @param {boolean | EventListenerOptions} [options]
+     * @returns {void}
+     */
+    /**
+     * @param {string} type
+     * @param {any} listener
+     * @param {boolean | EventListenerOptions} [options]
+     * @returns {void}
+     */
+    removeEventListener<K extends keyof SensorStreamEventMap>(type: K, listener: (this: SensorStreamClient, event: SensorStreamEventMap[K]) => void, options?: boolean | EventListenerOptions): void;
+    /**
+     * @template {keyof SensorStreamEventMap} K
+     * @overload
+     * @param {K} type
+     * @param {(this: SensorStreamClient, event: SensorStreamEventMap[K]) => void} listener
+     * @param {boolean | EventListenerOptions} [options]
+     * @returns {void}
+     */
+    /**
+     * @overload
+     * @param {string} type
+     * @param {EventListenerOrEventListenerObject | null} listener
+     * @param {boolean | EventListenerOptions} [options]
+     * @returns {void}
+     */
+    /**
+     * @param {string} type
+     * @param {any} listener
+     * @param {boolean | EventListenerOptions} [options]
+     * @returns {void}
+     */
+    removeEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | EventListenerOptions): void;
+    /** @returns {ConnectionStatus} */
+    get status(): ConnectionStatus;
+    /** The server's id of the current connection, or null. */
+    get connectionId(): string | null;
+    /** @returns {Subscription | null} the subscription last confirmed by the server */
+    get subscription(): Subscription | null;
+    /**
+     * The server's clock minus this browser's (ms), from the `serverTime` of `hello` and `ping`
+     * answers (half the round trip taken off); the `clockOffsetMs` option until then.
+     * @returns {number}
+     */
+    get clockOffsetMs(): number;
+    /**
+     * When the server last sent anything (epoch ms on the server's clock), over this connection or
+     * the ones before it; undefined before the first message. Lags behind `serverNow()` while the
+     * connection is quiet, lost or frozen: data is known current up to this time.
+     * @returns {number | undefined}
+     */
+    get lastContactAt(): number | undefined;
+    /** @returns {number} now on the server's clock (epoch ms): for ages, staleness and token expiry */
+    serverNow(): number;
+    /** @param {ClientOptions["token"]} token used from the next connection attempt on */
+    setToken(token: ClientOptions["token"]): void;
+    /** Starts connecting (again, after `close()` or `unauthorized`); no-op while active. */
+    connect(): void;
+    /**
+     * Closes the connection and stops reconnecting; pending requests fail with `disconnected`, and
+     * the listeners on `window`/`document` are removed.
+     */
+    close(): void;
+    /**
+     * While not connected (`reconnecting`, or `offline` because the browser said so), tries again
+     * at once instead of waiting for the scheduled retry; an attempt still under way is replaced.
+     * Does nothing when connected or after `close()`.
+     */
+    retryNow(): void;
+    /**
+     * Receive readings of these units/sites, or of the whole org with `{ scope: "org" }`.
+     * While subscribed to the whole org, ids narrow the subscription to exactly them; on a
+     * selection they are added to it.
+     * @param {{ unitIds?: string[], siteIds?: string[], scope?: "org" }} selection
+     * @returns {Promise<Subscription>}
+     */
+    subscribe(selection: {
+        unitIds?: string[];
+        siteIds?: string[];
+        scope?: "org";
+    }): Promise<Subscription>;
+    /**
+     * Stop receiving readings of these units/sites (of a selection); without ids, of everything.
+     * @param {{ unitIds?: string[], siteIds?: string[] }} selection
+     * @returns {Promise<Subscription>}
+     */
+    unsubscribe(selection: {
+        unitIds?: string[];
+        siteIds?: string[];
+    }): Promise<Subscription>;
+    /**
+     * @param {string} unitId
+     * @returns {Promise<Reading | null>} the unit's newest reading, null if it has none
+     */
+    getLatest(unitId: string): Promise<Reading | null>;
+    /**
+     * A unit's readings recorded in a span, oldest first: by default the last hour, at most 300.
+     * @param {string} unitId
+     * @param {{ since?: string, until?: string, limit?: number }} [span] ISO-8601 times
+     * @returns {Promise<{ readings: Reading[], more: boolean }>} `more`: the span held more (the
+     *   newest were sent); ask again with `until` set to the oldest one's `recordedAt`
+     */
+    getHistory(unitId: string, span?: {
+        since?: string;
+        until?: string;
+        limit?: number;
+    }): Promise<{
+        readings: Reading[];
+        more: boolean;
+    }>;
+    /**
+     * The org's open alerts on the units the token allows.
+     * @returns {Promise<AlertTriggeredMessage[]>}
+     */
+    getAlerts(): Promise<AlertTriggeredMessage[]>;
+    /**
+     * Every unit of the org that has reported (within the token's scope), quiet ones too.
+     * @returns {Promise<UnitInfo[]>}
+     */
+    listUnits(): Promise<UnitInfo[]>;
+    /**
+     * Round trip to the server: resolves with its time (ISO-8601). When neither the answer nor any
+     * other message comes within `heartbeatTimeoutMs`, the connection is taken for dead: it is
+     * dropped and replaced, and the promise rejects (`timeout` or `disconnected`).
+     * @returns {Promise<string>}
+     */
+    ping(): Promise<string>;
+    /**
+     * Sends a command to a device and waits for its ack.
+     * Rejects with `command_failed` (ack status `error`), `command_timeout` (the server saw no ack),
+     * `timeout` (no answer at all), `disconnected`, or the server's error code (e.g. `forbidden`).
+     * @param {string} deviceId
+     * @param {string} command e.g. `identify`
+     * @param {Record<string, unknown>} [params]
+     * @param {CommandOptions} [options]
+     * @returns {Promise<CommandAckMessage>}
+     */
+    sendCommand(deviceId: string, command: string, params?: Record<string, unknown>, options?: CommandOptions): Promise<CommandAckMessage>;
+    /**
+     * Extends the session with a fresh token (same user and org) before the current one expires;
+     * done automatically when the `token` option is a function.
+     * @param {string} [token] defaults to the `token` option (called again when it is a function)
+     * @returns {Promise<string>} the session's new expiry (ISO-8601)
+     */
+    refreshToken(token?: string): Promise<string>;
+}
+/**
+ * The claims of a JWT, read without verifying it (only the server can): for display and for
+ * not connecting with a token that is visibly expired.
+ * @param {string} token
+ * @returns {Record<string, unknown> | null}
+ */
+export declare function decodeTokenClaims(token: string): Record<string, unknown> | null;
