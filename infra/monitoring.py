@@ -394,11 +394,14 @@ class _Dashboard(Construct):
                 ],
                 width=8,
             ),
-            cloudwatch.TextWidget(
-                markdown="### Alerts opened\nNot measured yet: alerts are a later feature. Their "
-                "`AlertsOpened` metric goes here once the functions record it.",
+            cloudwatch.GraphWidget(
+                title="Alerts per minute",
+                left=[
+                    own("AlertsOpened", "Sum").with_(label="opened"),
+                    own("AlertsResolved", "Sum").with_(label="resolved"),
+                ],
+                right=[own("AlertPublishFailures", "Sum").with_(label="not published to SNS")],
                 width=8,
-                height=6,
             ),
         )
         self.dashboard.add_widgets(
