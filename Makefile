@@ -8,15 +8,26 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP_PY := $(VENV)/.installed
 STAMP_NODE := node_modules/.installed
+# Tools kept out of .venv (their dependencies would clash with the project's): uv (make
+# lock) and checkov (the template check in make test).
+TOOLS := build/tools
+UV_VERSION := 0.13.8
+CHECKOV := build/checkov
+CHECKOV_VERSION := 3.3.30
+STAMP_CHECKOV := $(CHECKOV)/.installed
 CHROMIUM ?= /usr/bin/chromium
 MOSQUITTO ?= /usr/sbin/mosquitto
 ORG ?= acme
 CDK := npx --no-install cdk
 TSC := node_modules/.bin/tsc
+# Which deployment (stack SensorStream-$(STAGE)); staging and prod share an account.
+STAGE ?= prod
+STACK := SensorStream-$(STAGE)
+CDK_CONTEXT := -c stage=$(STAGE)
 # The functions' shared package and the repo root, as in Lambda and in pytest.
 export PYTHONPATH := $(CURDIR)/functions:$(CURDIR)
 
-.PHONY: help install dev test lint typecheck types vendor unit infra-test e2e token simulate bench cost soak synth deploy diff destroy clean
+.PHONY: help install lock dev test lint typecheck types vendor unit infra-test e2e token simulate bench cost soak synth deploy deploy-account smoke diff destroy clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -43,7 +54,20 @@ $(MOSQUITTO):
 	$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq mosquitto >/dev/null || \
 	echo "mosquitto could not be installed; the local stack uses amqtt"
 
-install: $(STAMP_PY) $(STAMP_NODE) ## Create .venv and node_modules
+install: $(STAMP_PY) $(STAMP_NODE) $(STAMP_CHECKOV) ## Create .venv, node_modules and the checkov tool
+
+$(STAMP_CHECKOV):
+	$(PYTHON) -m venv $(CHECKOV)
+	$(CHECKOV)/bin/pip install --quiet checkov==$(CHECKOV_VERSION)
+	touch $@
+
+$(TOOLS)/bin/uv:
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet uv==$(UV_VERSION)
+
+lock: $(TOOLS)/bin/uv ## Re-pin the functions' dependencies with hashes for the Lambda runtime (after editing functions/requirements.txt)
+	$(TOOLS)/bin/uv pip compile functions/requirements.txt --python-version 3.14 \
+		--python-platform aarch64-manylinux_2_34 --generate-hashes --quiet -o functions/requirements.lock
 
 dev: $(STAMP_PY) $(MOSQUITTO) ## Run the whole system on 127.0.0.1 until Ctrl-C
 	$(PY) -m devstack
@@ -59,7 +83,7 @@ lint: $(STAMP_PY) ## ruff
 	$(VENV)/bin/ruff format --check .
 
 typecheck: $(STAMP_PY) $(STAMP_NODE) ## mypy, and tsc --strict over web/ (checkJs) and a TypeScript consumer of the client
-	$(VENV)/bin/mypy functions devstack infra benchmarks tests
+	$(VENV)/bin/mypy functions devstack infra benchmarks scripts tests
 	$(TSC) -p web/tsconfig.json
 	$(TSC) -p tests/typescript/tsconfig.json
 
@@ -74,13 +98,13 @@ vendor: $(STAMP_NODE) ## Copy uPlot from node_modules into web/vendor (the page 
 unit: $(STAMP_PY) $(STAMP_NODE) $(CHROMIUM) $(MOSQUITTO)
 	$(PY) -m pytest tests/unit -q
 
-infra-test: $(STAMP_PY) $(STAMP_NODE) ## CDK template assertions, cdk-nag and cfn-lint (no AWS account needed)
+infra-test: $(STAMP_PY) $(STAMP_NODE) $(STAMP_CHECKOV) ## CDK template assertions, cdk-nag, cfn-lint and checkov (no AWS account needed)
 	$(PY) -m pytest tests/infra -q
 
 e2e: $(STAMP_PY) $(STAMP_NODE) $(CHROMIUM) $(MOSQUITTO)
 	$(PY) -m pytest tests/e2e -q
 
-test: $(STAMP_PY) $(STAMP_NODE) $(CHROMIUM) $(MOSQUITTO) lint typecheck ## Lint, type-check and run every test
+test: $(STAMP_PY) $(STAMP_NODE) $(STAMP_CHECKOV) $(CHROMIUM) $(MOSQUITTO) lint typecheck ## Lint, type-check and run every test
 	$(PY) -m pytest -q
 
 bench: $(STAMP_PY) ## Live path end to end vs a naive baseline, and in-process figures (prints, never asserts): ARGS="--scenario 100x100", ARGS=--help
@@ -92,17 +116,23 @@ cost: $(STAMP_PY) ## Monthly AWS bill by service, three scenarios x three design
 soak: $(STAMP_PY) ## Devices and browsers with faults against the local stack for 60 s; exits 1 on any loss: ARGS="--duration 300", ARGS=--help
 	$(PY) -m benchmarks.soak $(ARGS)
 
-synth: $(STAMP_PY) $(STAMP_NODE) ## Synthesize the CloudFormation template offline into cdk.out/
-	$(CDK) synth --quiet $(CDK_ARGS)
+synth: $(STAMP_PY) $(STAMP_NODE) ## Synthesize the CloudFormation templates offline into cdk.out/ (STAGE=prod)
+	$(CDK) synth --quiet $(CDK_CONTEXT) $(CDK_ARGS)
 
-deploy: $(STAMP_PY) $(STAMP_NODE) ## Deploy to the AWS account of your credentials
-	$(CDK) deploy --require-approval broadening $(CDK_ARGS)
+deploy: $(STAMP_PY) $(STAMP_NODE) ## Deploy stage STAGE (default prod) to the AWS account of your credentials
+	$(CDK) deploy $(STACK) --require-approval broadening $(CDK_CONTEXT) $(CDK_ARGS)
 
-diff: $(STAMP_PY) $(STAMP_NODE) ## Show what a deploy would change
-	$(CDK) diff $(CDK_ARGS)
+smoke: $(STAMP_PY) ## Check deployed stage STAGE end to end (AWS credentials): device and HTTP -> browser, dashboard metrics, an alarm to the topic
+	$(PY) -m scripts.smoke --stage $(STAGE) $(ARGS)
 
-destroy: $(STAMP_PY) $(STAMP_NODE) ## Delete the stack
-	$(CDK) destroy $(CDK_ARGS)
+deploy-account: $(STAMP_PY) $(STAMP_NODE) ## Once per account and region, before the first stage: API Gateway logging role, IoT logging
+	$(CDK) deploy SensorStreamAccount --require-approval broadening $(CDK_CONTEXT) $(CDK_ARGS)
+
+diff: $(STAMP_PY) $(STAMP_NODE) ## Show what a deploy of STAGE would change
+	$(CDK) diff $(STACK) $(CDK_CONTEXT) $(CDK_ARGS)
+
+destroy: $(STAMP_PY) $(STAMP_NODE) ## Delete the stack of STAGE
+	$(CDK) destroy $(STACK) $(CDK_CONTEXT) $(CDK_ARGS)
 
 clean:
 	rm -rf cdk.out build .pytest_cache .mypy_cache .ruff_cache test-artifacts

@@ -10,6 +10,8 @@ from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from infra.nag import LOG_GROUP_KMS_REASON, skip_checkov
+
 
 @jsii.implements(apigwv2.IAccessLogSettings)
 class _AccessLogSettings:
@@ -33,6 +35,7 @@ def json_access_logs(
 ) -> tuple[logs.LogGroup, apigwv2.IAccessLogSettings]:
     """A log group and the settings that make a stage write ``fields`` ($context variables) to it."""
     log_group = logs.LogGroup(scope, construct_id, retention=retention, removal_policy=RemovalPolicy.DESTROY)
+    skip_checkov(log_group, CKV_AWS_158=LOG_GROUP_KMS_REASON)
     settings = _AccessLogSettings(
         apigwv2.LogGroupLogDestination(log_group),
         apigateway.AccessLogFormat.custom(json.dumps(dict(fields), separators=(",", ":"))),

@@ -20,11 +20,17 @@ def main() -> None:
     from aws_cdk import App, Validations
     from cdk_nag import AwsSolutionsChecks
 
+    from infra.account import AccountConfig, SensorStreamAccountStack
+    from infra.config import DeployConfig
     from infra.layer import build_dependency_layer
     from infra.stack import SensorStreamStack
 
     app = App()
-    SensorStreamStack(app, dependency_layer=build_dependency_layer())
+    # Once per account and region (make deploy-account): settings every stage relies on.
+    SensorStreamAccountStack(app, config=AccountConfig.from_context(app.node))
+    # -c stage=staging deploys SensorStream-staging beside SensorStream-prod.
+    config = DeployConfig.from_context(app.node)
+    SensorStreamStack(app, config=config, dependency_layer=build_dependency_layer())
     Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     app.synth()
 

@@ -4,6 +4,7 @@ from aws_cdk import RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
 from constructs import Construct
 
+from infra.nag import skip_checkov
 from sensor_stream.table import PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE
 
 
@@ -20,6 +21,13 @@ class DataStore(Construct):
             point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
                 point_in_time_recovery_enabled=True
             ),
-            # Readings and device history outlive the stack: `cdk destroy` leaves the table.
+            # Readings and device history outlive the stack: `cdk destroy` leaves the table,
+            # and nobody deletes it by accident (turn the protection off first).
             removal_policy=RemovalPolicy.RETAIN,
+            deletion_protection=True,
+        )
+        skip_checkov(
+            self.table,
+            CKV_AWS_119="Encrypted at rest with the AWS owned key (DynamoDB's default); a customer managed "
+            "key would add cost and a key every function's role must be granted, for sensor readings.",
         )

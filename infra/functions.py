@@ -9,7 +9,7 @@ log group with retention, X-Ray active tracing and the Powertools settings.
 from collections.abc import Mapping
 
 import jsii
-from aws_cdk import AssetHashType, CfnResource, Duration, IStableListProducer, Lazy, RemovalPolicy, Stack
+from aws_cdk import CfnResource, Duration, IStableListProducer, Lazy, RemovalPolicy, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -19,12 +19,12 @@ from constructs import Construct
 from infra.auth import TokenIssuer
 from infra.config import DeployConfig
 from infra.layer import REPOSITORY_ROOT, DependencyLayer
-from infra.nag import acknowledge
+from infra.nag import LOG_GROUP_KMS_REASON, acknowledge, skip_checkov
 from sensor_stream import catalog
 
 FUNCTIONS_SOURCE_DIRECTORY = REPOSITORY_ROOT / "functions"
 # The dependencies come from the layer; compiled files are this machine's, not the runtime's.
-ASSET_EXCLUDES = ["__pycache__", "*.pyc", "requirements.txt"]
+ASSET_EXCLUDES = ["__pycache__", "*.pyc", "requirements.txt", "requirements.lock"]
 RUNTIME = lambda_.Runtime.PYTHON_3_14
 ARCHITECTURE = lambda_.Architecture.ARM_64
 
@@ -34,6 +34,47 @@ LOG_LEVEL = "INFO"
 
 # Posts to @connections run on a thread pool of this size; they wait on the network.
 FLUSH_POST_CONCURRENCY = 32
+
+# The DynamoDB calls each function makes through sensor_stream.store, and nothing else (no
+# Scan, no transactions, no stream reads). tests/infra/test_infra_table_access.py runs the
+# handlers and fails when a function calls something it is not granted, or is granted
+# something it no longer calls.
+TABLE_ACTIONS: dict[str, tuple[str, ...]] = {
+    # Conditional puts (history, quarantine, markers), outbox and registry batches, the
+    # first attempt's outbox entries looked up on a redelivery, the flush's progress read.
+    catalog.INGEST.name: (
+        "dynamodb:PutItem",
+        "dynamodb:BatchWriteItem",
+        "dynamodb:BatchGetItem",
+        "dynamodb:GetItem",
+    ),
+    # Connection records (put, versioned; deleted at $disconnect), the request counter
+    # (update), the record read per request, history/latest/units/resume queries.
+    catalog.CONNECT.name: (
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:GetItem",
+        "dynamodb:Query",
+    ),
+    # The lease (update), the hand-over item and the doorbell (put), the state read, the
+    # outbox and each org's connections (query), gone connections and timed-out commands (delete).
+    catalog.FLUSH.name: (
+        "dynamodb:UpdateItem",
+        "dynamodb:PutItem",
+        "dynamodb:GetItem",
+        "dynamodb:Query",
+        "dynamodb:DeleteItem",
+    ),
+    # The request counter (update), the connection and device read, the pending command and
+    # its timer (put), the command taken on its ack (delete).
+    catalog.PUBLISH.name: (
+        "dynamodb:UpdateItem",
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:DeleteItem",
+    ),
+}
 
 
 class Functions(Construct):
@@ -55,6 +96,8 @@ class Functions(Construct):
         self.log_groups: dict[str, logs.LogGroup] = {}
         self._common_environment = {
             "TABLE_NAME": table.table_name,
+            # Metrics carry their stage (staging and prod share the SensorStream namespace).
+            "SENSOR_STREAM_STAGE": config.stage,
             "POWERTOOLS_SERVICE_NAME": POWERTOOLS_SERVICE_NAME,
             "POWERTOOLS_METRICS_NAMESPACE": POWERTOOLS_METRICS_NAMESPACE,
             "LOG_LEVEL": LOG_LEVEL,
@@ -63,18 +106,17 @@ class Functions(Construct):
         self.dependency_layer = lambda_.LayerVersion(
             self,
             "Dependencies",
-            code=lambda_.Code.from_asset(
-                str(dependency_layer.directory),
-                asset_hash=dependency_layer.digest,
-                asset_hash_type=AssetHashType.CUSTOM,
-            ),
+            # The asset hash is CDK's hash of the built files (AssetHashType.SOURCE).
+            code=lambda_.Code.from_asset(str(dependency_layer.directory)),
             compatible_runtimes=[RUNTIME],
             compatible_architectures=[ARCHITECTURE],
-            description="Python dependencies of the sensor-stream functions (functions/requirements.txt)",
+            description="Python dependencies of the sensor-stream functions (functions/requirements.lock)",
         )
 
         # Both read the caller's org and units from verified claims (sensor_stream.auth).
         claim_names = {"JWT_ORG_CLAIM": token_issuer.org_claim, "JWT_UNITS_CLAIM": token_issuer.units_claim}
+        if token_issuer.token_use:
+            claim_names["JWT_TOKEN_USE"] = token_issuer.token_use
         self.ingest = self._function(catalog.INGEST, claim_names)
         self.connect = self._function(
             catalog.CONNECT,
@@ -96,7 +138,7 @@ class Functions(Construct):
         self.all = (self.ingest, self.connect, self.flush, self.publish)
         self.by_name = {function.node.id: function for function in self.all}
         for function in self.all:
-            table.grant_read_write_data(function)
+            table.grant(function, *TABLE_ACTIONS[function.node.id])
 
     def _function(self, spec: catalog.FunctionSpec, environment: Mapping[str, str]) -> lambda_.Function:
         log_group = logs.LogGroup(
@@ -129,7 +171,21 @@ class Functions(Construct):
             log_group=log_group,
             tracing=lambda_.Tracing.ACTIVE,
         )
-        _depend_only_on_role_policy(function, role)
+        depend_only_on_role_policy(function, role)
+        skip_checkov(log_group, CKV_AWS_158=LOG_GROUP_KMS_REASON)
+        skip_checkov(
+            function,
+            CKV_AWS_115="No reserved concurrency: Lambda keeps 100 of an account's concurrency unreserved, "
+            "so any reservation fails to deploy on new accounts (quota 10), and the flush must overlap "
+            "its successor for a moment each minute (docs/deploy.md, Prerequisites).",
+            CKV_AWS_116="Asynchronous failures of ingest and publish go to their on-failure destination "
+            "(the dead-letter queue, Lambda's successor to DeadLetterConfig); connect answers API Gateway "
+            "synchronously; a failed flush is replaced by the next minute's invocation.",
+            CKV_AWS_117="The functions use only AWS public endpoints (DynamoDB, API Gateway, IoT); a VPC "
+            "would add NAT or endpoints and nothing to protect.",
+            CKV_AWS_173="The environment holds no secret (table name, issuer, endpoints); Lambda encrypts "
+            "it at rest with its own key.",
+        )
         acknowledge(
             role,
             "AwsSolutions-IAM5[Resource::*]",
@@ -155,7 +211,7 @@ class _DefaultPolicyLogicalIds:
         return [Stack.of(self._role).get_logical_id(resource)]
 
 
-def _depend_only_on_role_policy(function: lambda_.Function, role: iam.Role) -> None:
+def depend_only_on_role_policy(function: lambda_.Function, role: iam.Role) -> None:
     """CDK makes a function depend on its role and the role's policy; the role part is
     already implied by the function's GetAtt of the role ARN (cfn-lint W3005). The policy
     part matters: Lambda checks, e.g., an on-failure destination's permission on creation."""

@@ -1,6 +1,7 @@
 """The HTTP API ``POST /readings`` (gateways, backfill): API Gateway's native JWT
 authorizer checks the token's signature, issuer, audience and expiry before ingest runs."""
 
+from aws_cdk import Aws
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_apigatewayv2_authorizers as authorizers
 from aws_cdk import aws_apigatewayv2_integrations as integrations
@@ -77,4 +78,10 @@ class HttpIngestApi(Construct):
 
     @property
     def url(self) -> str:
+        """``https://{apiId}.execute-api.{region}.amazonaws.com/`` (POST ``readings`` below it)."""
         return self.stage.url
+
+    @property
+    def base_url(self) -> str:
+        """The same without the trailing slash, as the dashboard's config.json names it."""
+        return f"https://{self.api.api_id}.execute-api.{Aws.REGION}.{Aws.URL_SUFFIX}"

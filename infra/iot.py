@@ -13,7 +13,7 @@ from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from infra.nag import acknowledge, nag_resource_name
+from infra.nag import acknowledge, nag_resource_name, skip_checkov
 from sensor_stream import catalog
 from sensor_stream.iot_rules import IOT_SQL_VERSION, TOPIC_RULES, TopicRuleSpec, command_topic
 
@@ -42,10 +42,12 @@ class IotIngress(Construct):
         scope: Construct,
         construct_id: str,
         *,
+        stage: str,
         rule_targets: Mapping[str, lambda_.IFunction],
     ) -> None:
         super().__init__(scope, construct_id)
         self._stack = Stack.of(self)
+        self._stage = stage
         self.dead_letter_queue = sqs.Queue(
             self,
             "DeadLetterQueue",
@@ -58,6 +60,11 @@ class IotIngress(Construct):
             "AwsSolutions-SQS3",
             "This queue is itself the dead-letter queue: IoT rule error actions and failed "
             "asynchronous invocations of ingest and publish land here for inspection and redrive.",
+        )
+        skip_checkov(
+            self.dead_letter_queue,
+            CKV_AWS_27="Encrypted with SQS-managed keys (SqsManagedSseEnabled); checkov looks for a "
+            "KMS key only.",
         )
         error_action_role = iam.Role(
             self,
@@ -103,11 +110,11 @@ class IotIngress(Construct):
         rule = iot.CfnTopicRule(
             self,
             spec.name,
-            # Fixed name: devices address the rule by it in Basic Ingest topics.
-            rule_name=spec.name,
+            # A fixed name per stage: devices address the rule by it in Basic Ingest topics.
+            rule_name=spec.rule_name(self._stage),
             topic_rule_payload=iot.CfnTopicRule.TopicRulePayloadProperty(
                 description=spec.description,
-                sql=spec.sql,
+                sql=spec.deployed_sql,
                 aws_iot_sql_version=IOT_SQL_VERSION,
                 rule_disabled=False,
                 actions=[
@@ -136,7 +143,7 @@ class IotIngress(Construct):
         publish_topics = []
         for spec in TOPIC_RULES:
             own_topic = device_topic(spec.topic_filter)
-            publish_topics += [own_topic, spec.basic_ingest_prefix() + own_topic]
+            publish_topics += [own_topic, spec.basic_ingest_prefix(self._stage) + own_topic]
         own_command_topic = command_topic(ORG_ID_VARIABLE, THING_NAME_VARIABLE)
         document: dict[str, Any] = {
             "Version": "2012-10-17",

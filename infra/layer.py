@@ -1,8 +1,16 @@
 """The functions' dependencies as a Lambda layer, built with pip for the Lambda platform
-(no Docker): ``pip install --platform manylinux2014_aarch64 --only-binary=:all:``.
+(no Docker): ``pip install --require-hashes --no-deps --platform manylinux_2_34_aarch64
+... --only-binary=:all: -r functions/requirements.lock``.
 
-A build is keyed by a digest of the requirements file and of the pip target arguments,
-so synthesizing again costs nothing until ``functions/requirements.txt`` changes.
+``functions/requirements.txt`` names the packages the functions import; ``make lock``
+resolves it for the runtime (CPython 3.14 on arm64, Amazon Linux 2023) into
+``functions/requirements.lock``: every package, transitive ones included, pinned with the
+hashes of its published files, so pip installs exactly those files or fails.
+
+A build is cached under a digest of the lock file and of the pip arguments, so
+synthesizing again costs nothing until the lock changes. The layer's asset hash is CDK's
+hash of the built directory's contents, not of any input: different files can never
+deploy under the same hash.
 """
 
 import hashlib
@@ -15,19 +23,31 @@ from pathlib import Path
 
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
 REQUIREMENTS_FILE = REPOSITORY_ROOT / "functions" / "requirements.txt"
+LOCK_FILE = REPOSITORY_ROOT / "functions" / "requirements.lock"
 LAYER_CACHE_ROOT = REPOSITORY_ROOT / "build" / "layer"
 
-# Must match the functions' runtime and architecture (see functions.py).
+# Must match the functions' runtime and architecture (see functions.py). The python3.14
+# runtime runs on Amazon Linux 2023, whose glibc is 2.34: it runs wheels built for any
+# manylinux_2_X up to 2_34 (pip takes the platforms literally, so each is listed, newest
+# first; manylinux2014 is 2_17 under its older name).
 LAMBDA_PYTHON_VERSION = "3.14"
-LAMBDA_PLATFORM = "manylinux2014_aarch64"
+LAMBDA_GLIBC_MINOR = 34
+LAMBDA_PLATFORMS = (
+    *(f"manylinux_2_{minor}_aarch64" for minor in range(LAMBDA_GLIBC_MINOR, 16, -1)),
+    "manylinux2014_aarch64",
+)
 PIP_PLATFORM_ARGUMENTS = (
-    "--platform",
-    LAMBDA_PLATFORM,
+    *(argument for platform in LAMBDA_PLATFORMS for argument in ("--platform", platform)),
     "--implementation",
     "cp",
     "--python-version",
     LAMBDA_PYTHON_VERSION,
     "--only-binary=:all:",
+)
+# What `make lock` runs (uv resolves for another platform than this machine's).
+LOCK_COMMAND = (
+    "uv pip compile functions/requirements.txt --python-version 3.14 "
+    "--python-platform aarch64-manylinux_2_34 --generate-hashes -o functions/requirements.lock"
 )
 # A layer's Python packages live under python/ (it is on the runtime's sys.path).
 LAYER_PYTHON_DIRECTORY = "python"
@@ -37,7 +57,8 @@ PRUNED_DIRECTORIES = ("bin",)
 
 @dataclass(frozen=True)
 class DependencyLayer:
-    """A built layer: ``directory`` holds ``python/``; ``digest`` identifies its inputs."""
+    """A built layer: ``directory`` holds ``python/``; ``digest`` identifies its inputs
+    (the cache key; the asset hash is the directory's own)."""
 
     directory: Path
     digest: str
@@ -47,21 +68,21 @@ class DependencyLayer:
         return self.directory / LAYER_PYTHON_DIRECTORY
 
 
-def requirements_digest(requirements_file: Path) -> str:
+def lock_digest(lock_file: Path) -> str:
     digest = hashlib.sha256()
     digest.update(" ".join(PIP_PLATFORM_ARGUMENTS).encode())
     digest.update(b"\0")
-    digest.update(requirements_file.read_bytes())
+    digest.update(lock_file.read_bytes())
     return digest.hexdigest()
 
 
 def build_dependency_layer(
-    requirements_file: Path = REQUIREMENTS_FILE, cache_root: Path = LAYER_CACHE_ROOT
+    lock_file: Path = LOCK_FILE, cache_root: Path = LAYER_CACHE_ROOT
 ) -> DependencyLayer:
-    """Return the layer for ``requirements_file``, running pip only when no build of
-    the same digest exists. Safe against a concurrent build: each build happens in a
-    private directory that is renamed into place at the end."""
-    digest = requirements_digest(requirements_file)
+    """Return the layer for ``lock_file``, running pip only when no build of the same
+    digest exists. Safe against a concurrent build: each build happens in a private
+    directory that is renamed into place at the end."""
+    digest = lock_digest(lock_file)
     layer = DependencyLayer(directory=cache_root / digest[:16], digest=digest)
     if layer.python_directory.is_dir():
         return layer
@@ -69,7 +90,7 @@ def build_dependency_layer(
     cache_root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=cache_root))
     try:
-        _pip_install(requirements_file, staging / LAYER_PYTHON_DIRECTORY)
+        _pip_install(lock_file, staging / LAYER_PYTHON_DIRECTORY)
         for name in PRUNED_DIRECTORIES:
             shutil.rmtree(staging / LAYER_PYTHON_DIRECTORY / name, ignore_errors=True)
         try:
@@ -84,7 +105,7 @@ def build_dependency_layer(
     return layer
 
 
-def _pip_install(requirements_file: Path, target: Path) -> None:
+def _pip_install(lock_file: Path, target: Path) -> None:
     command = [
         sys.executable,
         "-m",
@@ -94,11 +115,15 @@ def _pip_install(requirements_file: Path, target: Path) -> None:
         "--disable-pip-version-check",
         # Byte code compiled here would be for this interpreter, not the Lambda runtime's.
         "--no-compile",
+        # Exactly the locked files: every package pinned, every file's hash checked, and
+        # nothing resolved beyond the lock.
+        "--require-hashes",
+        "--no-deps",
         *PIP_PLATFORM_ARGUMENTS,
         "--target",
         str(target),
         "--requirement",
-        str(requirements_file),
+        str(lock_file),
     ]
     print(f"Building the Lambda dependency layer: {' '.join(command)}", file=sys.stderr)
     subprocess.run(command, check=True)  # noqa: S603 - fixed arguments, our own interpreter

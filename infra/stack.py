@@ -1,4 +1,7 @@
-"""``SensorStreamStack``: the whole system in one stack, one construct per concern."""
+"""``SensorStreamStack``: the whole system of one stage (``SensorStream-<stage>``) in one
+stack, one construct per concern."""
+
+from typing import Any
 
 from aws_cdk import CfnOutput, Stack
 from constructs import Construct
@@ -7,14 +10,15 @@ from infra.auth import TokenIssuer
 from infra.config import DeployConfig
 from infra.data import DataStore
 from infra.functions import Functions
+from infra.hosting import DashboardHosting
 from infra.http_api import HttpIngestApi
 from infra.iot import IotIngress
 from infra.layer import DependencyLayer
-from infra.monitoring import Monitoring
+from infra.monitoring import AlarmedFunctions, Monitoring
 from infra.scheduling import FlushSchedule
 from infra.websocket_api import WebSocketApi
+from sensor_stream.iot_rules import TOPIC_RULES
 
-STACK_NAME = "SensorStreamStack"
 IOT_DATA_ENDPOINT_COMMAND = (
     "aws iot describe-endpoint --endpoint-type iot:Data-ATS --query endpointAddress --output text"
 )
@@ -24,19 +28,23 @@ class SensorStreamStack(Stack):
     def __init__(
         self,
         scope: Construct,
-        construct_id: str = STACK_NAME,
         *,
+        config: DeployConfig,
         dependency_layer: DependencyLayer,
-        config: DeployConfig | None = None,
     ) -> None:
         super().__init__(
             scope,
-            construct_id,
-            description="sensor-stream: live sensor readings from IoT devices to browsers",
+            config.stack_name,
+            description=f"sensor-stream ({config.stage}): live sensor readings from IoT devices to browsers",
         )
-        config = config or DeployConfig.from_context(self.node)
+        self.config = config
         self.data = DataStore(self, "Data")
-        self.token_issuer = TokenIssuer(self, "Auth", config=config)
+        self.hosting = DashboardHosting(
+            self, "Dashboard", stage=config.stage, log_retention=config.log_retention
+        )
+        self.token_issuer = TokenIssuer(
+            self, "Auth", config=config, dashboard_urls=self.hosting.redirect_urls
+        )
         self.functions = Functions(
             self,
             "Functions",
@@ -56,21 +64,30 @@ class SensorStreamStack(Stack):
         self.http = HttpIngestApi(
             self, "Http", config=config, ingest_function=self.functions.ingest, token_issuer=self.token_issuer
         )
-        self.iot = IotIngress(self, "Iot", rule_targets=self.functions.by_name)
+        self.iot = IotIngress(self, "Iot", stage=config.stage, rule_targets=self.functions.by_name)
         self.iot.grant_command_publish(self.functions.publish)
         self.schedule = FlushSchedule(self, "Schedule", flush_function=self.functions.flush)
         self.monitoring = Monitoring(
             self,
             "Monitoring",
-            functions=self.functions.all,
-            flush_function=self.functions.flush,
+            stage=config.stage,
+            functions=AlarmedFunctions(
+                all=self.functions.all,
+                # IoT rules and EventBridge invoke these asynchronously.
+                asynchronous=(self.functions.ingest, self.functions.publish, self.functions.flush),
+                flush=self.functions.flush,
+            ),
             dead_letter_queue=self.iot.dead_letter_queue,
             table=self.data.table,
             websocket_api=self.websocket.api,
             http_api=self.http.api,
+            iot_rule_names={spec.suffix: spec.rule_name(config.stage) for spec in TOPIC_RULES},
             alarm_email=config.alarm_email,
         )
 
+        self.hosting.publish(self.dashboard_config())
+
+        CfnOutput(self, "DashboardUrl", value=self.hosting.url, description="The dashboard (sign in there)")
         CfnOutput(
             self, "WebSocketUrl", value=self.websocket.url, description="Browsers connect here (wss://)"
         )
@@ -90,7 +107,22 @@ class SensorStreamStack(Stack):
         CfnOutput(self, "TableName", value=self.data.table.table_name)
         CfnOutput(self, "DeadLetterQueueUrl", value=self.iot.dead_letter_queue.queue_url)
         CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn)
+        CfnOutput(
+            self,
+            "DashboardName",
+            value=self.monitoring.dashboard.dashboard_name,
+            description="CloudWatch dashboard of this stage",
+        )
         CfnOutput(self, "TokenIssuer", value=self.token_issuer.issuer)
         CfnOutput(self, "TokenAudience", value=self.token_issuer.audience)
         if self.token_issuer.user_pool is not None:
             CfnOutput(self, "UserPoolId", value=self.token_issuer.user_pool.user_pool_id)
+        if self.token_issuer.domain is not None:
+            CfnOutput(self, "SignInDomain", value=self.token_issuer.domain.base_url())
+
+    def dashboard_config(self) -> dict[str, Any]:
+        """config.json next to the dashboard (infra/hosting.py): where to connect, where to sign in."""
+        config: dict[str, Any] = {"websocketUrl": self.websocket.url, "httpUrl": self.http.base_url}
+        if self.token_issuer.sign_in is not None:
+            config["auth"] = self.token_issuer.sign_in
+        return config

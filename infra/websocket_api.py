@@ -4,11 +4,8 @@ which only the three functions that post may call."""
 
 from collections.abc import Iterable
 
-from aws_cdk import RemovalPolicy
-from aws_cdk import aws_apigateway as apigateway
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_apigatewayv2_integrations as integrations
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
@@ -83,9 +80,8 @@ class WebSocketApi(Construct):
             ),
             access_log_settings=access_log_settings,
         )
-        if config.configure_api_gateway_account:
-            account = _ApiGatewayAccountLogging(self, "AccountLogging")
-            self.stage.node.add_dependency(account)
+        # Access logging needs the account's API Gateway CloudWatch role: the account stack
+        # (infra/account.py) sets it once per account and region, before any stage.
 
         for function in posting_functions:
             function.add_environment("WEBSOCKET_CALLBACK_URL", self.stage.callback_url)
@@ -114,33 +110,3 @@ class WebSocketApi(Construct):
     @property
     def url(self) -> str:
         return self.stage.url
-
-
-class _ApiGatewayAccountLogging(Construct):
-    """The account-wide role through which API Gateway writes WebSocket (and REST) logs.
-
-    The setting is a singleton of the account and region: the role is retained when the
-    stack is deleted so that other APIs relying on it keep logging."""
-
-    def __init__(self, scope: Construct, construct_id: str) -> None:
-        super().__init__(scope, construct_id)
-        role = iam.Role(
-            self,
-            "CloudWatchRole",
-            assumed_by=iam.ServicePrincipal("apigateway.amazonaws.com"),
-            managed_policies=[
-                iam.ManagedPolicy.from_aws_managed_policy_name(
-                    "service-role/AmazonAPIGatewayPushToCloudWatchLogs"
-                )
-            ],
-        )
-        role.apply_removal_policy(RemovalPolicy.RETAIN)
-        account = apigateway.CfnAccount(self, "Account", cloud_watch_role_arn=role.role_arn)
-        account.apply_removal_policy(RemovalPolicy.RETAIN)
-        acknowledge(
-            role,
-            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
-            "AmazonAPIGatewayPushToCloudWatchLogs]",
-            "The AWS-managed policy documented for API Gateway's account logging role; API "
-            "Gateway creates its log groups at run time, so no narrower resource is known.",
-        )

@@ -4,6 +4,7 @@ OIDC issuer whose keys are published as JWKS (Cognito in AWS)."""
 from __future__ import annotations
 
 import math
+import time
 from functools import cached_property
 from typing import Annotated, Any
 
@@ -71,8 +72,14 @@ class TokenVerifier:
 
     @cached_property
     def _jwks(self) -> jwt.PyJWKClient:
-        # Caches keys across invocations of a warm Lambda.
-        return jwt.PyJWKClient(self._settings.jwt_jwks_url, cache_keys=True, lifespan=3600)
+        # Caches keys across invocations of a warm Lambda; a slow issuer fails the connect
+        # quickly (401) instead of holding it until the function times out.
+        return jwt.PyJWKClient(
+            self._settings.jwt_jwks_url,
+            cache_keys=True,
+            lifespan=3600,
+            timeout=self._settings.jwt_jwks_timeout_seconds,
+        )
 
     def verify(self, token: str) -> Principal:
         settings = self._settings
@@ -90,11 +97,16 @@ class TokenVerifier:
                 audience=settings.jwt_audience or None,
                 issuer=settings.jwt_issuer or None,
                 options=options,
+                leeway=settings.jwt_leeway_seconds,
             )
         except jwt.ExpiredSignatureError as exc:
             raise Unauthorized("token has expired") from exc
         except (jwt.PyJWTError, jwt.PyJWKClientError) as exc:
             raise Unauthorized(f"invalid token: {exc}") from exc
+        # The leeway is for iat/nbf only: a token past its exp would open a session that
+        # its own expiry timer closes at once.
+        if isinstance(claims.get("exp"), int | float) and claims["exp"] <= time.time():
+            raise Unauthorized("token has expired")
         return principal_from_claims(claims, settings)
 
 
@@ -104,7 +116,14 @@ def _claim_names(settings: Settings) -> dict[str, str]:
 
 def principal_from_claims(claims: dict[str, Any], settings: Settings) -> Principal:
     """The Principal of a token's claims with their JSON types (a verified token's
-    payload). The one place claims are checked: types, charset, lengths."""
+    payload). The one place claims are checked: token_use, types, charset, lengths."""
+    if settings.jwt_token_use and claims.get("token_use") != settings.jwt_token_use:
+        # A Cognito access token passes API Gateway's authorizer (by client_id) but holds no
+        # custom attributes: say which token to send instead of "lacks custom:org".
+        raise Unauthorized(
+            f"token_use must be '{settings.jwt_token_use}': send the {settings.jwt_token_use.upper()} "
+            "token, which carries the org claim"
+        )
     names = _claim_names(settings)
     present = {field: claims[name] for field, name in names.items() if name in claims}
     try:

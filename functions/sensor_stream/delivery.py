@@ -26,6 +26,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from aws_lambda_powertools.metrics import MetricResolution
+
 from .alerting import AlertEvaluator, AlertEvent, AlertSink
 from .fanout import Fanout, FanoutCounts, TickSettlement, server_time_of
 from .gateway import ConnectionGateway
@@ -42,6 +44,10 @@ RECENT_SECONDS = 30
 MAX_HANDOVER_DIGESTS = 40_000
 # At a hand-over, how long to let posts still in flight end before closing their lanes.
 HANDOVER_POST_WAIT_SECONDS = 0.5
+# End-to-end lags published per tick at most (one EMF record holds 100 values); more
+# posts are represented by an even spread of their sorted lags, the fastest and slowest
+# included, so the percentiles CloudWatch computes keep their shape.
+LAG_SAMPLES_PER_TICK = 100
 
 
 def reading_digest(org_id: str, reading: PackedReading) -> int:
@@ -75,6 +81,16 @@ class RecentReadings:
         return struct.pack(f">{min(len(newest), MAX_HANDOVER_DIGESTS)}Q", *newest[:MAX_HANDOVER_DIGESTS])
 
 
+def spread(values: list[float], most: int) -> list[float]:
+    """At most ``most`` of ``values``, evenly spread over their sorted order (first and
+    last included)."""
+    if len(values) <= most:
+        return values
+    ordered = sorted(values)
+    step = (len(ordered) - 1) / (most - 1)
+    return [ordered[round(index * step)] for index in range(most)]
+
+
 def _unpack(data: bytes) -> tuple[int, ...]:
     return struct.unpack(f">{len(data) // 8}Q", data[: len(data) // 8 * 8])
 
@@ -93,6 +109,7 @@ class TickReport:
     lease_lost: bool = False
     successor: str | None = None
     fanout: FanoutCounts = field(default_factory=FanoutCounts)
+    duration_seconds: float = 0.0
 
 
 class Flusher:
@@ -237,6 +254,7 @@ class Flusher:
     # --- one tick ---------------------------------------------------------------------
 
     def tick(self, now: float) -> TickReport:
+        started = time.monotonic()
         settings = self._settings
         report = TickReport()
         if self._next_second is None:
@@ -349,6 +367,7 @@ class Flusher:
         report.fanout = self.fanout.take_counts()
         unsettled = any(not settlement.settled for settlement in self._ticks)
         self._idle = not (queue.entries or queue.timers or events or unsettled or self.fanout.in_flight())
+        report.duration_seconds = time.monotonic() - started
         self._record_metrics(report)
         return report
 
@@ -486,3 +505,13 @@ class Flusher:
         ):
             if value:
                 metrics.add_metric(name=name, unit="Count", value=value)
+        metrics.add_metric(
+            name="FlushTickDuration", unit="Milliseconds", value=report.duration_seconds * 1000
+        )
+        for lag in spread(report.fanout.lags, LAG_SAMPLES_PER_TICK):
+            metrics.add_metric(
+                name="EndToEndLag", unit="Milliseconds", value=lag * 1000, resolution=MetricResolution.High
+            )
+        # Published every tick, stamped with its time (an invocation lasts a minute): the
+        # alarms count ticks per minute and take the lag's percentiles per minute.
+        metrics.flush_metrics()

@@ -63,6 +63,9 @@ class FanoutCounts:
     posts_throttled: int = 0
     connections_gone: int = 0
     connections_closed: int = 0
+    # End-to-end lag of each post that went out: seconds from the oldest posted reading's
+    # receivedAt (ingest) until the post completed.
+    lags: list[float] = field(default_factory=list)
 
     def add(self, other: FanoutCounts) -> None:
         for name in vars(self):
@@ -219,6 +222,9 @@ class Fanout:
         settlements = parcel.settlements
         with self._lock:
             self._counts.messages_sent += sent
+            if outcome == "sent" and sent and parcel.readings:
+                # format_time texts: the smallest is the oldest.
+                self._counts.lags.append(now - _epoch_seconds(min(r.received_at for r in parcel.readings)))
             if outcome in ("sent", "expired"):
                 lane.failures = 0
                 if not lane.waiting:
@@ -288,6 +294,10 @@ def _error_code(error: Exception) -> str:
     if isinstance(error, ClientError):
         return str(error.response.get("Error", {}).get("Code", ""))
     return ""
+
+
+def _epoch_seconds(text: str) -> float:
+    return datetime.fromisoformat(text).timestamp()
 
 
 def server_time_of(now: float) -> datetime:

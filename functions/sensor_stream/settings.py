@@ -26,6 +26,15 @@ class Settings(BaseSettings):
     # Cognito puts custom attributes under "custom:<name>".
     jwt_org_claim: str = Field("org", alias="JWT_ORG_CLAIM")
     jwt_units_claim: str = Field("units", alias="JWT_UNITS_CLAIM")
+    # The token_use claim a token must carry ("id" for Cognito: only ID tokens hold the
+    # custom attributes); empty: not checked (other issuers have no such claim).
+    jwt_token_use: str = Field("", alias="JWT_TOKEN_USE")
+    # Clock skew tolerated between the issuer and this function on iat and nbf (a token
+    # minted by an issuer whose clock runs ahead). exp stays strict: a session ends at exp.
+    jwt_leeway_seconds: float = Field(10.0, ge=0, le=300, alias="JWT_LEEWAY_SECONDS")
+    # Fetching the issuer's keys (once per container and hour) must end well within a
+    # $connect (the connect function's timeout is 15 s); PyJWT alone would wait 30 s.
+    jwt_jwks_timeout_seconds: float = Field(3.0, gt=0, le=10, alias="JWT_JWKS_TIMEOUT_SECONDS")
 
     # Outbox partitions per window of arrival seconds (see docs/data-model.md); each takes
     # ~1,000 single-reading messages a second. An org's entries go to ORG_SPREAD of them.

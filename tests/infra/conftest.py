@@ -4,9 +4,11 @@ import pytest
 
 from infra.layer import DependencyLayer, build_dependency_layer
 from tests.infra.synthesis import (
+    ALARM_EMAIL,
     CDK_JSON_CONTEXT,
     EXTERNAL_AUDIENCE,
     EXTERNAL_ISSUER,
+    STAGING,
     Synthesized,
     synthesize,
 )
@@ -27,9 +29,12 @@ def synthesized(tmp_path_factory: pytest.TempPathFactory, dependency_layer: Depe
 def synthesized_external_issuer(
     tmp_path_factory: pytest.TempPathFactory, dependency_layer: DependencyLayer
 ) -> Synthesized:
-    """The stack trusting an existing OIDC issuer instead of a Cognito user pool."""
+    """The stack trusting an existing OIDC issuer instead of a Cognito user pool, deployed
+    as the staging stage (beside prod in the same account)."""
     context = {
         **CDK_JSON_CONTEXT,
+        "stage": STAGING,
+        "alarmEmail": ALARM_EMAIL,
         "createCognitoUserPool": "false",
         "jwtIssuer": EXTERNAL_ISSUER,
         "jwtAudience": EXTERNAL_AUDIENCE,

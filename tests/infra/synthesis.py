@@ -17,22 +17,32 @@ from aws_cdk.assertions import Template
 from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
 
+from infra.account import AccountConfig, SensorStreamAccountStack
+from infra.config import DeployConfig
 from infra.layer import REPOSITORY_ROOT, DependencyLayer
 from infra.stack import SensorStreamStack
 
 CDK_JSON_CONTEXT: dict[str, Any] = json.loads((REPOSITORY_ROOT / "cdk.json").read_text())["context"]
+# The second variant deploys this stage beside the cdk.json default (prod).
+STAGING = "staging"
 EXTERNAL_ISSUER = "https://login.example.com/tenant"
+ALARM_EMAIL = "ops@example.com"
 EXTERNAL_AUDIENCE = "sensor-stream-dashboard"
 
 
 @dataclass(frozen=True)
 class Synthesized:
+    """The stage stack (``stack``, ``template``...) and the account stack of one app."""
+
     stack: SensorStreamStack
     template: Template
     template_json: dict[str, Any]
     template_path: Path
     assembly_directory: Path
     validation_report: dict[str, Any]
+    account_stack: SensorStreamAccountStack
+    account_template: Template
+    account_template_path: Path
 
     @property
     def resources(self) -> dict[str, dict[str, Any]]:
@@ -57,10 +67,12 @@ class Synthesized:
 
 def synthesize(outdir: Path, context: Mapping[str, Any], layer: DependencyLayer) -> Synthesized:
     app = App(outdir=str(outdir), context=dict(context))
-    stack = SensorStreamStack(app, dependency_layer=layer)
+    account_stack = SensorStreamAccountStack(app, config=AccountConfig.from_context(app.node))
+    stack = SensorStreamStack(app, config=DeployConfig.from_context(app.node), dependency_layer=layer)
     Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     assembly = app.synth()
     artifact = assembly.get_stack_artifact(stack.artifact_id)
+    account_artifact = assembly.get_stack_artifact(account_stack.artifact_id)
     template_json = artifact.template
     report_path = outdir / "validation-report.json"
     return Synthesized(
@@ -70,6 +82,9 @@ def synthesize(outdir: Path, context: Mapping[str, Any], layer: DependencyLayer)
         template_path=Path(artifact.template_full_path),
         assembly_directory=Path(assembly.directory),
         validation_report=json.loads(report_path.read_text()) if report_path.exists() else {},
+        account_stack=account_stack,
+        account_template=Template.from_json(account_artifact.template),
+        account_template_path=Path(account_artifact.template_full_path),
     )
 
 

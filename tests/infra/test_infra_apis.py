@@ -105,13 +105,6 @@ def test_websocket_stage_logs_access_and_throttles(synthesized: Synthesized) -> 
     assert access_logs["Properties"]["RetentionInDays"] == 30
 
 
-def test_websocket_stage_waits_for_the_account_logging_role(synthesized: Synthesized) -> None:
-    # API Gateway refuses WebSocket access logging until the account has a CloudWatch role.
-    stage = synthesized.resource(synthesized.stack.websocket.stage)
-    (account_id,) = synthesized.template.find_resources("AWS::ApiGateway::Account")
-    assert account_id in stage["DependsOn"]
-
-
 def test_readings_route_requires_a_jwt_from_the_user_pool(synthesized: Synthesized) -> None:
     stack = synthesized.stack
     http_api = synthesized.logical_id(stack.http.api)

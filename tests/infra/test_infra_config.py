@@ -16,11 +16,11 @@ def _config(**context: Any) -> DeployConfig:
 
 def test_cdk_json_defaults_create_a_cognito_user_pool() -> None:
     config = _config()
+    assert (config.stage, config.stack_name) == ("prod", "SensorStream-prod")
     assert config.create_cognito_user_pool is True
     assert (config.jwt_org_claim, config.jwt_units_claim) == ("custom:org", "custom:units")
     assert config.iot_data_endpoint == ""
     assert config.log_retention == logs.RetentionDays.ONE_MONTH
-    assert config.configure_api_gateway_account is True
 
 
 def test_external_issuer_from_command_line_context() -> None:
@@ -32,6 +32,12 @@ def test_external_issuer_from_command_line_context() -> None:
     assert config.jwt_issuer == "https://issuer.example.com/"  # verbatim: tokens' "iss" must equal it
     assert config.jwt_jwks_url == "https://issuer.example.com/.well-known/jwks.json"
     assert (config.jwt_org_claim, config.jwt_units_claim) == ("org", "units")
+
+
+def test_a_stage_names_its_own_stack() -> None:
+    assert _config(stage="staging").stack_name == "SensorStream-staging"
+    # Unset (e.g. an app without cdk.json's context), the stage is prod.
+    assert DeployConfig.from_context(App().node).stage == "prod"
 
 
 def test_explicit_jwks_url_and_claim_names_win() -> None:
@@ -56,6 +62,9 @@ def test_explicit_jwks_url_and_claim_names_win() -> None:
             "https://",
         ),
         ({"createCognitoUserPool": "maybe"}, "true or false"),
+        ({"stage": "Prod"}, "lowercase letter"),
+        ({"stage": "prod-eu"}, "lowercase letter"),
+        ({"stage": "averyveryverylongstage"}, "up to 11"),
         ({"logRetention": "FOREVER_AND_A_DAY"}, "ONE_MONTH"),
     ],
 )

@@ -1,13 +1,20 @@
 """IoT Core: the topic rules (same SQL as the local rule runner), their dead-letter queue and
 the device policy."""
 
+import re
 from typing import Any
 
 import pytest
 
 from infra.iot import device_topic
-from sensor_stream.iot_rules import IOT_SQL_VERSION, TOPIC_RULES, TopicRuleSpec
-from tests.infra.synthesis import Synthesized, iot_arn
+from sensor_stream.iot_rules import (
+    COMMAND_ACK_RULE,
+    IOT_SQL_VERSION,
+    TELEMETRY_RULE,
+    TOPIC_RULES,
+    TopicRuleSpec,
+)
+from tests.infra.synthesis import STAGING, Synthesized, iot_arn
 
 THING = "${iot:Connection.Thing.ThingName}"
 ORG = "${iot:Connection.Thing.Attributes[orgId]}"
@@ -31,12 +38,43 @@ def test_topic_rule_runs_the_shared_sql_into_its_function(
     target_id = synthesized.logical_id(stack.functions.by_name[spec.target])
     rule = synthesized.resource(stack.iot.rules[spec.name])["Properties"]
 
-    assert rule["RuleName"] == spec.name
+    # Stage-qualified: staging and prod each have their own rules in one account and region.
+    assert rule["RuleName"] == spec.rule_name("prod") == f"sensor_stream_prod_{spec.suffix}"
     payload = rule["TopicRulePayload"]
-    assert payload["Sql"] == spec.sql
+    assert payload["Sql"] == spec.deployed_sql == f"{spec.sql} WHERE {spec.where}"
     assert payload["AwsIotSqlVersion"] == IOT_SQL_VERSION == "2016-03-23"
     assert payload["RuleDisabled"] is False
     assert payload["Actions"] == [{"Lambda": {"FunctionArn": {"Fn::GetAtt": [target_id, "Arn"]}}}]
+
+
+def _where_holds(where: str, topic: str) -> bool:
+    """The rule's WHERE (``topic(n) = 'level' AND ...``) on a topic as IoT SQL numbers it
+    (after a Basic Ingest prefix)."""
+    levels = topic.split("/")
+    for condition in where.split(" AND "):
+        match = re.fullmatch(r"topic\((\d+)\) = '([^']*)'", condition)
+        assert match, f"unexpected condition {condition!r}"
+        position, expected = int(match[1]), match[2]
+        if position > len(levels) or levels[position - 1] != expected:
+            return False
+    return True
+
+
+@pytest.mark.parametrize(
+    ("spec", "topic", "holds"),
+    [
+        (TELEMETRY_RULE, "orgs/acme/devices/gw-1/telemetry", True),
+        (TELEMETRY_RULE, "x/acme/y/gw-1/telemetry", False),
+        (TELEMETRY_RULE, "orgs/acme/devices/gw-1/commands", False),
+        (TELEMETRY_RULE, "acme/gw-1/telemetry", False),
+        (COMMAND_ACK_RULE, "orgs/acme/devices/gw-1/commands/ack", True),
+        (COMMAND_ACK_RULE, "orgs/acme/devices/gw-1/telemetry", False),
+        (COMMAND_ACK_RULE, "orgs/acme/devices/gw-1/commands/nack", False),
+    ],
+)
+def test_basic_ingest_topics_must_have_the_rules_shape(spec: TopicRuleSpec, topic: str, holds: bool) -> None:
+    # Published as $aws/rules/<rule>/<topic>, the FROM filter is skipped: the WHERE decides.
+    assert _where_holds(spec.where, topic) is holds
 
 
 @pytest.mark.parametrize("spec", TOPIC_RULES, ids=lambda spec: spec.name)
@@ -117,10 +155,22 @@ def test_device_publishes_only_its_own_telemetry_and_acks(synthesized: Synthesiz
     own = f"orgs/{ORG}/devices/{THING}"
     assert publish["Resource"] == [
         iot_arn(f"topic/{own}/telemetry"),
-        iot_arn(f"topic/$aws/rules/sensor_stream_telemetry/{own}/telemetry"),
+        iot_arn(f"topic/$aws/rules/sensor_stream_prod_telemetry/{own}/telemetry"),
         iot_arn(f"topic/{own}/commands/ack"),
-        iot_arn(f"topic/$aws/rules/sensor_stream_command_ack/{own}/commands/ack"),
+        iot_arn(f"topic/$aws/rules/sensor_stream_prod_command_ack/{own}/commands/ack"),
     ]
+
+
+def test_staging_devices_use_the_staging_rules(synthesized_external_issuer: Synthesized) -> None:
+    assert synthesized_external_issuer.stack.config.stage == STAGING
+    publish = _statements_by_action(synthesized_external_issuer)["iot:Publish"]
+    own = f"orgs/{ORG}/devices/{THING}"
+    assert iot_arn(f"topic/$aws/rules/sensor_stream_staging_telemetry/{own}/telemetry") in publish["Resource"]
+
+
+def test_rule_names_without_a_stage_are_the_local_stacks() -> None:
+    assert [spec.name for spec in TOPIC_RULES] == ["sensor_stream_telemetry", "sensor_stream_command_ack"]
+    assert TOPIC_RULES[0].basic_ingest_prefix("prod") == "$aws/rules/sensor_stream_prod_telemetry/"
 
 
 def test_device_receives_only_its_own_commands(synthesized: Synthesized) -> None:

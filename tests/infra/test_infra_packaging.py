@@ -6,11 +6,13 @@ check is static: every import statement in the asset must resolve to a file of t
 of the layer, or of the standard library."""
 
 import ast
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from aws_cdk import FileSystem
 
 from infra import layer as layer_module
 from infra.layer import DependencyLayer, build_dependency_layer
@@ -111,6 +113,7 @@ def test_code_asset_leaves_out_build_leftovers_and_requirements(synthesized: Syn
     assert not list(code.rglob("__pycache__"))
     assert not list(code.rglob("*.pyc"))
     assert not (code / "requirements.txt").exists()
+    assert not (code / "requirements.lock").exists()
     assert (code / "sensor_stream" / "__init__.py").is_file()
 
 
@@ -175,9 +178,78 @@ def test_layer_build_is_reused_while_requirements_are_unchanged(
     assert build_dependency_layer() == dependency_layer
 
 
-def test_layer_digest_follows_the_requirements(tmp_path: Path) -> None:
-    requirements = tmp_path / "requirements.txt"
-    requirements.write_text("pydantic==2.13.4\n")
-    first = layer_module.requirements_digest(requirements)
-    requirements.write_text("pydantic==2.13.5\n")
-    assert layer_module.requirements_digest(requirements) != first
+def test_layer_digest_follows_the_lock(tmp_path: Path) -> None:
+    lock = tmp_path / "requirements.lock"
+    lock.write_text("pydantic==2.13.4 --hash=sha256:aa\n")
+    first = layer_module.lock_digest(lock)
+    lock.write_text("pydantic==2.13.4 --hash=sha256:bb\n")
+    assert layer_module.lock_digest(lock) != first
+
+
+def _pins(text: str) -> dict[str, str]:
+    """name -> version of each ``name==version`` line (names normalised as PyPI does)."""
+    pins = {}
+    for line in text.splitlines():
+        match = re.match(r"^([A-Za-z0-9._-]+)(?:\[[^]]*\])?==([^ ;\\]+)", line.strip())
+        if match:
+            pins[re.sub(r"[-_.]+", "-", match[1]).lower()] = match[2]
+    return pins
+
+
+def test_lock_pins_every_requirement_at_its_version() -> None:
+    required = _pins(layer_module.REQUIREMENTS_FILE.read_text())
+    locked = _pins(layer_module.LOCK_FILE.read_text())
+    assert required, "requirements.txt pins its packages"
+    assert {name: locked.get(name) for name in required} == required, "run make lock"
+    # Transitive packages are pinned too (pydantic's core, cryptography's cffi, ...).
+    assert {"pydantic-core", "cffi", "botocore", "typing-extensions"} <= set(locked)
+
+
+def test_every_locked_package_carries_its_hashes() -> None:
+    entries = re.split(r"\n(?=[A-Za-z])", layer_module.LOCK_FILE.read_text().split("\n", 2)[2])
+    for entry in entries:
+        assert re.search(r"--hash=sha256:[0-9a-f]{64}", entry), entry.splitlines()[0]
+
+
+def test_lock_was_made_by_make_lock() -> None:
+    header = layer_module.LOCK_FILE.read_text().splitlines()[:2]
+    assert header[1].strip("# ").strip() == layer_module.LOCK_COMMAND
+
+
+def test_layer_holds_exactly_the_locked_distributions(synthesized: Synthesized) -> None:
+    installed = {}
+    for dist_info in _staged_layer(synthesized).glob("*.dist-info"):
+        name, _, version = dist_info.name.removesuffix(".dist-info").partition("-")
+        installed[re.sub(r"[-_.]+", "-", name).lower()] = version
+    assert installed == _pins(layer_module.LOCK_FILE.read_text())
+
+
+def test_layer_asset_hash_is_the_hash_of_the_built_files(
+    synthesized: Synthesized, dependency_layer: DependencyLayer
+) -> None:
+    # Not a hash of the inputs: a rebuild that yields other files deploys as another asset.
+    layer = synthesized.resource(synthesized.stack.functions.dependency_layer)
+    s3_key = layer["Properties"]["Content"]["S3Key"]
+    assert s3_key == f"{FileSystem.fingerprint(str(dependency_layer.directory))}.zip"
+
+
+def test_pip_installs_only_the_locked_files_for_the_runtime(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    commands: list[list[str]] = []
+
+    def run(command: list[str], check: bool) -> None:
+        commands.append(command)
+        Path(command[command.index("--target") + 1]).mkdir(parents=True)
+
+    monkeypatch.setattr(layer_module.subprocess, "run", run)
+    layer_module.build_dependency_layer(layer_module.LOCK_FILE, cache_root=tmp_path)
+
+    (command,) = commands
+    assert {"--require-hashes", "--no-deps", "--only-binary=:all:"} <= set(command)
+    assert command[command.index("--requirement") + 1] == str(layer_module.LOCK_FILE)
+    platforms = [command[i + 1] for i, argument in enumerate(command) if argument == "--platform"]
+    # Amazon Linux 2023 (glibc 2.34) runs any manylinux wheel up to 2_34, newest preferred.
+    assert platforms[0] == "manylinux_2_34_aarch64"
+    assert {"manylinux_2_28_aarch64", "manylinux_2_17_aarch64", "manylinux2014_aarch64"} <= set(platforms)
+    assert command[command.index("--python-version") + 1] == "3.14"
