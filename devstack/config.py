@@ -48,6 +48,9 @@ class StackConfig(BaseSettings):
     aws_port: int = Field(0, ge=0, le=65535, alias="LOCAL_AWS_PORT")
     jwt_secret: str = Field(DEFAULT_JWT_SECRET, min_length=1, alias="JWT_SECRET")
     simulated_devices: int = Field(5, ge=0, alias="SIMULATED_DEVICES")
+    # Alert rules for the simulated orgs set through the HTTP API at start-up
+    # (devstack/example_rules.py), and a sure excursion for them to catch.
+    example_rules: bool = Field(True, alias="LOCAL_EXAMPLE_RULES")
     # Comma-separated in the environment.
     simulated_orgs: Annotated[tuple[str, ...], NoDecode] = Field(DEFAULT_ORGS, alias="SIMULATED_ORGS")
     # EventBridge schedule of the flush function and the function's timeout.

@@ -84,6 +84,14 @@ class SimulatedUnit:
     excursion: float = 0.0
     # Slow drift of the set point itself (thermostat wander), in degrees.
     drift_phase: float = 0.0
+    # When (monotonic) a full excursion starts for sure: the door left open that the
+    # example alert rules (devstack/example_rules.py) catch within a minute of start-up.
+    door_opens_at: float | None = None
+
+    def open_door_when_due(self, now: float) -> None:
+        if self.door_opens_at is not None and now >= self.door_opens_at:
+            self.excursion += self.profile.excursion_peak
+            self.door_opens_at = None
 
     def step(self, rng: random.Random, seconds: float) -> None:
         self.drift_phase += seconds / 600 * 2 * math.pi
@@ -124,6 +132,7 @@ class SimulatedDevice:
         recorded_at = _iso_now()
         payload = []
         for unit in self.units:
+            unit.open_door_when_due(now)
             unit.step(self.rng, seconds)
             reading: dict[str, Any] = {
                 "unitId": unit.unit_id,
@@ -165,10 +174,15 @@ def build_fleet(
     orgs: Sequence[str] = DEFAULT_ORGS,
     rate: float = 1.0,
     seed: int | None = None,
+    door_open_after_seconds: float | None = None,
 ) -> list[SimulatedDevice]:
-    """Devices spread round-robin over the orgs; 2-3 units each, most at a site."""
+    """Devices spread round-robin over the orgs; 2-3 units each, most at a site. With
+    ``door_open_after_seconds``, each org's first freezer has its door left open that long
+    after now (a sure excursion, on top of the random ones)."""
     seeder = random.Random(seed)
     devices = []
+    door_opens_at = None if door_open_after_seconds is None else time.monotonic() + door_open_after_seconds
+    orgs_with_open_door: set[str] = set()
     for index in range(count):
         org_id = orgs[index % len(orgs)]
         number = index // len(orgs) + 1
@@ -178,16 +192,18 @@ def build_fleet(
         units = []
         for slot in range(2 + number % 2):
             profile = PROFILES[(number + slot) % len(PROFILES)]
-            units.append(
-                SimulatedUnit(
-                    unit_id=f"{device_id}.{profile.kind}",
-                    site_id=site_id,
-                    profile=profile,
-                    temperature=profile.set_point + rng.gauss(0, 0.5),
-                    humidity=profile.humidity + rng.gauss(0, 3),
-                    drift_phase=rng.uniform(0, 2 * math.pi),
-                )
+            unit = SimulatedUnit(
+                unit_id=f"{device_id}.{profile.kind}",
+                site_id=site_id,
+                profile=profile,
+                temperature=profile.set_point + rng.gauss(0, 0.5),
+                humidity=profile.humidity + rng.gauss(0, 3),
+                drift_phase=rng.uniform(0, 2 * math.pi),
             )
+            if door_opens_at is not None and profile.kind == "freezer" and org_id not in orgs_with_open_door:
+                unit.door_opens_at = door_opens_at
+                orgs_with_open_door.add(org_id)
+            units.append(unit)
         devices.append(
             SimulatedDevice(
                 org_id=org_id,

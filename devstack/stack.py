@@ -32,6 +32,8 @@ from devstack.config import (
     ensure_functions_importable,
 )
 from devstack.dashboard import DashboardServer
+from devstack.example_rules import DOOR_OPEN_AFTER_SECONDS, example_rules
+from devstack.example_rules import install as install_example_rules
 from devstack.faults import AdminApi, FaultState
 from devstack.http_api import HttpApi, JwtAuthorizer
 from devstack.http_server import Endpoint as HttpEndpoint
@@ -105,7 +107,9 @@ def _bind_error(variable: str, port: int, error: OSError) -> SystemExit:
     )
 
 
-def _banner(urls: dict[str, str], config: StackConfig, aws_url: str, admin_url: str) -> str:
+def _banner(
+    urls: dict[str, str], config: StackConfig, aws_url: str, admin_url: str, example_rule_count: int
+) -> str:
     first_org, other_org = config.simulated_orgs[0], config.simulated_orgs[-1]
     token = mint_token(first_org)
     devices = (
@@ -123,6 +127,7 @@ def _banner(urls: dict[str, str], config: StackConfig, aws_url: str, admin_url: 
             f"  DynamoDB   {aws_url} (moto), table {os.environ['TABLE_NAME']}",
             f"  admin      {admin_url}/faults (fault injection, see devstack/README.md)",
             f"  {devices}",
+            f"  {example_rule_count} example alert rules (LOCAL_EXAMPLE_RULES=false for none)",
             "  Ctrl-C stops everything.",
             "",
         ]
@@ -337,17 +342,26 @@ async def run_stack(config: StackConfig, ready_stream: TextIO) -> None:
         urls["dashboard"] = dashboard.url
         urls["admin"] = admin_server.url
 
+        example_rule_count = 0
         if config.simulated_devices > 0:
-            fleet = Fleet(
-                build_fleet(config.simulated_devices, orgs=config.simulated_orgs),
-                Endpoint(host=LOOPBACK, port=mqtt_port),
+            devices = build_fleet(
+                config.simulated_devices,
+                orgs=config.simulated_orgs,
+                door_open_after_seconds=DOOR_OPEN_AFTER_SECONDS if config.example_rules else None,
             )
+            if config.example_rules:
+                example_rule_count = await asyncio.to_thread(
+                    install_example_rules, http_server.url, example_rules(devices), config.jwt_secret
+                )
+            fleet = Fleet(devices, Endpoint(host=LOOPBACK, port=mqtt_port))
             await asyncio.to_thread(fleet.start)
             running.push_async_callback(asyncio.to_thread, fleet.stop)
 
         ready_stream.write(json.dumps({"event": "ready", **urls}) + "\n")
         ready_stream.flush()
-        print(_banner(urls, config, aws_url, admin_server.url), file=sys.stderr, flush=True)
+        print(
+            _banner(urls, config, aws_url, admin_server.url, example_rule_count), file=sys.stderr, flush=True
+        )
 
         await stop.wait()
         log.info("stopping")

@@ -1,22 +1,35 @@
 // @ts-check
 /**
- * The live dashboard: one row per unit with its newest reading, a temperature sparkline of the
- * last 5 minutes, its state and the device's commands; a page-level banner whenever the
- * connection is not healthy. Everything it knows comes through SensorStreamClient.
+ * The live dashboard: one row per unit of the org with its newest reading, a temperature
+ * sparkline of the last 5 minutes, its state, its active alerts and the device's commands; the
+ * active alerts in the header; a page-level banner whenever the connection is not healthy; a
+ * dialog per unit with its history and its alert rules. Everything it knows comes through
+ * SensorStreamClient (WebSocket) and AlertRulesClient (HTTP API).
  */
-import { SensorStreamClient, decodeTokenClaims } from "./sensor-stream-client.js";
+import { AlertRulesClient, SensorStreamClient, decodeTokenClaims, ruleAppliesTo } from "./sensor-stream-client.js";
 import { CognitoAuth } from "./auth.js";
 import { HistoryChart, formatSpan, gapThresholdMs, sparkline } from "./charts.js";
+import { METRICS, RuleEditor, SEVERITIES, explain, severityBadge } from "./rules-editor.js";
 
 /** @typedef {import("./sensor-stream-client.js").Reading} Reading */
 /** @typedef {import("./sensor-stream-client.js").StatusDetail} StatusDetail */
 /** @typedef {import("./sensor-stream-client.js").ReadingsDetail} ReadingsDetail */
 /** @typedef {import("./sensor-stream-client.js").Subscription} Subscription */
+/** @typedef {import("./sensor-stream-client.js").AlertTriggeredMessage} Alert */
+/** @typedef {import("./sensor-stream-client.js").AlertResolvedMessage} AlertResolvedMessage */
+/** @typedef {import("./sensor-stream-client.js").UnitInfo} UnitInfo */
+/** @typedef {import("./sensor-stream-client.js").AlertRule} AlertRule */
+/** @typedef {import("./rules-editor.js").RulesAccess} RulesAccess */
 /** @typedef {import("./charts.js").Point} Point */
 
 const TOKEN_STORAGE_KEY = "sensor-stream.token";
 const DEFAULT_WEBSOCKET_URL = "ws://127.0.0.1:3001";
-const STALE_AFTER_MS = 10_000;
+// A unit is stale after three of its usual reporting intervals without a reading, and never
+// sooner than this (delivery alone takes 1.5-3 s); a silence rule on it says how long instead.
+const MIN_STALE_AFTER_MS = 10_000;
+const STALE_INTERVALS = 3;
+// Readings whose spacing gives a unit's usual interval.
+const RECENT_READINGS = 20;
 const HISTORY_MS = 5 * 60_000;
 const MAX_POINTS = 1500;
 const NOTICE_LIFETIME_MS = 20_000;
@@ -50,10 +63,14 @@ const COMMANDS = [
  * @typedef {object} Unit
  * @property {string} unitId
  * @property {string | null} siteId
- * @property {string} deviceId
- * @property {Reading} latest
+ * @property {string} deviceId "" until a reading names it
+ * @property {Reading | null} latest null for a unit listed by the server without its last reading
+ * @property {number} seenMs when its last reading arrived (server clock; 0: never)
+ * @property {number[]} recent recordedAt (epoch ms) of its newest readings, ordered: its interval
  * @property {Point[]} points temperature by recordedAt, ordered
  * @property {Set<string>} ids of the readings in `points`
+ * @property {Alert[]} alerts its active alerts, most severe first
+ * @property {string} alertKey what its row shows of them, to redraw only on a change
  * @property {HTMLTableRowElement} row
  * @property {Record<"state" | "temperature" | "sparkline" | "humidity" | "battery" | "signal" | "lastSeen" | "device", HTMLTableCellElement>} cells
  * @property {{ select: HTMLSelectElement, param: HTMLInputElement, paramField: HTMLElement, button: HTMLButtonElement, result: HTMLElement, busy: boolean }} command
@@ -102,6 +119,16 @@ const ui = {
   dialogClose: element("dialog-close"),
   dialogChart: element("dialog-chart"),
   dialogSummary: element("dialog-summary"),
+  dialogAlerts: element("dialog-alerts"),
+  dialogAlertsList: element("dialog-alerts-list"),
+  alertsToggle: /** @type {HTMLButtonElement} */ (element("alerts-toggle")),
+  alertsCount: element("alerts-count"),
+  alertsLabel: element("alerts-label"),
+  alertsPanel: element("alerts-panel"),
+  alertsClose: element("alerts-close"),
+  alertsList: element("alerts-list"),
+  alertsEmpty: element("alerts-empty"),
+  alertsAnnouncer: element("alerts-announcer"),
   endpoint: element("endpoint"),
   connectionId: element("connection-id"),
   readingCount: element("reading-count"),
@@ -134,6 +161,17 @@ let renderScheduled = false;
 let unitsAdded = false;
 /** @type {Set<Unit>} */
 const dirty = new Set();
+/** @type {Map<string, Alert>} the active alerts, by alertId */
+const activeAlerts = new Map();
+/** @type {{ opened: Map<string, Alert>, resolved: Set<string> } | null} alert events during getAlerts */
+let alertsRefresh = null;
+let httpUrl = "";
+/** @type {AlertRulesClient | null} */
+let rulesApi = null;
+/** @type {AlertRule[] | null} the rules the token sees; null until loaded */
+let rules = null;
+/** @type {RulesAccess} */
+let rulesAccess = { canManage: false, reason: "Loading the rules…" };
 
 // --- Start-up -------------------------------------------------------------------------------
 
@@ -141,6 +179,7 @@ async function main() {
   const config = await loadConfig();
   websocketUrl = typeof config.websocketUrl === "string" && config.websocketUrl ? config.websocketUrl : DEFAULT_WEBSOCKET_URL;
   ui.endpoint.textContent = websocketUrl;
+  httpUrl = typeof config.httpUrl === "string" ? config.httpUrl : "";
   wireControls();
   setInterval(tick, 500);
 
@@ -166,7 +205,7 @@ async function main() {
 
 /**
  * `config.json` next to the page: the WebSocket endpoint and, in AWS, the sign-in settings.
- * @returns {Promise<{ websocketUrl?: unknown, auth?: any }>}
+ * @returns {Promise<{ websocketUrl?: unknown, httpUrl?: unknown, auth?: any }>}
  */
 async function loadConfig() {
   try {
@@ -217,6 +256,11 @@ function wireControls() {
     auth?.signOut();
   });
   ui.dialogClose.addEventListener("click", () => ui.dialog.close());
+  ui.alertsToggle.addEventListener("click", () => showAlertsPanel(ui.alertsToggle.getAttribute("aria-expanded") !== "true"));
+  ui.alertsClose.addEventListener("click", () => showAlertsPanel(false));
+  ui.alertsPanel.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") showAlertsPanel(false);
+  });
   ui.dialog.addEventListener("close", () => detail.close());
   for (const button of ui.dialog.querySelectorAll("[data-span]")) {
     button.addEventListener("click", () => detail.showSpan(Number(/** @type {HTMLElement} */ (button).dataset.span)));
@@ -232,6 +276,13 @@ function start(token) {
   watched = null;
   ui.signInPanel.hidden = true;
   showIdentity(typeof token === "string" ? token : auth?.session?.idToken ?? "");
+  activeAlerts.clear();
+  showAlerts();
+  rules = null;
+  rulesApi = httpUrl ? new AlertRulesClient({ httpUrl, token }) : null;
+  rulesAccess = rulesApi
+    ? { canManage: false, reason: "Loading the rules…" }
+    : { canManage: false, reason: "Alert rules need the HTTP API: config.json has no httpUrl." };
 
   const current = new SensorStreamClient({ url: websocketUrl, token, initialResumeMs: HISTORY_MS, clockOffsetMs });
   client = current;
@@ -247,6 +298,9 @@ function start(token) {
   });
   current.addEventListener("subscription", (event) => {
     if (client === current) showSubscription(event.detail);
+  });
+  current.addEventListener("alert", (event) => {
+    if (client === current) onAlert(event.detail);
   });
   current.addEventListener("error", (event) => {
     if (client === current) notify(`${event.detail.message} (${event.detail.code})`);
@@ -301,6 +355,10 @@ function onConnected(current) {
   const since = lostAt;
   everConnected = true;
   lostAt = undefined;
+  // Every unit, quiet ones too, and what is wrong now: also what changed while away.
+  loadUnits(current);
+  loadAlerts(current);
+  loadRules();
   // Fill the rows of a filter at once instead of waiting for the next readings.
   const selection = current.subscription;
   if (selection?.scope === "selected") loadLatest(selection.unitIds);
@@ -367,6 +425,8 @@ async function applyFilter(requested) {
     }
   }
   arrangeRows(true);
+  // Alert events come only for the subscription: what changed on the others meanwhile.
+  loadAlerts(active);
   const unknown = await loadLatest(wanted.filter((unitId) => !units.has(unitId)));
   for (const unitId of unknown) {
     const similar = [...units.keys()].filter((known) => known.toLowerCase().includes(unitId.toLowerCase()) || unitId.toLowerCase().includes(known.toLowerCase()));
@@ -427,6 +487,311 @@ function showSubscription(subscription) {
     if (allowed) text += ` Your access allows ${allowed.length} unit${allowed.length === 1 ? "" : "s"}.`;
   }
   ui.subscriptionText.textContent = text;
+}
+
+// --- Alerts ---------------------------------------------------------------------------------
+
+/** @param {Alert | AlertResolvedMessage} message */
+function onAlert(message) {
+  if (message.type === "alert:triggered") {
+    activeAlerts.set(message.alertId, message);
+    alertsRefresh?.opened.set(message.alertId, message);
+    if (isWatchedId(message.unitId)) {
+      announce(`${SEVERITIES[message.severity].label} alert on ${message.unitId}: ${message.message}`);
+    }
+  } else {
+    const known = activeAlerts.get(message.alertId);
+    activeAlerts.delete(message.alertId);
+    alertsRefresh?.resolved.add(message.alertId);
+    if (known && isWatchedId(message.unitId)) announce(`Resolved on ${message.unitId}: ${known.message}`);
+  }
+  showAlerts();
+}
+
+/**
+ * The active alerts as the server has them (at load, after a reconnect, after a filter change);
+ * events that arrive while the answer is on its way are applied on top of it.
+ * @param {SensorStreamClient} current
+ */
+async function loadAlerts(current) {
+  const seen = { opened: new Map(), resolved: new Set() };
+  alertsRefresh = seen;
+  let active;
+  try {
+    active = await current.getAlerts();
+  } catch (error) {
+    if (client === current) notify(`Could not load the active alerts: ${describe(error)}`);
+    return;
+  } finally {
+    if (alertsRefresh === seen) alertsRefresh = null;
+  }
+  if (client !== current) return;
+  activeAlerts.clear();
+  for (const alert of [...active, ...seen.opened.values()]) {
+    if (!seen.resolved.has(alert.alertId)) activeAlerts.set(alert.alertId, alert);
+  }
+  showAlerts();
+}
+
+/**
+ * @param {string} unitId
+ * @returns {Alert[]} most severe first, then newest first
+ */
+function alertsOf(unitId) {
+  return [...activeAlerts.values()].filter((alert) => alert.unitId === unitId).sort(bySeverityThenNewest);
+}
+
+/** @type {(a: Alert, b: Alert) => number} */
+function bySeverityThenNewest(a, b) {
+  return SEVERITIES[b.severity].rank - SEVERITIES[a.severity].rank || b.triggeredAt.localeCompare(a.triggeredAt);
+}
+
+/** @param {string} unitId */
+function isWatchedId(unitId) {
+  return watched === null || watched.has(unitId);
+}
+
+/** The rows, the header's count and list, and the open dialog, after the alerts changed. */
+function showAlerts() {
+  for (const unit of units.values()) {
+    const now = alertsOf(unit.unitId);
+    if (now.map((alert) => alert.alertId).join() === unit.alerts.map((alert) => alert.alertId).join()) continue;
+    unit.alerts = now;
+    markDirty(unit);
+  }
+  const shown = [...activeAlerts.values()].filter((alert) => isWatchedId(alert.unitId));
+  const worst = [...shown].sort(bySeverityThenNewest)[0];
+  ui.alertsToggle.dataset.severity = worst?.severity ?? "none";
+  ui.alertsCount.textContent = String(shown.length);
+  ui.alertsCount.hidden = shown.length === 0;
+  if (!worst) ui.alertsLabel.textContent = "No active alerts";
+  else {
+    const severity = document.createElement("span");
+    severity.className = "visually-hidden";
+    severity.textContent = `, the worst ${SEVERITIES[worst.severity].label.toLowerCase()}`;
+    ui.alertsLabel.replaceChildren(`active alert${shown.length === 1 ? "" : "s"}`, severity);
+  }
+  renderAlertsList();
+  if (detail.unit) showUnitAlerts(detail.unit);
+}
+
+/** @type {Map<string, HTMLLIElement>} the header list's items, by alertId */
+const alertItems = new Map();
+
+/**
+ * The header's list, newest first: on changes and, while open, every tick (the ages). Items are
+ * kept and only moved when the order changes, so keyboard focus stays where it is.
+ */
+function renderAlertsList() {
+  const shown = [...activeAlerts.values()]
+    .filter((alert) => isWatchedId(alert.unitId))
+    .sort((a, b) => b.triggeredAt.localeCompare(a.triggeredAt));
+  ui.alertsEmpty.hidden = shown.length > 0;
+  const wanted = new Set(shown.map((alert) => alert.alertId));
+  for (const [alertId, item] of alertItems) {
+    if (wanted.has(alertId)) continue;
+    item.remove();
+    alertItems.delete(alertId);
+  }
+  const items = shown.map((alert) => {
+    let item = alertItems.get(alert.alertId);
+    if (!item) {
+      item = alertItem(alert);
+      alertItems.set(alert.alertId, item);
+    }
+    const since = item.querySelector(".alert-since");
+    if (since) since.textContent = sinceWords(alert);
+    return item;
+  });
+  const current = [...ui.alertsList.children];
+  if (items.length !== current.length || items.some((item, index) => item !== current[index])) {
+    const focused = document.activeElement;
+    ui.alertsList.replaceChildren(...items);
+    if (focused instanceof HTMLElement && ui.alertsList.contains(focused)) focused.focus();
+  }
+}
+
+/** @param {Alert} alert */
+function alertItem(alert) {
+  const item = document.createElement("li");
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "alert-item";
+  button.dataset.alertId = alert.alertId;
+  button.dataset.severity = alert.severity;
+  const unit = document.createElement("strong");
+  unit.textContent = alert.unitId;
+  const message = document.createElement("span");
+  message.className = "alert-message";
+  message.textContent = alert.message;
+  button.append(severityBadge(alert.severity), unit, message, sinceText(alert));
+  button.addEventListener("click", () => {
+    showAlertsPanel(false);
+    focusUnit(alert.unitId);
+  });
+  item.append(button);
+  return item;
+}
+
+/** @param {Alert} alert */
+function sinceText(alert) {
+  const since = document.createElement("span");
+  since.className = "alert-since";
+  since.textContent = sinceWords(alert);
+  return since;
+}
+
+/** @param {Alert} alert "since 10:42:13 (3 min ago)" */
+function sinceWords(alert) {
+  const at = Date.parse(alert.triggeredAt);
+  return `since ${clockTime(at)} (${formatAge(Math.max(0, (client?.serverNow() ?? Date.now()) - at))})`;
+}
+
+/** @param {boolean} open */
+function showAlertsPanel(open) {
+  ui.alertsPanel.hidden = !open;
+  ui.alertsToggle.setAttribute("aria-expanded", String(open));
+  if (open) {
+    renderAlertsList();
+    /** @type {HTMLElement} */ (ui.alertsList.querySelector("button") ?? ui.alertsClose).focus();
+  } else if (ui.alertsPanel.contains(document.activeElement) || document.activeElement === document.body) {
+    ui.alertsToggle.focus();
+  }
+}
+
+/**
+ * An alert's unit, shown: its row in view (the search cleared if it hid it) and its dialog open.
+ * @param {string} unitId
+ */
+function focusUnit(unitId) {
+  const unit = units.get(unitId);
+  if (!unit) {
+    notify(`${unitId} has no row on this page (no reading yet).`);
+    return;
+  }
+  if (!matchesSearch(unit)) {
+    ui.search.value = "";
+    arrangeRows(true);
+  }
+  unit.row.scrollIntoView({ block: "center" });
+  // Focus on the row's link first: closing the dialog brings it back there.
+  /** @type {HTMLElement | null} */ (unit.row.querySelector(".unit-link"))?.focus();
+  detail.open(unit);
+}
+
+/** @param {string} text said by screen readers, politely */
+function announce(text) {
+  ui.alertsAnnouncer.textContent = text;
+}
+
+/** @param {Alert} alert "Temperature high", "Silent" */
+function alertTitle(alert) {
+  if (alert.alertType === "silence") return "Silent";
+  const [metric, direction] = alert.alertType.split("_");
+  const known = /** @type {Record<string, { label: string }>} */ (METRICS)[metric];
+  return `${known?.label ?? metric} ${direction}`;
+}
+
+/**
+ * The row's alert: its most severe active alert as a badge with a shape and words (and the rest
+ * counted), the row marked by severity.
+ * @param {Unit} unit
+ */
+function renderAlertBadge(unit) {
+  const top = unit.alerts[0];
+  const key = top ? unit.alerts.map((alert) => alert.alertId).join() : "";
+  if (key === unit.alertKey) return;
+  unit.alertKey = key;
+  unit.cells.state.querySelector(".severity-badge")?.remove();
+  if (top) {
+    const more = unit.alerts.length > 1 ? ` (+${unit.alerts.length - 1})` : "";
+    const badge = severityBadge(top.severity, `${SEVERITIES[top.severity].label}: ${alertTitle(top)}${more}`);
+    badge.title = unit.alerts.map((alert) => alert.message).join("\n");
+    unit.cells.state.prepend(badge);
+    unit.row.dataset.alert = top.severity;
+  } else delete unit.row.dataset.alert;
+}
+
+/** @param {Unit} unit the dialog's list of the unit's active alerts */
+function showUnitAlerts(unit) {
+  ui.dialogAlerts.hidden = unit.alerts.length === 0;
+  ui.dialogAlertsList.replaceChildren(
+    ...unit.alerts.map((alert) => {
+      const item = document.createElement("li");
+      const message = document.createElement("span");
+      message.textContent = alert.message;
+      item.append(severityBadge(alert.severity), message, sinceText(alert));
+      return item;
+    }),
+  );
+}
+
+// --- Alert rules ------------------------------------------------------------------------------
+
+/** The rules the token sees: for the silence rules' stale times and the unit dialog. */
+async function loadRules() {
+  const api = rulesApi;
+  if (api) {
+    try {
+      const listed = await api.list();
+      if (api !== rulesApi) return;
+      rules = listed;
+      rulesAccess = { canManage: true };
+    } catch (error) {
+      if (api !== rulesApi) return;
+      rulesAccess = { canManage: false, reason: refusal(error) ?? `Could not load the alert rules: ${explain(error)}` };
+    }
+  }
+  editor.refresh();
+  renderStates();
+}
+
+/**
+ * @param {unknown} error
+ * @returns {string | null} why this token may not manage rules at all (401), or null
+ */
+function refusal(error) {
+  const code = /** @type {{ code?: string }} */ (error).code;
+  return code === "unauthorized" || (code === "forbidden" && rules === null)
+    ? `Alert rules cannot be shown or changed with this access: ${explain(error)}`
+    : null;
+}
+
+const editor = new RuleEditor({
+  rules: () => rules,
+  access: () => rulesAccess,
+  async save(ruleId, body) {
+    const api = rulesApi;
+    if (!api) throw new Error(rulesAccess.reason ?? "no rules API");
+    try {
+      const stored = await api.put(ruleId, body);
+      if (api === rulesApi) rules = [...(rules ?? []).filter((rule) => rule.ruleId !== ruleId), stored];
+      renderStates();
+      return stored;
+    } catch (error) {
+      denyIfRefused(error);
+      throw error;
+    }
+  },
+  async remove(ruleId) {
+    const api = rulesApi;
+    if (!api) throw new Error(rulesAccess.reason ?? "no rules API");
+    try {
+      await api.delete(ruleId);
+    } catch (error) {
+      denyIfRefused(error);
+      // Already gone: what the user wanted.
+      if (/** @type {{ code?: string }} */ (error).code !== "not_found") throw error;
+    }
+    if (api === rulesApi) rules = (rules ?? []).filter((rule) => rule.ruleId !== ruleId);
+    renderStates();
+  },
+});
+
+/** @param {unknown} error a refused token turns the rule controls off, with the reason */
+function denyIfRefused(error) {
+  const reason = refusal(error);
+  if (reason) rulesAccess = { canManage: false, reason };
 }
 
 // --- Status, banner and notices -----------------------------------------------------------
@@ -520,7 +885,8 @@ function notify(text) {
 function tick() {
   showConnection();
   renderStates();
-  if (ui.sort.value === "state" || ui.sort.value === "seen") arrangeRows(false);
+  if (ui.sort.value === "state" || ui.sort.value === "seen" || ui.sort.value === "severity") arrangeRows(false);
+  if (!ui.alertsPanel.hidden) renderAlertsList();
 }
 
 // --- Readings and history -----------------------------------------------------------------
@@ -535,12 +901,88 @@ function showReadings(detail) {
 
 /** @param {Reading} reading */
 function showReading(reading) {
-  const unit = units.get(reading.unitId) ?? addUnit(reading);
+  let unit = units.get(reading.unitId);
+  if (!unit) {
+    unit = addUnit(reading.unitId, reading.siteId);
+    fillHistory(unit);
+  }
   addPoint(unit, reading);
   // Replayed or late readings fill the chart but never replace a newer value.
-  if (reading.recordedAt >= unit.latest.recordedAt) unit.latest = reading;
+  if (!unit.latest || reading.recordedAt >= unit.latest.recordedAt) unit.latest = reading;
+  unit.seenMs = Math.max(unit.seenMs, Date.parse(reading.receivedAt));
   if (detail.unit === unit) detail.live(reading);
   markDirty(unit);
+}
+
+/**
+ * Every unit of the org that has reported, quiet ones included (they would never show up
+ * through readings), merged with what the page already has.
+ * @param {SensorStreamClient} current
+ */
+async function loadUnits(current) {
+  let listed;
+  try {
+    listed = await current.listUnits();
+  } catch (error) {
+    if (client === current) notify(`Could not list the units: ${describe(error)}`);
+    return;
+  }
+  if (client !== current) return;
+  for (const info of listed) {
+    const known = units.get(info.unitId);
+    const unit = known ?? addUnit(info.unitId, info.siteId);
+    const seenMs = info.lastSeenAt ? Date.parse(info.lastSeenAt) : 0;
+    unit.seenMs = Math.max(unit.seenMs, seenMs);
+    if (info.lastReading) showReading(info.lastReading);
+    if (!known) {
+      if (unit.seenMs > current.serverNow() - HISTORY_MS) fillHistory(unit);
+      else learnInterval(unit);
+    }
+    markDirty(unit);
+  }
+  updateEmptyState();
+}
+
+/** @param {Unit} unit the last 5 minutes of a unit new to the page */
+function fillHistory(unit) {
+  const active = client;
+  if (active) queueHistory(unit, active.serverNow() - HISTORY_MS, null);
+}
+
+/**
+ * A quiet unit's usual interval, from its last few readings (its 5 minutes of history are empty).
+ * @param {Unit} unit
+ */
+async function learnInterval(unit) {
+  const active = client;
+  const newest = unit.latest;
+  if (!active || !newest) return;
+  const until = Date.parse(newest.recordedAt);
+  try {
+    const { readings } = await active.getHistory(unit.unitId, {
+      since: new Date(until - 86_400_000).toISOString(),
+      until: new Date(until + 1).toISOString(),
+      limit: RECENT_READINGS,
+    });
+    if (client !== active) return;
+    for (const reading of readings) rememberRecorded(unit, Date.parse(reading.recordedAt));
+    markDirty(unit);
+  } catch {
+    // Without it the unit is judged by the 10-s floor, as a unit with a single reading is.
+  }
+}
+
+/**
+ * @param {Unit} unit
+ * @param {number} recordedMs
+ */
+function rememberRecorded(unit, recordedMs) {
+  const recent = unit.recent;
+  let index = recent.length;
+  while (index > 0 && recent[index - 1] > recordedMs) index -= 1;
+  if (recent[index - 1] === recordedMs) return;
+  recent.splice(index, 0, recordedMs);
+  if (recent.length > RECENT_READINGS) recent.shift();
 }
 
 /**
@@ -551,6 +993,7 @@ function addPoint(unit, reading) {
   if (unit.ids.has(reading.id)) return;
   unit.ids.add(reading.id);
   const point = { t: Date.parse(reading.recordedAt), v: reading.temperature };
+  rememberRecorded(unit, point.t);
   const points = unit.points;
   let index = points.length;
   while (index > 0 && points[index - 1].t > point.t) index -= 1;
@@ -673,10 +1116,14 @@ const COLUMNS = /** @type {const} */ ([
   ["device", "device", "Device"],
 ]);
 
-/** @param {Reading} reading */
-function addUnit(reading) {
+/**
+ * A row for a unit new to the page; its readings come after.
+ * @param {string} unitId
+ * @param {string | null} siteId
+ */
+function addUnit(unitId, siteId) {
   const row = document.createElement("tr");
-  row.dataset.unitId = reading.unitId;
+  row.dataset.unitId = unitId;
   const cell = (/** @type {string} */ className, /** @type {string} */ label) => {
     const td = document.createElement("td");
     td.className = className;
@@ -687,29 +1134,33 @@ function addUnit(reading) {
   const link = document.createElement("button");
   link.type = "button";
   link.className = "unit-link";
-  link.textContent = reading.unitId;
-  link.setAttribute("aria-label", `${reading.unitId}: show its history`);
+  link.textContent = unitId;
+  link.setAttribute("aria-label", `${unitId}: history, alerts and rules`);
   name.append(link);
-  if (reading.siteId) {
+  if (siteId) {
     const site = document.createElement("span");
     site.className = "site";
-    site.textContent = reading.siteId;
+    site.textContent = siteId;
     name.append(site);
   }
   const cells = /** @type {Unit["cells"]} */ (Object.fromEntries(COLUMNS.map(([key, className, label]) => [key, cell(className, label)])));
   const commandCell = cell("command", "Command");
-  const command = commandControls(reading);
+  const command = commandControls(unitId);
   commandCell.append(command.group, command.result);
   row.append(name, ...Object.values(cells), commandCell);
 
   /** @type {Unit} */
   const unit = {
-    unitId: reading.unitId,
-    siteId: reading.siteId,
-    deviceId: reading.deviceId,
-    latest: reading,
+    unitId,
+    siteId,
+    deviceId: "",
+    latest: null,
+    seenMs: 0,
+    recent: [],
     points: [],
     ids: new Set(),
+    alerts: [],
+    alertKey: "",
     row,
     cells,
     command: { ...command, busy: false },
@@ -717,19 +1168,18 @@ function addUnit(reading) {
   };
   link.addEventListener("click", () => detail.open(unit));
   command.button.addEventListener("click", () => sendCommand(unit));
-  units.set(reading.unitId, unit);
-  const active = client;
-  if (active) queueHistory(unit, active.serverNow() - HISTORY_MS, null);
+  units.set(unitId, unit);
+  unit.alerts = alertsOf(unitId);
   unitsAdded = true;
   return unit;
 }
 
-/** @param {Reading} reading */
-function commandControls(reading) {
+/** @param {string} unitId */
+function commandControls(unitId) {
   const group = document.createElement("div");
   group.className = "command-group";
   const select = document.createElement("select");
-  select.setAttribute("aria-label", `Command for ${reading.unitId}`);
+  select.setAttribute("aria-label", `Command for ${unitId}`);
   for (const spec of COMMANDS) select.append(new Option(spec.label, spec.name));
   const paramField = document.createElement("label");
   paramField.className = "param";
@@ -739,13 +1189,13 @@ function commandControls(reading) {
   const param = document.createElement("input");
   param.type = "number";
   param.inputMode = "decimal";
-  param.setAttribute("aria-label", `Reporting interval in seconds for ${reading.unitId}`);
+  param.setAttribute("aria-label", `Reporting interval in seconds for ${unitId}`);
   paramField.append(param, paramLabel);
   const button = document.createElement("button");
   button.type = "button";
   button.className = "command-button";
   button.textContent = "Send";
-  button.setAttribute("aria-label", `Send the command for ${reading.unitId}`);
+  button.setAttribute("aria-label", `Send the command for ${unitId}`);
   const result = document.createElement("p");
   result.className = "command-state";
   result.setAttribute("aria-live", "polite");
@@ -810,12 +1260,24 @@ function matchesSearch(unit) {
 /** @type {(a: string, b: string) => number} */
 const byName = new Intl.Collator(undefined, { numeric: true }).compare;
 
+/** @param {Unit} unit 0 without an active alert, else the rank of its most severe one */
+function alertRank(unit) {
+  const top = unit.alerts[0];
+  return top ? SEVERITIES[top.severity].rank : 0;
+}
+
 /** @type {Record<string, (a: Unit, b: Unit) => number>} */
 const SORTS = {
   name: (a, b) => byName(a.unitId, b.unitId),
   state: (a, b) => b.state.severity - a.state.severity || byName(a.unitId, b.unitId),
-  temperature: (a, b) => b.latest.temperature - a.latest.temperature || byName(a.unitId, b.unitId),
-  seen: (a, b) => a.latest.receivedAt.localeCompare(b.latest.receivedAt) || byName(a.unitId, b.unitId),
+  severity: (a, b) =>
+    alertRank(b) - alertRank(a) ||
+    b.alerts.length - a.alerts.length ||
+    b.state.severity - a.state.severity ||
+    byName(a.unitId, b.unitId),
+  temperature: (a, b) =>
+    (b.latest?.temperature ?? -Infinity) - (a.latest?.temperature ?? -Infinity) || byName(a.unitId, b.unitId),
+  seen: (a, b) => a.seenMs - b.seenMs || byName(a.unitId, b.unitId),
 };
 
 /** @type {Map<string, HTMLTableRowElement>} */
@@ -898,13 +1360,19 @@ function markDirty(unit) {
 /** @param {Unit} unit */
 function renderUnit(unit) {
   const reading = unit.latest;
-  unit.deviceId = reading.deviceId;
-  unit.cells.temperature.textContent = `${reading.temperature.toFixed(1)} °C`;
-  unit.cells.humidity.textContent = reading.humidity === null ? "–" : `${Math.round(reading.humidity)} %`;
-  renderBattery(unit.cells.battery, reading.battery);
-  renderSignal(unit.cells.signal, reading.signalStrength);
-  unit.cells.device.textContent = reading.deviceId;
-  unit.command.button.setAttribute("aria-label", `Send the command to ${reading.deviceId} for ${unit.unitId}`);
+  if (reading) {
+    unit.deviceId = reading.deviceId;
+    unit.cells.temperature.textContent = `${reading.temperature.toFixed(1)} °C`;
+    unit.cells.humidity.textContent = reading.humidity === null ? "–" : `${Math.round(reading.humidity)} %`;
+    renderBattery(unit.cells.battery, reading.battery);
+    renderSignal(unit.cells.signal, reading.signalStrength);
+    unit.cells.device.textContent = reading.deviceId;
+    unit.command.button.setAttribute("aria-label", `Send the command to ${reading.deviceId} for ${unit.unitId}`);
+  } else {
+    for (const key of /** @type {const} */ (["temperature", "humidity", "battery", "signal", "device"])) {
+      unit.cells[key].textContent = "–";
+    }
+  }
   const now = client?.serverNow() ?? Date.now();
   unit.cells.sparkline.replaceChildren(sparkline(unit.points, now, HISTORY_MS, unit.unitId));
   renderState(unit);
@@ -915,19 +1383,36 @@ function renderStates() {
 }
 
 /**
- * The unit's age and state. A unit is stale only when the server was heard from more than
- * 10 s after the unit's last reading arrived: during an outage the page blames the
- * connection (banner), not every device.
+ * How long the unit may go without a reading before it is stale: its silence rule's
+ * `maxSilenceSeconds` (the operator said so), else three of its usual intervals (the median
+ * spacing of its recent readings), at least 10 s.
+ * @param {Unit} unit
+ */
+function staleAfterMs(unit) {
+  const silences = (rules ?? [])
+    .filter((rule) => rule.metric === "silence" && rule.maxSilenceSeconds !== undefined && ruleAppliesTo(rule, unit.unitId, unit.siteId))
+    .map((rule) => /** @type {number} */ (rule.maxSilenceSeconds) * 1000);
+  if (silences.length > 0) return Math.min(...silences);
+  const steps = unit.recent.slice(1).map((t, index) => t - unit.recent[index]).sort((a, b) => a - b);
+  const usual = steps.length > 0 ? steps[Math.floor(steps.length / 2)] : 0;
+  return Math.max(MIN_STALE_AFTER_MS, STALE_INTERVALS * usual);
+}
+
+/**
+ * The unit's age and state. A unit is stale only when the server was heard from longer than
+ * the unit's own stale time after its last reading arrived: during an outage the page blames
+ * the connection (banner), not every device.
  * @param {Unit} unit
  */
 function renderState(unit) {
   const active = client;
   const now = active?.serverNow() ?? Date.now();
-  const receivedMs = Date.parse(unit.latest.receivedAt);
+  const receivedMs = unit.seenMs;
   const healthy = active?.status === "connected";
   const contact = active?.lastContactAt ?? 0;
-  const stale = healthy && contact - receivedMs > STALE_AFTER_MS;
-  if (healthy && !stale && now - receivedMs > STALE_AFTER_MS && Date.now() - lastProbeAt > PROBE_EVERY_MS) {
+  const staleAfter = staleAfterMs(unit);
+  const stale = healthy && contact - receivedMs > staleAfter;
+  if (healthy && !stale && now - receivedMs > staleAfter && Date.now() - lastProbeAt > PROBE_EVERY_MS) {
     // About to call the device stale: first make sure the connection is what is quiet.
     lastProbeAt = Date.now();
     active.ping().catch(() => {});
@@ -935,28 +1420,35 @@ function renderState(unit) {
   const reading = unit.latest;
   unit.state = stale
     ? { key: "stale", label: "Stale", severity: 3 }
-    : reading.battery !== null && reading.battery < LOW_BATTERY
+    : reading?.battery != null && reading.battery < LOW_BATTERY
       ? { key: "battery", label: "Low battery", severity: 2 }
-      : reading.signalStrength !== null && reading.signalStrength < WEAK_SIGNAL_DBM
+      : reading?.signalStrength != null && reading.signalStrength < WEAK_SIGNAL_DBM
         ? { key: "signal", label: "Weak signal", severity: 1 }
         : { key: "ok", label: "OK", severity: 0 };
   unit.row.classList.toggle("stale", stale);
-  const badge = unit.cells.state.firstElementChild ?? document.createElement("span");
+  renderAlertBadge(unit);
+  let badge = unit.cells.state.querySelector(".state-badge");
+  if (!badge) {
+    badge = document.createElement("span");
+    unit.cells.state.append(badge);
+  }
   badge.className = `state-badge ${stale ? "stale-marker" : ""}`;
   /** @type {HTMLElement} */ (badge).dataset.state = unit.state.key;
   if (badge.textContent !== unit.state.label) badge.textContent = unit.state.label;
-  if (!badge.isConnected) unit.cells.state.append(badge);
+  /** @type {HTMLElement} */ (badge).title = stale ? `No reading for longer than ${formatSpan(staleAfter)}` : "";
 
-  const age = formatAge(Math.max(0, now - receivedMs));
+  const age = receivedMs > 0 ? formatAge(Math.max(0, now - receivedMs)) : "never";
   if (unit.cells.lastSeen.textContent !== age) unit.cells.lastSeen.textContent = age;
-  unit.cells.lastSeen.title = new Date(receivedMs - (active?.clockOffsetMs ?? 0)).toLocaleString();
+  unit.cells.lastSeen.title = receivedMs > 0 ? new Date(receivedMs - (active?.clockOffsetMs ?? 0)).toLocaleString() : "";
 
   const button = unit.command.button;
   const why = !healthy
     ? "Not connected"
-    : stale
-      ? `${unit.deviceId} has not reported for ${age.replace(" ago", "")}: commands are off until it does`
-      : "";
+    : !unit.deviceId
+      ? "Its device is not known yet: no recent reading"
+      : stale
+        ? `${unit.deviceId} has not reported for ${age.replace(" ago", "")}: commands are off until it does`
+        : "";
   button.disabled = unit.command.busy || why !== "";
   button.title = why;
   unit.command.select.disabled = why !== "";
@@ -1028,7 +1520,8 @@ async function sendCommand(unit) {
   if (!active) return;
   const { select, param, result } = unit.command;
   const spec = COMMANDS.find((candidate) => candidate.name === select.value) ?? COMMANDS[0];
-  const deviceId = unit.latest.deviceId;
+  const deviceId = unit.deviceId;
+  if (!deviceId) return;
   /** @type {Record<string, unknown>} */
   const params = {};
   const setState = (/** @type {string} */ state, /** @type {string} */ text) => {
@@ -1081,7 +1574,9 @@ const detail = {
   open(unit) {
     this.unit = unit;
     ui.dialogTitle.textContent = unit.unitId;
-    ui.dialogSubtitle.textContent = [unit.siteId && `site ${unit.siteId}`, `device ${unit.deviceId}`].filter(Boolean).join(" · ");
+    ui.dialogSubtitle.textContent = [unit.siteId && `site ${unit.siteId}`, unit.deviceId && `device ${unit.deviceId}`].filter(Boolean).join(" · ");
+    showUnitAlerts(unit);
+    editor.open(unit);
     if (!ui.dialog.open) ui.dialog.showModal();
     this.chart ??= new HistoryChart(ui.dialogChart);
     this.showSpan(this.spanMs);
@@ -1090,6 +1585,7 @@ const detail = {
   close() {
     this.unit = null;
     this.chart?.destroy();
+    editor.close();
   },
 
   /** @param {number} spanMs */

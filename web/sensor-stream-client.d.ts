@@ -1,5 +1,6 @@
 /**
- * Browser client of the sensor-stream WebSocket API (contract v1, section 3).
+ * Browser client of the sensor-stream WebSocket API (contract v1, section 3), and of the alert
+ * rules over the HTTP API (section 5: `AlertRulesClient`).
  *
  * No build step: import it as an ES module (the package `@sensor-stream/client`, or this file).
  * Its types (`sensor-stream-client.d.ts`) are generated from the JSDoc below by `make types`.
@@ -270,6 +271,59 @@ export type ErrorMessage = {
     error: ErrorBody;
 };
 export type ServerMessage = ConnectionMessage | SubscribedMessage | LatestMessage | HistoryMessage | PongMessage | TokenRefreshedMessage | ReadingsBatchMessage | CommandAcceptedMessage | CommandAckMessage | CommandTimeoutMessage | AlertTriggeredMessage | AlertResolvedMessage | AlertsMessage | UnitsMessage | ErrorMessage;
+export type AlertRule = {
+    /**
+     * 1-64 chars of `[A-Za-z0-9_.:-]`, unique within the org
+     */
+    ruleId: string;
+    metric: "temperature" | "humidity" | "battery" | "signalStrength" | "silence";
+    /**
+     * alert below this (not for silence)
+     */
+    min?: number;
+    /**
+     * alert above this (not for silence)
+     */
+    max?: number;
+    /**
+     * silence rules: alert after this long without a reading (10-86400)
+     */
+    maxSilenceSeconds?: number;
+    unitId?: string;
+    siteId?: string;
+    /**
+     * how long the condition must hold before the alert opens
+     */
+    forSeconds: number;
+    severity: "info" | "warning" | "critical";
+    name?: string;
+};
+export type AlertRuleBody = {
+    metric: "temperature" | "humidity" | "battery" | "signalStrength" | "silence";
+    min?: number;
+    max?: number;
+    maxSilenceSeconds?: number;
+    unitId?: string;
+    siteId?: string;
+    forSeconds?: number;
+    severity: "info" | "warning" | "critical";
+    name?: string;
+};
+export type AlertRulesOptions = {
+    /**
+     * the HTTP API's base URL (`httpUrl` in the dashboard's config.json)
+     */
+    httpUrl: string;
+    /**
+     * the JWT (the WebSocket's), or a
+     * function asked before every request
+     */
+    token: string | (() => string | Promise<string>);
+    /**
+     * how long a request may take (default 10000)
+     */
+    timeoutMs?: number;
+};
 export type ConnectionStatus = "connecting" | "connected" | "reconnecting" | "offline" | "unauthorized";
 export type StatusDetail = {
     status: ConnectionStatus;
@@ -684,6 +738,41 @@ export type CommandOptions = {
  *   | ErrorMessage} ServerMessage
  */
 /**
+ * An alert rule as the HTTP API stores and answers it: a min/max rule on a metric, or a silence
+ * rule, for one unit (`unitId`), one site (`siteId`) or (neither) every unit of the org.
+ * @typedef {object} AlertRule
+ * @property {string} ruleId 1-64 chars of `[A-Za-z0-9_.:-]`, unique within the org
+ * @property {"temperature" | "humidity" | "battery" | "signalStrength" | "silence"} metric
+ * @property {number} [min] alert below this (not for silence)
+ * @property {number} [max] alert above this (not for silence)
+ * @property {number} [maxSilenceSeconds] silence rules: alert after this long without a reading (10-86400)
+ * @property {string} [unitId]
+ * @property {string} [siteId]
+ * @property {number} forSeconds how long the condition must hold before the alert opens
+ * @property {"info" | "warning" | "critical"} severity
+ * @property {string} [name]
+ */
+/**
+ * The body of `PUT /alert-rules/{ruleId}`: a rule without its id (`forSeconds` defaults to 0).
+ * @typedef {object} AlertRuleBody
+ * @property {"temperature" | "humidity" | "battery" | "signalStrength" | "silence"} metric
+ * @property {number} [min]
+ * @property {number} [max]
+ * @property {number} [maxSilenceSeconds]
+ * @property {string} [unitId]
+ * @property {string} [siteId]
+ * @property {number} [forSeconds]
+ * @property {"info" | "warning" | "critical"} severity
+ * @property {string} [name]
+ */
+/**
+ * @typedef {object} AlertRulesOptions
+ * @property {string} httpUrl the HTTP API's base URL (`httpUrl` in the dashboard's config.json)
+ * @property {string | (() => string | Promise<string>)} token the JWT (the WebSocket's), or a
+ *   function asked before every request
+ * @property {number} [timeoutMs] how long a request may take (default 10000)
+ */
+/**
  * - `connecting`: first attempt under way;
  * - `connected`: the server answered `hello`;
  * - `reconnecting`: the connection was lost, refused or stopped answering; a retry is scheduled
@@ -766,7 +855,10 @@ export type CommandOptions = {
  * @property {number} [timeoutMs] overrides `commandTimeoutMs`
  * @property {(commandId: string) => void} [onAccepted] called when the server accepted the command
  */
-/** A failed request: `code` is the server's error code or one of the client's own. */
+/**
+ * A failed request: `code` is the server's error code or one of the client's own; `status` is
+ * the HTTP status of a failed HTTP API request.
+ */
 export declare class SensorStreamError extends Error {
     /** @type {ErrorCode} */
     code: ErrorCode;
@@ -776,17 +868,59 @@ export declare class SensorStreamError extends Error {
     commandId: string | undefined;
     /** @type {ErrorBody["details"] | undefined} */
     details: ErrorBody["details"] | undefined;
+    /** @type {number | undefined} */
+    status: number | undefined;
     /**
      * @param {ErrorCode} code
      * @param {string} message
-     * @param {{ requestId?: string, commandId?: string, details?: ErrorBody["details"] }} [extra]
+     * @param {{ requestId?: string, commandId?: string, details?: ErrorBody["details"], status?: number }} [extra]
      */
     constructor(code: ErrorCode, message: string, extra?: {
         requestId?: string;
         commandId?: string;
         details?: ErrorBody["details"];
+        status?: number;
     });
 }
+/**
+ * The alert rules of the token's org over the HTTP API (contract section 5), with the same JWT
+ * as the WebSocket. A token limited to `units` sees and manages only rules of one of its units.
+ * Failures reject with a `SensorStreamError`: the server's `code`, `message` and `details`
+ * (`validation_error`: `[{field, message}]`, `field` being the body's field or `(body)`) and the
+ * HTTP `status`; API Gateway's own 401/403/429 carry no code and get `unauthorized`,
+ * `forbidden`, `throttled`; an unreachable API is `unavailable`, a slow one `timeout`.
+ *
+ *     const rules = new AlertRulesClient({ httpUrl: "https://api.example.com", token });
+ *     await rules.put("freezer-warm", { metric: "temperature", max: -15, unitId: "f1", severity: "critical" });
+ */
+export declare class AlertRulesClient {
+    #private;
+    /** @param {AlertRulesOptions} options */
+    constructor(options: AlertRulesOptions);
+    /** @returns {Promise<AlertRule[]>} the rules the token may see */
+    list(): Promise<AlertRule[]>;
+    /**
+     * Creates the rule, or replaces the one with this id.
+     * @param {string} ruleId
+     * @param {AlertRuleBody} rule
+     * @returns {Promise<AlertRule>} the stored rule
+     */
+    put(ruleId: string, rule: AlertRuleBody): Promise<AlertRule>;
+    /**
+     * Deletes the rule; its open alerts resolve. A rule that is not there rejects with `not_found`.
+     * @param {string} ruleId
+     * @returns {Promise<void>}
+     */
+    delete(ruleId: string): Promise<void>;
+}
+/**
+ * Whether a rule covers a unit, as the server decides: its `unitId`, else its `siteId`, else
+ * every unit of the org.
+ * @param {AlertRule | AlertRuleBody} rule
+ * @param {string} unitId
+ * @param {string | null} siteId
+ */
+export declare function ruleAppliesTo(rule: AlertRule | AlertRuleBody, unitId: string, siteId: string | null): boolean;
 export type PendingRequest = {
     /**
      * the answer's `type`

@@ -1,6 +1,7 @@
 // @ts-check
 /**
- * Browser client of the sensor-stream WebSocket API (contract v1, section 3).
+ * Browser client of the sensor-stream WebSocket API (contract v1, section 3), and of the alert
+ * rules over the HTTP API (section 5: `AlertRulesClient`).
  *
  * No build step: import it as an ES module (the package `@sensor-stream/client`, or this file).
  * Its types (`sensor-stream-client.d.ts`) are generated from the JSDoc below by `make types`.
@@ -319,6 +320,46 @@ const BEARER_PREFIX = "bearer.";
  *   | ErrorMessage} ServerMessage
  */
 
+// --- Alert rules (HTTP API) -----------------------------------------------------------------
+
+/**
+ * An alert rule as the HTTP API stores and answers it: a min/max rule on a metric, or a silence
+ * rule, for one unit (`unitId`), one site (`siteId`) or (neither) every unit of the org.
+ * @typedef {object} AlertRule
+ * @property {string} ruleId 1-64 chars of `[A-Za-z0-9_.:-]`, unique within the org
+ * @property {"temperature" | "humidity" | "battery" | "signalStrength" | "silence"} metric
+ * @property {number} [min] alert below this (not for silence)
+ * @property {number} [max] alert above this (not for silence)
+ * @property {number} [maxSilenceSeconds] silence rules: alert after this long without a reading (10-86400)
+ * @property {string} [unitId]
+ * @property {string} [siteId]
+ * @property {number} forSeconds how long the condition must hold before the alert opens
+ * @property {"info" | "warning" | "critical"} severity
+ * @property {string} [name]
+ */
+
+/**
+ * The body of `PUT /alert-rules/{ruleId}`: a rule without its id (`forSeconds` defaults to 0).
+ * @typedef {object} AlertRuleBody
+ * @property {"temperature" | "humidity" | "battery" | "signalStrength" | "silence"} metric
+ * @property {number} [min]
+ * @property {number} [max]
+ * @property {number} [maxSilenceSeconds]
+ * @property {string} [unitId]
+ * @property {string} [siteId]
+ * @property {number} [forSeconds]
+ * @property {"info" | "warning" | "critical"} severity
+ * @property {string} [name]
+ */
+
+/**
+ * @typedef {object} AlertRulesOptions
+ * @property {string} httpUrl the HTTP API's base URL (`httpUrl` in the dashboard's config.json)
+ * @property {string | (() => string | Promise<string>)} token the JWT (the WebSocket's), or a
+ *   function asked before every request
+ * @property {number} [timeoutMs] how long a request may take (default 10000)
+ */
+
 // --- Client API ---------------------------------------------------------------------------
 
 /**
@@ -411,12 +452,15 @@ const BEARER_PREFIX = "bearer.";
  * @property {(commandId: string) => void} [onAccepted] called when the server accepted the command
  */
 
-/** A failed request: `code` is the server's error code or one of the client's own. */
+/**
+ * A failed request: `code` is the server's error code or one of the client's own; `status` is
+ * the HTTP status of a failed HTTP API request.
+ */
 export class SensorStreamError extends Error {
   /**
    * @param {ErrorCode} code
    * @param {string} message
-   * @param {{ requestId?: string, commandId?: string, details?: ErrorBody["details"] }} [extra]
+   * @param {{ requestId?: string, commandId?: string, details?: ErrorBody["details"], status?: number }} [extra]
    */
   constructor(code, message, extra = {}) {
     super(message);
@@ -429,7 +473,124 @@ export class SensorStreamError extends Error {
     this.commandId = extra.commandId;
     /** @type {ErrorBody["details"] | undefined} */
     this.details = extra.details;
+    /** @type {number | undefined} */
+    this.status = extra.status;
   }
+}
+
+/** @type {Record<number, ServerErrorCode>} what a status means when the body names no code */
+const HTTP_STATUS_CODES = {
+  400: "bad_request",
+  401: "unauthorized",
+  403: "forbidden",
+  404: "not_found",
+  409: "conflict",
+  413: "payload_too_large",
+  429: "throttled",
+};
+
+/**
+ * The alert rules of the token's org over the HTTP API (contract section 5), with the same JWT
+ * as the WebSocket. A token limited to `units` sees and manages only rules of one of its units.
+ * Failures reject with a `SensorStreamError`: the server's `code`, `message` and `details`
+ * (`validation_error`: `[{field, message}]`, `field` being the body's field or `(body)`) and the
+ * HTTP `status`; API Gateway's own 401/403/429 carry no code and get `unauthorized`,
+ * `forbidden`, `throttled`; an unreachable API is `unavailable`, a slow one `timeout`.
+ *
+ *     const rules = new AlertRulesClient({ httpUrl: "https://api.example.com", token });
+ *     await rules.put("freezer-warm", { metric: "temperature", max: -15, unitId: "f1", severity: "critical" });
+ */
+export class AlertRulesClient {
+  /** @type {Required<Omit<AlertRulesOptions, "token">>} */
+  #options;
+  /** @type {AlertRulesOptions["token"]} */
+  #token;
+
+  /** @param {AlertRulesOptions} options */
+  constructor(options) {
+    this.#token = options.token;
+    this.#options = { httpUrl: options.httpUrl.replace(/\/+$/, ""), timeoutMs: options.timeoutMs ?? 10000 };
+  }
+
+  /** @returns {Promise<AlertRule[]>} the rules the token may see */
+  async list() {
+    /** @type {{ rules: AlertRule[] }} */
+    const answer = await this.#send("GET", "/alert-rules");
+    return answer.rules;
+  }
+
+  /**
+   * Creates the rule, or replaces the one with this id.
+   * @param {string} ruleId
+   * @param {AlertRuleBody} rule
+   * @returns {Promise<AlertRule>} the stored rule
+   */
+  async put(ruleId, rule) {
+    return this.#send("PUT", `/alert-rules/${encodeURIComponent(ruleId)}`, rule);
+  }
+
+  /**
+   * Deletes the rule; its open alerts resolve. A rule that is not there rejects with `not_found`.
+   * @param {string} ruleId
+   * @returns {Promise<void>}
+   */
+  async delete(ruleId) {
+    await this.#send("DELETE", `/alert-rules/${encodeURIComponent(ruleId)}`);
+  }
+
+  /**
+   * @param {string} method
+   * @param {string} path
+   * @param {unknown} [body]
+   * @returns {Promise<any>}
+   */
+  async #send(method, path, body) {
+    const token = typeof this.#token === "function" ? await this.#token() : this.#token;
+    /** @type {Record<string, string>} */
+    const headers = { Authorization: `Bearer ${token}` };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    let response;
+    try {
+      response = await fetch(this.#options.httpUrl + path, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        cache: "no-store",
+        signal: AbortSignal.timeout(this.#options.timeoutMs),
+      });
+    } catch (error) {
+      if (error instanceof DOMException && error.name === "TimeoutError") {
+        throw new SensorStreamError("timeout", `no answer to ${method} ${path} within ${this.#options.timeoutMs} ms`);
+      }
+      throw new SensorStreamError("unavailable", `could not reach the HTTP API: ${describe(error)}`);
+    }
+    const text = await response.text();
+    /** @type {any} */
+    let document = null;
+    try {
+      document = text ? JSON.parse(text) : null;
+    } catch {
+      // API Gateway and proxies may answer errors in plain text: the status says enough.
+    }
+    if (response.ok) return document;
+    const error = document?.error;
+    const code = error?.code ?? HTTP_STATUS_CODES[response.status] ?? (response.status >= 500 ? "unavailable" : "bad_request");
+    const message = error?.message ?? document?.message ?? (text || `HTTP ${response.status}`);
+    throw new SensorStreamError(code, message, { details: error?.details, status: response.status });
+  }
+}
+
+/**
+ * Whether a rule covers a unit, as the server decides: its `unitId`, else its `siteId`, else
+ * every unit of the org.
+ * @param {AlertRule | AlertRuleBody} rule
+ * @param {string} unitId
+ * @param {string | null} siteId
+ */
+export function ruleAppliesTo(rule, unitId, siteId) {
+  if (rule.unitId !== undefined) return rule.unitId === unitId;
+  if (rule.siteId !== undefined) return rule.siteId === siteId;
+  return true;
 }
 
 /**

@@ -2,8 +2,9 @@
 
 Playwright (PyPI) drives Debian's chromium; the stack runs as ``python -m devstack`` on free
 ports. Screenshots land in ``test-artifacts/``: ``dashboard.png`` (desktop),
-``dashboard-phone.png`` (390x844), ``dashboard-dark.png`` and ``dashboard-disconnected.png``
-(the stack frozen). Every view passes axe-core with no violations.
+``dashboard-phone.png`` (390x844), ``dashboard-dark.png``, ``dashboard-disconnected.png``
+(the stack frozen) and ``dashboard-alert.png`` (an alert from a rule made in the page).
+Every view passes axe-core with no violations.
 """
 
 from __future__ import annotations
@@ -238,3 +239,62 @@ def test_a_token_the_server_refuses_ends_in_unauthorized(stack: LocalStack, page
     expect(page.locator("#status")).to_have_attribute("data-status", "unauthorized", timeout=WAIT_MS)
     expect(page.locator("#notices")).to_contain_text("Not authorized")
     expect(page.locator("tr[data-unit-id]")).to_have_count(0)
+
+
+def test_a_rule_made_in_the_dashboard_raises_an_alert_that_its_edit_resolves(
+    stack: LocalStack, page: Page
+) -> None:
+    open_dashboard(page, stack)
+    # An ambient unit stays near 21 °C, and no example rule watches its temperature.
+    unit_id = "acme-gw-02.ambient"
+    row = page.locator(f'tr[data-unit-id="{unit_id}"]')
+    row.locator(".unit-link").click()
+    rules = page.locator("#rules-list")
+    expect(rules).to_contain_text("No reading for 30 s · every unit of the organization", timeout=WAIT_MS)
+
+    page.click("#rule-new")
+    page.fill("#rule-name", "Ambient too warm")
+    page.fill("#rule-max", "10")
+    page.fill("#rule-for", "-1")
+    page.select_option("#rule-severity", "critical")
+    page.click("#rule-save")
+    expect(page.locator("#rule-error-forSeconds")).to_have_text(
+        "Input should be greater than or equal to 0", timeout=WAIT_MS
+    )
+    assert axe_violations(page) == []  # the editor open, with the server's error by its field
+    page.fill("#rule-for", "0")
+    page.click("#rule-save")
+    expect(page.locator("#rules-status")).to_have_text("Saved the rule “Ambient too warm”.", timeout=WAIT_MS)
+    expect(page.locator("#dialog-alerts")).to_contain_text(
+        re.compile(rf"Ambient too warm: temperature [\d.]+ above 10 on unit {re.escape(unit_id)}"),
+        timeout=WAIT_MS,
+    )
+    page.keyboard.press("Escape")
+    expect(row).to_have_attribute("data-alert", "critical")
+    expect(row.locator(".severity-badge")).to_contain_text("Critical: Temperature high")
+    page.click("#alerts-toggle")
+    expect(page.locator("#alerts-list .alert-item", has_text="Ambient too warm")).to_contain_text(unit_id)
+    assert axe_violations(page) == []  # an alert on a row and in the header's list
+    page.screenshot(path=str(SCREENSHOT_DIR / "dashboard-alert.png"), full_page=True)
+    page.keyboard.press("Escape")
+    expect(page.locator("#alerts-panel")).to_be_hidden()
+
+    # A bound the unit is far from: the rules API resolves the alert at once.
+    row.locator(".unit-link").click()
+    page.get_by_role("button", name="Edit the rule Ambient too warm").click()
+    page.fill("#rule-max", "60")
+    page.click("#rule-save")
+    expect(rules).to_contain_text("Temperature above 60 °C · this unit", timeout=WAIT_MS)
+    expect(page.locator("#dialog-alerts")).to_be_hidden(timeout=WAIT_MS)
+    expect(row).not_to_have_attribute("data-alert", "critical")
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Delete the rule Ambient too warm").click()
+    expect(page.locator("#rules-status")).to_have_text(
+        "Deleted the rule “Ambient too warm”.", timeout=WAIT_MS
+    )
+    status, listed = stack.http("GET", "/alert-rules", stack.token("acme"))
+    assert status == 200
+    assert listed is not None
+    assert "Ambient too warm" not in [rule.get("name") for rule in listed["rules"]]
+    assert "unit-silent" in [rule["ruleId"] for rule in listed["rules"]]

@@ -99,8 +99,9 @@ def wait_until(condition: Callable[[], Any], what: str, seconds: float = WAIT_SE
 
 
 class ContractPeer:
-    """Answers hello/subscribe/unsubscribe/getLatest/getHistory/ping/refreshToken/sendCommand as
-    the contract says; records every handshake and message. Attributes tune the answers."""
+    """Answers hello/subscribe/unsubscribe/getLatest/getHistory/getAlerts/listUnits/ping/
+    refreshToken/sendCommand as the contract says; records every handshake and message.
+    Attributes tune the answers."""
 
     def __init__(self) -> None:
         self.handshakes: list[Request] = []
@@ -117,6 +118,10 @@ class ContractPeer:
         # the last part first when ``parts_reversed``.
         self.history_parts = 1
         self.parts_reversed = False
+        # getAlerts answers these; listUnits these units, or (None) each unit of `history`
+        # with its newest reading.
+        self.alerts: list[dict[str, Any]] = []
+        self.units: list[dict[str, Any]] | None = None
         self.command_outcome = "ack"  # ack | ack-before-accepted | error | timeout | unknown-device
         # The server's clock minus the real one: a browser whose clock is wrong, seen from here.
         self.clock_offset = timedelta(0)
@@ -223,6 +228,10 @@ class ContractPeer:
                 return [{"type": "latest", "requestId": request_id, "unitId": unit_id, "reading": latest}]
             case "getHistory":
                 return self._in_parts(self._history(message), "readings")
+            case "getAlerts":
+                return [{"type": "alerts", "requestId": request_id, "active": list(self.alerts)}]
+            case "listUnits":
+                return [{"type": "units", "requestId": request_id, "units": self._units()}]
             case "ping":
                 return [{"type": "pong", "requestId": request_id, "serverTime": self.now()}]
             case "sendCommand":
@@ -233,6 +242,15 @@ class ContractPeer:
                 return [{"type": "tokenRefreshed", "requestId": request_id, "expiresAt": expires_at}]
         return [
             {"type": "error", "requestId": request_id, "error": {"code": "unknown_action", "message": "?"}}
+        ]
+
+    def _units(self) -> list[dict[str, Any]]:
+        if self.units is not None:
+            return list(self.units)
+        newest = {unit_id: readings[-1] for unit_id, readings in self.history.items() if readings}
+        return [
+            {"unitId": r["unitId"], "siteId": r["siteId"], "lastReading": r, "lastSeenAt": r["receivedAt"]}
+            for r in newest.values()
         ]
 
     def _arrived_since(self, since: str) -> list[dict[str, Any]]:

@@ -3,11 +3,17 @@
 // generated sensor-stream-client.d.ts. It fails to compile when an event loses its detail
 // type or an error code is added to the union without a case here.
 import {
+  type AlertRule,
+  type AlertRuleBody,
+  AlertRulesClient,
+  type AlertTriggeredMessage,
   type ErrorCode,
   type Reading,
+  ruleAppliesTo,
   SensorStreamClient,
   SensorStreamError,
   type StatusDetail,
+  type UnitInfo,
 } from "@sensor-stream/client";
 
 const client = new SensorStreamClient({
@@ -25,6 +31,11 @@ client.addEventListener("readings", (event) => {
   const temperatures: number[] = event.detail.readings.map((reading: Reading) => reading.temperature);
   const replayed: boolean = event.detail.replay;
   console.log(temperatures, replayed);
+});
+client.addEventListener("alert", (event) => {
+  const message = event.detail;
+  if (message.type === "alert:triggered") console.log(message.severity, message.message, message.triggeredAt);
+  else console.log(message.alertId, message.resolvedAt);
 });
 client.addEventListener("subscription", (event) => console.log(event.detail.scope, event.detail.unitIds));
 client.addEventListener("error", (event) => console.log(describe(event.detail.code), event.detail.message));
@@ -84,6 +95,25 @@ async function main(): Promise<void> {
     console.log(status, ack.detail);
   } catch (error) {
     if (error instanceof SensorStreamError) console.log(describe(error.code), error.commandId);
+  }
+  const active: AlertTriggeredMessage[] = await client.getAlerts();
+  const units: UnitInfo[] = await client.listUnits();
+  const quiet: (string | null)[] = units.map((unit) => unit.lastReading?.receivedAt ?? unit.lastSeenAt);
+  console.log(active.map((alert) => alert.alertType), quiet);
+
+  const rules = new AlertRulesClient({ httpUrl: "https://api.example.com", token: () => "header.payload.signature" });
+  const body: AlertRuleBody = { metric: "silence", maxSilenceSeconds: 600, unitId: "unit-1", severity: "warning" };
+  try {
+    const stored: AlertRule = await rules.put("unit-1-quiet", body);
+    const forSeconds: number = stored.forSeconds;
+    const mine: AlertRule[] = (await rules.list()).filter((rule) => ruleAppliesTo(rule, "unit-1", null));
+    console.log(forSeconds, mine.length);
+    await rules.delete(stored.ruleId);
+  } catch (error) {
+    if (error instanceof SensorStreamError) {
+      const status: number | undefined = error.status;
+      console.log(describe(error.code), status, error.details?.map((detail) => detail["field"]));
+    }
   }
   client.retryNow();
   client.close();

@@ -33,6 +33,7 @@ from tests.support.contract_peer import (
     wait_until,
 )
 from tests.support.dashboard import wait_for_banner_blaming_no_device
+from tests.support.rules_api import FakeRulesApi
 
 pytestmark = pytest.mark.browser
 
@@ -111,11 +112,26 @@ def page(browser: Browser) -> Iterator[Page]:
     assert errors == []
 
 
-def open_dashboard(page: Page, web: WebServer, peer: ContractPeer, jwt: str | None = None) -> None:
-    web.config = {"websocketUrl": peer.url, "httpUrl": "http://127.0.0.1:9"}
+@pytest.fixture
+def rules_api() -> Iterator[FakeRulesApi]:
+    api = FakeRulesApi()
+    yield api
+    api.close()
+
+
+def open_dashboard(
+    page: Page,
+    web: WebServer,
+    peer: ContractPeer,
+    jwt: str | None = None,
+    *,
+    http_url: str = "http://127.0.0.1:9",
+    rows: int | None = None,
+) -> None:
+    web.config = {"websocketUrl": peer.url, "httpUrl": http_url}
     page.goto(f"{web.origin}/?token={jwt or token()}")
     expect(page.locator("#status")).to_have_attribute("data-status", "connected", timeout=WAIT_MS)
-    expect(page.locator("tr[data-unit-id]")).to_have_count(len(peer.history), timeout=WAIT_MS)
+    expect(page.locator("tr[data-unit-id]")).to_have_count(rows or len(peer.history), timeout=WAIT_MS)
 
 
 def row(page: Page, unit_id: str) -> Any:
@@ -324,6 +340,223 @@ def test_phones_get_cards_without_horizontal_scrolling(
         assert axe_violations(page) == []
     finally:
         context.close()
+
+
+# --- Units, alerts and rules -------------------------------------------------------------------
+
+
+def unit_info(last: dict[str, Any]) -> dict[str, Any]:
+    """A unit as listUnits answers it, from its last reading."""
+    return {
+        "unitId": last["unitId"],
+        "siteId": last["siteId"],
+        "lastReading": last,
+        "lastSeenAt": last["receivedAt"],
+    }
+
+
+def alert(alert_id: str, unit_id: str, severity: str, message: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "type": "alert:triggered",
+        "alertId": alert_id,
+        "ruleId": f"rule-{alert_id}",
+        "unitId": unit_id,
+        "alertType": "temperature_high",
+        "severity": severity,
+        "message": message,
+        "triggeredAt": iso_ago(0),
+        **fields,
+    }
+
+
+def resolved(opened: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "alert:resolved",
+        "alertId": opened["alertId"],
+        "ruleId": opened["ruleId"],
+        "unitId": opened["unitId"],
+        "resolvedAt": iso_ago(0),
+    }
+
+
+def visible_unit_ids(page: Page) -> list[str]:
+    ids: list[str] = page.locator("tr[data-unit-id]:visible").evaluate_all(
+        "(rows) => rows.map((row) => row.dataset.unitId)"
+    )
+    return ids
+
+
+def test_quiet_units_and_alerts_come_from_the_server_then_alerts_open_and_resolve_live(
+    page: Page, web: WebServer, peer: ContractPeer
+) -> None:
+    peer.history = {FRIDGE: history(FRIDGE), FREEZER: history(FREEZER)}
+    # Quiet for two hours: no replay or history brings it, only listUnits.
+    quiet = unit_reading(COLDROOM, 1, 2 * 3600)
+    peer.units = [unit_info(peer.history[FRIDGE][-1]), unit_info(peer.history[FREEZER][-1]), unit_info(quiet)]
+    silent = alert(
+        "a-1",
+        COLDROOM,
+        "warning",
+        f"Unit silent: no reading from unit {COLDROOM} for 300 s",
+        alertType="silence",
+        triggeredAt=iso_ago(2 * 3600 - 300),
+    )
+    peer.alerts = [silent]
+    open_dashboard(page, web, peer, rows=3)
+
+    coldroom = row(page, COLDROOM)
+    expect(coldroom.locator(".state-badge")).to_have_text("Stale")
+    expect(coldroom.locator(".last-seen")).to_have_text("2 h ago")
+    expect(coldroom).to_have_attribute("data-alert", "warning")
+    expect(coldroom.locator(".severity-badge")).to_have_text("Warning: Silent")
+    expect(page.locator("#alerts-count")).to_have_text("1")
+
+    warm = alert(
+        "a-2", FREEZER, "critical", f"Freezer too warm: temperature -3.5 above -15 on unit {FREEZER}"
+    )
+    peer.push(warm)
+    expect(row(page, FREEZER)).to_have_attribute("data-alert", "critical")
+    expect(row(page, FREEZER).locator(".severity-badge")).to_have_text("Critical: Temperature high")
+    expect(page.locator("#alerts-count")).to_have_text("2")
+    expect(page.locator("#alerts-announcer")).to_contain_text("Critical alert on acme-gw-01.freezer")
+    page.select_option("#sort-select", "severity")
+    wait_until(lambda: visible_unit_ids(page) == [FREEZER, COLDROOM, FRIDGE], "the most severe alert first")
+
+    page.click("#alerts-toggle")
+    items = page.locator("#alerts-list .alert-item")
+    expect(items).to_have_count(2)
+    expect(items.first).to_contain_text(FREEZER)  # the newest first
+    expect(items.first).to_contain_text("Freezer too warm")
+    expect(items.nth(1)).to_contain_text(re.compile(r"since .* \(2 h ago\)"))
+    assert axe_violations(page) == []
+    # The list keeps keyboard focus while its ages tick; Escape closes it, back on the bell.
+    page.wait_for_timeout(1200)
+    expect(items.first).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(page.locator("#alerts-panel")).to_be_hidden()
+    expect(page.locator("#alerts-toggle")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(items.first).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator("#unit-dialog")).to_be_visible()
+    expect(page.locator("#dialog-title")).to_have_text(FREEZER)
+    expect(page.locator("#dialog-alerts")).to_contain_text("Freezer too warm")
+    page.keyboard.press("Escape")
+    expect(page.locator("#unit-dialog")).to_be_hidden()
+
+    peer.push(resolved(warm))
+    expect(row(page, FREEZER).locator(".severity-badge")).to_have_count(0)
+    expect(row(page, FREEZER)).not_to_have_attribute("data-alert", "critical")
+    expect(page.locator("#alerts-count")).to_have_text("1")
+
+    # After a reconnect the page asks again: what changed while it was away shows.
+    peer.alerts = []
+    peer.units = [*peer.units, unit_info(unit_reading(AMBIENT, 1, 3 * 3600))]
+    peer.drop()
+    expect(row(page, AMBIENT)).to_be_visible(timeout=WAIT_MS)
+    expect(page.locator("#alerts-label")).to_have_text("No active alerts")
+    expect(coldroom.locator(".severity-badge")).to_have_count(0)
+
+
+def test_a_unit_is_stale_after_three_of_its_intervals_or_as_its_silence_rule_says(
+    page: Page, web: WebServer, peer: ContractPeer, rules_api: FakeRulesApi
+) -> None:
+    every_ten_seconds = [unit_reading(AMBIENT, n, ago) for n, ago in enumerate(range(292, 11, -10))]
+    peer.history = {FRIDGE: history(FRIDGE), AMBIENT: every_ten_seconds}
+    open_dashboard(page, web, peer, http_url=rules_api.url)
+
+    # Both were last heard of 12-20 s ago: stale for a unit of 2 s, not for one of 10 s.
+    expect(row(page, FRIDGE).locator(".state-badge")).to_have_text("Stale")
+    expect(row(page, AMBIENT).locator(".state-badge")).to_have_text("OK")
+
+    row(page, AMBIENT).locator(".unit-link").click()
+    page.click("#rule-new")
+    page.fill("#rule-name", "Ambient quiet")
+    page.select_option("#rule-metric", "silence")
+    expect(page.locator("#rule-min")).to_be_hidden()
+    page.fill("#rule-silence", "10")
+    page.click("#rule-save")
+    expect(page.locator("#rules-list")).to_contain_text("No reading for 10 s · this unit")
+    page.keyboard.press("Escape")
+    expect(row(page, AMBIENT).locator(".state-badge")).to_have_text("Stale")
+    (stored,) = rules_api.rules.values()
+    assert stored == {
+        "ruleId": stored["ruleId"],
+        "metric": "silence",
+        "maxSilenceSeconds": 10,
+        "unitId": AMBIENT,
+        "forSeconds": 0,
+        "severity": "warning",
+        "name": "Ambient quiet",
+    }
+
+
+def test_rules_are_created_edited_and_deleted_with_the_servers_errors_by_their_fields(
+    page: Page, web: WebServer, peer: ContractPeer, rules_api: FakeRulesApi
+) -> None:
+    open_dashboard(page, web, peer, http_url=rules_api.url)
+    row(page, FRIDGE).locator(".unit-link").click()
+    expect(page.locator("#rules-list")).to_have_text("No rule covers this unit yet.")
+
+    page.click("#rule-new")
+    expect(page.locator("#rule-name")).to_be_focused()
+    page.fill("#rule-name", "Fridge quiet")
+    page.select_option("#rule-metric", "silence")
+    page.fill("#rule-silence", "5")
+    page.keyboard.press("Enter")
+    silence = page.locator("#rule-silence")
+    expect(page.locator("#rule-error-maxSilenceSeconds")).to_have_text(
+        "Input should be greater than or equal to 10"
+    )
+    expect(silence).to_have_attribute("aria-invalid", "true")
+    expect(silence).to_be_focused()
+    assert rules_api.rules == {}
+    assert axe_violations(page) == []
+
+    silence.fill("60")
+    page.click("#rule-save")
+    expect(page.locator("#rules-status")).to_have_text("Saved the rule “Fridge quiet”.")
+    expect(silence).to_be_hidden()
+    (rule_id,) = rules_api.rules
+
+    page.get_by_role("button", name="Edit the rule Fridge quiet").click()
+    page.select_option("#rule-metric", "temperature")
+    page.fill("#rule-min", "3")
+    page.fill("#rule-max", "1")
+    page.select_option("#rule-severity", "critical")
+    page.click("#rule-save")
+    expect(page.locator("#rule-form-error")).to_have_text("min must not be greater than max")
+    page.fill("#rule-max", "8")
+    page.fill("#rule-name", "Fridge out of range")
+    page.click("#rule-save")
+    item = page.locator(f'#rules-list [data-rule-id="{rule_id}"]')
+    expect(item).to_contain_text("Fridge out of range")
+    expect(item).to_contain_text("Critical")
+    expect(item).to_contain_text("Temperature below 3 °C or above 8 °C · this unit")
+    assert list(rules_api.rules) == [rule_id]
+    assert (rules_api.rules[rule_id]["min"], rules_api.rules[rule_id]["max"]) == (3, 8)
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Delete the rule Fridge out of range").click()
+    expect(page.locator("#rules-status")).to_have_text("Deleted the rule “Fridge out of range”.")
+    expect(page.locator("#rules-list")).to_have_text("No rule covers this unit yet.")
+    assert rules_api.rules == {}
+    assert rules_api.requests[-1][:2] == ("DELETE", f"/alert-rules/{rule_id}")
+
+
+def test_a_token_the_rules_api_refuses_turns_the_rule_controls_off(
+    page: Page, web: WebServer, peer: ContractPeer, rules_api: FakeRulesApi
+) -> None:
+    rules_api.refuse_with = 401
+    open_dashboard(page, web, peer, http_url=rules_api.url)
+    row(page, FRIDGE).locator(".unit-link").click()
+
+    expect(page.locator("#rules-status")).to_contain_text(
+        "Alert rules cannot be shown or changed with this access: "
+        "the rules API does not accept your token (401 unauthorized)"
+    )
+    expect(page.locator("#rule-new")).to_be_disabled()
+    assert rules_api.requests[0][:2] == ("GET", "/alert-rules")
 
 
 # --- Sign-in through a Cognito hosted UI of our own -------------------------------------------

@@ -5,8 +5,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from devstack.example_rules import example_rules
 from devstack.simulator import build_fleet
-from sensor_stream.models import ReadingIn
+from sensor_stream.models import AlertRule, AlertRuleBody, ReadingIn
 
 
 def test_the_fleet_spreads_devices_over_the_orgs_with_distinct_units():
@@ -74,3 +75,41 @@ def test_a_new_reporting_interval_takes_effect():
     device.answer({"commandId": "c1", "command": "setReportingInterval", "params": {"seconds": 2.5}})
 
     assert device.interval_seconds == 2.5
+
+
+def test_each_orgs_first_freezer_leaves_its_door_open_and_its_example_rule_catches_it():
+    fleet = build_fleet(5, orgs=("acme", "globex"), seed=2, door_open_after_seconds=20)
+    freezers = [unit for device in fleet for unit in device.units if unit.profile.kind == "freezer"]
+    doors = [unit for unit in freezers if unit.door_opens_at is not None]
+    device = next(device for device in fleet if doors[0] in device.units)
+    rules = example_rules(fleet)
+    rule = AlertRule(
+        rule_id="r",
+        **AlertRuleBody.model_validate(rules["acme"][f"{doors[0].unit_id}.too-warm"]).model_dump(),
+    )
+
+    assert [unit.unit_id for unit in doors] == ["acme-gw-01.freezer", "globex-gw-01.freezer"]
+    assert len(freezers) > len(doors)
+    start = time.monotonic()
+    temperatures = [
+        next(r for r in device.readings(now=start + second)["readings"] if r["unitId"] == doors[0].unit_id)
+        for second in range(1, 60)
+    ]
+    # Not before the door opens; then above the rule's threshold for longer than its forSeconds.
+    assert all(rule.breach(reading) is None for reading in temperatures[:18])
+    breaches = [second for second, reading in enumerate(temperatures, 1) if rule.breach(reading)]
+    assert len(breaches) > rule.for_seconds
+    assert breaches[0] < 60 - rule.for_seconds
+
+
+def test_the_example_rules_are_valid_rules_for_every_simulated_org():
+    fleet = build_fleet(5, orgs=("acme", "globex"), seed=2)
+
+    rules = example_rules(fleet)
+
+    assert sorted(rules) == ["acme", "globex"]
+    for org_rules in rules.values():
+        for body in org_rules.values():
+            AlertRuleBody.model_validate(body)
+        assert org_rules["unit-silent"]["metric"] == "silence"
+    assert rules["acme"]["acme-gw-01.freezer.too-warm"]["max"] == -15.0
