@@ -55,6 +55,8 @@ class DeployConfig:
     # Empty: boto3's default iot-data endpoint for the region (data-ats.iot.<region>.amazonaws.com).
     iot_data_endpoint: str
     alarm_email: str
+    # Subscribed to the alert topic (warm freezers, silent sensors); empty: nobody yet.
+    alert_email: str
     log_retention: logs.RetentionDays
     # Cognito's hosted sign-in for the dashboard: the domain prefix; empty means
     # sensor-stream-<stage>-<account id>.
@@ -123,6 +125,7 @@ class DeployConfig:
             or (COGNITO_UNITS_CLAIM if cognito else DEFAULT_UNITS_CLAIM),
             iot_data_endpoint=context_text(node, "iotDataEndpoint"),
             alarm_email=context_text(node, "alarmEmail"),
+            alert_email=context_text(node, "alertEmail"),
             log_retention=_retention(node, "logRetention", default=logs.RetentionDays.ONE_MONTH),
             auth_domain_prefix=domain_prefix,
             oidc_authorize_url=authorize_url,

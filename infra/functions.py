@@ -1,5 +1,5 @@
-"""The four Lambda functions, all made by one helper from the ``functions/`` asset and the
-shared dependency layer.
+"""The Lambda functions of ``sensor_stream.catalog``, all made by one helper from the
+``functions/`` asset and the shared dependency layer.
 
 Each function gets its own role (no managed policy: it may write to its own log group,
 and every other permission is granted by the construct that owns the resource), its own
@@ -74,12 +74,23 @@ TABLE_ACTIONS: dict[str, tuple[str, ...]] = {
         "dynamodb:PutItem",
         "dynamodb:DeleteItem",
     ),
+    # Rules (get, query, put, delete), the rules version on the flush state (update), the
+    # doorbell timer (put), alert states a change ends (query, conditional delete) and the
+    # outbox entry that tells browsers (batch write).
+    catalog.RULES.name: (
+        "dynamodb:GetItem",
+        "dynamodb:Query",
+        "dynamodb:PutItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:BatchWriteItem",
+    ),
 }
 
 
 class Functions(Construct):
-    """``ingest``, ``connect``, ``flush`` and ``publish``; ``by_name`` maps the names used in
-    ``sensor_stream.iot_rules`` (``TopicRuleSpec.target``) to the functions."""
+    """``ingest``, ``connect``, ``flush``, ``publish`` and ``rules``; ``by_name`` maps the
+    catalog's names (also ``TopicRuleSpec.target``) to the functions."""
 
     def __init__(
         self,
@@ -135,7 +146,9 @@ class Functions(Construct):
             # Unset: boto3 uses the region's default iot-data endpoint (data-ats).
             {"IOT_DATA_ENDPOINT": config.iot_data_endpoint} if config.iot_data_endpoint else {},
         )
-        self.all = (self.ingest, self.connect, self.flush, self.publish)
+        # The rules API reads the caller from the HTTP API's verified claims, as ingest does.
+        self.rules = self._function(catalog.RULES, claim_names)
+        self.all = (self.ingest, self.connect, self.flush, self.publish, self.rules)
         self.by_name = {function.node.id: function for function in self.all}
         for function in self.all:
             table.grant(function, *TABLE_ACTIONS[function.node.id])

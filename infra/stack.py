@@ -6,12 +6,13 @@ from typing import Any
 from aws_cdk import CfnOutput, Stack
 from constructs import Construct
 
+from infra.alerting import AlertTopic
 from infra.auth import TokenIssuer
 from infra.config import DeployConfig
 from infra.data import DataStore
 from infra.functions import Functions
 from infra.hosting import DashboardHosting
-from infra.http_api import HttpIngestApi
+from infra.http_api import HttpApi
 from infra.iot import IotIngress
 from infra.layer import DependencyLayer
 from infra.monitoring import AlarmedFunctions, Monitoring
@@ -61,9 +62,16 @@ class SensorStreamStack(Stack):
             publish_function=self.functions.publish,
             posting_functions=(self.functions.connect, self.functions.flush, self.functions.publish),
         )
-        self.http = HttpIngestApi(
-            self, "Http", config=config, ingest_function=self.functions.ingest, token_issuer=self.token_issuer
+        self.http = HttpApi(
+            self,
+            "Http",
+            config=config,
+            functions=self.functions.by_name,
+            token_issuer=self.token_issuer,
+            allowed_origins=[self.hosting.url],
         )
+        self.alerts = AlertTopic(self, "Alerts", stage=config.stage, alert_email=config.alert_email)
+        self.alerts.grant_publish(self.functions.flush, self.functions.rules)
         self.iot = IotIngress(self, "Iot", stage=config.stage, rule_targets=self.functions.by_name)
         self.iot.grant_command_publish(self.functions.publish)
         self.schedule = FlushSchedule(self, "Schedule", flush_function=self.functions.flush)
@@ -107,6 +115,12 @@ class SensorStreamStack(Stack):
         CfnOutput(self, "TableName", value=self.data.table.table_name)
         CfnOutput(self, "DeadLetterQueueUrl", value=self.iot.dead_letter_queue.queue_url)
         CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn)
+        CfnOutput(
+            self,
+            "AlertTopicArn",
+            value=self.alerts.topic.topic_arn,
+            description="Alerts (warm freezers, silent sensors) are published here: subscribe people to it",
+        )
         CfnOutput(
             self,
             "DashboardName",

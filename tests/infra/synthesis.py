@@ -21,10 +21,12 @@ from infra.account import AccountConfig, SensorStreamAccountStack
 from infra.config import DeployConfig
 from infra.layer import REPOSITORY_ROOT, DependencyLayer
 from infra.stack import SensorStreamStack
+from sensor_stream import catalog
 
 CDK_JSON_CONTEXT: dict[str, Any] = json.loads((REPOSITORY_ROOT / "cdk.json").read_text())["context"]
 # The second variant deploys this stage beside the cdk.json default (prod).
 STAGING = "staging"
+FUNCTION_NAMES = tuple(spec.name for spec in catalog.FUNCTIONS)
 EXTERNAL_ISSUER = "https://login.example.com/tenant"
 ALARM_EMAIL = "ops@example.com"
 EXTERNAL_AUDIENCE = "sensor-stream-dashboard"

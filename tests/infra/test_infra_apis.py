@@ -105,16 +105,25 @@ def test_websocket_stage_logs_access_and_throttles(synthesized: Synthesized) -> 
     assert access_logs["Properties"]["RetentionInDays"] == 30
 
 
-def test_readings_route_requires_a_jwt_from_the_user_pool(synthesized: Synthesized) -> None:
+def test_each_http_route_requires_a_jwt_from_the_user_pool_and_reaches_its_function(
+    synthesized: Synthesized,
+) -> None:
     stack = synthesized.stack
     http_api = synthesized.logical_id(stack.http.api)
     routes = _routes(synthesized, http_api)
-    assert set(routes) == {"POST /readings"}
-    route = routes["POST /readings"]
-    assert route["AuthorizationType"] == "JWT"
-    assert _integration_function(synthesized, route["Target"]) == synthesized.logical_id(
-        stack.functions.ingest
+    ingest, rules = (
+        synthesized.logical_id(stack.functions.ingest),
+        synthesized.logical_id(stack.functions.rules),
     )
+    assert {key: _integration_function(synthesized, route["Target"]) for key, route in routes.items()} == {
+        "POST /readings": ingest,
+        "PUT /alert-rules/{ruleId}": rules,
+        "GET /alert-rules": rules,
+        "DELETE /alert-rules/{ruleId}": rules,
+    }
+    assert {route["AuthorizationType"] for route in routes.values()} == {"JWT"}
+    assert len({route["AuthorizerId"]["Ref"] for route in routes.values()}) == 1
+    route = routes["POST /readings"]
 
     user_pool = synthesized.logical_id(stack.token_issuer.user_pool)  # type: ignore[arg-type]
     client = synthesized.logical_id(stack.token_issuer.user_pool_client)  # type: ignore[arg-type]
@@ -153,3 +162,12 @@ def test_http_stage_logs_access_and_throttles(synthesized: Synthesized) -> None:
             },
         },
     )
+
+
+def test_the_dashboard_may_call_the_http_api_from_its_own_origin(synthesized: Synthesized) -> None:
+    stack = synthesized.stack
+    api = synthesized.resource(stack.http.api)["Properties"]
+    cors = api["CorsConfiguration"]
+    assert cors["AllowOrigins"] == [stack.resolve(stack.hosting.url)]
+    assert sorted(cors["AllowMethods"]) == ["DELETE", "GET", "POST", "PUT"]
+    assert sorted(cors["AllowHeaders"]) == ["authorization", "content-type"]

@@ -8,9 +8,7 @@ from aws_cdk.assertions import Annotations, Match
 
 from sensor_stream.iot_rules import TOPIC_RULES, TopicRuleSpec
 from sensor_stream.table import ATTRIBUTE_DEFINITIONS, KEY_SCHEMA, TTL_ATTRIBUTE
-from tests.infra.synthesis import ALARM_EMAIL, Synthesized
-
-FUNCTION_NAMES = ("ingest", "connect", "flush", "publish")
+from tests.infra.synthesis import ALARM_EMAIL, FUNCTION_NAMES, Synthesized
 
 
 def _alarm(synthesized: Synthesized, name: str) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The four functions: runtime, settings, environment, permissions and the flush schedule."""
+"""The functions: runtime, settings, environment, permissions and the flush schedule."""
 
 from typing import Any
 
@@ -7,9 +7,8 @@ from aws_cdk.assertions import Match
 
 from infra.functions import TABLE_ACTIONS
 from sensor_stream import catalog
-from tests.infra.synthesis import EXTERNAL_AUDIENCE, EXTERNAL_ISSUER, Synthesized, iot_arn
+from tests.infra.synthesis import EXTERNAL_AUDIENCE, EXTERNAL_ISSUER, FUNCTION_NAMES, Synthesized, iot_arn
 
-FUNCTION_NAMES = ("ingest", "connect", "flush", "publish")
 COMMON_ENVIRONMENT = {
     "TABLE_NAME",
     "SENSOR_STREAM_STAGE",
@@ -23,9 +22,12 @@ EXPECTED_ENVIRONMENT = {
     "connect": COMMON_ENVIRONMENT
     | CLAIM_NAMES
     | {"JWT_JWKS_URL", "JWT_ISSUER", "JWT_AUDIENCE", "WEBSOCKET_CALLBACK_URL"},
-    "flush": COMMON_ENVIRONMENT | {"WEBSOCKET_CALLBACK_URL", "FLUSH_POST_CONCURRENCY"},
+    "flush": COMMON_ENVIRONMENT | {"WEBSOCKET_CALLBACK_URL", "FLUSH_POST_CONCURRENCY", "ALERT_TOPIC_ARN"},
     "publish": COMMON_ENVIRONMENT | {"WEBSOCKET_CALLBACK_URL"},
+    "rules": COMMON_ENVIRONMENT | CLAIM_NAMES | {"ALERT_TOPIC_ARN"},
 }
+ALERT_PUBLISHERS = ("flush", "rules")
+ALERT_ACTIONS = {"sns:Publish", "kms:GenerateDataKey", "kms:Decrypt"}
 POSTING_FUNCTIONS = ("connect", "flush", "publish")
 LOG_ACTIONS = {"logs:CreateLogStream", "logs:PutLogEvents"}
 TRACE_ACTIONS = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
@@ -187,6 +189,8 @@ def test_function_is_granted_only_what_it_needs(synthesized: Synthesized, name: 
         expected |= DEAD_LETTER_ACTIONS  # on-failure destination of asynchronous (IoT) invocations
     if name == "publish":
         expected |= {"iot:Publish"}
+    if name in ALERT_PUBLISHERS:
+        expected |= ALERT_ACTIONS
     assert set(granted) == expected
 
     own_log_group = {"Fn::GetAtt": [synthesized.logical_id(functions.log_groups[name]), "Arn"]}
@@ -253,4 +257,35 @@ def test_eventbridge_starts_flush_every_minute(synthesized: Synthesized) -> None
     synthesized.template.has_resource_properties(
         "AWS::Lambda::EventInvokeConfig",
         {"FunctionName": {"Ref": flush_id}, "MaximumRetryAttempts": 0, "MaximumEventAgeInSeconds": 60},
+    )
+
+
+@pytest.mark.parametrize("name", ALERT_PUBLISHERS)
+def test_alert_publishers_may_publish_to_the_alert_topic_alone(synthesized: Synthesized, name: str) -> None:
+    topic = {"Ref": synthesized.logical_id(synthesized.stack.alerts.topic)}
+    granted = _granted(synthesized, name)
+    environment = _function(synthesized, name)["Environment"]["Variables"]
+
+    assert granted["sns:Publish"] == [topic]
+    assert environment["ALERT_TOPIC_ARN"] == topic
+    (key_statement,) = [s for s in _statements(synthesized, name) if "kms:Decrypt" in _actions(s)]
+    assert key_statement["Condition"] == {
+        "ForAnyValue:StringEquals": {"kms:ResourceAliases": "alias/aws/sns"}
+    }
+
+
+def test_the_alert_topic_is_encrypted_and_refuses_plain_http(synthesized: Synthesized) -> None:
+    topic = synthesized.resource(synthesized.stack.alerts.topic)["Properties"]
+    # SNS's AWS managed key, named by its alias ARN.
+    assert topic["KmsMasterKeyId"]["Fn::Join"][1][-1].endswith(":alias/aws/sns")
+    policies = synthesized.template.find_resources("AWS::SNS::TopicPolicy").values()
+    statements = [
+        statement
+        for policy in policies
+        if {"Ref": synthesized.logical_id(synthesized.stack.alerts.topic)} in policy["Properties"]["Topics"]
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    assert any(
+        s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+        for s in statements
     )

@@ -16,9 +16,8 @@ from aws_cdk import FileSystem
 
 from infra import layer as layer_module
 from infra.layer import DependencyLayer, build_dependency_layer
-from tests.infra.synthesis import Synthesized
+from tests.infra.synthesis import FUNCTION_NAMES, Synthesized
 
-FUNCTION_NAMES = ("ingest", "connect", "flush", "publish")
 # Modules this machine's standard library has but Python 3.14's no longer does (PEP 594, 632).
 REMOVED_FROM_STANDARD_LIBRARY = frozenset(
     {

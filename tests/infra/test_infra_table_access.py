@@ -27,18 +27,17 @@ from infra.layer import REPOSITORY_ROOT
 from sensor_stream import clients
 from sensor_stream.observability import metrics
 from sensor_stream.table import create_table
-from tests.infra.synthesis import Synthesized
+from tests.infra.synthesis import FUNCTION_NAMES, Synthesized
 from tests.support import stack as in_process
 from tests.support.clock import FakeClock
 from tests.support.events import authorizer_claims
 from tests.support.readings import reading
 from tests.support.stack import InProcessStack
-from tests.support.websocket import PostRecorder
+from tests.support.websocket import PostRecorder, wire
 
 # Handlers that record no metric (a refused request) make Powertools warn.
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
 
-FUNCTION_NAMES = ("ingest", "connect", "flush", "publish")
 JWT_SECRET = "table-access-test-hs256-secret-32-bytes"
 TABLE_NAME = "sensor-stream-table-access"
 DYNAMO_MODULE = REPOSITORY_ROOT / "functions" / "sensor_stream" / "store" / "dynamo.py"
@@ -126,14 +125,22 @@ def _every_path_to_the_table(stack: InProcessStack, clock: FakeClock, recorder: 
     )
     assert status == 200
 
-    # connect: connecting, every request kind (history, latest, units, resume), a token
-    # refresh, and a disconnect.
+    # rules: new rules (a min/max and a silence one), listed.
+    warm = {"metric": "temperature", "max": 0, "unitId": "fridge-1", "severity": "critical"}
+    stack.put_rule("acme", "warm", **warm)
+    stack.put_rule("acme", "quiet", metric="silence", maxSilenceSeconds=60, severity="warning")
+    assert stack.rules_request("GET /alert-rules", authorizer_claims("acme"))[0] == 200
+
+    # connect: connecting, every request kind (history, latest, units, alerts, resume), a
+    # token refresh, and a disconnect.
     watcher = stack.open("acme")
     for request in (
         {"action": "hello", "resume": {"since": clock.iso(-60)}},
         {"action": "subscribe", "unitIds": ["fridge-1", "fridge-2"]},
         {"action": "getLatest", "unitId": "fridge-1"},
         {"action": "getHistory", "unitId": "fridge-1", "since": clock.iso(-3600), "until": clock.iso()},
+        {"action": "getAlerts"},
+        {"action": "listUnits"},
         {"action": "ping"},
         {"action": "refreshToken", "token": stack.token("acme")},
     ):
@@ -156,8 +163,11 @@ def _every_path_to_the_table(stack: InProcessStack, clock: FakeClock, recorder: 
     (_, acknowledged), *_ = stack.published_commands()
     stack.device_ack("acme", "dev-1", {"commandId": acknowledged.command_id, "status": "ok"})
 
-    # flush: ticks (lease, outbox, the org's connections), a browser that is gone (its
-    # record deleted), a command timing out, a successor taking over, and a release.
+    # flush: ticks (lease, outbox, the org's connections, the rules, alert states and the
+    # unit registry for silence), an alert opening, a browser that is gone (its record
+    # deleted), a command timing out, a successor taking over, and a release; then the
+    # rules API changing a rule (the alert it ends: its state deleted, an outbox entry) and
+    # deleting one.
     gone = stack.open("acme")
     stack.recorder.gone.add(gone)
     stack.publish_telemetry("acme", "dev-1", reading("fridge-1", clock.iso(), id="r-2"))
@@ -170,6 +180,18 @@ def _every_path_to_the_table(stack: InProcessStack, clock: FakeClock, recorder: 
     assert flush(lambda: stack.flusher("f1").hand_over(successor.owner))
     assert flush(successor.poll_for_lease) is not None
     flush(lambda: stack.store.flush_state.release(successor.owner, delivered_through=None))
+
+    def active_alerts() -> list[Any]:
+        (answer,) = wire(stack.request(watcher, {"action": "getAlerts"}))
+        return list(answer["active"])
+
+    assert active_alerts(), "the warm reading opened an alert"
+    stack.put_rule("acme", "warm", **{**warm, "max": 100})
+    assert not active_alerts(), "the change ended it"
+    assert (
+        stack.rules_request("DELETE /alert-rules/{ruleId}", authorizer_claims("acme"), rule_id="quiet")[0]
+        == 204
+    )
 
 
 def _operations_of_the_table_class() -> set[str]:
