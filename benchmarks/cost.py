@@ -275,8 +275,9 @@ def connections(bill: Bill, inputs: Inputs, estimates: Estimates) -> float:
     per_day = inputs.browsers * (4 * sessions + inputs.hours_per_day)
     invocations = per_day * DAYS_PER_MONTH
     lambda_cost(bill, "connect", invocations, estimates.connect_invocation, CONNECT_MEMORY_GB)
-    # connect: 3 puts; each request: a rate-window update and a read; disconnect: 2 deletes.
-    bill.add("DynamoDB: connect writes", cost("dynamodb_write", invocations * 2))
+    # connect: 3 puts; each request: a rate-window update and a read; disconnect: 2 deletes;
+    # connect, subscribe, refresh and disconnect also bump the org's connection list version.
+    bill.add("DynamoDB: connect writes", cost("dynamodb_write", invocations * 2.8))
     bill.add("DynamoDB: connect reads", cost("dynamodb_read", invocations * 0.5))
     bill.add("API Gateway WS: client messages", cost("ws_message", invocations))
     return invocations
@@ -340,22 +341,21 @@ def this_design(inputs: Inputs, measured: Measured, estimates: Estimates) -> Bil
             readings_month * write_units_per_reading(measured, inputs.per_message, inputs.units_per_message),
         ),
     )
-    # Each tick: the outbox query (strongly consistent) and, per org with readings, its
-    # connections (eventually consistent); the lease every 10 s.
+    # Each tick: the outbox query (strongly consistent) and, for the orgs with readings, their
+    # connection list versions (consistent, one small item each); an org's list itself only
+    # after it changed (about three changes per 2-hour browser session); the lease every 10 s.
     entry_bytes = shape.readings * (
         measured.entry_bytes_first_reading / inputs.per_message
         + measured.entry_bytes_per_more_reading * (1 - 1 / inputs.per_message)
     )
     outbox_units = max(1, math.ceil(entry_bytes / 4096))
     active_orgs = min(inputs.orgs, max(1.0, shape.readings))
-    connection_units = active_orgs * max(
-        0.5, math.ceil(shape.browsers_per_org * measured.connection_item_bytes / 4096) / 2
-    )
+    list_units = max(1, math.ceil(shape.browsers_per_org * measured.connection_item_bytes / 4096))
+    list_changes = 3 * shape.connection_minutes / 120
+    connection_reads = SECONDS_PER_MONTH * active_orgs + list_changes * list_units * flushers
     # Several flushers would each read their own shards: the same bytes, a query each at least.
     outbox_reads = SECONDS_PER_MONTH * max(outbox_units, flushers)
-    bill.add(
-        "DynamoDB: flush reads", cost("dynamodb_read", outbox_reads + SECONDS_PER_MONTH * connection_units)
-    )
+    bill.add("DynamoDB: flush reads", cost("dynamodb_read", outbox_reads + connection_reads))
     bill.add("DynamoDB: flush lease writes", cost("dynamodb_write", flushers * SECONDS_PER_MONTH / 10))
     storage(bill, measured, shape)
     invocations = connections(bill, inputs, estimates)

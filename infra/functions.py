@@ -58,11 +58,13 @@ TABLE_ACTIONS: dict[str, tuple[str, ...]] = {
         "dynamodb:Query",
     ),
     # The lease (update), the hand-over item and the doorbell (put), the state read, the
-    # outbox and each org's connections (query), gone connections and timed-out commands (delete).
+    # outbox and each org's connections (query), the orgs' connection list versions (batch
+    # get), gone connections and timed-out commands (delete), alert states (put, delete).
     catalog.FLUSH.name: (
         "dynamodb:UpdateItem",
         "dynamodb:PutItem",
         "dynamodb:GetItem",
+        "dynamodb:BatchGetItem",
         "dynamodb:Query",
         "dynamodb:DeleteItem",
     ),

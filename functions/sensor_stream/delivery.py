@@ -35,6 +35,7 @@ from .keys import DUE_COMMAND, DUE_RULES, DUE_SESSION_END, DUE_SUCCESSOR
 from .models import CommandTimeoutMessage, ConnectionRecord, ErrorBody, ErrorMessage
 from .observability import logger, metrics
 from .packing import PackedReading
+from .roster import ConnectionRoster
 from .settings import Settings
 from .store import DueTimer, FlushState, SecondQueue, SensorStore
 
@@ -133,6 +134,7 @@ class Flusher:
         self._sleep = sleep
         self.owner = owner or str(uuid.uuid4())
         self.fanout = Fanout(store, gateway, settings, clock=clock)
+        self.roster = ConnectionRoster(store)
         self.alerts = AlertEvaluator(store, clock=clock)
         self._publish_alert = publish_alert
         # Publishing an alert (SNS) must not hold up a tick.
@@ -347,10 +349,7 @@ class Flusher:
             settlement = TickSettlement(last if report.seconds else self._next_second - 1)
             self._ticks.append(settlement)
             orgs = sorted({*arrived, *notices})
-            connections = self._store.readings.parallel(
-                lambda org: self._store.connections.of_org(org, now), orgs
-            )
-            for org_id, records in zip(orgs, connections, strict=True):
+            for org_id, records in zip(orgs, self.roster.of_orgs(orgs, now), strict=True):
                 report.connections += self._fan_out(
                     records, arrived.get(org_id, []), notices.get(org_id, []), settlement, now
                 )

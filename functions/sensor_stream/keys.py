@@ -131,6 +131,15 @@ def org_connection_key(org_id: str, connection_id: str) -> Key:
     return key(org_connections_pk(org_id), connection_id)
 
 
+# Sorts after every connection id (API Gateway's are base64): the org's connection list
+# version, bumped by every change of the list, so the flush re-reads the list only then.
+ORG_CONNECTIONS_VERSION_SK = "~version"
+
+
+def org_connections_version_key(org_id: str) -> Key:
+    return key(org_connections_pk(org_id), ORG_CONNECTIONS_VERSION_SK)
+
+
 def request_window_key(connection_id: str, window: int) -> Key:
     return key(f"RATE#{connection_id}", str(window))
 

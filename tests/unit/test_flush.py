@@ -570,3 +570,33 @@ def test_a_reading_after_an_idle_renewal_tick_is_delivered_on_the_next_tick(
     assert renewal.seconds == []
     assert (following.readings, len(following.seconds)) == (1, 2)
     assert units(stack.take(connection_id)) == ["u1"]
+
+
+def test_a_busy_tick_reads_each_orgs_connection_list_only_when_it_changed(
+    stack: InProcessStack, clock: FakeClock
+):
+    first = stack.open("acme")
+    stack.publish_telemetry("acme", "dev-1", reading("u1", clock.iso()))
+    stack.deliver()
+    roster = stack.flusher().roster
+    read_before = roster.lists_read
+
+    for _ in range(3):  # nothing about acme's connections changes
+        stack.publish_telemetry("acme", "dev-1", reading("u1", clock.iso()))
+        stack.deliver()
+    unchanged = roster.lists_read - read_before
+    second = stack.open("acme")  # a new connection: read again, and it gets the next tick
+    stack.publish_telemetry("acme", "dev-1", reading("u2", clock.iso()))
+    stack.deliver()
+    stack.request(first, {"action": "subscribe", "unitIds": ["u3"]})  # a narrower subscription
+    stack.take(first)
+    stack.publish_telemetry("acme", "dev-1", reading("u2", clock.iso()))
+    stack.deliver()
+    stack.disconnect(second)
+    stack.publish_telemetry("acme", "dev-1", reading("u3", clock.iso()))
+    stack.deliver()
+
+    assert unchanged == 0
+    assert roster.lists_read - read_before == 3
+    assert units(stack.take(second)) == ["u2", "u2"]
+    assert units(stack.take(first)) == ["u3"]

@@ -11,11 +11,12 @@ from ..keys import (
     connection_key,
     org_connection_key,
     org_connections_pk,
+    org_connections_version_key,
     request_window_key,
 )
 from ..models import ConnectionRecord
 from ..settings import Settings
-from ..table import TTL_ATTRIBUTE
+from ..table import PARTITION_KEY, TTL_ATTRIBUTE
 from .dynamo import ConditionFailed, Item, N, S, Table
 from .timers import timer_item
 
@@ -66,6 +67,7 @@ class ConnectionStore:
         by_id, by_org = self._items(record)
         self._table.put(by_id, condition="attribute_not_exists(pk)")
         self._put_org_copy(by_org, record.version)
+        self._list_changed(record.org_id)
         self._schedule_expiry(record)
         return record
 
@@ -79,6 +81,7 @@ class ConnectionStore:
         except ConditionFailed as conflict:
             raise StaleConnection(record.connection_id) from conflict
         self._put_org_copy(by_org, updated.version)
+        self._list_changed(updated.org_id)
         if updated.token_expires_at != record.token_expires_at:
             self._schedule_expiry(updated)
         return updated
@@ -89,6 +92,17 @@ class ConnectionStore:
             self._table.put(
                 item, condition="attribute_not_exists(pk) OR version < :new", values={":new": N(version)}
             )
+
+    def _list_changed(self, org_id: str) -> None:
+        # After the change itself: a flusher that reads the new version then finds the
+        # change when it reads the list (docs/data-model.md, pattern 15).
+        self._table.update(org_connections_version_key(org_id), "ADD v :one", values={":one": N(1)})
+
+    def list_versions(self, org_ids: list[str]) -> dict[str, int]:
+        """Each org's connection list version (0: never changed), in one read per 100 orgs."""
+        items = self._table.batch_get([org_connections_version_key(org) for org in org_ids], consistent=True)
+        found = {item[PARTITION_KEY]["S"]: int(item["v"]["N"]) for item in items}
+        return {org: found.get(org_connections_pk(org), 0) for org in org_ids}
 
     def _schedule_expiry(self, record: ConnectionRecord) -> None:
         if record.token_expires_at is not None:
@@ -107,12 +121,15 @@ class ConnectionStore:
     def delete(self, connection_id: str, org_id: str) -> None:
         # The org copy first: flush stops posting to it before the record disappears.
         self._table.delete(org_connection_key(org_id, connection_id))
+        self._list_changed(org_id)
         self._table.delete(connection_key(connection_id))
 
     def of_org(self, org_id: str, now: float) -> list[ConnectionRecord]:
+        """The org's connections (consistent: what a version read before it announced)."""
         records = (
             ConnectionRecord.model_validate_json(item["data"]["S"])
-            for item in self._table.query(org_connections_pk(org_id))
+            for item in self._table.query(org_connections_pk(org_id), consistent=True)
+            if "data" in item
         )
         return [record for record in records if record.expires_at > now]
 
