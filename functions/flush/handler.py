@@ -1,14 +1,15 @@
-"""Flush: the schedule starts an invocation every minute; it ticks every second inside until
-the next one takes over (or its time runs low)."""
+"""Flush: the schedule starts fan-out shard 0 every minute, which starts the other shards
+with ``{"flushShard": k}``; each ticks every second until its successor takes over."""
 
 from typing import Any
 
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ConfigDict, Field
 
 from sensor_stream import clients
-from sensor_stream.delivery import Flusher, TickReport
+from sensor_stream.delivery import Flusher, TickReport, summarize
 from sensor_stream.observability import logger, metrics
 from sensor_stream.settings import get_settings
 from sensor_stream.tracing import TickTraces
@@ -22,29 +23,38 @@ class TracedFlusher(Flusher):
         return traces.tick(super().tick, now)
 
 
+class ShardEvent(BaseModel):
+    """What shard 0 invokes another shard's flusher with."""
+
+    model_config = ConfigDict(extra="forbid")
+    flush_shard: int = Field(alias="flushShard", ge=1)
+
+
 @logger.inject_lambda_context
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    parse(event=event, model=EventBridgeModel)
     settings = get_settings()
+    if "flushShard" in event:
+        shard = parse(event=event, model=ShardEvent).flush_shard
+    else:
+        parse(event=event, model=EventBridgeModel)
+        shard = 0
 
     def keep_going() -> bool:
         return context.get_remaining_time_in_millis() / 1000 > settings.flush_stop_margin_seconds
 
     flusher = TracedFlusher(
-        clients.store(), clients.fanout_gateway(), settings, publish_alert=clients.alert_publisher()
+        clients.store(),
+        clients.fanout_gateway(),
+        settings,
+        publish_alert=clients.alert_publisher() if shard == 0 else None,
+        shard=shard,
+        start_worker=clients.worker_starter() if shard == 0 else None,
     )
     try:
         reports = flusher.run(keep_going)
     finally:
         flusher.close()
-    summary = {
-        "ticks": len(reports),
-        "readings": sum(r.readings for r in reports),
-        "messages": sum(r.fanout.messages_sent for r in reports),
-        "connectionsGone": sum(r.fanout.connections_gone for r in reports),
-        "connectionsClosed": sum(r.fanout.connections_closed for r in reports),
-        "commandsTimedOut": sum(r.commands_timed_out for r in reports),
-    }
+    summary = summarize(reports, shard)
     logger.info("flush invocation done", extra={**summary, "ticksTraced": traces.recorded})
     return summary

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from botocore.config import Config
 
     from .auth import TokenVerifier
+    from .coordination import WorkerStarter
     from .gateway import ConnectionGateway
     from .notifications import AlertPublisher
     from .store import SensorStore
@@ -93,6 +94,16 @@ def alert_publisher() -> AlertPublisher | None:
 
 
 @lru_cache(maxsize=1)
+def worker_starter() -> WorkerStarter | None:
+    """How shard 0 starts the other fan-out shards' flushers: invocations of this function
+    (AWS_LAMBDA_FUNCTION_NAME); None outside Lambda (one shard)."""
+    from .coordination import LambdaWorkerStarter
+
+    function_name = get_settings().flush_function_name
+    return LambdaWorkerStarter(_client("lambda", _retries()), function_name) if function_name else None
+
+
+@lru_cache(maxsize=1)
 def token_verifier() -> TokenVerifier:
     from .auth import TokenVerifier
 
@@ -101,5 +112,14 @@ def token_verifier() -> TokenVerifier:
 
 def reset() -> None:
     """Forget cached clients and settings (tests change the environment)."""
-    for factory in (store, gateway, fanout_gateway, iot_data, alert_publisher, token_verifier, get_settings):
+    for factory in (
+        store,
+        gateway,
+        fanout_gateway,
+        iot_data,
+        alert_publisher,
+        worker_starter,
+        token_verifier,
+        get_settings,
+    ):
         factory.cache_clear()

@@ -12,6 +12,12 @@ running one hands the lease over at the end of its next tick, so no second goes 
 a tick. A crashed holder is replaced when its lease expires: its successor starts after
 the last second whose posts had all ended (``deliveredThrough``), so nothing is lost;
 browsers may then see a reading twice and drop it by id.
+
+Past what one flusher posts in a tick, the connections are split over fan-out shards
+(sensor_stream.sharding, docs/scaling.md): shard k's flusher (k >= 1, started by shard 0,
+each minute by the scheduled invocation) reads the same outbox, never past shard 0's
+``readThrough``, and posts to its share of the connections under its own lease. Shard 0
+also sizes the shards, evaluates alerts and fires the timers.
 """
 
 from __future__ import annotations
@@ -29,15 +35,18 @@ from dataclasses import dataclass, field
 from aws_lambda_powertools.metrics import MetricResolution
 
 from .alerting import AlertEvaluator, AlertEvent, AlertSink
+from .coordination import ShardCoordinator, WorkerStarter
 from .fanout import Fanout, FanoutCounts, TickSettlement, server_time_of
 from .gateway import ConnectionGateway
-from .keys import DUE_COMMAND, DUE_RULES, DUE_SESSION_END, DUE_SUCCESSOR
+from .keys import DUE_COMMAND, DUE_RULES, DUE_SESSION_END
 from .models import CommandTimeoutMessage, ConnectionRecord, ErrorBody, ErrorMessage
 from .observability import logger, metrics
 from .packing import PackedReading
 from .roster import ConnectionRoster
 from .settings import Settings
+from .sharding import ShardLayout
 from .store import DueTimer, FlushState, SecondQueue, SensorStore
+from .store.flush_state import doorbell_kind
 
 # How long delivered readings are remembered, to drop copies queued again by ingest.
 RECENT_SECONDS = 30
@@ -49,6 +58,19 @@ HANDOVER_POST_WAIT_SECONDS = 0.5
 # posts are represented by an even spread of their sorted lags, the fastest and slowest
 # included, so the percentiles CloudWatch computes keep their shape.
 LAG_SAMPLES_PER_TICK = 100
+
+
+def summarize(reports: list[TickReport], shard: int) -> dict[str, int]:
+    """What an invocation did, for its log line and its answer."""
+    return {
+        "shard": shard,
+        "ticks": len(reports),
+        "readings": sum(r.readings for r in reports),
+        "messages": sum(r.fanout.messages_sent for r in reports),
+        "connectionsGone": sum(r.fanout.connections_gone for r in reports),
+        "connectionsClosed": sum(r.fanout.connections_closed for r in reports),
+        "commandsTimedOut": sum(r.commands_timed_out for r in reports),
+    }
 
 
 def reading_digest(org_id: str, reading: PackedReading) -> int:
@@ -108,6 +130,8 @@ class TickReport:
     sessions_expired: int = 0
     alerts: int = 0
     lease_lost: bool = False
+    # A shard the layout no longer has, done with the seconds before the change.
+    retired: bool = False
     successor: str | None = None
     fanout: FanoutCounts = field(default_factory=FanoutCounts)
     duration_seconds: float = 0.0
@@ -126,8 +150,22 @@ class Flusher:
         sleep: Callable[[float], None] = time.sleep,
         owner: str | None = None,
         publish_alert: AlertSink | None = None,
+        shard: int = 0,
+        start_worker: WorkerStarter | None = None,
     ) -> None:
+        """``shard``: the fan-out shard this flusher delivers; ``start_worker``: how shard 0
+        starts the flusher of another shard (None: one shard, whatever the load)."""
         self._store = store
+        self.shard = shard
+        self._state = store.flush_state.for_shard(shard)
+        self._layout = ShardLayout()
+        # Shard k >= 1: the newest second shard 0 announced (no shard reads past it).
+        self._announced: int | None = None
+        self.coordinator = (
+            ShardCoordinator(store, settings, start_worker, clock=clock)
+            if shard == 0 and start_worker is not None
+            else None
+        )
         self._gateway = gateway
         self._settings = settings
         self._clock = clock
@@ -160,6 +198,10 @@ class Flusher:
     def run(self, keep_going: Callable[[], bool]) -> list[TickReport]:
         """Take the lease (or wait for it as the successor), then tick on the grid until a
         successor takes over, the lease is lost, or ``keep_going()`` turns false."""
+        if self.coordinator is not None:
+            # The schedule's invocation: a fresh flusher for each other shard as well, which
+            # takes over from the running one as this one does from shard 0's.
+            self.coordinator.start_successors(self._store.flush_state.read().layout)
         state = self._take_lease(keep_going)
         if state is None:
             return []
@@ -182,6 +224,9 @@ class Flusher:
                 if report.lease_lost:
                     logger.error("flush lease lost; stopping")
                     return reports
+                if report.retired:
+                    logger.info("fan-out shard no longer needed; stopping", extra={"shard": self.shard})
+                    break
                 if report.successor and report.successor != self.owner:
                     handed_over = self.hand_over(report.successor)
                     if handed_over:
@@ -189,7 +234,7 @@ class Flusher:
         finally:
             if not handed_over and not (reports and reports[-1].lease_lost):
                 self._settle_for_exit()
-                self._store.flush_state.release(self.owner, delivered_through=self._delivered_through)
+                self._state.release(self.owner, delivered_through=self._delivered_through)
         return reports
 
     def _take_lease(self, keep_going: Callable[[], bool]) -> FlushState | None:
@@ -209,22 +254,22 @@ class Flusher:
 
     def try_lease(self) -> FlushState | None:
         """Take the lease if it is free or expired (then continue where delivery stopped)."""
-        state = self._store.flush_state.acquire(self.owner, self._clock(), self._settings.flush_lease_seconds)
+        state = self._state.acquire(self.owner, self._clock(), self._settings.flush_lease_seconds)
         if state is not None:
             self._start_from(state)
         return state
 
     def wait_as_successor(self) -> bool:
-        return self._store.flush_state.wait_as_successor(
+        return self._state.wait_as_successor(
             self.owner, self._clock(), stale_after=2 * self._settings.flush_lease_seconds
         )
 
     def poll_for_lease(self) -> FlushState | None:
         """As the successor: the lease once it was handed over (with what the predecessor
         delivered recently) or once it expired (the holder died)."""
-        current = self._store.flush_state.read()
+        current = self._state.read()
         if current.owner == self.owner:
-            self._recent = RecentReadings(self._store.flush_state.handed_over_digests(self.owner))
+            self._recent = RecentReadings(self._state.handed_over_digests(self.owner))
             self._start_from(current)
             return current
         if current.lease_until < self._clock():
@@ -233,15 +278,30 @@ class Flusher:
 
     def _start_from(self, state: FlushState) -> None:
         self._read_through = state.read_through
+        if self.shard == 0:
+            self._layout = state.layout
+        else:
+            self._learn_layout()
         if state.delivered_through is not None:
             self._delivered_through = state.delivered_through
             self._next_second = state.delivered_through + 1
+            if self.shard >= self._layout.previous:
+                # A shard new in this layout: its connections had their earlier seconds
+                # from the shards before.
+                self._next_second = max(self._next_second, self._layout.since)
+        elif self.shard > 0 and self._layout.since:
+            self._next_second = self._layout.since
         else:
             # Nothing was ever delivered: start the catch-up window back, skipping nothing.
             self._next_second = (
                 self._ready_through(self._clock()) - self._settings.flush_max_catch_up_seconds + 1
             )
             self._fresh_start = True
+
+    def _learn_layout(self) -> None:
+        """Shard k >= 1: the layout and how far shard 0 announced, from shard 0's item."""
+        zero = self._store.flush_state.read()
+        self._layout, self._announced = zero.layout, zero.read_through
 
     def _ready_through(self, now: float) -> int:
         """The newest second whose writes can have landed: it ended a grace ago."""
@@ -260,7 +320,7 @@ class Flusher:
         settings = self._settings
         report = TickReport()
         if self._next_second is None:
-            state = self._store.flush_state.acquire(self.owner, now, settings.flush_lease_seconds)
+            state = self._state.acquire(self.owner, now, settings.flush_lease_seconds)
             if state is None:
                 report.lease_lost = True
                 return report
@@ -275,7 +335,21 @@ class Flusher:
         first = max(first, oldest)
         self._fresh_start = False
         last = min(ready, first + settings.flush_max_seconds_per_tick - 1)
+        if self.shard > 0:
+            if self._announced is None or last > self._announced:
+                self._learn_layout()
+            # Never past what shard 0 announced: ingest's late check reads shard 0's item.
+            last = min(last, self._announced if self._announced is not None else first - 1)
+        layout = self._layout
+        if self.shard >= layout.shards:
+            if first >= layout.since:
+                report.retired = True
+                return report
+            last = min(last, layout.since - 1)
+        if layout.changes_within(first, last):
+            last = layout.since - 1  # a tick delivers under one layout
         report.seconds = list(range(first, last + 1))
+        shards_now = layout.count_at(first)
 
         self._settle_ticks()
         if self._must_renew(now, last):
@@ -285,12 +359,13 @@ class Flusher:
             # Announce the seconds of the next renew interval too: an idle tick in between
             # then makes one request, its outbox query.
             announce = max(last + math.ceil(settings.flush_renew_seconds) + 1, self._read_through or last)
-            state = self._store.flush_state.renew(
+            state = self._state.renew(
                 self.owner,
                 now,
                 settings.flush_lease_seconds,
-                read_through=announce,
+                read_through=announce if self.shard == 0 else None,
                 delivered_through=self._delivered_through,
+                connections=self.roster.served(self.shard, shards_now),
             )
             if state is None:
                 report.lease_lost = True
@@ -298,7 +373,12 @@ class Flusher:
             self._read_through = announce
             self._renewed_at = now
             report.successor = state.successor
-            self.alerts.sync_rules(state.rules_version)
+            if self.shard == 0:
+                self.alerts.sync_rules(state.rules_version)
+                if self.coordinator is not None:
+                    self._layout = self.coordinator.on_renew(
+                        self.owner, state, self.roster.served(0, shards_now), self._delivered_through, now
+                    )
             if defer_reading:
                 report.seconds = []
                 return report
@@ -307,10 +387,11 @@ class Flusher:
         delivered: list[int] = []
         this_tick: set[int] = set()
         queue = self._store.readings.seconds_queue(first, last) if report.seconds else SecondQueue([], [])
-        timers = [timer for timer in queue.timers if timer.kind not in (DUE_SUCCESSOR, DUE_RULES)]
-        for doorbell in (timer for timer in queue.timers if timer.kind == DUE_SUCCESSOR):
+        # Timers are shard 0's; each shard answers its own successor's doorbell.
+        timers = [t for t in queue.timers if t.kind in (DUE_COMMAND, DUE_SESSION_END) and self.shard == 0]
+        for doorbell in (timer for timer in queue.timers if timer.kind == doorbell_kind(self.shard)):
             report.successor = doorbell.identifier
-        if any(timer.kind == DUE_RULES for timer in queue.timers):
+        if self.shard == 0 and any(timer.kind == DUE_RULES for timer in queue.timers):
             self.alerts.sync_rules(None)
         for entry in queue.entries:
             for line in entry.lines:
@@ -333,12 +414,21 @@ class Flusher:
         # What the rules API ended reaches browsers from the outbox (it published those
         # itself); what this tick evaluates is published here.
         evaluated: list[AlertEvent] = []
-        for org_id, readings in arrived.items():
-            evaluated.extend(self.alerts.on_readings(org_id, readings))
-        evaluated.extend(self.alerts.due(now))
+        if self.shard == 0:
+            for org_id, readings in arrived.items():
+                evaluated.extend(self.alerts.on_readings(org_id, readings))
+            evaluated.extend(self.alerts.due(now))
         if self._publish_alert is not None:
             for event in evaluated:
                 self._publisher.submit(self._publish, event)
+        if evaluated and shards_now > 1:
+            # Every shard's browsers get them through the outbox, on the next tick.
+            lines_by_org: dict[str, list[str]] = defaultdict(list)
+            for event in evaluated:
+                lines_by_org[event.org_id].append(event.to_line())
+            second = math.floor(now)
+            self._store.readings.queue_alerts(lines_by_org, second, f"flush-{self.owner}-{second}")
+            evaluated = []
         events = [*(AlertEvent.from_line(line) for line in queue.alert_lines if line), *evaluated]
         notices: dict[str, list[AlertEvent]] = defaultdict(list)
         for event in events:
@@ -349,7 +439,8 @@ class Flusher:
             settlement = TickSettlement(last if report.seconds else self._next_second - 1)
             self._ticks.append(settlement)
             orgs = sorted({*arrived, *notices})
-            for org_id, records in zip(orgs, self.roster.of_orgs(orgs, now), strict=True):
+            owned = self.roster.of_orgs(orgs, now, self.shard, shards_now)
+            for org_id, records in zip(orgs, owned, strict=True):
                 report.connections += self._fan_out(
                     records, arrived.get(org_id, []), notices.get(org_id, []), settlement, now
                 )
@@ -401,12 +492,10 @@ class Flusher:
             metrics.add_metric(name="AlertPublishFailures", unit="Count", value=1)
 
     def _must_renew(self, now: float, last: int) -> bool:
-        return (
-            self._renewed_at is None
-            or now >= self._renewed_at + self._settings.flush_renew_seconds
-            or self._read_through is None
-            or last > self._read_through
-        )
+        due = self._renewed_at is None or now >= self._renewed_at + self._settings.flush_renew_seconds
+        # Shard 0 announces each second before it reads it.
+        unannounced = self.shard == 0 and (self._read_through is None or last > self._read_through)
+        return due or unannounced
 
     def _settle_ticks(self) -> None:
         """Advance ``deliveredThrough`` over the oldest ticks whose posts have all ended."""
@@ -421,7 +510,7 @@ class Flusher:
         self._wait_for_posts(HANDOVER_POST_WAIT_SECONDS)
         self.fanout.abandon_in_flight()
         delivered = (self._next_second - 1) if self._next_second is not None else self._delivered_through
-        handed = self._store.flush_state.hand_over(
+        handed = self._state.hand_over(
             self.owner,
             successor,
             self._clock(),

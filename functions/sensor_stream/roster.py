@@ -1,13 +1,15 @@
 """Who the flush posts to: each org's connections, kept between ticks and read again only
 when the org's connection list version moved (connect, disconnect, a subscription or
 token change, a gone connection), so a busy tick reads one small item per org instead of
-the whole list (docs/data-model.md, pattern 15)."""
+the whole list (docs/data-model.md, pattern 15). With fan-out shards, each flusher keeps
+the connections of its shard."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from .models import ConnectionRecord
+from .sharding import shard_of
 from .store import SensorStore
 
 
@@ -16,10 +18,14 @@ class ConnectionRoster:
         self._store = store
         # org -> (list version, its connections as read at that version)
         self._lists: dict[str, tuple[int, list[ConnectionRecord]]] = {}
+        # (org, shards) -> (list version, the connections of this flusher's shard)
+        self._owned: dict[tuple[str, int], tuple[int, list[ConnectionRecord]]] = {}
         self.lists_read = 0
 
-    def of_orgs(self, org_ids: Sequence[str], now: float) -> list[list[ConnectionRecord]]:
-        """Each org's live connections, in the order of ``org_ids``."""
+    def of_orgs(
+        self, org_ids: Sequence[str], now: float, shard: int = 0, shards: int = 1
+    ) -> list[list[ConnectionRecord]]:
+        """Each org's live connections of ``shard`` (of ``shards``), in the order of ``org_ids``."""
         if not org_ids:
             return []
         versions = self._store.connections.list_versions(list(org_ids))
@@ -31,4 +37,18 @@ class ConnectionRoster:
             self._lists[org] = (versions[org], records)
         self.lists_read += len(changed)
         # TTL deletes lazily: an expired record is gone whatever the list says.
-        return [[record for record in self._lists[org][1] if record.expires_at > now] for org in org_ids]
+        return [[r for r in self._of_shard(org, shard, shards) if r.expires_at > now] for org in org_ids]
+
+    def served(self, shard: int, shards: int) -> int:
+        """The connections of ``shard`` among the orgs this flusher has delivered to."""
+        return sum(len(self._of_shard(org, shard, shards)) for org in self._lists)
+
+    def _of_shard(self, org_id: str, shard: int, shards: int) -> list[ConnectionRecord]:
+        version, records = self._lists[org_id]
+        if shards == 1:
+            return records
+        cached = self._owned.get((org_id, shards))
+        if cached is None or cached[0] != version:
+            mine = [record for record in records if shard_of(record.connection_id, shards) == shard]
+            cached = self._owned[(org_id, shards)] = (version, mine)
+        return cached[1]

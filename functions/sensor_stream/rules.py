@@ -115,12 +115,9 @@ class RuleBook:
                 events.append(AlertEvent(self._org, state.unit_id, state.site_id, message))
         if not events:
             return
-        readings = self._store.readings
         second = math.floor(self._now.timestamp())
         entry_id = f"rules-{rule_id}-{self._now.timestamp():.3f}"
-        readings.write(
-            [readings.alert_entry_item(self._org, entry_id, [e.to_line() for e in events], second)]
-        )
+        self._store.readings.queue_alerts({self._org: [e.to_line() for e in events]}, second, entry_id)
         for event in events:
             logger.info("alert resolved by a rule change", extra={"alert": event.message.to_wire()})
             if self._publish_alert is not None:

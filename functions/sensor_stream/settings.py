@@ -69,6 +69,13 @@ class Settings(BaseSettings):
     # outage (older ones are skipped: browsers get them by resuming).
     flush_max_seconds_per_tick: int = Field(10, ge=1, alias="FLUSH_MAX_SECONDS_PER_TICK")
     flush_max_catch_up_seconds: int = Field(900, ge=1, alias="FLUSH_MAX_CATCH_UP_SECONDS")
+    # Fan-out shards (docs/scaling.md): the connections one flusher posts to in a tick at
+    # most, the most shards, and how often shard 0 reconsiders their number.
+    flush_connections_per_shard: int = Field(1000, ge=1, alias="FLUSH_CONNECTIONS_PER_SHARD")
+    flush_max_shards: int = Field(32, ge=1, le=1000, alias="FLUSH_MAX_SHARDS")
+    flush_sizing_seconds: float = Field(60.0, gt=0, alias="FLUSH_SIZING_SECONDS")
+    # Set by Lambda: shard 0 starts the other shards' flushers as invocations of itself.
+    flush_function_name: str = Field("", alias="AWS_LAMBDA_FUNCTION_NAME")
     # A 410 this soon after $connect means "handshake not complete yet", not "gone".
     connect_grace_seconds: float = Field(30.0, ge=0, alias="CONNECT_GRACE_SECONDS")
 

@@ -488,6 +488,7 @@ def test_flush_handler_ticks_until_its_time_runs_low(
     summary = flush.handler.lambda_handler(scheduled_event(), context)
 
     assert summary == {
+        "shard": 0,
         "ticks": 2,
         "readings": 2,
         "messages": 1,

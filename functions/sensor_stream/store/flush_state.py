@@ -6,22 +6,39 @@ and how far delivery got (docs/data-model.md, "The flush").
   late can tell whether the flush might have missed it.
 - ``deliveredThrough``: every post of every second up to here has been settled; a
   flusher that takes over starts right after it.
+
+With several fan-out shards (sensor_stream.sharding) each has such an item and lease:
+shard 0's is ``FLUSH/STATE`` (the one ingest reads; it also holds the shard layout and
+``readThrough``, past which no shard reads), shard k's ``FLUSH/STATE#k``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
-from ..keys import DUE_SUCCESSOR, FLUSH_STATE_KEY, key
+from ..keys import DUE_SUCCESSOR, FLUSH_STATE_KEY, Key, key
 from ..settings import Settings
+from ..sharding import ShardLayout
+from ..table import SORT_KEY
 from .dynamo import B, ConditionFailed, Item, N, S, Table, number, string
 from .timers import timer_item
 
-# The digests of recently delivered readings handed from one flusher to the next; apart
-# from the state item, which ingest reads and which must therefore stay small.
-HANDOVER_KEY = key("FLUSH", "HANDOVER")
+
+def state_key(shard: int) -> Key:
+    return FLUSH_STATE_KEY if shard == 0 else key("FLUSH", f"STATE#{shard}")
+
+
+def handover_key(shard: int) -> Key:
+    # The digests of recently delivered readings handed from one flusher to the next; apart
+    # from the state item, which ingest reads and which must therefore stay small.
+    return key("FLUSH", "HANDOVER" if shard == 0 else f"HANDOVER#{shard}")
+
+
+def doorbell_kind(shard: int) -> str:
+    """The timer kind of a waiting successor's doorbell for this shard."""
+    return DUE_SUCCESSOR if shard == 0 else f"{DUE_SUCCESSOR}-{shard}"
 
 
 @dataclass(frozen=True)
@@ -34,6 +51,10 @@ class FlushState:
     delivered_through: int | None
     # Raised by every change of an alert rule: the flush then loads the rules again.
     rules_version: int = 0
+    # Shard 0's item: the fan-out shards and since when.
+    layout: ShardLayout = field(default_factory=ShardLayout)
+    # The connections this shard served when it last renewed (sizing).
+    connections: int = 0
 
     @classmethod
     def from_item(cls, item: Item) -> FlushState:
@@ -47,22 +68,63 @@ class FlushState:
             read_through=int(read) if read is not None else None,
             delivered_through=int(delivered) if delivered is not None else None,
             rules_version=int(number(item, "rulesVersion") or 0),
+            layout=ShardLayout(
+                shards=int(number(item, "shards") or 1),
+                since=int(number(item, "shardsSince") or 0),
+                previous=int(number(item, "previousShards") or 1),
+            ),
+            connections=int(number(item, "connections") or 0),
         )
+
+    def held(self, now: float) -> bool:
+        return self.owner is not None and self.lease_until >= now
 
 
 class FlushStateStore:
-    def __init__(self, table: Table, settings: Settings) -> None:
+    """The state item and lease of one fan-out shard (0: the one ingest reads)."""
+
+    def __init__(self, table: Table, settings: Settings, shard: int = 0) -> None:
         self._table = table
         self._settings = settings
+        self.shard = shard
+        self._key = state_key(shard)
+        self._handover_key = handover_key(shard)
+
+    def for_shard(self, shard: int) -> FlushStateStore:
+        return FlushStateStore(self._table, self._settings, shard)
 
     def read(self) -> FlushState:
-        return FlushState.from_item(self._table.get(FLUSH_STATE_KEY, consistent=True) or {})
+        return FlushState.from_item(self._table.get(self._key, consistent=True) or {})
+
+    def read_shards(self, shards: range) -> dict[int, FlushState]:
+        """Several shards' states in one request (missing items read as empty states)."""
+        items = self._table.batch_get([state_key(k) for k in shards], consistent=True)
+        by_sk = {item[SORT_KEY]["S"]: item for item in items}
+        return {k: FlushState.from_item(by_sk.get(state_key(k)[SORT_KEY]["S"], {})) for k in shards}
+
+    def change_layout(self, owner: str, layout: ShardLayout) -> bool:
+        """Shard 0's holder sets the fan-out shards from ``layout.since`` on."""
+        try:
+            self._table.update(
+                self._key,
+                "SET shards = :n, shardsSince = :since, previousShards = :previous",
+                condition="leaseOwner = :me",
+                values={
+                    ":n": N(layout.shards),
+                    ":since": N(layout.since),
+                    ":previous": N(layout.previous),
+                    ":me": S(owner),
+                },
+            )
+        except ConditionFailed:
+            return False
+        return True
 
     def acquire(self, owner: str, now: float, lease_seconds: float) -> FlushState | None:
         """Take the lease if it is free, expired or ours; None when someone else holds it."""
         try:
             item = self._table.update(
-                FLUSH_STATE_KEY,
+                self._key,
                 "SET leaseOwner = :me, leaseUntil = :until",
                 condition="attribute_not_exists(leaseOwner) OR leaseUntil < :now OR leaseOwner = :me",
                 values={":me": S(owner), ":until": N(now + lease_seconds), ":now": N(now)},
@@ -80,7 +142,7 @@ class FlushStateStore:
     def _clear_successor(self, owner: str) -> None:
         with contextlib.suppress(ConditionFailed):
             self._table.update(
-                FLUSH_STATE_KEY,
+                self._key,
                 "REMOVE successor, successorSince",
                 condition="successor = :me",
                 values={":me": S(owner)},
@@ -92,19 +154,24 @@ class FlushStateStore:
         now: float,
         lease_seconds: float,
         *,
-        read_through: int,
+        read_through: int | None,
         delivered_through: int | None,
+        connections: int = 0,
     ) -> FlushState | None:
-        """Each tick: renew the lease, announce the newest second about to be read, record
-        what has been delivered, and learn whether a successor waits. None: lease lost."""
-        update = "SET leaseUntil = :until, readThrough = :read"
-        values = {":me": S(owner), ":until": N(now + lease_seconds), ":read": N(read_through)}
+        """Renew the lease, announce the newest second about to be read (shard 0), record
+        what has been delivered and to how many connections, and learn whether a successor
+        waits. None: lease lost."""
+        update = "SET leaseUntil = :until, connections = :connections"
+        values = {":me": S(owner), ":until": N(now + lease_seconds), ":connections": N(connections)}
+        if read_through is not None:
+            update += ", readThrough = :read"
+            values[":read"] = N(read_through)
         if delivered_through is not None:
             update += ", deliveredThrough = :delivered"
             values[":delivered"] = N(delivered_through)
         try:
             item = self._table.update(
-                FLUSH_STATE_KEY, update, condition="leaseOwner = :me", values=values, return_new=True
+                self._key, update, condition="leaseOwner = :me", values=values, return_new=True
             )
         except ConditionFailed:
             return None
@@ -117,14 +184,14 @@ class FlushStateStore:
         (this invocation is then not needed)."""
         try:
             self._table.update(
-                FLUSH_STATE_KEY,
+                self._key,
                 "SET successor = :me, successorSince = :now",
                 condition=("attribute_not_exists(successor) OR successor = :me OR successorSince < :stale"),
                 values={":me": S(candidate), ":now": N(now), ":stale": N(now - stale_after)},
             )
         except ConditionFailed:
             return False
-        self._table.put(timer_item(self._settings, math.floor(now) + 1, DUE_SUCCESSOR, candidate))
+        self._table.put(timer_item(self._settings, math.floor(now) + 1, doorbell_kind(self.shard), candidate))
         return True
 
     def hand_over(
@@ -138,7 +205,7 @@ class FlushStateStore:
         recent: bytes,
     ) -> bool:
         """Pass the lease to the waiting successor, with the progress it continues from."""
-        self._table.put({**HANDOVER_KEY, "recent": B(recent), "from": S(owner), "to": S(successor)})
+        self._table.put({**self._handover_key, "recent": B(recent), "from": S(owner), "to": S(successor)})
         update = "SET leaseOwner = :next, leaseUntil = :until REMOVE successor, successorSince"
         values = {":me": S(owner), ":next": S(successor), ":until": N(now + lease_seconds)}
         if delivered_through is not None:
@@ -146,7 +213,7 @@ class FlushStateStore:
             values[":delivered"] = N(delivered_through)
         try:
             self._table.update(
-                FLUSH_STATE_KEY, update, condition="leaseOwner = :me AND successor = :next", values=values
+                self._key, update, condition="leaseOwner = :me AND successor = :next", values=values
             )
         except ConditionFailed:
             return False
@@ -154,7 +221,7 @@ class FlushStateStore:
 
     def handed_over_digests(self, successor: str) -> bytes:
         """The recent-delivery digests a predecessor left for ``successor`` (else empty)."""
-        item = self._table.get(HANDOVER_KEY, consistent=True) or {}
+        item = self._table.get(self._handover_key, consistent=True) or {}
         return bytes(item["recent"]["B"]) if string(item, "to") == successor and "recent" in item else b""
 
     def release(self, owner: str, *, delivered_through: int | None) -> None:
@@ -164,4 +231,4 @@ class FlushStateStore:
             update = f"SET deliveredThrough = :delivered {update}"
             values[":delivered"] = N(delivered_through)
         with contextlib.suppress(ConditionFailed):
-            self._table.update(FLUSH_STATE_KEY, update, condition="leaseOwner = :me", values=values)
+            self._table.update(self._key, update, condition="leaseOwner = :me", values=values)

@@ -7,7 +7,7 @@ import contextlib
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -219,6 +219,12 @@ class ReadingStore:
             "alerts": S("\n".join(lines)),
             TTL_ATTRIBUTE: N(second + self._settings.outbox_ttl_seconds),
         }
+
+    def queue_alerts(self, lines_by_org: Mapping[str, list[str]], second: int, entry_id: str) -> None:
+        """Alert events (AlertEvent lines) for every flusher to deliver with the second."""
+        self.write(
+            [self.alert_entry_item(org_id, entry_id, lines, second) for org_id, lines in lines_by_org.items()]
+        )
 
     def arrivals(self, org_id: str, first: int, last: int) -> Iterator[str]:
         """The JSON texts of the org's readings that arrived in seconds ``first``..``last``
