@@ -65,6 +65,9 @@ class StackConfig(BaseSettings):
     async_retry_base_seconds: float = Field(1.0, gt=0, alias="LOCAL_ASYNC_RETRY_SECONDS")
     # Most execution environments (worker processes) per function; the flush needs two
     # (the running loop and its successor, which waits on the lease).
+    # The flush's fan-out shards here (each a flusher with its own environment, two at a
+    # hand-over): FLUSH_MAX_SHARDS of the functions, kept small for two cores.
+    flush_max_shards: int = Field(4, ge=1, le=32, alias="FLUSH_MAX_SHARDS")
     ingest_concurrency: int = Field(6, ge=1, le=64, alias="LOCAL_INGEST_CONCURRENCY")
     connect_concurrency: int = Field(4, ge=1, le=64, alias="LOCAL_CONNECT_CONCURRENCY")
     publish_concurrency: int = Field(2, ge=1, le=64, alias="LOCAL_PUBLISH_CONCURRENCY")

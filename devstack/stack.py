@@ -39,6 +39,7 @@ from devstack.http_api import HttpApi, JwtAuthorizer
 from devstack.http_server import Endpoint as HttpEndpoint
 from devstack.http_server import HttpRequest, HttpResponse, LoopbackHttpServer
 from devstack.iot_core import IotDataPlane, deploy_rules, serve_broker
+from devstack.lambda_api import LambdaInvokeApi
 from devstack.lambda_runtime import AsyncInvoker, FunctionConfig, LambdaFunction
 from devstack.lambda_worker import FAULT_SLOTS
 from devstack.notifications import AlertInbox
@@ -68,7 +69,9 @@ def _configure_logging() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def _function_environment(config: StackConfig, aws_url: str, callback_url: str, iot_data_url: str) -> None:
+def _function_environment(
+    config: StackConfig, aws_url: str, callback_url: str, iot_data_url: str, lambda_url: str
+) -> None:
     """What the functions' configuration would hold in AWS, pointed at the local endpoints.
     Set before any handler module is imported (they create clients from it)."""
     for inherited in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "IOT_DATA_ENDPOINT", "JWT_JWKS_URL"):
@@ -86,6 +89,8 @@ def _function_environment(config: StackConfig, aws_url: str, callback_url: str, 
             "AWS_ENDPOINT_URL_SNS": aws_url,
             "AWS_ENDPOINT_URL_SQS": aws_url,
             "AWS_ENDPOINT_URL_IOT_DATA_PLANE": iot_data_url,
+            "AWS_ENDPOINT_URL_LAMBDA": lambda_url,
+            "FLUSH_MAX_SHARDS": str(config.flush_max_shards),
             "WEBSOCKET_CALLBACK_URL": callback_url,
             "JWT_SECRET": config.jwt_secret,
             "POWERTOOLS_SERVICE_NAME": "sensor-stream",
@@ -177,9 +182,9 @@ def _function_configs(config: StackConfig) -> dict[str, FunctionConfig]:
         "publish": config.publish_concurrency,
         "ingest": config.ingest_concurrency,
         "rules": config.rules_concurrency,
-        # No reserved concurrency: the next scheduled loop starts while the running one
-        # finishes its last tick, and takes over from it.
-        "flush": 2,
+        # No reserved concurrency: the next scheduled loop of each fan-out shard starts
+        # while the running one finishes its last tick, and takes over from it.
+        "flush": 2 * config.flush_max_shards,
     }
     return {
         spec.name: FunctionConfig(
@@ -255,7 +260,16 @@ async def run_stack(config: StackConfig, ready_stream: TextIO) -> None:
         management_server.start()
         running.push_async_callback(asyncio.to_thread, management_server.stop)
 
-        _function_environment(config, aws_url, f"{management_server.url}/{STAGE}", iot_data_server.url)
+        invoker = AsyncInvoker(config.async_retry_base_seconds)
+        running.callback(invoker.close)
+        lambda_api = LambdaInvokeApi(invoker)
+        lambda_server = LoopbackHttpServer("lambda", lambda_api, 0)
+        lambda_server.start()
+        running.push_async_callback(asyncio.to_thread, lambda_server.stop)
+
+        _function_environment(
+            config, aws_url, f"{management_server.url}/{STAGE}", iot_data_server.url, lambda_server.url
+        )
         from sensor_stream.table import create_table
 
         await asyncio.to_thread(create_table, boto3.client("dynamodb"), os.environ["TABLE_NAME"])
@@ -274,8 +288,7 @@ async def run_stack(config: StackConfig, ready_stream: TextIO) -> None:
             function.prewarm()
         connect, publish = functions["connect"], functions["publish"]
         ingest, flush = functions["ingest"], functions["flush"]
-        invoker = AsyncInvoker(config.async_retry_base_seconds)
-        running.callback(invoker.close)
+        lambda_api.serve({function.name: function for function in functions.values()})
 
         from sensor_stream import catalog
 

@@ -143,6 +143,17 @@ class Functions(Construct):
         # No reserved concurrency: the lease lets one invocation deliver at a time, and the
         # next scheduled one must be able to start (and wait) while the running one ends.
         self.flush = self._function(catalog.FLUSH, {"FLUSH_POST_CONCURRENCY": str(FLUSH_POST_CONCURRENCY)})
+        # Shard 0 starts the other fan-out shards' flushers as invocations of the flush itself
+        # (docs/scaling.md). A policy of its own: the function depends on its role's default
+        # policy, which therefore cannot name the function's ARN.
+        iam.Policy(
+            self,
+            "flush-starts-shards",
+            roles=[self.flush.role] if self.flush.role else [],
+            statements=[
+                iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=[self.flush.function_arn])
+            ],
+        )
         self.publish = self._function(
             catalog.PUBLISH,
             # Unset: boto3 uses the region's default iot-data endpoint (data-ats).

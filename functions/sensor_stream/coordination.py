@@ -51,7 +51,9 @@ class ShardCoordinator:
         self._settings = settings
         self._start_worker = start_worker
         self._clock = clock
-        self._sized_at = clock()
+        # First sizing one renewal in (the roster has seen that long of traffic), then every
+        # FLUSH_SIZING_SECONDS: an invocation lasts about a minute, so at least once in each.
+        self._sized_at = clock() - settings.flush_sizing_seconds + settings.flush_renew_seconds
         self._started_at: dict[int, float] = {}
 
     def start_successors(self, layout: ShardLayout) -> None:

@@ -191,6 +191,8 @@ def test_function_is_granted_only_what_it_needs(synthesized: Synthesized, name: 
         expected |= {"iot:Publish"}
     if name in ALERT_PUBLISHERS:
         expected |= ALERT_ACTIONS
+    if name == "flush":
+        expected |= {"lambda:InvokeFunction"}  # shard 0 starts the other fan-out shards
     assert set(granted) == expected
 
     own_log_group = {"Fn::GetAtt": [synthesized.logical_id(functions.log_groups[name]), "Arn"]}
@@ -237,6 +239,13 @@ def test_flush_may_overlap_its_successor_and_outlasts_the_schedule(synthesized: 
     # The running invocation ticks until the next minute's takes over: a late schedule
     # must not leave seconds without a tick.
     assert flush["Timeout"] == catalog.FLUSH.timeout_seconds >= 90
+
+
+def test_flush_may_invoke_itself_alone_to_start_fan_out_shards(synthesized: Synthesized) -> None:
+    flush_id = synthesized.logical_id(synthesized.stack.functions.flush)
+    for name in FUNCTION_NAMES:
+        invocable = _granted(synthesized, name).get("lambda:InvokeFunction", [])
+        assert invocable == ([{"Fn::GetAtt": [flush_id, "Arn"]}] if name == "flush" else [])
 
 
 def test_eventbridge_starts_flush_every_minute(synthesized: Synthesized) -> None:
