@@ -116,6 +116,15 @@ class Monitoring(Construct):
             description="The flush ticked fewer than 240 times in 5 minutes (one a second expected), "
             "or not at all: browsers are not receiving readings.",
         )
+        self._alarm(
+            "flush-shard-start-failures",
+            self._own_metric("FlushShardStartFailures", "Sum", PERIOD),
+            threshold=0,
+            comparison=Comparison.GREATER_THAN_THRESHOLD,
+            missing=Missing.NOT_BREACHING,  # one fan-out shard: nothing to start
+            description="The flush could not start a fan-out shard's flusher (Lambda Invoke failed, "
+            "e.g. throttled): that shard's browsers wait until a start succeeds (docs/scaling.md).",
+        )
         self.lag = self._own_metric("EndToEndLag", "p99", MINUTE)
         self._alarm(
             "end-to-end-lag-p99",

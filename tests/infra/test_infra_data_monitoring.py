@@ -44,6 +44,7 @@ def test_every_alarm_notifies_the_alarm_topic(synthesized: Synthesized) -> None:
         "publish-async-events-dropped",
         "flush-async-events-dropped",
         "flush-missed-ticks",
+        "flush-shard-start-failures",
         "end-to-end-lag-p99",
         "quarantine-burst",
         "iot-rule-telemetry-failures",
@@ -167,6 +168,7 @@ EXPECTED_MISSING_DATA = {
     "http-api-5xx": "notBreaching",
     # No data is the failure, but not before the first tick.
     "flush-missed-ticks": "missing",
+    "flush-shard-start-failures": "notBreaching",
 }
 
 
