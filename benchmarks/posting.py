@@ -24,6 +24,20 @@ flush's memory (catalog.FLUSH) and at 1,769 MB (one vCPU, all a Python process c
 
     .venv/bin/python -m benchmarks.posting                        # 0 and 20/150 ms latency
     .venv/bin/python -m benchmarks.posting --repeats 5 --latency 20/150 --concurrency 64
+
+Measured (docs/posting.md has the tables): shared 2-core x86_64 VM, load 2-14, Python
+3.11.7, 2026-11-23, 300 connections, 2,300-byte messages, 32 in flight; ranges over two
+runs of the default (3 runs a design each, aiohttp 3.14.5 installed aside):
+
+    design   latency 0: posts/s  CPU ms/post   20/150 ms: posts/s  CPU ms/post   ceiling 512 MB / 1,769 MB
+    boto3          633-881        0.97-1.33          446-548        1.02-1.34     216-298 /   745-1,029
+    signed       988-1,500        0.49-0.69          502-720        0.50-0.58     421-596 / 1,453-2,058
+    asyncio      577-2,095        0.27-0.34          477-573        0.38-0.45   650-1,068 / 2,247-3,690
+
+The flush posts with the signed client on its thread pool: half boto3's CPU a post, no
+new dependency. asyncio costs ~30-40% less CPU again but posts no faster against the
+latency (32 in flight bound all three); it would need aiohttp in the Lambda layer and the
+fan-out moved onto an event loop.
 """
 
 from __future__ import annotations
