@@ -27,7 +27,7 @@ CDK_CONTEXT := -c stage=$(STAGE)
 # The functions' shared package and the repo root, as in Lambda and in pytest.
 export PYTHONPATH := $(CURDIR)/functions:$(CURDIR)
 
-.PHONY: help install lock dev test lint typecheck types vendor unit infra-test e2e token simulate bench cost soak synth deploy deploy-account smoke diff destroy clean
+.PHONY: help install lock dev test lint typecheck types vendor unit infra-test e2e token simulate bench cost posting soak synth deploy deploy-account smoke diff destroy clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -112,6 +112,9 @@ bench: $(STAMP_PY) ## Live path end to end vs a naive baseline, and in-process f
 
 cost: $(STAMP_PY) ## Monthly AWS bill by service, three scenarios x three designs (docs/cost.md): ARGS="--devices 200 --browsers 40", ARGS=--help
 	$(PY) -m benchmarks.cost $(ARGS)
+
+posting: $(STAMP_PY) ## Flush posting: posts/s and CPU per post, boto3 vs the signed client vs asyncio, on the local gateway (docs/posting.md): ARGS="--latency 20/150", ARGS=--help
+	$(PY) -m benchmarks.posting $(ARGS)
 
 soak: $(STAMP_PY) ## Devices and browsers with faults against the local stack for 60 s; exits 1 on any loss: ARGS="--duration 300", ARGS=--help
 	$(PY) -m benchmarks.soak $(ARGS)

@@ -1,10 +1,11 @@
 """The flush's CPU time per tick, and what it means for the function's memory (prints,
 never asserts).
 
-The real Flusher ticks against in-process moto with a real Management API client (moto
-answers its posts): our code and botocore (serialising, signing, parsing) are measured;
-moto's own work, which is DynamoDB's and API Gateway's in AWS, is subtracted (its CPU
-time is taken around each request it answers), and network waits are not CPU at all.
+The real Flusher ticks against in-process moto with the real Management API client,
+whose posts a loopback server in another process answers (200 at once): our code,
+botocore (serialising, signing, parsing) and the posts' HTTP are measured; moto's own
+work, which is DynamoDB's in AWS, is subtracted (its CPU time is taken around each
+request it answers), and network waits are not CPU at all.
 Readings are queued into the outbox directly (one entry per message, as ingest writes
 them), outside the measured tick. CPU is process time (all threads: posts run on a pool).
 
@@ -20,15 +21,21 @@ its memory must let the busiest tick end well within the second.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import statistics
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from multiprocessing.connection import Connection
 from typing import Any
 
 from benchmarks.request_counts import ENVIRONMENT, MotoCpu
+from sensor_stream.gateway import ConnectionGateway, ManagementApi
+from sensor_stream.models import WireModel
 
 # Lambda: "at 1,769 MB, a function has the equivalent of one vCPU" (docs/cost.md cites it).
 FULL_VCPU_MB = 1769
@@ -80,25 +87,25 @@ def measure(load: TickLoad, ticks: int = 10, warmup: int = 2) -> TickCpu:
     from sensor_stream.settings import get_settings
     from sensor_stream.table import create_table
 
-    clients.reset()
     moto_fidelity.apply()
-    settings = get_settings()
     start = int(time.time()) // 10 * 10 + 20
-    with mock_aws(config={"core": {"reset_boto3_session": False}}), MotoCpu() as moto:
+    with (
+        answering_management_api() as callback_url,
+        mock_aws(config={"core": {"reset_boto3_session": False}}),
+        MotoCpu() as moto,
+    ):
+        os.environ["WEBSOCKET_CALLBACK_URL"] = callback_url
+        clients.reset()
+        settings = get_settings()
         create_table(boto3.client("dynamodb"), settings.table_name)
         store = clients.store()
-        gateway = clients.fanout_gateway()
-        posts = [0]
+        gateway = CountingGateway(clients.fanout_gateway()._client)
+        posts = gateway.posts
         requests = [0]
-
-        def count_post(**_: Any) -> None:
-            posts[0] += 1
 
         def count_request(**_: Any) -> None:
             requests[0] += 1
 
-        post_event = "before-call.apigatewaymanagementapi.PostToConnection"
-        gateway._client.meta.events.register(post_event, count_post)
         store.client.meta.events.register("before-call.dynamodb", count_request)
         for i in range(load.connections):
             store.connections.create(
@@ -136,6 +143,45 @@ def measure(load: TickLoad, ticks: int = 10, warmup: int = 2) -> TickCpu:
             flusher.close()
             clients.reset()
     return TickCpu(load, per_tick, statistics.mean(post_counts), statistics.mean(request_counts))
+
+
+class CountingGateway(ConnectionGateway):
+    """The flush's gateway, its posts counted."""
+
+    def __init__(self, client: ManagementApi) -> None:
+        super().__init__(client)
+        self.posts = [0]
+        self._lock = threading.Lock()
+
+    def send(self, connection_id: str, message: WireModel | bytes) -> bool:
+        with self._lock:
+            self.posts[0] += 1
+        return super().send(connection_id, message)
+
+
+def _answer_posts(ready: Connection) -> None:
+    from devstack.http_server import HttpResponse, LoopbackHttpServer
+
+    server = LoopbackHttpServer("management-api", lambda request: HttpResponse(200), 0)
+    server.start()
+    ready.send(f"{server.url}/bench")
+    ready.recv()  # until told to stop
+    server.stop()
+
+
+@contextmanager
+def answering_management_api() -> Iterator[str]:
+    """A Management API on loopback that accepts every post, in a process of its own (its
+    CPU is API Gateway's in AWS, not ours); yields its callback URL."""
+    context = multiprocessing.get_context("spawn")
+    ours, theirs = context.Pipe()
+    process = context.Process(target=_answer_posts, args=(theirs,), name="management-api", daemon=True)
+    process.start()
+    try:
+        yield ours.recv()
+    finally:
+        ours.send("stop")
+        process.join(10)
 
 
 def queue_second(store: Any, load: TickLoad, second: int) -> None:

@@ -3,7 +3,8 @@ HTTP API that sets it (``LOCAL_ADMIN_PORT``, shown in the banner on stderr).
 
     GET    /faults                                 what is set now
     PUT    /faults/dynamodb     {"throttleRate": 0.1, "serverErrorRate": 0.05}
-    PUT    /faults/gateway      {"goneRate": 0.2, "goneConnectionIds": ["..."]}
+    PUT    /faults/gateway      {"goneRate": 0.2, "goneConnectionIds": ["..."],
+                                 "postLatencyMs": {"median": 20, "p99": 150}}
     PUT    /faults/connections/{connectionId}      {"bytesPerSecond": 2000}  (null: full speed)
     GET    /functions                              environments, running and queued invocations
     POST   /functions/{name}/kill                  SIGKILL its running environments
@@ -12,19 +13,23 @@ HTTP API that sets it (``LOCAL_ADMIN_PORT``, shown in the banner on stderr).
 DynamoDB faults act inside the Lambda environments (a botocore hook of the local runtime,
 see devstack/lambda_worker.py), per attempt, so the SDK's retries behave as in AWS.
 Gateway faults act in the Management API emulator: a post answered 410 Gone as if the
-connection had vanished (the connection itself stays open), and a connection whose
-socket drains at a given byte rate, as a browser on a slow link or one that stops
-reading (0 bytes/s) would.
+connection had vanished (the connection itself stays open), the answer of every post
+held back by a lognormal latency (the emulator itself answers in well under a
+millisecond; API Gateway in AWS takes milliseconds to tens of them, so posting clients
+are measured with their waits), and a connection whose socket drains at a given byte
+rate, as a browser on a slow link or one that stops reading (0 bytes/s) would.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from statistics import NormalDist
 from typing import Any, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from devstack.http_server import HttpRequest, HttpResponse
 from devstack.lambda_worker import DYNAMODB_SERVER_ERROR_RATE, DYNAMODB_THROTTLE_RATE, FAULT_SLOTS
@@ -39,9 +44,34 @@ class DynamoDbFaults(_Document):
     server_error_rate: float = Field(0.0, ge=0.0, le=1.0, alias="serverErrorRate")
 
 
+class PostLatency(_Document):
+    """A lognormal latency given by its median and 99th percentile, in milliseconds."""
+
+    median: float = Field(gt=0.0, le=60_000.0)
+    p99: float = Field(gt=0.0, le=60_000.0)
+
+    @model_validator(mode="after")
+    def _p99_not_below_median(self) -> PostLatency:
+        if self.p99 < self.median:
+            raise ValueError("p99 must not be below the median")
+        return self
+
+    def seconds(self, quantile: float) -> float:
+        """The latency at ``quantile`` (a uniform draw in (0, 1))."""
+        sigma = math.log(self.p99 / self.median) / _Z99
+        # inv_cdf refuses 0 and 1, which random.random() can return (0.0 at least).
+        quantile = min(max(quantile, 1e-12), 1 - 1e-12)
+        return self.median * math.exp(sigma * _STANDARD_NORMAL.inv_cdf(quantile)) / 1000
+
+
+_STANDARD_NORMAL = NormalDist()
+_Z99 = _STANDARD_NORMAL.inv_cdf(0.99)
+
+
 class GatewayFaultSettings(_Document):
     gone_rate: float = Field(0.0, ge=0.0, le=1.0, alias="goneRate")
     gone_connection_ids: list[str] = Field(default_factory=list, alias="goneConnectionIds")
+    post_latency_ms: PostLatency | None = Field(None, alias="postLatencyMs")
 
 
 class SlowConnection(_Document):
@@ -62,6 +92,11 @@ class GatewayFaults:
         if connection_id in settings.gone_connection_ids:
             return True
         return settings.gone_rate > 0 and self._chance() < settings.gone_rate
+
+    def post_latency_seconds(self) -> float:
+        """How long the answer of the next post is held back (0 without a latency set)."""
+        latency = self.settings.post_latency_ms
+        return latency.seconds(self._chance()) if latency is not None else 0.0
 
     def bytes_per_second(self, connection_id: str) -> float | None:
         return self.slow.get(connection_id)

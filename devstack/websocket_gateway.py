@@ -558,6 +558,8 @@ class WebSocketGateway:
         connection_id = unquote(segments[2])
         request_id = {"x-amzn-RequestId": str(uuid.uuid4())}
         if request.method == "POST":
+            # Held in this connection's server thread: other connections' posts go on.
+            time.sleep(self._faults.post_latency_seconds())
             if len(request.body) > MAX_MESSAGE_BYTES:
                 return HttpResponse.json(
                     413,

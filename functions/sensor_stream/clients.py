@@ -4,8 +4,9 @@ thread-safe).
 Nothing here is imported or built before a handler needs it: boto3, the store and the
 token verifier (PyJWT and cryptography) load on the first call of their factory, so each
 function pays only for the clients it uses. Clients come from boto3's default session
-(the local stack registers its hooks there). Endpoints come from settings or boto3's own
-AWS_ENDPOINT_URL_* variables, which is all the local stack changes.
+(the local stack registers its hooks there), except the flush's posting client
+(management_api.py), which signs with botocore's credentials itself. Endpoints come from
+settings or boto3's own AWS_ENDPOINT_URL_* variables, which is all the local stack changes.
 """
 
 from __future__ import annotations
@@ -65,16 +66,31 @@ def gateway() -> ConnectionGateway:
 
 @lru_cache(maxsize=1)
 def fanout_gateway() -> ConnectionGateway:
-    """The flush's posts: short timeouts and no retry inside the call, because a post that
-    fails is retried on the next tick with what arrived meanwhile, and a slow connection
-    must not hold a posting thread."""
+    """The flush's posts: the lean signed client (management_api.py: half the CPU of boto3's
+    client a post, docs/posting.md), with botocore's credentials and region as boto3 would
+    find them. Short timeouts and no retry inside the call, because a post that fails is
+    retried on the next tick with what arrived meanwhile, and a slow connection must not
+    hold a posting thread."""
+    import botocore.session
+
+    from .gateway import ConnectionGateway
+    from .management_api import SignedManagementApi
+
     settings = get_settings()
-    return _management_api(
-        _config(
-            retries={"mode": "standard", "max_attempts": 1},
-            connect_timeout=settings.flush_post_timeout_seconds,
-            read_timeout=settings.flush_post_timeout_seconds,
-            max_pool_connections=settings.flush_post_concurrency + 8,
+    if not settings.websocket_callback_url:
+        raise RuntimeError("WEBSOCKET_CALLBACK_URL is not set")
+    session = botocore.session.get_session()
+    credentials = session.get_credentials()
+    region = session.get_config_variable("region")
+    if credentials is None or not region:
+        raise RuntimeError("no AWS credentials or region for the Management API")
+    return ConnectionGateway(
+        SignedManagementApi(
+            settings.websocket_callback_url,
+            region=region,
+            credentials=credentials,
+            timeout_seconds=settings.flush_post_timeout_seconds,
+            max_connections=settings.flush_post_concurrency + 8,
         )
     )
 

@@ -2,26 +2,30 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Protocol
 
 from botocore.exceptions import ClientError
 
 from .models import WireModel
 from .observability import logger
 
-if TYPE_CHECKING:
-    from mypy_boto3_apigatewaymanagementapi import ApiGatewayManagementApiClient
-else:
-    ApiGatewayManagementApiClient = Any
-
 # API Gateway's frame limit is 32 KB; stay below it with the envelope included.
 MAX_MESSAGE_BYTES = 32_000
+
+
+class ManagementApi(Protocol):
+    """What the gateway uses of a Management API client: boto3's ``apigatewaymanagementapi``
+    or the flush's lean one (management_api.py); both raise botocore's exceptions."""
+
+    def post_to_connection(self, *, ConnectionId: str, Data: bytes) -> object: ...
+
+    def delete_connection(self, *, ConnectionId: str) -> object: ...
 
 
 class ConnectionGateway:
     """Sends messages to connections; a gone connection is reported, not raised."""
 
-    def __init__(self, client: ApiGatewayManagementApiClient) -> None:
+    def __init__(self, client: ManagementApi) -> None:
         self._client = client
 
     def send(self, connection_id: str, message: WireModel | bytes) -> bool:

@@ -1,10 +1,13 @@
 """Capturing what the functions post to WebSocket connections.
 
 moto's Management API appends every post to one connection into a single value and
-never answers 410 Gone, so the real boto3 client (built by ``sensor_stream.clients``)
-gets its ``PostToConnection`` calls answered in-process by a ``PostRecorder``, the way
-botocore's own Stubber short-circuits a call: parameters are still validated and
-serialized, and errors come back as the client's real exception classes.
+never answers 410 Gone, so the real clients (built by ``sensor_stream.clients``) get their
+posts answered in-process by a ``PostRecorder``: boto3's client (the connect and publish
+functions) the way botocore's own Stubber short-circuits a call, with parameters still
+validated and serialized and errors raised as the client's real exception classes; the
+flush's signed client (sensor_stream/management_api.py) at its connection pool, with the
+signed request in and API Gateway's HTTP answer out, so its URL, signing and error
+mapping run as against the real endpoint.
 """
 
 from __future__ import annotations
@@ -12,11 +15,15 @@ from __future__ import annotations
 import json
 import threading
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
+from urllib.parse import unquote, urlsplit
 
+import urllib3
 from pydantic import Field, TypeAdapter
 
+from sensor_stream.management_api import SignedManagementApi
 from sensor_stream.models import (
     AlertResolvedMessage,
     AlertsMessage,
@@ -96,6 +103,9 @@ class PostRecorder:
         return release
 
     def attach(self, client: Any) -> None:
+        if isinstance(client, SignedManagementApi):
+            client.pool = _AnsweringPool(self)
+            return
         events = client.meta.events
         events.register("before-parameter-build.apigatewaymanagementapi.PostToConnection", self._remember)
         events.register(before_call_event(client, "PostToConnection"), self._answer)
@@ -109,10 +119,7 @@ class PostRecorder:
         context["deleted_connection"] = params["ConnectionId"]
 
     def _answer_delete(self, context: dict[str, Any], **_: Any) -> Answer:
-        connection_id = context["deleted_connection"]
-        with self._lock:
-            self.deleted.append(connection_id)
-            self.gone.add(connection_id)  # closed: later posts get 410
+        self.delete(context["deleted_connection"])
         return success()
 
     @staticmethod
@@ -120,19 +127,28 @@ class PostRecorder:
         context["recorded_post"] = Post(params["ConnectionId"], bytes(params["Data"]))
 
     def _answer(self, context: dict[str, Any], **_: Any) -> Answer:
-        post: Post = context["recorded_post"]
+        refusal = self.post(context["recorded_post"])
+        return success() if refusal is None else failure(*refusal)
+
+    def post(self, post: Post) -> tuple[str, int] | None:
+        """Record the post, or refuse it: (error code, HTTP status)."""
         release = self.held.get(post.connection_id)
         if release is not None:
             release.wait(timeout=30)
         with self._lock:
             if post.connection_id in self.gone:
                 self.refused.append(post)
-                return failure("GoneException", 410)
+                return "GoneException", 410
             if post.connection_id in self.failing or "*" in self.failing:
                 self.refused.append(post)
-                return failure(*self.failure)
+                return self.failure
             self.posts.append(post)
-        return success()
+        return None
+
+    def delete(self, connection_id: str) -> None:
+        with self._lock:
+            self.deleted.append(connection_id)
+            self.gone.add(connection_id)  # closed: later posts get 410
 
     # --- reading what was posted --------------------------------------------------------
 
@@ -154,6 +170,35 @@ class PostRecorder:
     def connection_ids(self) -> set[str]:
         with self._lock:
             return {post.connection_id for post in self.posts}
+
+
+class _AnsweringPool:
+    """Stands in for the signed client's connection pool: answers its requests as API
+    Gateway's ``/@connections/{id}`` would, from the recorder."""
+
+    def __init__(self, recorder: PostRecorder) -> None:
+        self._recorder = recorder
+
+    def urlopen(
+        self,
+        method: str,
+        url: str,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        **_: Any,
+    ) -> urllib3.BaseHTTPResponse:
+        assert "execute-api/aws4_request" in (headers or {}).get("Authorization", ""), "unsigned request"
+        connection_id = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
+        if method == "DELETE":
+            self._recorder.delete(connection_id)
+            return urllib3.HTTPResponse(status=204)
+        refusal = self._recorder.post(Post(connection_id, body or b""))
+        if refusal is None:
+            return urllib3.HTTPResponse(status=200)
+        code, status = refusal
+        return urllib3.HTTPResponse(
+            body=json.dumps({"message": None}).encode(), headers={"x-amzn-ErrorType": code}, status=status
+        )
 
 
 def wire(messages: list[ServerMessage]) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from devstack.faults import AdminApi, FaultState, GatewayFaults
+from devstack.faults import AdminApi, FaultState, GatewayFaults, GatewayFaultSettings
 from devstack.http_server import LoopbackHttpServer
 
 
@@ -50,7 +50,11 @@ def test_dynamodb_and_gateway_faults_are_set_shown_and_reset(admin):
     url, faults, _ = admin
 
     dynamodb = call(f"{url}/faults/dynamodb", "PUT", {"throttleRate": 0.25, "serverErrorRate": 0.5})
-    gateway = call(f"{url}/faults/gateway", "PUT", {"goneRate": 0.1, "goneConnectionIds": ["abc="]})
+    gateway = call(
+        f"{url}/faults/gateway",
+        "PUT",
+        {"goneRate": 0.1, "goneConnectionIds": ["abc="], "postLatencyMs": {"median": 20, "p99": 150}},
+    )
     slow = call(f"{url}/faults/connections/abc=", "PUT", {"bytesPerSecond": 1000})
     shown = call(f"{url}/faults", "GET")
     rates_while_set = list(faults.dynamodb_rates)
@@ -61,13 +65,18 @@ def test_dynamodb_and_gateway_faults_are_set_shown_and_reset(admin):
         200,
         {
             "dynamodb": {"throttleRate": 0.25, "serverErrorRate": 0.5},
-            "gateway": {"goneRate": 0.1, "goneConnectionIds": ["abc="]},
+            "gateway": {
+                "goneRate": 0.1,
+                "goneConnectionIds": ["abc="],
+                "postLatencyMs": {"median": 20.0, "p99": 150.0},
+            },
             "slowConnections": {"abc=": 1000},
         },
     )
     assert rates_while_set == [0.25, 0.5]
     assert reset[1]["dynamodb"] == {"throttleRate": 0.0, "serverErrorRate": 0.0}
     assert reset[1]["slowConnections"] == {}
+    assert reset[1]["gateway"]["postLatencyMs"] is None
     assert faults.gateway.bytes_per_second("abc=") is None
 
 
@@ -77,6 +86,9 @@ def test_dynamodb_and_gateway_faults_are_set_shown_and_reset(admin):
         ("/faults/dynamodb", {"throttleRate": 2}),
         ("/faults/dynamodb", {"unknown": 1}),
         ("/faults/gateway", {"goneRate": -1}),
+        ("/faults/gateway", {"postLatencyMs": {"median": 20, "p99": 10}}),
+        ("/faults/gateway", {"postLatencyMs": {"median": 0, "p99": 10}}),
+        ("/faults/gateway", {"postLatencyMs": {"median": 20}}),
         ("/faults/connections/x", {"bytesPerSecond": -5}),
     ],
 )
@@ -110,3 +122,19 @@ def test_gone_rate_answers_gone_for_that_share_of_posts():
     faults.settings = faults.settings.model_copy(update={"gone_rate": 0.1})
 
     assert [faults.post_is_gone("c") for _ in range(4)] == [True, False, True, False]
+
+
+def test_post_latency_is_lognormal_with_the_median_and_p99_it_was_given():
+    draws = iter([0.5, 0.99, 0.01, 0.0])
+    faults = GatewayFaults(chance=lambda: next(draws))
+    no_latency = faults.post_latency_seconds()
+    faults.settings = GatewayFaultSettings.model_validate({"postLatencyMs": {"median": 20, "p99": 150}})
+
+    median, p99, p1, smallest = (faults.post_latency_seconds() for _ in range(4))
+
+    assert no_latency == 0.0
+    assert median == pytest.approx(0.020)
+    assert p99 == pytest.approx(0.150)
+    # Lognormal: as far below the median as p99 is above it, in ratio.
+    assert p1 == pytest.approx(0.020 * 20 / 150)
+    assert 0 < smallest < p1

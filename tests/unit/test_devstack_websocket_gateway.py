@@ -409,6 +409,27 @@ def test_gateway_faults_answer_410_for_chosen_connections_while_they_stay_open(s
     assert received == '{"after": "reset"}'
 
 
+def test_post_latency_holds_back_the_answer_of_every_post(start_gateway):
+    faults = GatewayFaults()
+    running = start_gateway(faults=faults)
+    management = running.management()
+    with running.open() as client:
+        connection_id = running.connection_id()
+        faults.settings = GatewayFaultSettings.model_validate({"postLatencyMs": {"median": 300, "p99": 300}})
+        started = time.monotonic()
+        management.post_to_connection(ConnectionId=connection_id, Data=b"late")
+        posted_in = time.monotonic() - started
+        with pytest.raises(management.exceptions.GoneException):
+            management.post_to_connection(ConnectionId="bm90LWEtY29ubmVjdGlvbg=", Data=b"{}")
+        refused_in = time.monotonic() - started - posted_in
+        received = client.recv(timeout=10)
+
+    assert received == "late"
+    # Lower bounds only: a sleep never ends early; how much later it ends says nothing.
+    assert posted_in >= 0.3
+    assert refused_in >= 0.3
+
+
 def test_the_token_bucket_refills_at_its_rate_up_to_its_burst():
     now = [0.0]
     bucket = TokenBucket(rate=2, burst=3, clock=lambda: now[0])
