@@ -233,8 +233,7 @@ class Flusher:
                         break
         finally:
             if not handed_over and not (reports and reports[-1].lease_lost):
-                self._settle_for_exit()
-                self._state.release(self.owner, delivered_through=self._delivered_through)
+                self.finish()
         return reports
 
     def _take_lease(self, keep_going: Callable[[], bool]) -> FlushState | None:
@@ -523,11 +522,14 @@ class Flusher:
             logger.info("flush handed over", extra={"successor": successor, "delivered_through": delivered})
         return handed
 
-    def _settle_for_exit(self) -> None:
+    def finish(self) -> None:
+        """Stop without a successor (time is up, or the shard retired): posts in flight get
+        a moment, then the progress is recorded and the lease freed."""
         self._wait_for_posts(self._settings.flush_post_timeout_seconds)
         self.fanout.abandon_in_flight()
         if self._next_second is not None:
             self._delivered_through = self._next_second - 1
+        self._state.release(self.owner, delivered_through=self._delivered_through)
 
     def _wait_for_posts(self, seconds: float) -> None:
         # Real time, whatever clock the ticks follow: this waits on the network.
