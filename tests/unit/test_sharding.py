@@ -19,7 +19,9 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from sensor_stream.roster import ConnectionRoster
 from sensor_stream.sharding import ShardLayout, desired_shards, jump_hash, shard_of
+from tests.support.clock import FakeClock
 from tests.support.readings import reading
 from tests.support.shards import Round, ShardCluster, by_shard
 from tests.support.stack import InProcessStack
@@ -98,6 +100,40 @@ def test_a_connections_shard_depends_on_nobody_else(ids: list[str], others: list
     assert {cid: crowd[cid] for cid in ids} == alone
     assert fewer == {cid: alone[cid] for cid in ids[::2]}
     assert shard_of(ids[0], 1) == 0
+
+
+def test_each_shards_roster_keeps_its_connections_as_others_come_and_go(
+    stack: InProcessStack, clock: FakeClock
+):
+    """Every connection is in exactly one shard's roster (none beyond the shard count),
+    and stays in it while other connections of its org connect and disconnect."""
+    connections = {org: [stack.open(org) for _ in range(12)] for org in ("acme", "globex")}
+    rosters = [ConnectionRoster(stack.store) for _ in range(4)]
+
+    def assignment() -> dict[int, dict[str, int]]:
+        placed: dict[int, dict[str, int]] = {}
+        for shards in (1, 2, 3):
+            placed[shards] = {}
+            for shard, roster in enumerate(rosters):
+                for records in roster.of_orgs(sorted(connections), clock.time(), shard, shards):
+                    for record in records:
+                        assert record.connection_id not in placed[shards], "in two shards"
+                        placed[shards][record.connection_id] = shard
+        return placed
+
+    before = assignment()
+    for org, ids in connections.items():
+        for gone in ids[::3]:
+            stack.disconnect(gone)
+        ids[:] = [cid for cid in ids if cid not in ids[::3]] + [stack.open(org) for _ in range(5)]
+    after = assignment()
+
+    live = {cid for ids in connections.values() for cid in ids}
+    for shards in (1, 2, 3):
+        assert set(after[shards]) == live  # all of them, each in one shard of the count
+        assert all(shard < shards for shard in after[shards].values())
+        kept = set(before[shards]) & live
+        assert {cid: after[shards][cid] for cid in kept} == {cid: before[shards][cid] for cid in kept}
 
 
 # --- the layout and the shard count --------------------------------------------------------
