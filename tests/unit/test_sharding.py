@@ -13,9 +13,10 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from datetime import datetime
+from itertools import pairwise
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
@@ -195,6 +196,38 @@ def test_shards_grow_at_once_to_carry_the_connections(sizing: tuple[int, int, in
     assert wanted >= needed  # no shard carries more than its share (unless at the most)
     if needed > current:
         assert wanted == needed
+
+
+@given(sizings())
+def test_shards_shrink_only_to_a_count_that_stays_below_seventy_percent(sizing: tuple[int, int, int, int]):
+    connections, current, per_shard, most = sizing
+
+    wanted = desired_shards(connections, current, per_shard, most)
+
+    if wanted < current:
+        assert connections < 0.7 * per_shard * (current - 1)
+        assert connections < 0.7 * per_shard * wanted  # so a few more do not grow them again
+    elif connections >= 0.7 * per_shard * (current - 1) and connections <= per_shard * current:
+        assert wanted == current
+
+
+@given(sizings(), st.floats(min_value=0, max_value=0.1))
+def test_the_shard_count_does_not_flap_when_connections_hover_at_a_boundary(
+    sizing: tuple[int, int, int, int], noise: float
+):
+    connections, current, per_shard, most = sizing
+    wobble = max(1, round(noise * per_shard))  # up to 10 % of a shard's share, at least one
+    assume(wobble <= per_shard / 10)
+    counts = [current]
+    for round_ in range(12):
+        hovering = connections + (wobble if round_ % 2 else 0)
+        counts.append(desired_shards(hovering, counts[-1], per_shard, most))
+
+    changes = [later - earlier for earlier, later in pairwise(counts) if later != earlier]
+    # Never back and forth: every change goes the same way, and it settles at once.
+    assert all(change > 0 for change in changes) or all(change < 0 for change in changes)
+    assert counts[-1] == counts[-3]
+    assert len(set(counts[4:])) == 1
 
 
 # --- several shards' flushers against the store -----------------------------------------
