@@ -341,9 +341,11 @@ class Flusher:
             last = min(last, self._announced if self._announced is not None else first - 1)
         layout = self._layout
         if self.shard >= layout.shards:
-            if first >= layout.since:
+            if first >= layout.since and all(settlement.settled for settlement in self._ticks):
                 report.retired = True
                 return report
+            # Posts that failed (throttled) are retried below before retiring: retiring
+            # would close their connections.
             last = min(last, layout.since - 1)
         if layout.changes_within(first, last):
             last = layout.since - 1  # a tick delivers under one layout

@@ -473,6 +473,25 @@ def test_throttled_posts_of_one_shard_are_retried_a_tick_later_while_other_shard
     assert posts.deleted == []
 
 
+def test_a_retiring_shard_retries_its_throttled_posts_before_it_stops(
+    cluster: ShardCluster, stack: InProcessStack, posts: PostRecorder
+):
+    feed, connections = three_shards(cluster, stack)
+    staying = shrink_to_one_shard(cluster, stack, feed, connections)
+    since = stack.store.flush_state.read().layout.since
+    # API Gateway throttles shard 2's posts of its last seconds before the change ...
+    posts.failing.update(cid for cid in staying if shard_of(cid, 3) == 2)
+    run_until(cluster, feed, lambda: stack.clock.time() > since + 2, one_message=False)
+    assert cluster.of_shard(2)  # ... so it does not stop yet, though its seconds are done
+    posts.failing.clear()
+    run_until(cluster, feed, lambda: not cluster.of_shard(2), one_message=False)
+    drain(cluster, feed, one_message=False)
+
+    assert posts.deleted == []  # not closed for a throttled post when the shard retired
+    assert feed.missing_or_repeated(staying) == {}
+    assert stack.store.flush_state.for_shard(2).read().delivered_through == since - 1
+
+
 def test_a_crashed_retiring_shard_is_restarted_to_finish_its_seconds(
     cluster: ShardCluster, stack: InProcessStack
 ):
