@@ -360,13 +360,16 @@ class Flusher:
             # Announce the seconds of the next renew interval too: an idle tick in between
             # then makes one request, its outbox query.
             announce = max(last + math.ceil(settings.flush_renew_seconds) + 1, self._read_through or last)
+            # Not at an invocation's first renewal: it has read no connections yet, and a
+            # zero would let shard 0 size the shards down after every hand-over.
+            served = self.roster.served(self.shard, shards_now) if self._renewed_at is not None else None
             state = self._state.renew(
                 self.owner,
                 now,
                 settings.flush_lease_seconds,
                 read_through=announce if self.shard == 0 else None,
                 delivered_through=self._delivered_through,
-                connections=self.roster.served(self.shard, shards_now),
+                connections=served,
             )
             if state is None:
                 report.lease_lost = True

@@ -473,6 +473,32 @@ def test_throttled_posts_of_one_shard_are_retried_a_tick_later_while_other_shard
     assert posts.deleted == []
 
 
+def test_under_the_schedule_shard_zero_sizes_the_shards_and_hand_overs_do_not_shrink_them(
+    cluster: ShardCluster, stack: InProcessStack, monkeypatch: pytest.MonkeyPatch
+):
+    # As in AWS, scaled down: a new shard 0 invocation each "minute" (20 s) takes over from
+    # the running one, and the sizing period is as long (lease and renewal as 30 s : 10 s).
+    minute = 20
+    stack.reconfigure(
+        monkeypatch, FLUSH_SIZING_SECONDS=str(minute), FLUSH_RENEW_SECONDS="5", FLUSH_LEASE_SECONDS="15"
+    )
+    feed = Feed(stack)
+    connections = feed.open(per_org=8)
+
+    counts = []
+    for _ in range(3):
+        cluster.invoke(0)  # the schedule (it also starts a successor for every other shard)
+        for _ in range(minute):
+            run(cluster, feed, 1)
+            counts.append(cluster.layout_shards())
+    drain(cluster, feed)
+
+    assert 3 in counts[: 2 * minute], counts  # sized at each invocation, not never
+    grown = counts.index(3)
+    assert set(counts[grown:]) == {3}  # not sized down by successors that knew no connections yet
+    assert feed.missing_or_repeated(connections) == {}
+
+
 def test_a_retiring_shard_retries_its_throttled_posts_before_it_stops(
     cluster: ShardCluster, stack: InProcessStack, posts: PostRecorder
 ):
