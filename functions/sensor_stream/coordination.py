@@ -5,7 +5,8 @@ Each minute the schedule's invocation (shard 0's successor) starts a successor f
 other shard too, so each shard is handed over as shard 0 is. Between those, at each lease
 renewal, shard 0 reads the other shards' state items (only when there are others) and
 starts a flusher for a shard whose lease expired with nobody waiting (a crash); every
-FLUSH_SIZING_SECONDS it sets a new layout when the connections call for another number.
+FLUSH_SIZING_SECONDS (the first time one renewal after the invocation took over) it sets
+a new layout when the connections call for another number.
 """
 
 from __future__ import annotations
@@ -51,9 +52,8 @@ class ShardCoordinator:
         self._settings = settings
         self._start_worker = start_worker
         self._clock = clock
-        # First sizing one renewal in (the roster has seen that long of traffic), then every
-        # FLUSH_SIZING_SECONDS: an invocation lasts about a minute, so at least once in each.
-        self._sized_at = clock() - settings.flush_sizing_seconds + settings.flush_renew_seconds
+        # Set at the first renewal (None until then).
+        self._sized_at: float | None = None
         self._started_at: dict[int, float] = {}
 
     def start_successors(self, layout: ShardLayout) -> None:
@@ -67,7 +67,13 @@ class ShardCoordinator:
     ) -> ShardLayout:
         """After shard 0 renewed its lease (``state``): the layout from now on."""
         layout = state.layout
-        sizing_due = now - self._sized_at >= self._settings.flush_sizing_seconds
+        settings = self._settings
+        if self._sized_at is None:
+            # An invocation lasts about one sizing period (the schedule's minute): counted
+            # from its start, sizing would never come due before the hand-over. The first
+            # is one renewal on, once the flushers know their connections.
+            self._sized_at = now - settings.flush_sizing_seconds + settings.flush_renew_seconds
+        sizing_due = now - self._sized_at >= settings.flush_sizing_seconds
         top = max(layout.shards, layout.previous)
         if top == 1 and not sizing_due:
             return layout  # one shard and nothing to decide: no request

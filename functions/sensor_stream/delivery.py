@@ -233,8 +233,7 @@ class Flusher:
                         break
         finally:
             if not handed_over and not (reports and reports[-1].lease_lost):
-                self._settle_for_exit()
-                self._state.release(self.owner, delivered_through=self._delivered_through)
+                self.finish()
         return reports
 
     def _take_lease(self, keep_going: Callable[[], bool]) -> FlushState | None:
@@ -342,9 +341,11 @@ class Flusher:
             last = min(last, self._announced if self._announced is not None else first - 1)
         layout = self._layout
         if self.shard >= layout.shards:
-            if first >= layout.since:
+            if first >= layout.since and all(settlement.settled for settlement in self._ticks):
                 report.retired = True
                 return report
+            # Posts that failed (throttled) are retried below before retiring: retiring
+            # would close their connections.
             last = min(last, layout.since - 1)
         if layout.changes_within(first, last):
             last = layout.since - 1  # a tick delivers under one layout
@@ -359,13 +360,16 @@ class Flusher:
             # Announce the seconds of the next renew interval too: an idle tick in between
             # then makes one request, its outbox query.
             announce = max(last + math.ceil(settings.flush_renew_seconds) + 1, self._read_through or last)
+            # Not at an invocation's first renewal: it has read no connections yet, and a
+            # zero would let shard 0 size the shards down after every hand-over.
+            served = self.roster.served(self.shard, shards_now) if self._renewed_at is not None else None
             state = self._state.renew(
                 self.owner,
                 now,
                 settings.flush_lease_seconds,
                 read_through=announce if self.shard == 0 else None,
                 delivered_through=self._delivered_through,
-                connections=self.roster.served(self.shard, shards_now),
+                connections=served,
             )
             if state is None:
                 report.lease_lost = True
@@ -523,11 +527,14 @@ class Flusher:
             logger.info("flush handed over", extra={"successor": successor, "delivered_through": delivered})
         return handed
 
-    def _settle_for_exit(self) -> None:
+    def finish(self) -> None:
+        """Stop without a successor (time is up, or the shard retired): posts in flight get
+        a moment, then the progress is recorded and the lease freed."""
         self._wait_for_posts(self._settings.flush_post_timeout_seconds)
         self.fanout.abandon_in_flight()
         if self._next_second is not None:
             self._delivered_through = self._next_second - 1
+        self._state.release(self.owner, delivered_through=self._delivered_through)
 
     def _wait_for_posts(self, seconds: float) -> None:
         # Real time, whatever clock the ticks follow: this waits on the network.

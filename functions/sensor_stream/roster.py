@@ -45,7 +45,9 @@ class ConnectionRoster:
 
     def _of_shard(self, org_id: str, shard: int, shards: int) -> list[ConnectionRecord]:
         version, records = self._lists[org_id]
-        if shards == 1:
+        if shards == 1 and shard == 0:
+            # Only shard 0 owns everyone: a shard beyond the count (a retiring one that
+            # learned of a later layout) owns nobody, or its posts would repeat shard 0's.
             return records
         cached = self._owned.get((org_id, shards))
         if cached is None or cached[0] != version:

@@ -59,10 +59,13 @@ class ShardLayout:
 
 def desired_shards(connections: int, current: int, per_shard: int, most: int) -> int:
     """Shards for ``connections``: up at once when one would carry more than ``per_shard``,
-    down only when the others would stay below 70 % of it (no flapping at a boundary)."""
+    down only when the others would stay below 70 % of it, and then to as few as stay
+    below 70 % (no flapping at a boundary)."""
     needed = max(1, min(most, math.ceil(connections / per_shard)))
     if needed > current:
         return needed
     if needed < current and connections < 0.7 * per_shard * (current - 1):
-        return max(needed, 1)
+        # Not down to ``needed``: shards full to the brim would grow again at the next
+        # connection. The fewest n with connections < 70 % of n * per_shard (< current).
+        return max(needed, connections * 10 // (7 * per_shard) + 1)
     return current

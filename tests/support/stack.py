@@ -46,6 +46,14 @@ def invoke(handler: Handler, event: dict[str, Any]) -> dict[str, Any]:
     return handler(event, FakeLambdaContext())
 
 
+def settle(flusher: Flusher, timeout: float = 30.0) -> None:
+    """Wait (real time) until the flusher's posts and closes in the background ended."""
+    deadline = time.monotonic() + timeout
+    while flusher.fanout.in_flight():
+        assert time.monotonic() < deadline, "posts still in flight"
+        time.sleep(0.005)
+
+
 class InProcessStack:
     """Events in through the handlers, ticks through a Flusher on the fake clock, and
     what each connection received out of the PostRecorder."""
@@ -194,11 +202,7 @@ class InProcessStack:
     def settle(self, owner: str = "flusher-1", timeout: float = 30.0) -> None:
         """Wait (real time) until the flusher's posts and closes in the background ended:
         a tick waits for them only a while, which a loaded machine may exceed."""
-        fanout = self.flusher(owner).fanout
-        deadline = time.monotonic() + timeout
-        while fanout.in_flight():
-            assert time.monotonic() < deadline, "posts still in flight"
-            time.sleep(0.005)
+        settle(self.flusher(owner), timeout)
 
     def deliver(self, owner: str = "flusher-1") -> TickReport:
         """One tick late enough to deliver everything that arrived until now."""

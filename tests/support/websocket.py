@@ -201,6 +201,17 @@ class _AnsweringPool:
         )
 
 
+def unit_readings(messages: list[ServerMessage]) -> list[tuple[str, str]]:
+    """(unitId, recordedAt) of every reading in the batch messages, in order."""
+    pairs = []
+    for message in messages:
+        if not isinstance(message, ReadingsBatchMessage):
+            continue
+        for batch in message.batches:
+            pairs += [(r.unit_id, r.to_wire()["recordedAt"]) for r in batch.readings]
+    return pairs
+
+
 def wire(messages: list[ServerMessage]) -> list[dict[str, Any]]:
     """Messages as their JSON documents, for exact comparisons."""
     return [message.to_wire() for message in messages]

@@ -16,27 +16,15 @@ import flush.handler
 from devstack.schedule import scheduled_event
 from sensor_stream import clients, keys
 from sensor_stream.delivery import TickReport
-from sensor_stream.models import ReadingsBatchMessage
 from sensor_stream.store.dynamo import N, S
 from tests.support.botocore_hooks import count_calls, fail_operation
 from tests.support.clock import FakeClock
 from tests.support.lambda_context import FakeLambdaContext, countdown
 from tests.support.readings import reading
 from tests.support.stack import InProcessStack
-from tests.support.websocket import PostRecorder
+from tests.support.websocket import PostRecorder, unit_readings
 
 pytestmark = pytest.mark.usefixtures("stack")
-
-
-def unit_readings(messages: list[Any]) -> list[tuple[str, str]]:
-    """(unitId, recordedAt) of every reading in the batch messages, in order."""
-    pairs = []
-    for message in messages:
-        if not isinstance(message, ReadingsBatchMessage):
-            continue
-        for batch in message.batches:
-            pairs += [(r.unit_id, r.to_wire()["recordedAt"]) for r in batch.readings]
-    return pairs
 
 
 def units(messages: list[Any]) -> list[str]:

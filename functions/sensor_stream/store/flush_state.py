@@ -156,13 +156,16 @@ class FlushStateStore:
         *,
         read_through: int | None,
         delivered_through: int | None,
-        connections: int = 0,
+        connections: int | None = None,
     ) -> FlushState | None:
         """Renew the lease, announce the newest second about to be read (shard 0), record
-        what has been delivered and to how many connections, and learn whether a successor
-        waits. None: lease lost."""
-        update = "SET leaseUntil = :until, connections = :connections"
-        values = {":me": S(owner), ":until": N(now + lease_seconds), ":connections": N(connections)}
+        what has been delivered and to how many connections (None: not known yet, the
+        recorded count stands), and learn whether a successor waits. None: lease lost."""
+        update = "SET leaseUntil = :until"
+        values = {":me": S(owner), ":until": N(now + lease_seconds)}
+        if connections is not None:
+            update += ", connections = :connections"
+            values[":connections"] = N(connections)
         if read_through is not None:
             update += ", readThrough = :read"
             values[":read"] = N(read_through)
