@@ -28,7 +28,7 @@ import struct
 import time
 import uuid
 from collections import defaultdict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -430,8 +430,7 @@ class Flusher:
             lines_by_org: dict[str, list[str]] = defaultdict(list)
             for event in evaluated:
                 lines_by_org[event.org_id].append(event.to_line())
-            second = math.floor(now)
-            self._store.readings.queue_alerts(lines_by_org, second, f"flush-{self.owner}-{second}")
+            self._queue_alerts(lines_by_org)
             evaluated = []
         events = [*(AlertEvent.from_line(line) for line in queue.alert_lines if line), *evaluated]
         notices: dict[str, list[AlertEvent]] = defaultdict(list)
@@ -494,6 +493,20 @@ class Flusher:
             # Browsers have it; the people who are not watching miss this one.
             logger.exception("publishing an alert failed", extra={"org_id": event.org_id})
             metrics.add_metric(name="AlertPublishFailures", unit="Count", value=1)
+
+    def _queue_alerts(self, lines_by_org: Mapping[str, list[str]]) -> None:
+        """Into the current second; if the write landed after the other shards may have read
+        that second (a slow tick), into the then current second again, as ingest does with a
+        late outbox write (a browser may see the notice twice; alerts are keyed by id)."""
+        settings = self._settings
+        second = math.floor(self._clock())
+        for _ in range(3):
+            self._store.readings.queue_alerts(lines_by_org, second, f"flush-{self.owner}-{second}")
+            landed = self._clock()
+            if landed <= second + 1 + settings.flush_grace_seconds - settings.flush_clock_margin_seconds:
+                return
+            second = math.floor(landed)
+        logger.warning("alert notices written late three times; some browsers may miss them")
 
     def _must_renew(self, now: float, last: int) -> bool:
         due = self._renewed_at is None or now >= self._renewed_at + self._settings.flush_renew_seconds

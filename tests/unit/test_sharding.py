@@ -26,7 +26,7 @@ from tests.support.clock import FakeClock
 from tests.support.readings import reading
 from tests.support.shards import Round, ShardCluster, by_shard
 from tests.support.stack import InProcessStack
-from tests.support.websocket import PostRecorder, unit_readings
+from tests.support.websocket import PostRecorder, unit_readings, wire
 
 pytestmark = pytest.mark.usefixtures("stack")
 
@@ -569,3 +569,49 @@ def test_when_shard_zero_dies_the_others_wait_at_what_it_announced_and_nothing_i
 def _second(recorded_at: str) -> int:
     """The arrival second of a reading the Feed sent (recorded when it was sent)."""
     return math.floor(datetime.fromisoformat(recorded_at).timestamp())
+
+
+# --- alerts with several shards ------------------------------------------------------------
+
+WARM_FREEZER = {"metric": "temperature", "max": -15, "unitId": "freezer-9", "severity": "critical"}
+
+
+def alert_notices(stack: InProcessStack, connection_id: str) -> list[dict[str, object]]:
+    return [m for m in wire(stack.recorder.received(connection_id)) if m["type"].startswith("alert:")]
+
+
+@pytest.mark.parametrize("write_lands_late", [False, True], ids=["in time", "late"])
+def test_an_alert_that_shard_0_evaluates_reaches_the_org_browsers_of_every_shard(
+    cluster: ShardCluster, stack: InProcessStack, monkeypatch: pytest.MonkeyPatch, write_lands_late: bool
+):
+    feed, connections = three_shards(cluster, stack)
+    stack.put_rule("acme", "warm", **WARM_FREEZER)
+    run(cluster, feed, 2)
+    if write_lands_late:
+        # The alert entry's write completes after the other shards may have read its second
+        # (shard 0's tick ran long): the flush writes it again into the current second.
+        queue_alerts = stack.store.readings.queue_alerts
+        written: list[int] = []
+
+        def slow_write(lines_by_org: dict[str, list[str]], second: int, entry_id: str) -> None:
+            queue_alerts(lines_by_org, second, entry_id)
+            written.append(second)
+            if len(written) == 1:
+                stack.clock.advance(1.5)
+
+        monkeypatch.setattr(stack.store.readings, "queue_alerts", slow_write)
+
+    stack.publish_telemetry("acme", "acme-dev", reading("freezer-9", stack.clock.iso(), temperature=-2.0))
+    run(cluster, feed, 4, one_message=False)
+
+    acme = [cid for cid in connections if feed.org_of[cid] == "acme"]
+    assert {shard_of(cid, 3) for cid in acme} == {0, 1, 2}, "the org's browsers are on every shard"
+    for connection_id in connections:
+        triggered = [n for n in alert_notices(stack, connection_id) if n["type"] == "alert:triggered"]
+        if connection_id in acme:
+            assert {n["ruleId"] for n in triggered} == {"warm"}, connection_id
+        else:
+            assert triggered == [], "another org's alert"
+    if write_lands_late:
+        assert len(written) == 2
+        assert written[1] > written[0]
