@@ -24,13 +24,11 @@ import jwt
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
 
-from devstack.config import ACCOUNT_ID, ensure_functions_importable
+from devstack.config import ACCOUNT_ID
 from devstack.http_server import HttpRequest, HttpResponse
 from devstack.lambda_runtime import Function
 from devstack.websocket_gateway import TokenBucket
-
-ensure_functions_importable()
-from sensor_stream.api_limits import (  # noqa: E402 - after the asset root is importable
+from sensor_stream.api_limits import (
     HTTP_THROTTLE_BURST_LIMIT,
     HTTP_THROTTLE_RATE_LIMIT,
 )

@@ -38,13 +38,11 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 
-from devstack.config import LOOPBACK, ensure_functions_importable
+from devstack.config import LOOPBACK
 from devstack.faults import GatewayFaults
 from devstack.http_server import HttpRequest, HttpResponse
 from devstack.lambda_runtime import Function
-
-ensure_functions_importable()
-from sensor_stream.api_limits import (  # noqa: E402 - after the asset root is importable
+from sensor_stream.api_limits import (
     WEBSOCKET_THROTTLE_BURST_LIMIT,
     WEBSOCKET_THROTTLE_RATE_LIMIT,
 )
