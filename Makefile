@@ -87,7 +87,7 @@ typecheck: $(STAMP_PY) $(STAMP_NODE) ## mypy, and tsc --strict over web/ (checkJ
 	$(TSC) -p web/tsconfig.json
 	$(TSC) -p tests/typescript/tsconfig.json
 
-types: $(STAMP_NODE) ## Write web/sensor-stream-client.d.ts from the client's JSDoc (commit it)
+types: $(STAMP_NODE) ## Write the client package's declarations (web/types/*.d.ts) from its JSDoc (commit them)
 	$(TSC) -p web/tsconfig.types.json
 
 vendor: $(STAMP_NODE) ## Copy uPlot from node_modules into web/vendor (the page has no build step; commit it)

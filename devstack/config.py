@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -11,7 +10,6 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
-FUNCTIONS_DIR = REPOSITORY_ROOT / "functions"
 WEB_DIR = REPOSITORY_ROOT / "web"
 
 LOOPBACK = "127.0.0.1"
@@ -22,12 +20,6 @@ DEFAULT_ORGS = ("acme", "globex")
 ACCOUNT_ID = "123456789012"
 REGION = "eu-west-1"
 STAGE = "local"
-
-
-def ensure_functions_importable() -> None:
-    """Put ``functions/`` (the Lambda asset root) on the import path, as Lambda does."""
-    if str(FUNCTIONS_DIR) not in sys.path:
-        sys.path.insert(0, str(FUNCTIONS_DIR))
 
 
 def jwt_secret() -> str:

@@ -18,15 +18,17 @@ CONFIG_PATH = "/config.json"
 
 
 class _DashboardHandler(SimpleHTTPRequestHandler):
-    config_document: bytes = b"{}"
+    owner: DashboardServer
 
     def do_GET(self) -> None:
-        if self.path.split("?", 1)[0] == CONFIG_PATH:
+        config = self.owner.config
+        if self.path.split("?", 1)[0] == CONFIG_PATH and config is not None:
+            document = json.dumps(config).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(self.config_document)))
+            self.send_header("Content-Length", str(len(document)))
             self.end_headers()
-            self.wfile.write(self.config_document)
+            self.wfile.write(document)
             return
         super().do_GET()
 
@@ -40,8 +42,10 @@ class _DashboardHandler(SimpleHTTPRequestHandler):
 
 
 class DashboardServer(BackgroundHttpServer):
-    def __init__(self, directory: Path, config: dict[str, Any], port: int) -> None:
-        handler = type(
-            "DashboardHandler", (_DashboardHandler,), {"config_document": json.dumps(config).encode()}
-        )
+    """``directory`` as static files, and ``/config.json`` from ``config`` as it is at each
+    request (None: whatever the directory holds)."""
+
+    def __init__(self, directory: Path, config: dict[str, Any] | None, port: int) -> None:
+        self.config = config
+        handler = type("DashboardHandler", (_DashboardHandler,), {"owner": self})
         super().__init__("dashboard", partial(handler, directory=str(directory)), port)

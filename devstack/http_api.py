@@ -10,27 +10,22 @@ Gateway passes them: every value a string, arrays flattened to ``"[a b]"``.
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import re
 import secrets
 import threading
-import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 import jwt
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
 
-from devstack.config import ACCOUNT_ID, ensure_functions_importable
+from devstack.events import http_api_event
 from devstack.http_server import HttpRequest, HttpResponse
 from devstack.lambda_runtime import Function
 from devstack.websocket_gateway import TokenBucket
-
-ensure_functions_importable()
-from sensor_stream.api_limits import (  # noqa: E402 - after the asset root is importable
+from sensor_stream.api_limits import (
     HTTP_THROTTLE_BURST_LIMIT,
     HTTP_THROTTLE_RATE_LIMIT,
 )
@@ -70,19 +65,6 @@ class JwtAuthorizer:
         except jwt.PyJWTError as error:
             log.info("token refused: %s", error)
             return None
-
-
-def flatten_claim(value: Any) -> str:
-    """A claim value as API Gateway hands it to the integration."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return "[" + " ".join(flatten_claim(item) for item in value) + "]"
-    if isinstance(value, dict):
-        return json.dumps(value, separators=(",", ":"))
-    return str(value)
 
 
 def _is_text(content_type: str) -> bool:
@@ -172,50 +154,29 @@ class HttpApi:
             key = name.lower()
             headers[key] = f"{headers[key]},{value}" if key in headers else value
         cookies = [c.strip() for c in headers.pop("cookie", "").split(";") if c.strip()]
-        now_ms = time.time_ns() // 1_000_000
-        host = headers.get("host", "localhost")
-        event: dict[str, Any] = {
-            "version": "2.0",
-            "routeKey": route_key,
-            "rawPath": request.raw_path,
-            "rawQueryString": request.raw_query,
-            "headers": headers,
-            "requestContext": {
-                "accountId": ACCOUNT_ID,
-                "apiId": self.api_id,
-                "authorizer": {
-                    "jwt": {"claims": {k: flatten_claim(v) for k, v in claims.items()}, "scopes": None}
-                },
-                "domainName": host,
-                "domainPrefix": host.split(".")[0],
-                "http": {
-                    "method": request.method,
-                    "path": request.raw_path,
-                    "protocol": request.protocol,
-                    "sourceIp": request.client_ip,
-                    "userAgent": headers.get("user-agent", ""),
-                },
-                "requestId": base64.b64encode(secrets.token_bytes(6)).decode(),
-                "routeKey": route_key,
-                "stage": "$default",
-                "time": datetime.fromtimestamp(now_ms / 1000, UTC).strftime("%d/%b/%Y:%H:%M:%S +0000"),
-                "timeEpoch": now_ms,
-            },
-            "isBase64Encoded": False,
-        }
-        if cookies:
-            event["cookies"] = cookies
-        if path_parameters:
-            event["pathParameters"] = dict(path_parameters)
-        if request.raw_query:
-            event["queryStringParameters"] = {k: ",".join(v) for k, v in request.query.items()}
-        if request.body:
-            if _is_text(headers.get("content-type", "")):
-                event["body"] = request.body.decode("utf-8", errors="replace")
-            else:
-                event["body"] = base64.b64encode(request.body).decode()
-                event["isBase64Encoded"] = True
-        return event
+        # A body that is not text reaches the function base64-encoded.
+        binary = bool(request.body) and not _is_text(headers.get("content-type", ""))
+        body: str | None = None
+        if binary:
+            body = base64.b64encode(request.body).decode()
+        elif request.body:
+            body = request.body.decode("utf-8", errors="replace")
+        return http_api_event(
+            route_key,
+            api_id=self.api_id,
+            raw_path=request.raw_path,
+            headers=headers,
+            claims=claims,
+            source_ip=request.client_ip,
+            method=request.method,
+            protocol=request.protocol,
+            raw_query=request.raw_query,
+            query={k: ",".join(v) for k, v in request.query.items()} if request.raw_query else None,
+            path_parameters=path_parameters,
+            cookies=cookies,
+            body=body,
+            base64_encoded=binary,
+        )
 
     @staticmethod
     def _response(result: Any) -> HttpResponse:

@@ -8,31 +8,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
-from datetime import UTC, datetime
-from typing import Any
 
-from devstack.config import ACCOUNT_ID, REGION
+from devstack.events import scheduled_event
 from devstack.lambda_runtime import AsyncInvoker, LambdaFunction
 
 log = logging.getLogger("devstack.schedule")
 
 RULE_NAME = "sensor-stream-flush-schedule"
-
-
-def scheduled_event(now: datetime | None = None) -> dict[str, Any]:
-    moment = (now or datetime.now(UTC)).replace(microsecond=0)
-    return {
-        "version": "0",
-        "id": str(uuid.uuid4()),
-        "detail-type": "Scheduled Event",
-        "source": "aws.events",
-        "account": ACCOUNT_ID,
-        "time": moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "region": REGION,
-        "resources": [f"arn:aws:events:{REGION}:{ACCOUNT_ID}:rule/{RULE_NAME}"],
-        "detail": {},
-    }
 
 
 class Schedule:
@@ -51,7 +33,7 @@ class Schedule:
         # delivers right away; later runs keep to the period without drifting.
         next_run = time.monotonic()
         while not self._stopped.is_set():
-            self._invoker.invoke(self._function, scheduled_event(), source=f"schedule {RULE_NAME}")
+            self._invoker.invoke(self._function, scheduled_event(RULE_NAME), source=f"schedule {RULE_NAME}")
             next_run += self._period
             self._stopped.wait(max(0.0, next_run - time.monotonic()))
 

@@ -8,7 +8,7 @@ commands on ``.../commands/ack``.
 
 Runs inside ``make dev`` or alone against any MQTT endpoint, e.g. to load-test::
 
-    python -m devstack.simulator --host 127.0.0.1 --port 1883 --devices 200 --rate 5 --duration 60
+    make simulate ARGS="--host 127.0.0.1 --port 1883 --devices 200 --rate 5 --duration 60"
 """
 
 from __future__ import annotations
@@ -31,10 +31,8 @@ from typing import Any
 from paho.mqtt.client import CallbackAPIVersion, Client, MQTTMessage
 from paho.mqtt.reasoncodes import ReasonCode
 
-from devstack.config import DEFAULT_ORGS, LOOPBACK, ensure_functions_importable
-
-ensure_functions_importable()
-from sensor_stream.iot_rules import (  # noqa: E402 - after the asset root is importable
+from devstack.config import DEFAULT_ORGS, LOOPBACK
+from sensor_stream.iot_rules import (
     TELEMETRY_RULE,
     command_ack_topic,
     command_topic,

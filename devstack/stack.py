@@ -29,7 +29,6 @@ from devstack.config import (
     STAGE,
     WEB_DIR,
     StackConfig,
-    ensure_functions_importable,
 )
 from devstack.dashboard import DashboardServer
 from devstack.example_rules import DOOR_OPEN_AFTER_SECONDS, example_rules
@@ -209,8 +208,6 @@ async def run_stack(config: StackConfig, ready_stream: TextIO) -> None:
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    # Before the first child: the forkserver takes the import path from here.
-    ensure_functions_importable()
     processes = process_context()
 
     async with contextlib.AsyncExitStack() as running:

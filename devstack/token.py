@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import jwt
 
-from devstack.config import ensure_functions_importable, jwt_secret
+from devstack.config import jwt_secret
 
 DEFAULT_SUBJECT = "local-developer"
 DEFAULT_TTL_SECONDS = 12 * 3600
@@ -28,7 +28,6 @@ def mint_token(
     secret: str | None = None,
     now: float | None = None,
 ) -> str:
-    ensure_functions_importable()
     from sensor_stream.settings import Settings
 
     settings = Settings()

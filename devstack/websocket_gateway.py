@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
@@ -38,13 +38,20 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 
-from devstack.config import LOOPBACK, ensure_functions_importable
+from devstack.config import LOOPBACK
+from devstack.events import (
+    WebSocketCaller,
+    epoch_ms,
+    request_id,
+    selected_route,
+    websocket_connect_event,
+    websocket_disconnect_event,
+    websocket_message_event,
+)
 from devstack.faults import GatewayFaults
 from devstack.http_server import HttpRequest, HttpResponse
 from devstack.lambda_runtime import Function
-
-ensure_functions_importable()
-from sensor_stream.api_limits import (  # noqa: E402 - after the asset root is importable
+from sensor_stream.api_limits import (
     WEBSOCKET_THROTTLE_BURST_LIMIT,
     WEBSOCKET_THROTTLE_RATE_LIMIT,
 )
@@ -68,18 +75,8 @@ class Routes:
     by_action: Mapping[str, Function]
 
     def select(self, body: str | bytes) -> tuple[str, Function]:
-        action = None
-        if isinstance(body, str):
-            try:
-                document = json.loads(body)
-            except (ValueError, RecursionError):
-                # API Gateway routes a body whose selection expression it cannot evaluate to $default.
-                document = None
-            if isinstance(document, dict):
-                action = document.get("action")
-        if isinstance(action, str) and action in self.by_action:
-            return action, self.by_action[action]
-        return "$default", self.default
+        route_key = selected_route(body, self.by_action)
+        return route_key, self.by_action.get(route_key, self.default)
 
 
 @dataclass(frozen=True)
@@ -125,14 +122,6 @@ def _new_connection_id() -> str:
 
 def _new_api_id() -> str:
     return "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(10))
-
-
-def _epoch_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def _request_time(epoch_ms: int) -> str:
-    return datetime.fromtimestamp(epoch_ms / 1000, UTC).strftime("%d/%b/%Y:%H:%M:%S +0000")
 
 
 def _iso(epoch_ms: int) -> str:
@@ -199,7 +188,7 @@ class _Connection:
     domain_name: str
     opened: float = field(default_factory=time.monotonic)
     last_active: float = field(default_factory=time.monotonic)
-    last_active_ms: int = field(default_factory=_epoch_ms)
+    last_active_ms: int = field(default_factory=epoch_ms)
     # (code, reason) when the gateway itself closes the connection.
     closed_by_gateway: tuple[int, str] | None = None
     # Posted and not yet written to the socket (appended from Management API threads).
@@ -210,9 +199,20 @@ class _Connection:
     lock: threading.Lock = field(default_factory=threading.Lock)
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
 
+    def caller(self, api_id: str, stage: str) -> WebSocketCaller:
+        return WebSocketCaller(
+            api_id,
+            stage,
+            self.domain_name,
+            self.connection_id,
+            self.connected_at_ms,
+            self.source_ip,
+            self.user_agent,
+        )
+
     def touch(self) -> None:
         self.last_active = time.monotonic()
-        self.last_active_ms = _epoch_ms()
+        self.last_active_ms = epoch_ms()
 
 
 @dataclass
@@ -272,21 +272,6 @@ class WebSocketGateway:
             self._server.close()
             await self._server.wait_closed()
 
-    def _base_context(self, connection_id: str, connected_at_ms: int, domain_name: str) -> dict[str, Any]:
-        now_ms = _epoch_ms()
-        return {
-            "extendedRequestId": base64.b64encode(secrets.token_bytes(6)).decode(),
-            "requestTime": _request_time(now_ms),
-            "messageDirection": "IN",
-            "stage": self.stage,
-            "connectedAt": connected_at_ms,
-            "requestTimeEpoch": now_ms,
-            "requestId": base64.b64encode(secrets.token_bytes(6)).decode(),
-            "domainName": domain_name,
-            "connectionId": connection_id,
-            "apiId": self.api_id,
-        }
-
     async def _invoke(self, function: Function, event: dict[str, Any]) -> Any:
         return await asyncio.wrap_future(function.submit(event))
 
@@ -297,35 +282,24 @@ class WebSocketGateway:
                 HTTPStatus.UPGRADE_REQUIRED, "WebSocket endpoint: connect with a WebSocket client\n"
             )
         connection_id = _new_connection_id()
-        connected_at_ms = _epoch_ms()
-        headers: dict[str, str] = {}
-        multi_value_headers: dict[str, list[str]] = {}
+        connected_at_ms = epoch_ms()
+        headers: dict[str, list[str]] = {}
         for name, value in request.headers.raw_items():
-            headers[name] = value
-            multi_value_headers.setdefault(name, []).append(value)
+            headers.setdefault(name, []).append(value)
         source_ip = str(socket.remote_address[0])
-        forwarded = {"X-Forwarded-For": source_ip, "X-Forwarded-Port": str(socket.local_address[1])}
-        forwarded["X-Forwarded-Proto"] = "http"
-        for name, value in forwarded.items():
-            headers[name] = value
-            multi_value_headers[name] = [value]
-        context = self._base_context(connection_id, connected_at_ms, request.headers.get("Host", LOOPBACK))
-        context.update(
-            routeKey="$connect",
-            eventType="CONNECT",
-            identity={"sourceIp": source_ip, "userAgent": request.headers.get("User-Agent", "")},
+        headers["X-Forwarded-For"] = [source_ip]
+        headers["X-Forwarded-Port"] = [str(socket.local_address[1])]
+        headers["X-Forwarded-Proto"] = ["http"]
+        caller = WebSocketCaller(
+            self.api_id,
+            self.stage,
+            request.headers.get("Host", LOOPBACK),
+            connection_id,
+            connected_at_ms,
+            source_ip,
+            request.headers.get("User-Agent", ""),
         )
-        event: dict[str, Any] = {
-            "headers": headers,
-            "multiValueHeaders": multi_value_headers,
-            "requestContext": context,
-            "isBase64Encoded": False,
-        }
-        query = urlsplit(request.path).query
-        if query:
-            values = parse_qs(query, keep_blank_values=True)
-            event["queryStringParameters"] = {k: v[-1] for k, v in values.items()}
-            event["multiValueQueryStringParameters"] = values
+        event = websocket_connect_event(caller, headers, urlsplit(request.path).query)
         try:
             result = await asyncio.wait_for(
                 self._invoke(self._routes.connect, event), timeout=INTEGRATION_TIMEOUT_SECONDS
@@ -409,7 +383,7 @@ class WebSocketGateway:
         error = {
             "message": "Too Many Requests",
             "connectionId": connection.connection_id,
-            "requestId": base64.b64encode(secrets.token_bytes(6)).decode(),
+            "requestId": request_id(),
         }
         await connection.socket.send(json.dumps(error))
 
@@ -434,21 +408,7 @@ class WebSocketGateway:
 
     async def _on_message(self, connection: _Connection, message: str | bytes) -> None:
         route_key, function = self._routes.select(message)
-        context = self._base_context(
-            connection.connection_id, connection.connected_at_ms, connection.domain_name
-        )
-        context.update(
-            routeKey=route_key,
-            eventType="MESSAGE",
-            messageId=base64.b64encode(secrets.token_bytes(6)).decode(),
-            identity={"sourceIp": connection.source_ip, "userAgent": connection.user_agent},
-        )
-        binary = isinstance(message, bytes)
-        event = {
-            "requestContext": context,
-            "body": base64.b64encode(message).decode() if isinstance(message, bytes) else message,
-            "isBase64Encoded": binary,
-        }
+        event = websocket_message_event(connection.caller(self.api_id, self.stage), route_key, message)
         try:
             await self._invoke(function, event)
         except Exception:
@@ -457,7 +417,7 @@ class WebSocketGateway:
             error = {
                 "message": "Internal server error",
                 "connectionId": connection.connection_id,
-                "requestId": context["requestId"],
+                "requestId": event["requestContext"]["requestId"],
             }
             self.post(connection.connection_id, json.dumps(error).encode())
 
@@ -475,23 +435,7 @@ class WebSocketGateway:
                 log.info("%s vanished without a close frame; no $disconnect", connection.connection_id)
                 return
             code, reason = 1006, "Connection closed abnormally"
-        context = self._base_context(
-            connection.connection_id, connection.connected_at_ms, connection.domain_name
-        )
-        context.update(
-            routeKey="$disconnect",
-            eventType="DISCONNECT",
-            disconnectStatusCode=code,
-            disconnectReason=reason,
-            identity={"sourceIp": connection.source_ip, "userAgent": connection.user_agent},
-        )
-        headers = {"Host": connection.domain_name, "x-api-key": "", "X-Forwarded-For": "", "x-restapi": ""}
-        event = {
-            "headers": headers,
-            "multiValueHeaders": {name: [value] for name, value in headers.items()},
-            "requestContext": context,
-            "isBase64Encoded": False,
-        }
+        event = websocket_disconnect_event(connection.caller(self.api_id, self.stage), code, reason)
         try:
             await self._invoke(self._routes.disconnect, event)
         except Exception:

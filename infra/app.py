@@ -1,22 +1,17 @@
-"""CDK entry point (``cdk.json``: ``.venv/bin/python infra/app.py``).
+"""CDK entry point (``cdk.json``: ``PYTHONPATH=functions:. .venv/bin/python -m infra.app``,
+the import path of make and pytest: functions/ and the repository root).
 
 Builds the dependency layer first (cached; see layer.py), then synthesizes the stack with
 the cdk-nag AwsSolutions checks: an unacknowledged finding fails the synthesis."""
 
 import os
-import sys
-from pathlib import Path
 
-REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
 # Node 20 is what this project's machines ship; the jsii notice about it would drown the output.
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 
 def main() -> None:
-    # Run as a script, only infra/ is on sys.path: add the repository (the infra package)
-    # and functions/ (sensor_stream's table and IoT rule definitions).
-    sys.path[:0] = [str(REPOSITORY_ROOT), str(REPOSITORY_ROOT / "functions")]
-
+    # Imported here, after the setting above: the jsii runtime starts with aws_cdk.
     from aws_cdk import App, Validations
     from cdk_nag import AwsSolutionsChecks
 

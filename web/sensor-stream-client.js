@@ -4,7 +4,7 @@
  * rules over the HTTP API (section 5: `AlertRulesClient`).
  *
  * No build step: import it as an ES module (the package `@sensor-stream/client`, or this file).
- * Its types (`sensor-stream-client.d.ts`) are generated from the JSDoc below by `make types`.
+ * Its types (`types/*.d.ts`, one per module) are generated from the JSDoc by `make types`.
  *
  *     import { SensorStreamClient } from "@sensor-stream/client";
  *     const client = new SensorStreamClient({ url: "wss://...", token: () => fetchToken() });
@@ -12,65 +12,25 @@
  *     client.addEventListener("readings", (event) => console.table(event.detail.readings));
  *     client.connect();
  *
- * The typedefs below mirror the pydantic models of functions/sensor_stream/models.py
- * (the single source of truth); tests/unit/test_web_contract.py keeps them in step.
+ * Modules: this one is the API (requests, subscriptions, commands, de-duplication, events);
+ * sensor-stream-transport.js the connection's life cycle (connect, backoff, heartbeat, token
+ * refresh); sensor-stream-types.js the contract's messages and records, re-exported here.
  */
 
-export const SUBPROTOCOL = "sensor-stream.v1";
-const BEARER_PREFIX = "bearer.";
+import { Transport, describe, sleep } from "./sensor-stream-transport.js";
 
-// --- Records ----------------------------------------------------------------------------
+export * from "./sensor-stream-types.js";
+export { SUBPROTOCOL, decodeTokenClaims } from "./sensor-stream-transport.js";
 
 /**
- * A stored reading, as every client receives it. Times are ISO-8601 UTC with a `Z`.
- * @typedef {object} Reading
- * @property {string} id
- * @property {string} unitId
- * @property {string | null} siteId
- * @property {string} deviceId
- * @property {number} temperature degrees Celsius
- * @property {number | null} humidity percent
- * @property {number | null} battery percent
- * @property {number | null} signalStrength dBm
- * @property {string} recordedAt when the device measured it
- * @property {string} receivedAt when the cloud received it
- * @property {"iot" | "http"} source
+ * @import { AlertResolvedMessage, AlertRule, AlertRuleBody, AlertsMessage, AlertTriggeredMessage,
+ *   ClientRequest, CommandAcceptedMessage, CommandAckMessage, CommandTimeoutMessage, ConnectionMessage,
+ *   ErrorBody, ErrorMessage, HelloRequest, HistoryMessage, LatestMessage, PongMessage, Reading,
+ *   ReadingsBatchMessage, ServerErrorCode, ServerMessage, SubscribedMessage, Subscription,
+ *   TokenRefreshedMessage, UnitInfo, UnitsMessage } from "./sensor-stream-types.js"
  */
 
-/**
- * What a connection receives: the whole org (`scope: "org"`) or selected units/sites.
- * @typedef {object} Subscription
- * @property {"org" | "selected"} scope
- * @property {string[]} unitIds
- * @property {string[]} siteIds
- */
-
-/**
- * @typedef {object} Resume
- * @property {string} since
- */
-
-/**
- * @typedef {object} UnitBatch
- * @property {string} unitId
- * @property {Reading[]} readings ordered by `recordedAt`
- * @property {number} count
- */
-
-/**
- * @typedef {object} ErrorBody
- * @property {ServerErrorCode} code
- * @property {string} message
- * @property {Array<Record<string, unknown>>} [details]
- */
-
-/**
- * The codes a server error carries (docs/contract.md, "Error codes"). `token_expired` comes
- * before the server ends a session; `bad_request` and `payload_too_large` are HTTP-only.
- * @typedef {"malformed_json" | "unknown_action" | "validation_error" | "limit_exceeded" | "throttled"
- *   | "unauthorized" | "token_expired" | "forbidden" | "not_found" | "conflict" | "unavailable"
- *   | "bad_request" | "payload_too_large"} ServerErrorCode
- */
+// --- Client API ---------------------------------------------------------------------------
 
 /**
  * The codes of failures the client itself detects:
@@ -86,272 +46,6 @@ const BEARER_PREFIX = "bearer.";
 
 /** @typedef {ServerErrorCode | ClientErrorCode} ErrorCode */
 
-// --- Client -> server -------------------------------------------------------------------
-
-/**
- * @typedef {object} HelloRequest
- * @property {"hello"} action
- * @property {string} [requestId]
- * @property {Resume} [resume]
- */
-
-/**
- * @typedef {object} SubscribeRequest
- * @property {"subscribe"} action
- * @property {string} [requestId]
- * @property {string[]} [unitIds]
- * @property {string[]} [siteIds]
- * @property {"org"} [scope]
- */
-
-/**
- * @typedef {object} UnsubscribeRequest
- * @property {"unsubscribe"} action
- * @property {string} [requestId]
- * @property {string[]} [unitIds]
- * @property {string[]} [siteIds]
- */
-
-/**
- * @typedef {object} GetLatestRequest
- * @property {"getLatest"} action
- * @property {string} [requestId]
- * @property {string} unitId
- */
-
-/**
- * A unit's readings recorded in a span (default: the last hour), newest last.
- * @typedef {object} GetHistoryRequest
- * @property {"getHistory"} action
- * @property {string} [requestId]
- * @property {string} unitId
- * @property {string} [since]
- * @property {string} [until]
- * @property {number} [limit] at most 300 (the default)
- */
-
-/**
- * @typedef {object} GetAlertsRequest
- * @property {"getAlerts"} action
- * @property {string} [requestId]
- */
-
-/**
- * @typedef {object} ListUnitsRequest
- * @property {"listUnits"} action
- * @property {string} [requestId]
- */
-
-/**
- * A heartbeat: keeps the connection from idling out and tells the client it is alive.
- * @typedef {object} PingRequest
- * @property {"ping"} action
- * @property {string} [requestId]
- */
-
-/**
- * @typedef {object} SendCommandRequest
- * @property {"sendCommand"} action
- * @property {string} [requestId]
- * @property {string} deviceId
- * @property {string} command
- * @property {Record<string, unknown>} [params]
- */
-
-/**
- * A fresh token for the same user and org, sent before the current one expires.
- * @typedef {object} RefreshTokenRequest
- * @property {"refreshToken"} action
- * @property {string} [requestId]
- * @property {string} token
- */
-
-/**
- * @typedef {HelloRequest | SubscribeRequest | UnsubscribeRequest | GetLatestRequest | GetHistoryRequest
- *   | GetAlertsRequest | ListUnitsRequest | PingRequest | RefreshTokenRequest | SendCommandRequest} ClientRequest
- */
-
-// --- Server -> client -------------------------------------------------------------------
-
-/**
- * @typedef {object} ConnectionMessage
- * @property {"connection"} type
- * @property {string} [requestId]
- * @property {"connected"} status
- * @property {string} connectionId
- * @property {string} serverTime
- * @property {Subscription} subscription
- */
-
-/**
- * @typedef {object} SubscribedMessage
- * @property {"subscribed"} type
- * @property {string} [requestId]
- * @property {Subscription} subscription
- */
-
-/**
- * @typedef {object} LatestMessage
- * @property {"latest"} type
- * @property {string} [requestId]
- * @property {string} unitId
- * @property {Reading | null} reading
- */
-
-/**
- * @typedef {object} HistoryMessage
- * @property {"history"} type
- * @property {string} [requestId]
- * @property {string} unitId
- * @property {Reading[]} readings ordered by `recordedAt`
- * @property {boolean} more the span held more than `limit`: ask again with an earlier `until`
- * @property {number} [part] an answer too large for one message comes in parts: this one's number (1..parts)
- * @property {number} [parts] how many parts the answer has (the client joins them)
- */
-
-/**
- * An alert that opened (contract section 5).
- * @typedef {object} AlertTriggeredMessage
- * @property {"alert:triggered"} type
- * @property {string} alertId
- * @property {string} ruleId
- * @property {string} unitId
- * @property {"temperature_high" | "temperature_low" | "humidity_high" | "humidity_low" | "battery_high"
- *   | "battery_low" | "signalStrength_high" | "signalStrength_low" | "silence"} alertType
- * @property {"info" | "warning" | "critical"} severity
- * @property {string} message
- * @property {number} [value] the reading's value that broke the rule (not for silence)
- * @property {number} [threshold] the rule's bound it broke
- * @property {string} triggeredAt
- */
-
-/**
- * @typedef {object} AlertResolvedMessage
- * @property {"alert:resolved"} type
- * @property {string} alertId
- * @property {string} ruleId
- * @property {string} unitId
- * @property {string} resolvedAt
- */
-
-/**
- * @typedef {object} AlertsMessage
- * @property {"alerts"} type
- * @property {string} [requestId]
- * @property {AlertTriggeredMessage[]} active
- * @property {number} [part] an answer too large for one message comes in parts: this one's number (1..parts)
- * @property {number} [parts] how many parts the answer has (the client joins them)
- */
-
-/**
- * A unit of the org that has reported.
- * @typedef {object} UnitInfo
- * @property {string} unitId
- * @property {string | null} siteId
- * @property {Reading | null} lastReading
- * @property {string | null} lastSeenAt its last `receivedAt`
- */
-
-/**
- * @typedef {object} UnitsMessage
- * @property {"units"} type
- * @property {string} [requestId]
- * @property {UnitInfo[]} units
- * @property {number} [part] an answer too large for one message comes in parts: this one's number (1..parts)
- * @property {number} [parts] how many parts the answer has (the client joins them)
- */
-
-/**
- * @typedef {object} PongMessage
- * @property {"pong"} type
- * @property {string} [requestId]
- * @property {string} serverTime
- */
-
-/**
- * @typedef {object} TokenRefreshedMessage
- * @property {"tokenRefreshed"} type
- * @property {string} [requestId]
- * @property {string} expiresAt
- */
-
-/**
- * @typedef {object} ReadingsBatchMessage
- * @property {"sensor:readings:batch"} type
- * @property {string} serverTime
- * @property {boolean} [replay] true for readings replayed after `hello` with `resume`
- * @property {UnitBatch[]} batches
- */
-
-/**
- * @typedef {object} CommandAcceptedMessage
- * @property {"command:accepted"} type
- * @property {string} [requestId]
- * @property {string} commandId
- */
-
-/**
- * @typedef {object} CommandAckMessage
- * @property {"command:ack"} type
- * @property {string} [requestId]
- * @property {string} commandId
- * @property {"ok" | "error"} status
- * @property {string} [detail]
- */
-
-/**
- * @typedef {object} CommandTimeoutMessage
- * @property {"command:timeout"} type
- * @property {string} [requestId]
- * @property {string} commandId
- */
-
-/**
- * @typedef {object} ErrorMessage
- * @property {"error"} type
- * @property {string} [requestId]
- * @property {ErrorBody} error
- */
-
-/**
- * @typedef {ConnectionMessage | SubscribedMessage | LatestMessage | HistoryMessage | PongMessage
- *   | TokenRefreshedMessage | ReadingsBatchMessage | CommandAcceptedMessage | CommandAckMessage
- *   | CommandTimeoutMessage | AlertTriggeredMessage | AlertResolvedMessage | AlertsMessage | UnitsMessage
- *   | ErrorMessage} ServerMessage
- */
-
-// --- Alert rules (HTTP API) -----------------------------------------------------------------
-
-/**
- * An alert rule as the HTTP API stores and answers it: a min/max rule on a metric, or a silence
- * rule, for one unit (`unitId`), one site (`siteId`) or (neither) every unit of the org.
- * @typedef {object} AlertRule
- * @property {string} ruleId 1-64 chars of `[A-Za-z0-9_.:-]`, unique within the org
- * @property {"temperature" | "humidity" | "battery" | "signalStrength" | "silence"} metric
- * @property {number} [min] alert below this (not for silence)
- * @property {number} [max] alert above this (not for silence)
- * @property {number} [maxSilenceSeconds] silence rules: alert after this long without a reading (10-86400)
- * @property {string} [unitId]
- * @property {string} [siteId]
- * @property {number} forSeconds how long the condition must hold before the alert opens
- * @property {"info" | "warning" | "critical"} severity
- * @property {string} [name]
- */
-
-/**
- * The body of `PUT /alert-rules/{ruleId}`: a rule without its id (`forSeconds` defaults to 0).
- * @typedef {object} AlertRuleBody
- * @property {"temperature" | "humidity" | "battery" | "signalStrength" | "silence"} metric
- * @property {number} [min]
- * @property {number} [max]
- * @property {number} [maxSilenceSeconds]
- * @property {string} [unitId]
- * @property {string} [siteId]
- * @property {number} [forSeconds]
- * @property {"info" | "warning" | "critical"} severity
- * @property {string} [name]
- */
-
 /**
  * @typedef {object} AlertRulesOptions
  * @property {string} httpUrl the HTTP API's base URL (`httpUrl` in the dashboard's config.json)
@@ -359,8 +53,6 @@ const BEARER_PREFIX = "bearer.";
  *   function asked before every request
  * @property {number} [timeoutMs] how long a request may take (default 10000)
  */
-
-// --- Client API ---------------------------------------------------------------------------
 
 /**
  * - `connecting`: first attempt under way;
@@ -625,19 +317,8 @@ export class SensorStreamClient extends EventTarget {
   #options;
   /** @type {ClientOptions["token"]} */
   #token;
-  /** @type {WebSocket | null} */
-  #socket = null;
-  /** @type {ConnectionStatus} */
-  #status = "offline";
-  #started = false;
-  #failures = 0;
-  #refusals = 0;
-  /** @type {ReturnType<typeof setTimeout> | undefined} */
-  #retryTimer;
-  /** true while a retry waits for its timer (what `retryNow()` may cut short) */
-  #retryPending = false;
-  /** true while the server could not be reached: probes look for its return */
-  #probing = false;
+  /** @type {Transport} the connection's life cycle (sensor-stream-transport.js) */
+  #transport;
   /** @type {string | null} */
   #connectionId = null;
   /** @type {Subscription | null} what the caller chose last; restored after a reconnect */
@@ -652,22 +333,12 @@ export class SensorStreamClient extends EventTarget {
   #answerParts = new Map();
   /** @type {Map<string, CommandAckMessage | CommandTimeoutMessage>} outcomes that beat their `command:accepted` */
   #earlyOutcomes = new Map();
-  /** @type {ReturnType<typeof setTimeout> | undefined} */
-  #refreshTimer;
-  /** @type {ReturnType<typeof setTimeout> | undefined} */
-  #heartbeatTimer;
-  /** @type {Promise<string> | null} the ping in flight, shared by concurrent callers */
-  #pingInFlight = null;
-  /** `Date.now()` of the last message from the server */
-  #lastMessageAt = 0;
   /** @type {number | undefined} the server's clock when it last sent anything (epoch ms) */
   #lastContactAt;
   /** the server's clock minus this browser's, in ms */
   #clockOffsetMs;
   /** @type {number[]} `Date.now()` of recent metered requests, oldest first */
   #recentRequests = [];
-  /** @type {AbortController | null} removes the window/document listeners on `close()` */
-  #listeners = null;
   #requestPrefix = Math.random().toString(36).slice(2, 8);
   #requestCounter = 0;
 
@@ -695,6 +366,17 @@ export class SensorStreamClient extends EventTarget {
       clockOffsetMs: options.clockOffsetMs ?? 0,
     };
     this.#clockOffsetMs = this.#options.clockOffsetMs;
+    this.#transport = new Transport(this.#options, {
+      token: () => this.#token,
+      serverNow: () => this.serverNow(),
+      opened: (socket, token) => this.#sayHello(socket, token),
+      message: (data) => this.#handleMessage(data),
+      dropped: (reason) => this.#dropped(reason),
+      status: (detail) => this.dispatchEvent(new CustomEvent("status", { detail })),
+      ping: (timeoutMs, sentAt) => this.#ping(timeoutMs, sentAt),
+      refresh: () => this.refreshToken(),
+      error: (detail) => this.#emitError(detail),
+    });
   }
 
   /**
@@ -749,7 +431,7 @@ export class SensorStreamClient extends EventTarget {
 
   /** @returns {ConnectionStatus} */
   get status() {
-    return this.#status;
+    return this.#transport.status;
   }
 
   /** The server's id of the current connection, or null. */
@@ -793,12 +475,7 @@ export class SensorStreamClient extends EventTarget {
 
   /** Starts connecting (again, after `close()` or `unauthorized`); no-op while active. */
   connect() {
-    if (this.#started) return;
-    this.#started = true;
-    this.#failures = 0;
-    this.#refusals = 0;
-    this.#listen();
-    this.#open();
+    this.#transport.start();
   }
 
   /**
@@ -806,11 +483,7 @@ export class SensorStreamClient extends EventTarget {
    * the listeners on `window`/`document` are removed.
    */
   close() {
-    this.#stop();
-    const socket = this.#socket;
-    this.#dropSocket("closed by the client");
-    socket?.close(1000, "client closed");
-    this.#setStatus({ status: "offline", reason: "closed" });
+    this.#transport.close();
   }
 
   /**
@@ -819,14 +492,7 @@ export class SensorStreamClient extends EventTarget {
    * Does nothing when connected or after `close()`.
    */
   retryNow() {
-    if (!this.#started || this.#status === "connected") return;
-    const attempt = this.#socket;
-    if (attempt?.readyState === WebSocket.CONNECTING) {
-      // An attempt that hangs (a frozen server) is replaced by a fresh one.
-      this.#dropSocket("replaced by a new attempt");
-      attempt.close();
-    }
-    if (!this.#socket) this.#open();
+    this.#transport.retryNow();
   }
 
   /**
@@ -903,12 +569,7 @@ export class SensorStreamClient extends EventTarget {
    * @returns {Promise<string>}
    */
   ping() {
-    if (!this.#pingInFlight) {
-      this.#pingInFlight = this.#ping().finally(() => {
-        this.#pingInFlight = null;
-      });
-    }
-    return this.#pingInFlight;
+    return this.#transport.heartbeat();
   }
 
   /**
@@ -938,80 +599,14 @@ export class SensorStreamClient extends EventTarget {
     const fresh = token ?? (typeof this.#token === "function" ? await this.#token() : this.#token);
     /** @type {TokenRefreshedMessage} */
     const answer = await this.#request({ action: "refreshToken", token: fresh }, "tokenRefreshed");
-    this.#scheduleRefresh(fresh);
+    this.#transport.scheduleRefresh(fresh);
     return answer.expiresAt;
   }
 
-  // --- Connection life cycle ---------------------------------------------------------------
-
-  async #open() {
-    clearTimeout(this.#retryTimer);
-    this.#retryPending = false;
-    if (!this.#started || this.#socket) return;
-    if (globalThis.navigator?.onLine === false) {
-      this.#setStatus({ status: "offline", reason: "the browser is offline" });
-      return;
-    }
-    this.#setStatus({ status: this.#failures === 0 ? "connecting" : "reconnecting", attempt: this.#failures });
-
-    let token;
-    try {
-      token = typeof this.#token === "function" ? await this.#token() : this.#token;
-    } catch (error) {
-      this.#giveUp(`no token: ${describe(error)}`);
-      return;
-    }
-    const problem = tokenProblem(token, this.serverNow());
-    if (problem) {
-      this.#giveUp(problem);
-      return;
-    }
-    if (!this.#started || this.#socket) return;
-
-    // The token rides in the subprotocol list: browsers cannot set headers, and URLs get logged.
-    const socket = new WebSocket(this.#options.url, [SUBPROTOCOL, BEARER_PREFIX + token]);
-    this.#socket = socket;
-    let opened = false;
-    // A server that accepts the TCP connection but never answers (frozen, or a half-open
-    // network path) would hold the attempt for minutes: give up on it like on a lost one.
-    const connectTimer = setTimeout(() => {
-      if (!opened && socket === this.#socket) {
-        this.#abandon(`the server did not answer the connection attempt within ${this.#options.requestTimeoutMs} ms`);
-      }
-    }, this.#options.requestTimeoutMs);
-    socket.addEventListener("open", () => {
-      opened = true;
-      clearTimeout(connectTimer);
-      if (socket === this.#socket) this.#sayHello(socket, token);
-    });
-    socket.addEventListener("message", (event) => {
-      if (socket === this.#socket) this.#handleMessage(event.data);
-    });
-    socket.addEventListener("close", (event) => {
-      if (socket === this.#socket) this.#handleClose(opened, event);
-    });
-  }
+  // --- Connection -----------------------------------------------------------------------------
 
   /**
-   * With a token function, a fresh token replaces the current one a while before it expires;
-   * should that fail, the server ends the session at expiry and the reconnect resumes.
-   * Expiry is judged on the server's clock.
-   * @param {string} token the token the session runs on
-   */
-  #scheduleRefresh(token) {
-    clearTimeout(this.#refreshTimer);
-    const exp = decodeTokenClaims(token)?.exp;
-    if (typeof this.#token !== "function" || typeof exp !== "number") return;
-    // setTimeout takes at most 2^31 - 1 ms (24.8 days): a longer delay would fire at once.
-    const delay = Math.min(2 ** 31 - 1, Math.max(0, exp * 1000 - this.serverNow() - this.#options.refreshAheadMs));
-    this.#refreshTimer = setTimeout(() => {
-      this.refreshToken().catch((error) =>
-        this.#emitError({ code: "refresh_failed", message: `could not refresh the token: ${describe(error)}` }),
-      );
-    }, delay);
-  }
-
-  /**
+   * The socket is open: `hello` (resuming from the newest reading seen) makes it connected.
    * @param {WebSocket} socket
    * @param {string} token
    */
@@ -1029,15 +624,13 @@ export class SensorStreamClient extends EventTarget {
       const answer = await this.#request(hello, "connection", { beforeConnected: true, unmetered: true });
       this.#learnClock(answer.serverTime, sentAt);
       this.#connectionId = answer.connectionId;
-      this.#failures = 0;
-      this.#refusals = 0;
-      this.#setStatus({ status: "connected" });
-      this.#scheduleRefresh(token);
+      this.#transport.connected();
+      this.#transport.scheduleRefresh(token);
       await this.#restoreSubscription(answer.subscription);
     } catch (error) {
-      if (socket !== this.#socket) return;
+      if (socket !== this.#transport.socket) return;
       this.#emitError({ code: "hello_failed", message: `the server did not accept hello: ${describe(error)}` });
-      this.#abandon(`the server did not accept hello: ${describe(error)}`);
+      this.#transport.abandon(`the server did not accept hello: ${describe(error)}`);
     }
   }
 
@@ -1060,125 +653,10 @@ export class SensorStreamClient extends EventTarget {
   }
 
   /**
-   * @param {boolean} opened
-   * @param {CloseEvent} event
-   */
-  async #handleClose(opened, event) {
-    this.#dropSocket(`connection closed (${event.code}${event.reason ? `: ${event.reason}` : ""})`);
-    if (!this.#started) return;
-    if (opened) {
-      this.#scheduleRetry("the connection was lost");
-      return;
-    }
-    // A refused handshake (HTTP 401) and an unreachable server look alike to a page: the
-    // browser hides the status code. A server that answers plain HTTP is up, so it refused us.
-    const reachable = await isReachable(this.#options.url);
-    if (!this.#started || this.#socket) return;
-    if (reachable && ++this.#refusals >= this.#options.maxRefusals) {
-      this.#giveUp("the server refused the connection: the token is invalid, expired or not for this API");
-      return;
-    }
-    this.#scheduleRetry(reachable ? "the server refused the connection" : "the server could not be reached");
-    if (!reachable) this.#probeForRecovery();
-  }
-
-  /** @param {string} reason */
-  #scheduleRetry(reason) {
-    // Full jitter (random delay up to an exponentially growing ceiling) spreads the reconnects
-    // of many browsers after a server outage instead of synchronising them.
-    const ceiling = Math.min(this.#options.maxRetryDelayMs, this.#options.minRetryDelayMs * 2 ** this.#failures);
-    this.#failures += 1;
-    this.#retryIn(Math.round(Math.random() * ceiling), reason);
-  }
-
-  /**
-   * @param {number} delay
+   * The socket is gone or given up: what waited on it fails.
    * @param {string} reason
    */
-  #retryIn(delay, reason) {
-    clearTimeout(this.#retryTimer);
-    this.#retryPending = true;
-    this.#retryTimer = setTimeout(() => this.#open(), delay);
-    this.#setStatus({ status: "reconnecting", reason, retryInMs: delay, retryAt: Date.now() + delay, attempt: this.#failures });
-  }
-
-  /**
-   * While a retry waits and the server could not be reached, checks every `probeIntervalMs`
-   * (plain HTTP: no connection, no Lambda) whether it answers again; if it does, the retry
-   * starts within `recoveryJitterMs` instead of after the rest of the backoff.
-   */
-  async #probeForRecovery() {
-    if (this.#probing) return;
-    this.#probing = true;
-    try {
-      while (this.#started && this.#retryPending) {
-        await sleep(this.#options.probeIntervalMs);
-        if (!this.#started || !this.#retryPending) return;
-        const timeoutMs = Math.max(1000, 2 * this.#options.probeIntervalMs);
-        if (await isReachable(this.#options.url, timeoutMs)) {
-          if (!this.#started || !this.#retryPending) return;
-          this.#failures = 0;
-          const delay = Math.round(Math.random() * this.#options.recoveryJitterMs);
-          this.#retryIn(delay, "the server answers again");
-          return;
-        }
-      }
-    } finally {
-      this.#probing = false;
-    }
-  }
-
-  /**
-   * Stops retrying: a token the server refuses will not get better by retrying.
-   * @param {string} reason
-   */
-  #giveUp(reason) {
-    this.#stop();
-    this.#setStatus({ status: "unauthorized", reason });
-  }
-
-  /** No more attempts, timers or window/document listeners. */
-  #stop() {
-    this.#started = false;
-    this.#retryPending = false;
-    clearTimeout(this.#retryTimer);
-    clearTimeout(this.#heartbeatTimer);
-    clearTimeout(this.#refreshTimer);
-    this.#listeners?.abort();
-    this.#listeners = null;
-  }
-
-  /**
-   * The browser's hints: back online or back in view means retry now (a background tab's timers
-   * are slowed down) or check that the connection survived.
-   */
-  #listen() {
-    this.#listeners?.abort();
-    const controller = new AbortController();
-    this.#listeners = controller;
-    const { signal } = controller;
-    const wakeUp = () => {
-      if (!this.#started) return;
-      if (this.#status === "connected") this.ping().catch(() => {});
-      else {
-        this.#failures = 0;
-        this.retryNow();
-      }
-    };
-    globalThis.addEventListener?.("online", wakeUp, { signal });
-    globalThis.addEventListener?.("offline", () => this.#status === "connected" && this.ping().catch(() => {}), { signal });
-    globalThis.document?.addEventListener(
-      "visibilitychange",
-      () => globalThis.document.visibilityState === "visible" && wakeUp(),
-      { signal },
-    );
-  }
-
-  /** @param {string} reason */
-  #dropSocket(reason) {
-    clearTimeout(this.#refreshTimer);
-    clearTimeout(this.#heartbeatTimer);
-    this.#socket = null;
+  #dropped(reason) {
     this.#connectionId = null;
     this.#answerParts.clear();
     for (const [requestId, pending] of this.#pending) {
@@ -1188,50 +666,18 @@ export class SensorStreamClient extends EventTarget {
     this.#pending.clear();
   }
 
+  // --- Heartbeat (timed by the transport) ---------------------------------------------------
+
   /**
-   * The connection (or attempt) gets no answer: drop it without waiting for a close
-   * handshake that a frozen server will not complete, and connect again.
-   * @param {string} reason
+   * @param {number} timeoutMs
+   * @param {number} sentAt `Date.now()` when the heartbeat started
+   * @returns {Promise<string>} the server's time
    */
-  #abandon(reason) {
-    const socket = this.#socket;
-    if (!socket) return;
-    this.#dropSocket(reason);
-    socket.close(4002, "no answer");
-    if (this.#started) {
-      this.#scheduleRetry(reason);
-      this.#probeForRecovery();
-    }
-  }
-
-  // --- Heartbeat -----------------------------------------------------------------------------
-
-  async #ping() {
-    const socket = this.#socket;
-    const sentAt = Date.now();
-    try {
-      /** @type {PongMessage} */
-      const answer = await this.#request({ action: "ping" }, "pong", {
-        timeoutMs: this.#options.heartbeatTimeoutMs,
-        unmetered: true,
-      });
-      this.#learnClock(answer.serverTime, sentAt);
-      return answer.serverTime;
-    } catch (error) {
-      const code = error instanceof SensorStreamError ? error.code : undefined;
-      if (code === "timeout" && socket === this.#socket && this.#lastMessageAt < sentAt) {
-        this.#abandon(`the server stopped answering (no answer to ping within ${this.#options.heartbeatTimeoutMs} ms)`);
-      }
-      throw error;
-    }
-  }
-
-  /** Any message proves the connection alive; after `heartbeatIntervalMs` of silence, ask. */
-  #armHeartbeat() {
-    clearTimeout(this.#heartbeatTimer);
-    this.#heartbeatTimer = setTimeout(() => {
-      if (this.#status === "connected") this.ping().catch(() => {});
-    }, this.#options.heartbeatIntervalMs);
+  async #ping(timeoutMs, sentAt) {
+    /** @type {PongMessage} */
+    const answer = await this.#request({ action: "ping" }, "pong", { timeoutMs, unmetered: true });
+    this.#learnClock(answer.serverTime, sentAt);
+    return answer.serverTime;
   }
 
   /**
@@ -1257,7 +703,7 @@ export class SensorStreamClient extends EventTarget {
     const { timeoutMs = this.#options.requestTimeoutMs, onAccepted, beforeConnected = false, unmetered = false } = options;
     if (!beforeConnected) await this.#whenConnected();
     if (!unmetered) await this.#takeTurn();
-    const socket = this.#socket;
+    const socket = this.#transport.socket;
     if (!socket || socket.readyState !== WebSocket.OPEN) {
       throw new SensorStreamError("not_connected", "not connected");
     }
@@ -1290,16 +736,16 @@ export class SensorStreamClient extends EventTarget {
 
   /** Requests made while (re)connecting wait for the connection, up to the request timeout. */
   #whenConnected() {
-    if (this.#status === "connected") return Promise.resolve();
-    if (!this.#started) {
-      return Promise.reject(new SensorStreamError("not_connected", `not connected (${this.#status})`));
+    if (this.#transport.status === "connected") return Promise.resolve();
+    if (!this.#transport.started) {
+      return Promise.reject(new SensorStreamError("not_connected", `not connected (${this.#transport.status})`));
     }
     return new Promise((resolve, reject) => {
       /** @param {CustomEvent<StatusDetail>} event */
       const onStatus = (event) => {
         const { status } = event.detail;
         if (status === "connected") finish(null);
-        else if (status === "unauthorized" || (status === "offline" && !this.#started)) {
+        else if (status === "unauthorized" || (status === "offline" && !this.#transport.started)) {
           finish(new SensorStreamError("not_connected", `not connected (${status})`));
         }
       };
@@ -1377,9 +823,8 @@ export class SensorStreamClient extends EventTarget {
       return;
     }
     // Whatever it is, the server is alive and the connection works.
-    this.#lastMessageAt = Date.now();
+    this.#transport.heard();
     this.#lastContactAt = this.serverNow();
-    this.#armHeartbeat();
     switch (message.type) {
       case "history":
       case "alerts":
@@ -1466,7 +911,7 @@ export class SensorStreamClient extends EventTarget {
     if (code === "unauthorized") {
       // The server no longer knows this connection (expired record): a new one re-registers,
       // or, if the token itself expired, ends in the `unauthorized` status.
-      this.#socket?.close(4001, "connection unknown to the server");
+      this.#transport.socket?.close(4001, "connection unknown to the server");
     }
   }
 
@@ -1511,12 +956,6 @@ export class SensorStreamClient extends EventTarget {
 
   // --- Events --------------------------------------------------------------------------------
 
-  /** @param {StatusDetail} detail */
-  #setStatus(detail) {
-    this.#status = detail.status;
-    this.dispatchEvent(new CustomEvent("status", { detail }));
-  }
-
   /** @param {Subscription} subscription */
   #setSubscription(subscription) {
     this.#subscription = subscription;
@@ -1532,67 +971,10 @@ export class SensorStreamClient extends EventTarget {
 // --- Helpers ---------------------------------------------------------------------------------
 
 /**
- * The claims of a JWT, read without verifying it (only the server can): for display and for
- * not connecting with a token that is visibly expired.
- * @param {string} token
- * @returns {Record<string, unknown> | null}
- */
-export function decodeTokenClaims(token) {
-  const parts = token.split(".");
-  if (parts.length !== 3) return null;
-  try {
-    const base64 = parts[1].replace(/-/g, "+").replace(/_/g, "/");
-    const json = new TextDecoder().decode(Uint8Array.from(atob(base64), (c) => c.charCodeAt(0)));
-    const claims = JSON.parse(json);
-    return claims && typeof claims === "object" ? claims : null;
-  } catch {
-    return null;
-  }
-}
-
-/**
- * @param {string} token
- * @param {number} now epoch ms on the server's clock (as far as the client knows it)
- * @returns {string | null} why the token cannot work, or null
- */
-function tokenProblem(token, now) {
-  if (!token) return "no token";
-  const claims = decodeTokenClaims(token);
-  if (!claims) return "the token is not a JWT";
-  if (typeof claims.exp === "number" && claims.exp * 1000 <= now) return "the token has expired";
-  return null;
-}
-
-/**
- * Whether anything answers HTTP at the WebSocket endpoint. An opaque (`no-cors`) answer is
- * enough: fetch rejects only when nothing answered at all.
- * @param {string} url
- * @param {number} [timeoutMs]
- */
-async function isReachable(url, timeoutMs = 5000) {
-  try {
-    await fetch(url.replace(/^ws/, "http"), { mode: "no-cors", cache: "no-store", signal: AbortSignal.timeout(timeoutMs) });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/**
  * @template T
  * @param {Iterator<T>} iterator
  * @returns {T}
  */
 function first(iterator) {
   return iterator.next().value;
-}
-
-/** @param {number} ms */
-function sleep(ms) {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** @param {unknown} error */
-function describe(error) {
-  return error instanceof Error ? error.message : String(error);
 }

@@ -10,8 +10,7 @@ from sensor_stream import clients
 from sensor_stream.commands import acknowledge, send_command
 from sensor_stream.models import IotRuleEvent, utc_now
 from sensor_stream.observability import logger, metrics, trace_handler
-from sensor_stream.protocol import RequestContext, answer_client_message
-from sensor_stream.settings import get_settings
+from sensor_stream.protocol import answer_websocket_message, invocation_context
 
 OK = {"statusCode": 200}
 
@@ -27,14 +26,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 
 
 def on_send_command(event: APIGatewayWebSocketMessageEventModel) -> dict[str, Any]:
-    context = RequestContext(
-        store=clients.store(), gateway=clients.gateway(), settings=get_settings(), now=utc_now()
-    )
-    body = event.body if isinstance(event.body, str) else None
-    answer_client_message(
-        context,
-        event.request_context.connection_id,
-        body,
+    answer_websocket_message(
+        invocation_context(utc_now()),
+        event,
         lambda request_context, record, document: send_command(
             request_context, record, document, clients.iot_data()
         ),

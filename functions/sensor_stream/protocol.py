@@ -9,8 +9,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
+from aws_lambda_powertools.utilities.parser.models import APIGatewayWebSocketMessageEventModel
 from pydantic import BaseModel, ValidationError
 
+from . import clients
 from .auth import TokenVerifier
 from .errors import AppError, MalformedJson, Throttled, Unauthorized, ValidationFailed, describe_errors
 from .gateway import ConnectionGateway
@@ -23,7 +25,7 @@ from .models import (
     WireModel,
 )
 from .observability import logger, metrics
-from .settings import Settings
+from .settings import Settings, get_settings
 from .store import SensorStore
 from .wire import decode_json
 
@@ -48,6 +50,19 @@ class RequestContext:
 
 
 Answerer = Callable[[RequestContext, ConnectionRecord, dict[str, Any]], list[WireModel | bytes]]
+
+
+def invocation_context(now: datetime, *, verifies_tokens: bool = False) -> RequestContext:
+    """The context of an invocation at ``now`` on the container's shared clients; with the
+    token verifier (PyJWT and cryptography load on first use) for a function that takes
+    refreshToken."""
+    return RequestContext(
+        store=clients.store(),
+        gateway=clients.gateway(),
+        settings=get_settings(),
+        now=now,
+        verifier=clients.token_verifier() if verifies_tokens else None,
+    )
 
 
 def validate(model: type[ModelT], document: Any, what: str) -> ModelT:
@@ -103,6 +118,14 @@ def answer_client_message(
     except AppError as error:
         logger.info("request refused", extra={"code": error.code, "error_message": error.message})
         context.gateway.send(connection_id, error_message(error, request_id))
+
+
+def answer_websocket_message(
+    context: RequestContext, event: APIGatewayWebSocketMessageEventModel, answer: Answerer
+) -> None:
+    """answer_client_message for a message of the WebSocket API (its body text, if any)."""
+    body = event.body if isinstance(event.body, str) else None
+    answer_client_message(context, event.request_context.connection_id, body, answer)
 
 
 def _request_id_if_any(body: str | None) -> str | None:

@@ -37,7 +37,7 @@ from .models import (
     WireModel,
     format_time,
 )
-from .observability import metrics
+from .observability import logger, metrics
 from .packing import PackedReading, pack_batches
 from .protocol import RequestContext, in_parts, require_live_token, validate
 from .settings import Settings
@@ -55,8 +55,13 @@ def open_connection(
     subprotocol_header: str | None,
     now: datetime,
 ) -> ConnectionRecord:
-    """``$connect``: authenticate and record the connection (nothing can be posted yet)."""
-    principal = verifier.verify(token_from_subprotocols(subprotocol_header))
+    """``$connect``: authenticate and record the connection (nothing can be posted yet);
+    Unauthorized when the token is refused."""
+    try:
+        principal = verifier.verify(token_from_subprotocols(subprotocol_header))
+    except Unauthorized as error:
+        logger.info("connect refused", extra={"connection_id": connection_id, "reason": error.message})
+        raise
     record = store.connections.create(
         ConnectionRecord(
             connection_id=connection_id,
@@ -70,6 +75,7 @@ def open_connection(
         )
     )
     metrics.add_metric(name="Connections", unit="Count", value=1)
+    logger.info("connected", extra={"connection_id": connection_id, "org_id": record.org_id})
     return record
 
 

@@ -133,6 +133,8 @@ def start_local_stack(**env: str) -> Iterator[LocalStack]:
     table_name = unique("sensor-stream-e2e")
     environment = {
         **os.environ,
+        # The import path make and pytest give (pytest's pythonpath ini reaches no subprocess).
+        "PYTHONPATH": os.pathsep.join([str(REPOSITORY_ROOT / "functions"), str(REPOSITORY_ROOT)]),
         "LOCAL_WS_PORT": "0",
         "LOCAL_HTTP_PORT": "0",
         "LOCAL_MQTT_PORT": "0",

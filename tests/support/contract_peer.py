@@ -7,8 +7,6 @@ choice, and JWT-shaped tokens the peer does not verify (the real stack does)."""
 from __future__ import annotations
 
 import base64
-import functools
-import http.server
 import itertools
 import json
 import threading
@@ -23,6 +21,8 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 from websockets.sync.server import Server, ServerConnection, serve
 from websockets.typing import Subprotocol
+
+from devstack.dashboard import DashboardServer
 
 WEB_DIR = Path(__file__).resolve().parents[2] / "web"
 SUBPROTOCOL = Subprotocol("sensor-stream.v1")
@@ -309,44 +309,17 @@ class ContractPeer:
         ]
 
 
-class _WebHandler(http.server.SimpleHTTPRequestHandler):
-    owner: WebServer
-
-    def do_GET(self) -> None:
-        config = self.owner.config
-        if self.path.split("?", 1)[0] == "/config.json" and config is not None:
-            document = json.dumps(config).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(document)))
-            self.end_headers()
-            self.wfile.write(document)
-            return
-        super().do_GET()
-
-    def end_headers(self) -> None:
-        self.send_header("Cache-Control", "no-store")
-        super().end_headers()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-class WebServer:
-    """Serves ``web/`` on a loopback port, with ``/config.json`` as the test sets it."""
+class WebServer(DashboardServer):
+    """Serves ``web/`` on a loopback port as the local stack does, with ``/config.json`` as
+    the test sets it (``config``)."""
 
     def __init__(self) -> None:
-        self.config: dict[str, Any] | None = None
-        handler = type("WebHandler", (_WebHandler,), {"owner": self})
-        self._server = http.server.ThreadingHTTPServer(
-            ("127.0.0.1", 0), functools.partial(handler, directory=str(WEB_DIR))
-        )
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        super().__init__(WEB_DIR, None, 0)
+        self.start()
 
     @property
     def origin(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self.url
 
     def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self.stop()

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import http.server
 import json
-import threading
 from typing import Any
 
+from devstack.http_server import BackgroundHttpServer
 from sensor_stream.errors import AppError, NotFound
 from sensor_stream.models import AlertRule, AlertRuleBody
 from sensor_stream.protocol import validate
@@ -42,16 +42,15 @@ class FakeRulesApi:
             def do_DELETE(self) -> None:
                 outer._handle(self)
 
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server = BackgroundHttpServer("rules-api", Handler, 0)
+        self._server.start()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self._server.url
 
     def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
 
     def _handle(self, handler: http.server.BaseHTTPRequestHandler) -> None:
         length = int(handler.headers.get("Content-Length") or 0)

@@ -9,7 +9,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from devstack.http_api import flatten_claim
+from devstack.events import flatten_claim
 from sensor_stream.auth import Principal, TokenVerifier, principal_from_authorizer, token_from_subprotocols
 from sensor_stream.errors import Unauthorized
 from sensor_stream.settings import Settings

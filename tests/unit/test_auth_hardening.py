@@ -12,7 +12,7 @@ from typing import Any
 import jwt
 import pytest
 
-from devstack.http_api import flatten_claim
+from devstack.events import flatten_claim
 from sensor_stream.auth import TokenVerifier, principal_from_authorizer
 from sensor_stream.errors import Unauthorized
 from sensor_stream.settings import Settings

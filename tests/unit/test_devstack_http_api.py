@@ -14,7 +14,8 @@ import pytest
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import APIGatewayProxyEventV2Model
 
-from devstack.http_api import HttpApi, JwtAuthorizer, flatten_claim
+from devstack.events import flatten_claim
+from devstack.http_api import HttpApi, JwtAuthorizer
 from devstack.http_server import LoopbackHttpServer
 from devstack.lambda_runtime import InProcessFunction
 from sensor_stream import catalog

@@ -13,12 +13,12 @@ import pytest
 from pydantic import ValidationError
 
 import flush.handler
-from devstack.schedule import scheduled_event
 from sensor_stream import clients, keys
 from sensor_stream.delivery import TickReport
 from sensor_stream.store.dynamo import N, S
 from tests.support.botocore_hooks import count_calls, fail_operation
 from tests.support.clock import FakeClock
+from tests.support.events import scheduled_event
 from tests.support.lambda_context import FakeLambdaContext, countdown
 from tests.support.readings import reading
 from tests.support.stack import InProcessStack

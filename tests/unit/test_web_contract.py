@@ -1,7 +1,8 @@
 """The browser client's JSDoc typedefs mirror the pydantic models (the single source of truth).
 
 When a message, field or literal value is added to ``sensor_stream/models.py``, these tests
-name what ``web/sensor-stream-client.js`` lacks.
+name what ``web/sensor-stream-types.js`` (the typedefs) or ``web/sensor-stream-client.js``
+(what it sends and handles) lacks.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from pydantic.fields import FieldInfo
 from sensor_stream import errors, models
 from sensor_stream.models import WireModel
 
-CLIENT_SOURCE = (Path(__file__).resolve().parents[2] / "web" / "sensor-stream-client.js").read_text()
+WEB = Path(__file__).resolve().parents[2] / "web"
+TYPES_SOURCE = (WEB / "sensor-stream-types.js").read_text()
+CLIENT_SOURCE = (WEB / "sensor-stream-client.js").read_text()
 
 TYPEDEF_BLOCK = re.compile(r"/\*\*((?:(?!\*/).)*?@typedef \{object\} (\w+)(?:(?!\*/).)*)\*/", re.DOTALL)
 PROPERTY = re.compile(r"@property \{([^}]*)\} (\[?)(\w+)\]?")
@@ -33,7 +36,7 @@ class JsProperty:
 
 def js_typedefs() -> dict[str, dict[str, JsProperty]]:
     typedefs: dict[str, dict[str, JsProperty]] = {}
-    for block, name in TYPEDEF_BLOCK.findall(CLIENT_SOURCE):
+    for block, name in TYPEDEF_BLOCK.findall(TYPES_SOURCE):
         typedefs[name] = {
             prop: JsProperty(type=js_type, optional=bool(bracket))
             for js_type, bracket, prop in PROPERTY.findall(block)
@@ -43,8 +46,8 @@ def js_typedefs() -> dict[str, dict[str, JsProperty]]:
 
 def union_members(name: str) -> set[str]:
     """The members of ``@typedef {A | B} name`` (which may span lines)."""
-    match = re.search(rf"@typedef \{{([^}}]*)\}} {name}\b", CLIENT_SOURCE)
-    assert match, f"web/sensor-stream-client.js lacks the {name} union typedef"
+    match = re.search(rf"@typedef \{{([^}}]*)\}} {name}\b", TYPES_SOURCE)
+    assert match, f"web/sensor-stream-types.js lacks the {name} union typedef"
     return {member.strip(" *\n") for member in match.group(1).split("|")}
 
 
@@ -125,7 +128,7 @@ def test_the_browser_sees_every_message_and_request() -> None:
 )
 def test_typedef_mirrors_model(model: type[WireModel]) -> None:
     typedef = js_typedefs().get(model.__name__)
-    assert typedef is not None, f"web/sensor-stream-client.js lacks '@typedef {{object}} {model.__name__}'"
+    assert typedef is not None, f"web/sensor-stream-types.js lacks '@typedef {{object}} {model.__name__}'"
     fields = wire_fields(model)
     assert sorted(typedef) == sorted(fields), f"{model.__name__}: properties differ from the model's fields"
     for alias, field in fields.items():

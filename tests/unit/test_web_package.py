@@ -1,7 +1,8 @@
 """web/ as the installable package ``@sensor-stream/client``: its generated types are current,
 a strict TypeScript consumer compiles against them, the client and the dashboard pass
-``tsc --strict`` (checkJs), the package holds only the client, and the vendored uPlot is the
-pinned package's. Needs node_modules (``make install``; ``make test`` runs ``npm ci``)."""
+``tsc --strict`` (checkJs), the package holds only the client (its three modules and their
+types), and the vendored uPlot is the pinned package's. Needs node_modules (``make install``;
+``make test`` runs ``npm ci``)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 WEB = ROOT / "web"
+# The client's modules: the API, the connection's life cycle and the contract's types.
+CLIENT_MODULES = ("sensor-stream-client", "sensor-stream-transport", "sensor-stream-types")
 TSC = ROOT / "node_modules" / ".bin" / "tsc"
 VENDORED = {
     "uPlot.esm.js": "dist/uPlot.esm.js",
@@ -32,8 +35,12 @@ def tsc(*args: str) -> None:
 
 def test_the_generated_types_are_current(tmp_path: Path) -> None:
     tsc("-p", "web/tsconfig.types.json", "--outDir", str(tmp_path))
-    generated = (tmp_path / "sensor-stream-client.d.ts").read_text()
-    assert generated == (WEB / "sensor-stream-client.d.ts").read_text(), "run make types"
+    generated = sorted(path.name for path in tmp_path.iterdir())
+    assert generated == [f"{module}.d.ts" for module in CLIENT_MODULES]
+    committed = sorted(path.name for path in (WEB / "types").iterdir())
+    assert committed == generated, "run make types"
+    for name in generated:
+        assert (tmp_path / name).read_text() == (WEB / "types" / name).read_text(), "run make types"
 
 
 def test_the_client_and_the_dashboard_pass_strict_checks() -> None:
@@ -48,7 +55,7 @@ def test_the_package_holds_the_client_and_its_types() -> None:
     manifest = json.loads((WEB / "package.json").read_text())
     assert manifest["type"] == "module"
     assert manifest["exports"]["."] == {
-        "types": "./sensor-stream-client.d.ts",
+        "types": "./types/sensor-stream-client.d.ts",
         "default": "./sensor-stream-client.js",
     }
     npm = shutil.which("npm")
@@ -59,11 +66,11 @@ def test_the_package_holds_the_client_and_its_types() -> None:
     )
     assert result.returncode == 0, result.stderr
     (packed,) = json.loads(result.stdout)
-    assert sorted(entry["path"] for entry in packed["files"]) == [
-        "package.json",
-        "sensor-stream-client.d.ts",
-        "sensor-stream-client.js",
-    ]
+    assert sorted(entry["path"] for entry in packed["files"]) == sorted(
+        ["package.json"]
+        + [f"{module}.js" for module in CLIENT_MODULES]
+        + [f"types/{module}.d.ts" for module in CLIENT_MODULES]
+    )
 
 
 @pytest.mark.parametrize(("vendored", "packaged"), VENDORED.items())
