@@ -13,8 +13,8 @@ against in-process moto. What AWS would add is injected:
   ``LimitExceededException`` when empty.
 - DynamoDB: a lognormal latency before moto answers each request (median 5 ms, p99 25 ms).
 
-50,000 connection records are cheap (the org lists are written in batches) but 32 shards
-of 32 posting threads each are not, on a shared 2-core machine. So one shard (or a few,
+All connections are in the table (the org lists every shard reads whole, written in
+batches), but 32 shards of 32 posting threads each do not fit a shared 2-core machine. So one shard (or a few,
 ``--real-shards``) runs for real; shard 0 always, since it also sizes and starts the
 others. Every shard holds ~connections/N connections (jump hash) and does the same work,
 so the others are stand-ins that hold their leases and report their connection counts
@@ -27,7 +27,8 @@ second's tick was due.
     make scale                                         # 1,000 / 10,000 / 50,000 connections
     make scale ARGS="--sizes 50000 --account-rate 60000 \\
         --set FLUSH_CONNECTIONS_PER_SHARD=400 --set FLUSH_MAX_SHARDS=128"   # what raising it takes
-    make scale ARGS="--sizes 10000 --churn 10"          # 10 reconnects a second account-wide
+    make scale ARGS="--sizes 10000 --churn 1.4"         # reconnects a second, account-wide
+    make scale ARGS="--memory-mb 1769"                  # GB-s and CPU-bound ticks at 1,769 MB
 """
 
 from __future__ import annotations
@@ -212,6 +213,8 @@ class ScaleConfig:
     # Settings' environment variables (FLUSH_CONNECTIONS_PER_SHARD=400, ...).
     settings: Mapping[str, str] = field(default_factory=dict)
     seed: int = 1
+    # The flush's memory for the GB-s and CPU-bound figures (None: the function catalog's).
+    memory_mb: int | None = None
     # Keep every posted frame (tests check what each connection received).
     record_payloads: bool = False
 
@@ -271,7 +274,7 @@ class SizeResult:
 
     @property
     def lambda_tick_seconds(self) -> Percentiles:
-        """CPU-bound duration of a tick at the catalog's memory (CPU in proportion)."""
+        """CPU-bound duration of a tick at ``memory_mb`` (Lambda's CPU is in proportion)."""
         scale = FULL_VCPU_MB / min(self.memory_mb, FULL_VCPU_MB)
         return Percentiles(self.cpu_per_tick_seconds.p50 * scale, self.cpu_per_tick_seconds.p99 * scale)
 
@@ -605,6 +608,7 @@ class Simulation:
         from sensor_stream.catalog import FLUSH
 
         config = self.config
+        memory_mb = config.memory_mb or FLUSH.memory_mb
         scale = self.shards / len(self.real)
         grace = settings.flush_grace_seconds
         records = [record for shard in self.real for record in self.measured(shard)]
@@ -646,7 +650,7 @@ class Simulation:
             ),
             tick_failures=self.tick_failures + sum(1 for r in records if r.report is None),
             cpu_per_tick_seconds=Percentiles.of(cpu),
-            memory_mb=FLUSH.memory_mb,
+            memory_mb=memory_mb,
             posts_per_second=completed / window * scale,
             demand_per_second=float(config.connections),
             added_latency_seconds=Percentiles.of(lags),
@@ -664,7 +668,7 @@ class Simulation:
             measured_ticks=len(records),
             empty_ticks=sum(1 for r in reports if not r.readings),
             lists_read=sum(flusher.roster.lists_read for flusher in self.flushers.values()),
-            gb_seconds_per_hour=layout.shards * FLUSH.memory_mb / 1024 * 3600,
+            gb_seconds_per_hour=layout.shards * memory_mb / 1024 * 3600,
             wall_seconds=wall,
         )
 
@@ -768,7 +772,7 @@ def rows(results: Sequence[SizeResult]) -> list[tuple[str, list[str]]]:
             each(lambda r: f"{_ms(r.first_tick_seconds)} / {_ms(r.first_tick_cpu_seconds)}"),
         ),
         ("CPU per shard-tick p50 / p99 (ms)", ms(lambda r: r.cpu_per_tick_seconds)),
-        ("  = CPU-bound tick at 512 MB p50 / p99 (ms)", ms(lambda r: r.lambda_tick_seconds)),
+        ("  = CPU-bound tick at the flush's memory (ms)", ms(lambda r: r.lambda_tick_seconds)),
         (
             "posts/s (account) of demand",
             each(lambda r: f"{r.posts_per_second:,.0f} of {r.demand_per_second:,.0f}"),
@@ -792,7 +796,10 @@ def rows(results: Sequence[SizeResult]) -> list[tuple[str, list[str]]]:
             "  by operation",
             each(lambda r: ", ".join(f"{k} {v:.2f}" for k, v in r.dynamo_operations_per_tick.items())),
         ),
-        ("Lambda GB-s per hour (512 MB x shards)", each(lambda r: f"{r.gb_seconds_per_hour:,.0f}")),
+        (
+            "flush memory; Lambda GB-s per hour (x shards)",
+            each(lambda r: f"{r.memory_mb:,} MB; {r.gb_seconds_per_hour:,.0f}"),
+        ),
         ("org lists read (real shards)", each(lambda r: f"{r.lists_read:,}")),
         (
             "measured shard-ticks (empty, failed); layout changes",
@@ -844,6 +851,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--set", action="append", default=[], metavar="NAME=VALUE", help="a setting's variable (repeatable)"
     )
+    parser.add_argument("--memory-mb", type=int, help="the flush's memory (default: the function catalog's)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
@@ -875,6 +883,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             churn_per_second=args.churn,
             settings=overrides,
             seed=args.seed,
+            memory_mb=args.memory_mb,
         )
         print(f"{size:,} connections...", flush=True)
         result, _ = simulate(config)
