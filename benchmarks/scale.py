@@ -89,11 +89,6 @@ class Latency:
         sigma = math.log(self.p99_ms / self.median_ms) / Z99 if self.p99_ms > self.median_ms else 0.0
         return lambda: rng.lognormvariate(mu, sigma)
 
-    @property
-    def mean_ms(self) -> float:
-        sigma = math.log(self.p99_ms / self.median_ms) / Z99 if self.p99_ms > self.median_ms else 0.0
-        return self.median_ms * math.exp(sigma**2 / 2)
-
 
 class TokenBucket:
     """API Gateway's account throttle: ``rate`` tokens a second, at most ``burst`` saved."""
@@ -116,36 +111,15 @@ class TokenBucket:
             return False
 
 
-class _Body:
-    """The raw body of an answer, as botocore reads it."""
-
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-
-    def stream(self, **_: Any) -> Iterator[bytes]:
-        yield self._data
-
-
-def _answer(url: str, status: int, error: str | None = None) -> Any:
-    from botocore.awsrequest import AWSResponse
-    from botocore.compat import HTTPHeaders
-
-    headers = HTTPHeaders()
-    body = b""
-    if error is not None:
-        # API Gateway names the error in this header; botocore maps it to the exception.
-        headers["x-amzn-ErrorType"] = error
-        headers["Content-Type"] = "application/json"
-        body = json.dumps({"message": error}).encode()
-    return AWSResponse(url, status, headers, _Body(body))
-
-
 class SimulatedApiGateway:
     """Answers a Management API client's PostToConnection and DeleteConnection in-process,
     where the request would leave for the network: after ``latency``, 200, or 429 when the
     account's bucket is empty, or 410 for a deleted connection."""
 
     def __init__(self, latency: Latency, bucket: TokenBucket, rng: random.Random, *, record: bool) -> None:
+        from tests.support.botocore_hooks import http_answer
+
+        self._answer = http_answer
         self._latency = latency.sampler(rng)
         self._bucket = bucket
         self._record = record
@@ -165,21 +139,21 @@ class SimulatedApiGateway:
             time.sleep(self._latency())
             with self._lock:
                 self.gone.add(connection_id)
-            return _answer(request.url, 204)
+            return self._answer(request.url, 204)
         admitted = self._bucket.take()  # the throttle decides as the request arrives
         time.sleep(self._latency())
         ended = time.time()
         with self._lock:
             if connection_id in self.gone:
-                return _answer(request.url, 410, "GoneException")
+                return self._answer(request.url, 410, "GoneException")
             if not admitted:
                 self.throttled.append(ended)
-                return _answer(request.url, 429, "LimitExceededException")
+                return self._answer(request.url, 429, "LimitExceededException")
             self.posted[connection_id] += 1
             self.completed.append(ended)
             if self._record:
                 self.payloads[connection_id].append(bytes(request.body))
-        return _answer(request.url, 200)
+        return self._answer(request.url, 200)
 
 
 def delay_requests(client: Any, latency: Latency, rng: random.Random) -> None:
@@ -632,7 +606,7 @@ class Simulation:
             orgs=config.orgs,
             shards=layout.shards,
             real_shards=self.real,
-            connections_per_shard=config.connections / self.shards,
+            connections_per_shard=config.connections / layout.shards,
             layout_changes=0 if layout.shards == self.shards and layout.since == 0 else 1,
             shard_starts=len(self.started_workers),
             tick_seconds=Percentiles.of([r.duration_seconds for r in reports]),
