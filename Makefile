@@ -27,7 +27,7 @@ CDK_CONTEXT := -c stage=$(STAGE)
 # The functions' shared package and the repo root, as in Lambda and in pytest.
 export PYTHONPATH := $(CURDIR)/functions:$(CURDIR)
 
-.PHONY: help install lock dev test lint typecheck types vendor unit infra-test e2e token simulate bench cost posting soak synth deploy deploy-account smoke diff destroy clean
+.PHONY: help install lock dev test lint typecheck types vendor unit infra-test e2e token simulate bench cost posting soak scale synth deploy deploy-account smoke diff destroy clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -118,6 +118,9 @@ posting: $(STAMP_PY) ## Flush posting: posts/s and CPU per post, boto3 vs the si
 
 soak: $(STAMP_PY) ## Devices and browsers with faults against the local stack for 60 s; exits 1 on any loss: ARGS="--duration 300", ARGS=--help
 	$(PY) -m benchmarks.soak $(ARGS)
+
+scale: $(STAMP_PY) ## The sharded flush at 1,000/10,000/50,000 connections, simulated with API Gateway's latency and rate limit (docs/scaling.md): ARGS="--sizes 50000 --account-rate 60000", ARGS=--help
+	$(PY) -m benchmarks.scale $(ARGS)
 
 synth: $(STAMP_PY) $(STAMP_NODE) ## Synthesize the CloudFormation templates offline into cdk.out/ (STAGE=prod)
 	$(CDK) synth --quiet $(CDK_CONTEXT) $(CDK_ARGS)

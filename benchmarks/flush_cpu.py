@@ -184,25 +184,39 @@ def answering_management_api() -> Iterator[str]:
         process.join(10)
 
 
+def sample_reading(
+    reading_id: str, unit_id: str, device_id: str, recorded_at: datetime, received_at: datetime
+) -> Any:
+    """A reading as ingest stores it (the same values but its id, units and times)."""
+    from sensor_stream.models import Reading
+
+    return Reading(
+        id=reading_id,
+        unit_id=unit_id,
+        site_id="site-1",
+        device_id=device_id,
+        temperature=21.25,
+        humidity=40.5,
+        battery=88.0,
+        signal_strength=-70,
+        recorded_at=recorded_at,
+        received_at=received_at,
+        source="iot",
+    )
+
+
 def queue_second(store: Any, load: TickLoad, second: int) -> None:
     """The outbox entries ingest would have written for ``second`` (one per message)."""
-    from sensor_stream.models import Reading
     from sensor_stream.store import OutboxEntry
 
     received = datetime.fromtimestamp(second, UTC)
     lines = [
-        Reading(
-            id=f"r-{second}-{i}",
-            unit_id=f"unit-{i % 200}",
-            site_id="site-1",
-            device_id=f"dev-{i % 50}",
-            temperature=21.25,
-            humidity=40.5,
-            battery=88.0,
-            signal_strength=-70,
-            recorded_at=received - timedelta(milliseconds=i),
-            received_at=received,
-            source="iot",
+        sample_reading(
+            f"r-{second}-{i}",
+            f"unit-{i % 200}",
+            f"dev-{i % 50}",
+            received - timedelta(milliseconds=i),
+            received,
         ).to_json()
         for i in range(load.readings_per_second)
     ]

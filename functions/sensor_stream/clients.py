@@ -60,8 +60,11 @@ def _management_api(config: Config) -> ConnectionGateway:
 
 @lru_cache(maxsize=1)
 def gateway() -> ConnectionGateway:
-    """Answers to a client's requests: retried once."""
-    return _management_api(_config(retries={"mode": "standard", "max_attempts": 2}, max_pool_connections=64))
+    """Answers to a client's requests: retried once (botocore's ``max_attempts`` counts
+    retries; ``total_max_attempts`` counts attempts)."""
+    return _management_api(
+        _config(retries={"mode": "standard", "total_max_attempts": 2}, max_pool_connections=64)
+    )
 
 
 @lru_cache(maxsize=1)

@@ -229,6 +229,9 @@ class Fanout:
                 lane.failures = 0
                 if not lane.waiting:
                     lane.blocked_since = None
+                elif outcome == "sent":
+                    # It took this post: what waits now has waited only since (not stalled).
+                    lane.blocked_since = now
             elif outcome == "gone":
                 young = now - lane.record.connected_at.timestamp() < self._settings.connect_grace_seconds
                 if not young:

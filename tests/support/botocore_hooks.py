@@ -74,3 +74,37 @@ def count_calls(client: Any) -> Counter[str]:
 
     client.meta.events.register("before-call", count)
     return calls
+
+
+class _Body:
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def stream(self, **_: Any) -> Any:
+        yield self._data
+
+
+def http_answer(url: str, status: int, code: str | None = None) -> AWSResponse:
+    """An HTTP answer as the network would give it (for ``before-send``, where botocore
+    still parses the answer and applies its retries): empty, or the error ``code``."""
+    headers = HTTPHeaders()
+    body = b""
+    if code is not None:
+        headers["x-amzn-ErrorType"] = code
+        headers["Content-Type"] = "application/json"
+        body = b'{"message": "%s"}' % code.encode()
+    return AWSResponse(url, status, headers, _Body(body))
+
+
+def answer_sent(client: Any, status: int, code: str | None = None) -> list[str]:
+    """Every request the client sends is answered ``status`` (``code``) instead of going out,
+    after serialising and signing; returns the URLs sent, one per attempt."""
+    sent: list[str] = []
+
+    def answer(request: Any, **_: Any) -> AWSResponse:
+        sent.append(request.url)
+        return http_answer(request.url, status, code)
+
+    service = client.meta.service_model.service_id.hyphenize()
+    client.meta.events.register_first(f"before-send.{service}", answer)
+    return sent

@@ -274,6 +274,17 @@ def test_errors_are_the_client_errors_boto3_raises_for_the_same_answer(server, a
     assert ours.value.operation_name == "PostToConnection"
 
 
+@pytest.mark.parametrize("refusal", ["throttled", "server error"])
+def test_a_refused_post_is_tried_once(server, refusal):
+    # A post that fails is retried on the next tick with what arrived meanwhile; a throttled
+    # or failing post must not hold a posting thread through a back-off inside the call.
+    server.answer = ERROR_ANSWERS[refusal][0]
+    with pytest.raises(ClientError):
+        signed_client(server.url).post_to_connection(ConnectionId=CONNECTION_ID, Data=b"{}")
+
+    assert len(server.received) == 1
+
+
 def test_the_gateway_reports_gone_and_raises_the_rest_as_the_fanout_expects(server):
     gateway = ConnectionGateway(signed_client(server.url))
     outcomes: dict[str, object] = {}

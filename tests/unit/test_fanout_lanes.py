@@ -1,0 +1,54 @@
+"""A lane is closed as stalled when its connection has taken nothing for
+FLUSH_STALLED_CONNECTION_SECONDS, not when it merely always has something waiting: on a
+busy shard (or to a slow browser) each post may end after the next tick queued more, and
+such a connection still takes a post every tick or two."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from sensor_stream.models import ReadingsBatchMessage
+from tests.support.clock import FakeClock
+from tests.support.readings import reading
+from tests.support.stack import InProcessStack
+from tests.support.websocket import PostRecorder
+
+pytestmark = pytest.mark.usefixtures("stack")
+
+
+def recorded_at(messages: list[Any]) -> list[str]:
+    return [
+        r.to_wire()["recordedAt"]
+        for message in messages
+        if isinstance(message, ReadingsBatchMessage)
+        for batch in message.batches
+        for r in batch.readings
+    ]
+
+
+def test_a_connection_whose_posts_end_a_tick_late_is_not_closed_as_stalled(
+    stack: InProcessStack, clock: FakeClock, posts: PostRecorder, monkeypatch: pytest.MonkeyPatch
+):
+    stack.reconfigure(monkeypatch, FLUSH_TICK_POST_WAIT_SECONDS="0.05")
+    connection_id = stack.open("acme")
+    sent = []
+    ticks = 0
+    while (
+        ticks * (1 + stack.settings.flush_grace_seconds)
+        <= 2 * stack.settings.flush_stalled_connection_seconds
+    ):
+        release = posts.hold(connection_id)
+        for _ in range(2):  # the first tick's post ends only after the second queued more
+            sent.append(clock.iso())
+            stack.publish_telemetry("acme", "dev-1", reading("u1", sent[-1]))
+            stack.deliver()
+            ticks += 1
+        release.set()
+        stack.settle()
+    stack.deliver()
+    stack.settle()
+
+    assert posts.deleted == []
+    assert recorded_at(stack.take(connection_id)) == sent
