@@ -105,3 +105,19 @@ def test_many_lags_are_spread_over_their_range() -> None:
     assert sample == sorted(sample)
     assert sample[49] == pytest.approx(500, abs=10)  # the median survives
     assert spread([3.0, 1.0], 100) == [3.0, 1.0]
+
+
+@pytest.mark.parametrize("disabled", [False, True], ids=["published", "disabled"])
+def test_a_hundred_lag_values_print_only_when_metrics_are_on(
+    disabled: bool, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    from sensor_stream.observability import metrics
+
+    if disabled:  # as the local stack runs its functions
+        monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    for lag in range(150):
+        metrics.add_metric(name="EndToEndLag", unit="Milliseconds", value=lag, resolution=1)
+    metrics.clear_metrics()
+
+    values, _ = metric(emf_records(capsys.readouterr().out), "EndToEndLag")
+    assert values == ([] if disabled else [float(lag) for lag in range(100)])
