@@ -207,7 +207,10 @@ class Fanout:
                     sent += 1
         except (ClientError, ConnectionError, HTTPClientError) as error:
             outcome = "throttled" if _error_code(error) in _THROTTLED else "failed"
-            logger.warning(
+            # Throttling comes in thousands at the account's post rate: the tick's
+            # PostsThrottled metric counts them, one log line each would cost more than it says.
+            log = logger.debug if outcome == "throttled" else logger.warning
+            log(
                 "post failed",
                 extra={"connection_id": record.connection_id, "error": str(error), "outcome": outcome},
             )
