@@ -247,11 +247,14 @@ class Fanout:
                 lane.notices[:0] = parcel.notices
                 lane.waiting_for[:0] = settlements
                 settlements = []
-                if lane.blocked_since is None:
-                    lane.blocked_since = now
                 if outcome == "throttled":
+                    # The account's post rate, not the browser: API Gateway answered at once,
+                    # so the connection is not stalled (MAX_LANE_BACKLOG still bounds the wait).
+                    lane.blocked_since = None
                     self._counts.posts_throttled += 1
                 else:
+                    if lane.blocked_since is None:
+                        lane.blocked_since = now
                     self._counts.posts_failed += 1
                     lane.failures += 1
                     if lane.failures >= MAX_POST_FAILURES:

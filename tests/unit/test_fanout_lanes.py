@@ -52,3 +52,24 @@ def test_a_connection_whose_posts_end_a_tick_late_is_not_closed_as_stalled(
 
     assert posts.deleted == []
     assert recorded_at(stack.take(connection_id)) == sent
+
+
+def test_a_connection_throttled_for_longer_than_the_stall_limit_is_kept_and_gets_everything(
+    stack: InProcessStack, clock: FakeClock, posts: PostRecorder
+):
+    # At the account's post rate API Gateway answers 429 at once: that is not the browser's
+    # fault, and closing it would only add a reconnect to the load.
+    connection_id = stack.open("acme")
+    posts.failing.add(connection_id)
+    sent = []
+    for _ in range(2 * round(stack.settings.flush_stalled_connection_seconds)):
+        sent.append(clock.iso())
+        stack.publish_telemetry("acme", "dev-1", reading("u1", sent[-1]))
+        stack.deliver()
+    posts.failing.discard(connection_id)
+    stack.deliver()
+    stack.settle()
+
+    assert posts.deleted == []
+    assert len(posts.refused) >= 2 * stack.settings.flush_stalled_connection_seconds - 1
+    assert recorded_at(stack.take(connection_id)) == sent
