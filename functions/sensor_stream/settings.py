@@ -71,8 +71,10 @@ class Settings(BaseSettings):
     flush_max_catch_up_seconds: int = Field(900, ge=1, alias="FLUSH_MAX_CATCH_UP_SECONDS")
     # Fan-out shards (docs/scaling.md): the connections one flusher posts to in a tick at
     # most, the most shards, and how often shard 0 reconsiders their number.
-    flush_connections_per_shard: int = Field(1000, ge=1, alias="FLUSH_CONNECTIONS_PER_SHARD")
-    flush_max_shards: int = Field(32, ge=1, le=1000, alias="FLUSH_MAX_SHARDS")
+    # 400: what one flusher at 512 MB posts within a tick with room to spare (make scale:
+    # ~0.5 ms of a vCPU a post, a third of a vCPU at 512 MB); 128 shards carry 51,200.
+    flush_connections_per_shard: int = Field(400, ge=1, alias="FLUSH_CONNECTIONS_PER_SHARD")
+    flush_max_shards: int = Field(128, ge=1, le=1000, alias="FLUSH_MAX_SHARDS")
     flush_sizing_seconds: float = Field(60.0, gt=0, alias="FLUSH_SIZING_SECONDS")
     # Set by Lambda: shard 0 starts the other shards' flushers as invocations of itself.
     flush_function_name: str = Field("", alias="AWS_LAMBDA_FUNCTION_NAME")
