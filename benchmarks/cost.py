@@ -292,7 +292,7 @@ def logs(bill: Bill, estimates: Estimates, invocations: float) -> None:
 def flush_memory(measured: Measured, inputs: Inputs, shape: Shape) -> tuple[int, float, int]:
     """(memory MB, CPU seconds per busy tick, flushers) for the peak: every browser
     connected at once. Past one vCPU a Python flusher gains nothing (the GIL): the load
-    then needs several flushers, each for a share of the orgs (not built)."""
+    then needs several flushers (the fan-out shards of docs/scaling.md), priced by CPU."""
     posts_per_connection = math.ceil(
         shape.per_org_readings * measured.posted_bytes_per_reading / WS_MESSAGE_BYTES
     )
@@ -327,7 +327,7 @@ def this_design(inputs: Inputs, measured: Measured, estimates: Estimates) -> Bil
     if flushers > 1:
         bill.notes.append(
             f"a busy tick needs {tick_cpu:.1f} s of CPU: one flusher cannot keep up; priced as {flushers} "
-            f"flushers of {memory} MB, each for a share of the orgs (not built)"
+            f"flushers of {memory} MB (fan-out shards, docs/scaling.md)"
         )
     else:
         bill.notes.append(
