@@ -6,7 +6,9 @@ subscribed to their whole org (a new connection's default).
 Each browser counts what it receives in a ConnectionLedger; the receive time is taken as
 soon as a message is read, before it is parsed. A browser that loses its connection
 reconnects after a second and resumes as web/sensor-stream-client.js does: ``hello`` with
-``resume: {"since": newest reading seen - 5 s}``.
+``resume: {"since": newest reading seen - 5 s}``. Like that client it sends a ``ping``
+every ``heartbeat_seconds`` (25 s) and, told ``unauthorized`` (the server no longer knows
+the connection, e.g. after a 410 for it), closes the socket and reconnects the same way.
 
 Soak behaviour per browser: ``drops`` (cut the TCP connection without a close frame at
 these seconds into the run, then reconnect ``away_seconds`` later and resume) and ``stall`` (stop reading the
@@ -64,6 +66,7 @@ class BrowserPlan:
     connect_concurrency: int = 16
     resume_overlap_seconds: float = 5.0
     reconnect_delay_seconds: float = 1.0
+    heartbeat_seconds: float = 25.0
 
 
 @dataclass
@@ -124,13 +127,16 @@ class _Browser:
                 since = self.ledger.newest_seen - self.plan.resume_overlap_seconds
                 hello["resume"] = {"since": iso(since)}
             self._schedule_drop(ws)
+            heartbeat = asyncio.create_task(self._heartbeat(ws))
             try:
                 await ws.send(json.dumps(hello))
                 await self._read(ws)
             except ConnectionClosed as closed:
-                if not self._dropping and not self.fleet.finishing:
+                if not self._dropping and not self.fleet.finishing and closed.sent is None:
                     code = closed.rcvd.code if closed.rcvd else 1006
                     self.fleet.server_closes[code] += 1
+            finally:
+                heartbeat.cancel()
             if self.fleet.finishing:
                 return
             delay = self.spec.away_seconds if self._dropping else self.plan.reconnect_delay_seconds
@@ -145,12 +151,22 @@ class _Browser:
             message = json.loads(raw)
             if message.get("type") == "connection":
                 self.said_hello.set()
+            if message.get("type") == "error" and message["error"].get("code") == "unauthorized":
+                # As the browser client: the server no longer knows this connection.
+                await ws.close(4001, "connection unknown to the server")
+                return
             self.ledger.record_message(message, received_at)
             stall = self.spec.stall
             start = self.fleet.start
             if stall and not self._stalled and start is not None and received_at >= start + stall[0]:
                 self._stalled = True
                 await asyncio.sleep(stall[1])
+
+    async def _heartbeat(self, ws: ClientConnection) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                await asyncio.sleep(self.plan.heartbeat_seconds)
+                await ws.send(json.dumps({"action": "ping", "requestId": f"ping-{self.spec.name}"}))
 
     def _schedule_drop(self, ws: ClientConnection) -> None:
         start = self.fleet.start

@@ -99,9 +99,10 @@ def _function_environment(
         }
     )
     os.environ.setdefault("TABLE_NAME", DEFAULT_TABLE_NAME)
-    # The table starts empty, so there is no old backlog to catch up; a short window keeps
-    # the first tick quick on moto (each second of window costs one query per outbox shard).
-    os.environ.setdefault("FLUSH_MAX_CATCH_UP_SECONDS", "5")
+    # The table starts empty, so there is no old backlog to catch up; a shorter window than
+    # AWS's keeps the first ticks quick on moto, but it must outlast a crashed flusher's
+    # lease (30 s) and its restart, or the successor would skip what it missed.
+    os.environ.setdefault("FLUSH_MAX_CATCH_UP_SECONDS", "45")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
 
 

@@ -2,6 +2,7 @@
 handlers' tracing decorator (``tracing``: the X-Ray SDK is loaded only where tracing is on)."""
 
 import os
+import warnings
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
@@ -30,6 +31,10 @@ class _Metrics(Metrics):
         if not is_metrics_disabled():
             super().add_metric(name, unit, value, resolution)
 
+
+# Powertools warns at the end of every invocation that added no metric (an idle tick, a
+# failed parse, any invocation with metrics off): noise in every log, no information.
+warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
 
 logger = Logger(service="sensor-stream")
 metrics = _Metrics(namespace="SensorStream", service="sensor-stream")
