@@ -54,6 +54,9 @@ RECENT_SECONDS = 30
 MAX_HANDOVER_DIGESTS = 40_000
 # At a hand-over, how long to let posts still in flight end before closing their lanes.
 HANDOVER_POST_WAIT_SECONDS = 0.5
+# A successor reads the connection lists of the orgs with readings in these last seconds
+# before it asks for the lease.
+PRELOAD_SECONDS = 3
 # End-to-end lags published per tick at most (one EMF record holds 100 values); more
 # posts are represented by an even spread of their sorted lags, the fastest and slowest
 # included, so the percentiles CloudWatch computes keep their shape.
@@ -240,7 +243,9 @@ class Flusher:
         state = self.try_lease()
         if state is not None:
             return state
-        # The running invocation hands over at the end of its next tick.
+        # The running invocation hands over at the end of its next tick: first read what it
+        # knows, so that the first tick after the hand-over is as quick as the ones before.
+        self.preload_roster()
         if not self.wait_as_successor():
             logger.info("another invocation already waits to take over; nothing to do")
             return None
@@ -257,6 +262,22 @@ class Flusher:
         if state is not None:
             self._start_from(state)
         return state
+
+    def preload_roster(self) -> None:
+        """The connection lists of the orgs with readings in the last few seconds, read while
+        the predecessor still delivers (at 10,000 connections reading them took the first
+        tick of every invocation seconds: docs/scaling.md). An org that reports less often
+        is read on its first tick, as before; a list that changes meanwhile, when its
+        version moves."""
+        now = self._clock()
+        last = self._ready_through(now)
+        try:
+            recent = self._store.readings.seconds_queue(last - PRELOAD_SECONDS + 1, last)
+            orgs = sorted({entry.org_id for entry in recent.entries})
+            self.roster.of_orgs(orgs, now)
+        except Exception:
+            # Only a head start: the first tick reads them otherwise.
+            logger.exception("preloading the connection lists failed")
 
     def wait_as_successor(self) -> bool:
         return self._state.wait_as_successor(

@@ -589,3 +589,28 @@ def test_a_busy_tick_reads_each_orgs_connection_list_only_when_it_changed(
     assert roster.lists_read - read_before == 3
     assert units(stack.take(second)) == ["u2", "u2"]
     assert units(stack.take(first)) == ["u3"]
+
+
+def test_a_successor_reads_the_busy_orgs_connection_lists_before_it_takes_over(
+    stack: InProcessStack, clock: FakeClock
+):
+    connections = {org: stack.open(org) for org in ("acme", "globex")}
+    for org in connections:
+        stack.publish_telemetry(org, "dev-1", reading("u1", clock.iso()))
+    stack.deliver(owner="running")
+    successor = stack.flusher("successor")
+
+    successor.preload_roster()  # what _take_lease does before it asks for the lease
+    preloaded = successor.roster.lists_read
+    assert successor.wait_as_successor()
+    for org in connections:
+        stack.publish_telemetry(org, "dev-1", reading("u2", clock.iso()))
+    assert stack.tick(owner="running").successor == "successor"
+    assert stack.flusher("running").hand_over("successor")
+    assert successor.poll_for_lease() is not None
+    stack.deliver(owner="successor")
+
+    assert preloaded == 2
+    assert successor.roster.lists_read == preloaded, "its first tick read no list"
+    for connection_id in connections.values():
+        assert units(stack.take(connection_id)) == ["u1", "u2"]
