@@ -6,9 +6,9 @@ from typing import Any
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict, Field
 
 from sensor_stream import clients
+from sensor_stream.coordination import ShardEvent
 from sensor_stream.delivery import Flusher, TickReport, summarize
 from sensor_stream.observability import logger, metrics
 from sensor_stream.settings import get_settings
@@ -21,13 +21,6 @@ traces = TickTraces.from_environment()
 class TracedFlusher(Flusher):
     def tick(self, now: float) -> TickReport:
         return traces.tick(super().tick, now)
-
-
-class ShardEvent(BaseModel):
-    """What shard 0 invokes another shard's flusher with."""
-
-    model_config = ConfigDict(extra="forbid")
-    flush_shard: int = Field(alias="flushShard", ge=1)
 
 
 @logger.inject_lambda_context

@@ -11,9 +11,10 @@ a new layout when the connections call for another number.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from .observability import logger, metrics
 from .settings import Settings
@@ -22,6 +23,13 @@ from .store import FlushState, SensorStore
 
 # Starts the flusher of one shard (an asynchronous invocation in AWS).
 WorkerStarter = Callable[[int], None]
+
+
+class ShardEvent(BaseModel):
+    """The event shard 0 invokes the flush with to start another shard's flusher."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    flush_shard: int = Field(alias="flushShard", ge=1)
 
 
 class LambdaWorkerStarter:
@@ -35,7 +43,7 @@ class LambdaWorkerStarter:
         self._client.invoke(
             FunctionName=self._function_name,
             InvocationType="Event",
-            Payload=json.dumps({"flushShard": shard}).encode(),
+            Payload=ShardEvent(flush_shard=shard).model_dump_json(by_alias=True).encode(),
         )
 
 

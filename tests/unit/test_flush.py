@@ -4,6 +4,7 @@ loses nothing, and the scheduled handler."""
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from datetime import UTC, datetime
@@ -492,6 +493,25 @@ def test_flush_handler_ticks_until_its_time_runs_low(
 def test_flush_handler_refuses_an_event_that_is_not_a_schedule(stack: InProcessStack):
     with pytest.raises(ValidationError):
         flush.handler.lambda_handler({"source": "aws.events"}, FakeLambdaContext())
+
+
+@pytest.mark.parametrize("event", [{"flushShard": 0}, {"flushShard": "two"}, {"flushShard": 1, "extra": 1}])
+def test_flush_handler_refuses_a_shard_event_it_did_not_send(stack: InProcessStack, event: dict[str, Any]):
+    with pytest.raises(ValidationError):
+        flush.handler.lambda_handler(event, FakeLambdaContext())
+
+
+def test_flush_handler_runs_the_shard_it_is_started_for(stack: InProcessStack):
+    from sensor_stream.coordination import ShardEvent
+
+    # What shard 0's LambdaWorkerStarter sends, read back as the handler reads it.
+    event = json.loads(ShardEvent(flush_shard=2).model_dump_json(by_alias=True))
+    context = FakeLambdaContext(function_name="sensor-stream-flush", remaining_ms=countdown(50_000, 1_000))
+
+    summary = flush.handler.lambda_handler(event, context)
+
+    assert event == {"flushShard": 2}
+    assert summary["shard"] == 2
 
 
 def test_flush_handler_needs_the_callback_url(stack: InProcessStack, monkeypatch: pytest.MonkeyPatch):
