@@ -728,6 +728,9 @@ function showUnitAlerts(unit) {
 
 // --- Alert rules ------------------------------------------------------------------------------
 
+/** How long after a failed load of the alert rules the page tries again. */
+const RULES_RETRY_MS = 5000;
+
 /** The rules the token sees: for the silence rules' stale times and the unit dialog. */
 async function loadRules() {
   const api = rulesApi;
@@ -739,7 +742,10 @@ async function loadRules() {
       rulesAccess = { canManage: true };
     } catch (error) {
       if (api !== rulesApi) return;
-      rulesAccess = { canManage: false, reason: refusal(error) ?? `Could not load the alert rules: ${explain(error)}` };
+      const refused = refusal(error);
+      rulesAccess = { canManage: false, reason: refused ?? `Could not load the alert rules: ${explain(error)}` };
+      // A passing failure (a timeout, a 5xx) is tried again; a refusal stays until the token changes.
+      if (!refused) setTimeout(() => api === rulesApi && loadRules(), RULES_RETRY_MS);
     }
   }
   editor.refresh();

@@ -24,6 +24,8 @@ class FakeRulesApi:
         self.requests: list[tuple[str, str, Any]] = []
         # A status to answer every request with, as API Gateway answers a refused token.
         self.refuse_with: int | None = None
+        # How many of the next requests fail with 503, as a busy or failing backend would.
+        self.fail_next = 0
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -59,6 +61,10 @@ class FakeRulesApi:
         self.requests.append((method, path, body))
         if self.refuse_with is not None:
             self._answer(handler, self.refuse_with, {"message": "Unauthorized"})
+            return
+        if self.fail_next > 0:
+            self.fail_next -= 1
+            self._answer(handler, 503, {"message": "Service Unavailable"})
             return
         rule_id = path.removeprefix(PREFIX).strip("/")
         try:

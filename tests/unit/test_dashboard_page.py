@@ -559,6 +559,26 @@ def test_a_token_the_rules_api_refuses_turns_the_rule_controls_off(
     assert rules_api.requests[0][:2] == ("GET", "/alert-rules")
 
 
+def test_rules_that_failed_to_load_are_loaded_again(
+    page: Page, web: WebServer, peer: ContractPeer, rules_api: FakeRulesApi
+) -> None:
+    rules_api.rules["warm"] = {
+        "ruleId": "warm",
+        "metric": "temperature",
+        "max": 8,
+        "unitId": FRIDGE,
+        "severity": "warning",
+        "forSeconds": 0,
+    }
+    rules_api.fail_next = 1
+    open_dashboard(page, web, peer, http_url=rules_api.url)
+    row(page, FRIDGE).locator(".unit-link").click()
+
+    expect(page.locator("#rules-list")).to_contain_text("above 8", timeout=15_000)
+    expect(page.locator("#rule-new")).to_be_enabled()
+    assert [request[:2] for request in rules_api.requests[:2]] == [("GET", "/alert-rules")] * 2
+
+
 # --- Sign-in through a Cognito hosted UI of our own -------------------------------------------
 
 CLIENT_ID = "dashboard-public-client"
