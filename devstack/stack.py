@@ -103,6 +103,9 @@ def _function_environment(
     # AWS's keeps the first ticks quick on moto, but it must outlast a crashed flusher's
     # lease (30 s) and its restart, or the successor would skip what it missed.
     os.environ.setdefault("FLUSH_MAX_CATCH_UP_SECONDS", "45")
+    # A fresh start reads that whole (empty) window in its first tick rather than 10 s a
+    # tick: otherwise the first readings after `make dev` wait for a 5-tick catch-up.
+    os.environ.setdefault("FLUSH_MAX_SECONDS_PER_TICK", "45")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
 
 
