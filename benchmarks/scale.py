@@ -53,6 +53,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
 
+import urllib3
+
 from benchmarks.flush_cpu import sample_reading
 from benchmarks.request_counts import ENVIRONMENT, MotoCpu, Usage, UsageMeter
 
@@ -111,6 +113,14 @@ class TokenBucket:
             return False
 
 
+def _http_answer(status: int, code: str | None = None) -> urllib3.HTTPResponse:
+    """API Gateway's answer: empty, or the error ``code`` as its error documents carry it."""
+    if code is None:
+        return urllib3.HTTPResponse(status=status)
+    headers = {"x-amzn-ErrorType": code, "Content-Type": "application/json"}
+    return urllib3.HTTPResponse(body=b'{"message": "%s"}' % code.encode(), headers=headers, status=status)
+
+
 class SimulatedApiGateway:
     """Answers the flush's Management API client (the signed client of management_api.py)
     in-process, where its request would leave for the network (its connection pool's
@@ -132,36 +142,26 @@ class SimulatedApiGateway:
         client.pool = self
 
     def urlopen(self, method: str, url: str, body: bytes | None = None, **_: Any) -> Any:
-        import urllib3
-
-        def answer(status: int, code: str | None = None) -> Any:
-            if code is None:
-                return urllib3.HTTPResponse(status=status)
-            headers = {"x-amzn-ErrorType": code, "Content-Type": "application/json"}
-            return urllib3.HTTPResponse(
-                body=b'{"message": "%s"}' % code.encode(), headers=headers, status=status
-            )
-
         connection_id = unquote(url.rsplit("/@connections/", 1)[1])
         if method == "DELETE":
             time.sleep(self._latency())
             with self._lock:
                 self.gone.add(connection_id)
-            return answer(204)
+            return _http_answer(204)
         admitted = self._bucket.take()  # the throttle decides as the request arrives
         time.sleep(self._latency())
         ended = time.time()
         with self._lock:
             if connection_id in self.gone:
-                return answer(410, "GoneException")
+                return _http_answer(410, "GoneException")
             if not admitted:
                 self.throttled.append(ended)
-                return answer(429, "LimitExceededException")
+                return _http_answer(429, "LimitExceededException")
             self.posted[connection_id] += 1
             self.completed.append(ended)
             if self._record:
                 self.payloads[connection_id].append(bytes(body or b""))
-        return answer(200)
+        return _http_answer(200)
 
 
 def delay_requests(client: Any, latency: Latency, rng: random.Random) -> None:
