@@ -168,14 +168,17 @@ def _consistent(params: dict[str, Any]) -> bool:
 
 
 class UsageMeter:
-    """Counts a client's DynamoDB requests into the usage of whoever is ``current``."""
+    """Counts a client's DynamoDB requests into the usage of whoever is ``current``.
+    The store sends some requests from a thread pool (a message's history puts), so
+    counting takes a lock: ``+=`` on a shared counter loses updates between threads."""
 
     def __init__(self, client: Any) -> None:
         self.parts: dict[str, Usage] = {}
         self.current = "other"
+        self._lock = threading.Lock()
         events = client.meta.events
         events.register("before-parameter-build.dynamodb.*", self._remember)
-        events.register("after-call.dynamodb.*", self._count)
+        events.register("after-call.dynamodb.*", self.count)
 
     @contextmanager
     def part(self, name: str) -> Iterator[None]:
@@ -192,8 +195,9 @@ class UsageMeter:
     def _remember(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
         context["cost_params"] = dict(params)
 
-    def _count(self, model: Any, parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
-        self.usage(self.current).add(model.name, context.get("cost_params", {}), parsed)
+    def count(self, model: Any, parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        with self._lock:
+            self.usage(self.current).add(model.name, context.get("cost_params", {}), parsed)
 
 
 class MotoCpu:

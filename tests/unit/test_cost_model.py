@@ -3,10 +3,15 @@ small run of benchmarks/request_counts.py in-process, the same counting as `make
 
 from __future__ import annotations
 
+import sys
+import threading
+from types import SimpleNamespace
+
+import boto3
 import pytest
 
 from benchmarks import cost
-from benchmarks.request_counts import ENVIRONMENT, CountedRun, Usage, Workload, measure
+from benchmarks.request_counts import ENVIRONMENT, CountedRun, Usage, UsageMeter, Workload, measure
 
 RECORDED = cost.Measured()
 
@@ -86,3 +91,31 @@ def test_the_scenarios_price_this_design_below_both_others():
         ours, naive, appsync = cost.bills(inputs)
         assert ours.total < naive.total
         assert ours.total < appsync.total
+
+
+def test_the_meter_counts_every_request_sent_from_many_threads():
+    """The store's thread pool sends a message's history puts at once; no count is lost."""
+    meter = UsageMeter(boto3.client("dynamodb", region_name="eu-west-1"))
+    history_item = {"pk": {"S": "UNIT#acme#unit-1"}, "sk": {"S": "t"}, "data": {"S": "x" * 1500}}
+    put_item = SimpleNamespace(name="PutItem")
+    threads, puts = 8, 500
+
+    def send() -> None:
+        for _ in range(puts):
+            meter.count(model=put_item, parsed={}, context={"cost_params": {"Item": history_item}})
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can
+    try:
+        workers = [threading.Thread(target=send) for _ in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+    finally:
+        sys.setswitchinterval(interval)
+
+    usage = meter.usage("other")
+    assert usage.requests["PutItem"] == threads * puts
+    assert usage.items_put["UNIT"] == threads * puts
+    assert usage.write_units == 2 * threads * puts  # 1.5 KB items: 2 write units each
