@@ -20,6 +20,7 @@ from multiprocessing.context import SpawnProcess
 from typing import Any
 
 from benchmarks.browsers import BrowserPlan, BrowserResult, BrowserSpec, run_browsers
+from benchmarks.cpu import CpuSnapshot, CpuUsage, usage_between
 from benchmarks.devices import DeviceSpec, LoadPlan, LoadReport, run_devices
 from benchmarks.faults import NoStackFaults, StackFaults
 from benchmarks.flood import FLOOD_ORG, FloodPlan, FloodReport, run_flooder
@@ -78,6 +79,8 @@ class RunResult:
     notes: list[str] = field(default_factory=list)
     # What the in-stack faults did (the soak), one line each.
     faults: list[str] = field(default_factory=list)
+    # The stack's CPU by process over the sending window (Linux only).
+    cpu: CpuUsage | None = None
 
     @property
     def sent(self) -> dict[int, int]:
@@ -304,10 +307,13 @@ def _run(
     )
     injected = faults(stack) if faults else NoStackFaults()
     injected.during_run(stack, start, workload.duration)
+    time.sleep(max(0.0, start - time.time()))
+    cpu_before = CpuSnapshot.take(stack.process.pid, time.monotonic())
     load = LoadReport()
     for child in load_children:
         (report,) = child.expect("done", workload.duration + START_DELAY_SECONDS + 60)
         load.merge(report)
+    cpu = usage_between(cpu_before, CpuSnapshot.take(stack.process.pid, time.monotonic()), stack.process.pid)
 
     log(f"sent {load.readings:,} readings; draining")
     drain_started = time.time()
@@ -348,4 +354,5 @@ def _run(
         flood=flood_report,
         notes=notes,
         faults=injected.report() if faults else [],
+        cpu=cpu,
     )

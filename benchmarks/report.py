@@ -315,6 +315,8 @@ def details(figures: Figures, *, per_connection: bool = False, by_period: bool =
     closes = result.browsers.server_closes
     if closes:
         lines.append("    closed by the server: " + ", ".join(f"{n} x {code}" for code, n in closes.items()))
+    if result.cpu is not None:
+        lines.extend(result.cpu.lines(result.load.messages))
     lines.extend(f"    note: {note}" for note in result.notes)
     return lines
 
