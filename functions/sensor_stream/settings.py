@@ -76,8 +76,9 @@ class Settings(BaseSettings):
     flush_connections_per_shard: int = Field(400, ge=1, alias="FLUSH_CONNECTIONS_PER_SHARD")
     flush_max_shards: int = Field(128, ge=1, le=1000, alias="FLUSH_MAX_SHARDS")
     flush_sizing_seconds: float = Field(60.0, gt=0, alias="FLUSH_SIZING_SECONDS")
-    # Set by Lambda: shard 0 starts the other shards' flushers as invocations of itself.
-    flush_function_name: str = Field("", alias="AWS_LAMBDA_FUNCTION_NAME")
+    # Set by Lambda: the running function (the flush's shard 0 starts the other shards'
+    # flushers as invocations of itself; every SDK call names it in its User-Agent).
+    function_name: str = Field("", alias="AWS_LAMBDA_FUNCTION_NAME")
     # A 410 this soon after $connect means "handshake not complete yet", not "gone".
     connect_grace_seconds: float = Field(30.0, ge=0, alias="CONNECT_GRACE_SECONDS")
 
