@@ -8,7 +8,7 @@ bounds throughput"). Empty where /proc is not available.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 PROC = Path("/proc")
@@ -61,6 +61,19 @@ class CpuSnapshot:
     def take(cls, root: int, at_monotonic: float) -> CpuSnapshot:
         return cls(at_monotonic, {p.pid: p for p in process_tree(root)})
 
+    def subtree(self, root: int) -> CpuSnapshot:
+        """Only ``root`` and its descendants."""
+        kept = {pid: p for pid, p in self.by_pid.items() if pid == root}
+        grown = True
+        while grown:
+            more = {pid: p for pid, p in self.by_pid.items() if p.parent in kept and pid not in kept}
+            kept.update(more)
+            grown = bool(more)
+        return CpuSnapshot(self.at_monotonic, kept)
+
+    def without(self, pids: set[int]) -> CpuSnapshot:
+        return CpuSnapshot(self.at_monotonic, {pid: p for pid, p in self.by_pid.items() if pid not in pids})
+
 
 @dataclass(frozen=True)
 class CpuUsage:
@@ -68,6 +81,8 @@ class CpuUsage:
 
     seconds: float  # wall time between the snapshots
     by_name: dict[str, float]
+    # CPU of the benchmark's own processes (devices, browsers) on the same machine.
+    driver_seconds: float | None = None
 
     @property
     def total(self) -> float:
@@ -87,7 +102,20 @@ class CpuUsage:
         ranked = sorted(self.by_name.items(), key=lambda item: -item[1])
         rows = [row(name, spent) for name, spent in ranked if spent > 0]
         rows.append(row("all", self.total))
+        if self.driver_seconds is not None:
+            share = self.driver_seconds / self.seconds / cores
+            driver = f"{self.driver_seconds:.1f} s, {share:.0%} of {cores} cores"
+            rows.append(f"      (and the load driver, not the stack: {driver})")
         return [f"    stack CPU over {self.seconds:.0f} s of sending ({messages:,} messages):", *rows]
+
+
+def stack_and_driver(before: CpuSnapshot, after: CpuSnapshot, stack: int) -> CpuUsage:
+    """Snapshots of the benchmark's own tree, which holds the stack (``stack``) and the load
+    driver's processes: the stack's usage by name, with the driver's total beside it."""
+    stack_usage = usage_between(before.subtree(stack), after.subtree(stack), stack)
+    stack_pids = set(after.subtree(stack).by_pid) | set(before.subtree(stack).by_pid)
+    driver = usage_between(before.without(stack_pids), after.without(stack_pids), root=-1)
+    return replace(stack_usage, driver_seconds=driver.total)
 
 
 def usage_between(before: CpuSnapshot, after: CpuSnapshot, root: int) -> CpuUsage:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from multiprocessing.context import SpawnProcess
 from typing import Any
 
 from benchmarks.browsers import BrowserPlan, BrowserResult, BrowserSpec, run_browsers
-from benchmarks.cpu import CpuSnapshot, CpuUsage, usage_between
+from benchmarks.cpu import CpuSnapshot, CpuUsage, stack_and_driver
 from benchmarks.devices import DeviceSpec, LoadPlan, LoadReport, run_devices
 from benchmarks.faults import NoStackFaults, StackFaults
 from benchmarks.flood import FLOOD_ORG, FloodPlan, FloodReport, run_flooder
@@ -308,12 +309,12 @@ def _run(
     injected = faults(stack) if faults else NoStackFaults()
     injected.during_run(stack, start, workload.duration)
     time.sleep(max(0.0, start - time.time()))
-    cpu_before = CpuSnapshot.take(stack.process.pid, time.monotonic())
+    cpu_before = CpuSnapshot.take(os.getpid(), time.monotonic())
     load = LoadReport()
     for child in load_children:
         (report,) = child.expect("done", workload.duration + START_DELAY_SECONDS + 60)
         load.merge(report)
-    cpu = usage_between(cpu_before, CpuSnapshot.take(stack.process.pid, time.monotonic()), stack.process.pid)
+    cpu = stack_and_driver(cpu_before, CpuSnapshot.take(os.getpid(), time.monotonic()), stack.process.pid)
 
     log(f"sent {load.readings:,} readings; draining")
     drain_started = time.time()

@@ -18,6 +18,7 @@ from benchmarks.cpu import (
     ProcessCpu,
     process_tree,
     read_process,
+    stack_and_driver,
     usage_between,
 )
 
@@ -104,3 +105,22 @@ def test_the_lines_give_each_process_its_share_per_message_and_of_the_cores():
     assert lines[2].split() == ["moto", "4.0", "s", "2.00", "ms/message", "20%", "of", "2", "cores"]
     assert lines[3].split() == ["all", "10.0", "s", "5.00", "ms/message", "50%", "of", "2", "cores"]
     assert len(lines) == 4  # a process that spent nothing is left out
+
+
+def test_the_stack_and_the_load_driver_are_told_apart():
+    """The benchmark's tree: itself (1), a browser process (2), the stack (3) and its moto (4)."""
+
+    def snapshot(at: float, seconds: dict[int, float]) -> CpuSnapshot:
+        tree = {1: (0, "python"), 2: (1, "python"), 3: (1, "python"), 4: (3, "moto")}
+        return CpuSnapshot(
+            at, {pid: ProcessCpu(pid, tree[pid][0], tree[pid][1], spent) for pid, spent in seconds.items()}
+        )
+
+    before = snapshot(0.0, {1: 1.0, 2: 1.0, 3: 1.0, 4: 1.0})
+    after = snapshot(10.0, {1: 1.5, 2: 4.0, 3: 2.0, 4: 6.0})
+
+    usage = stack_and_driver(before, after, stack=3)
+
+    assert usage.by_name == {SUPERVISOR: 1.0, "moto": 5.0}
+    assert usage.driver_seconds == 3.5
+    assert usage.lines(messages=100, cores=2)[-1].endswith("not the stack: 3.5 s, 18% of 2 cores)")
