@@ -276,8 +276,11 @@ def connections(bill: Bill, inputs: Inputs, estimates: Estimates) -> float:
     invocations = per_day * DAYS_PER_MONTH
     lambda_cost(bill, "connect", invocations, estimates.connect_invocation, CONNECT_MEMORY_GB)
     # connect: 3 puts; each request: a rate-window update and a read; disconnect: 2 deletes;
-    # connect, subscribe, refresh and disconnect also bump the org's connection list version.
-    bill.add("DynamoDB: connect writes", cost("dynamodb_write", invocations * 2.8))
+    # connect, subscribe, refresh and disconnect also bump the org's connection list version
+    # and log the change under it (one put more each).
+    list_changes_per_day = inputs.browsers * (3 * sessions + inputs.hours_per_day)
+    writes = invocations * 2.8 + list_changes_per_day * DAYS_PER_MONTH
+    bill.add("DynamoDB: connect writes", cost("dynamodb_write", writes))
     bill.add("DynamoDB: connect reads", cost("dynamodb_read", invocations * 0.5))
     bill.add("API Gateway WS: client messages", cost("ws_message", invocations))
     return invocations
@@ -342,17 +345,17 @@ def this_design(inputs: Inputs, measured: Measured, estimates: Estimates) -> Bil
         ),
     )
     # Each tick: the outbox query (strongly consistent) and, for the orgs with readings, their
-    # connection list versions (consistent, one small item each); an org's list itself only
-    # after it changed (about three changes per 2-hour browser session); the lease every 10 s.
+    # connection list versions (consistent, one small item each); after a change, the
+    # change from the log (a consistent query of a small item, per flusher), not the list
+    # (about three changes per 2-hour browser session); the lease every 10 s.
     entry_bytes = shape.readings * (
         measured.entry_bytes_first_reading / inputs.per_message
         + measured.entry_bytes_per_more_reading * (1 - 1 / inputs.per_message)
     )
     outbox_units = max(1, math.ceil(entry_bytes / 4096))
     active_orgs = min(inputs.orgs, max(1.0, shape.readings))
-    list_units = max(1, math.ceil(shape.browsers_per_org * measured.connection_item_bytes / 4096))
     list_changes = 3 * shape.connection_minutes / 120
-    connection_reads = SECONDS_PER_MONTH * active_orgs + list_changes * list_units * flushers
+    connection_reads = SECONDS_PER_MONTH * active_orgs + list_changes * flushers
     # Several flushers would each read their own shards: the same bytes, a query each at least.
     outbox_reads = SECONDS_PER_MONTH * max(outbox_units, flushers)
     bill.add("DynamoDB: flush reads", cost("dynamodb_read", outbox_reads + connection_reads))

@@ -249,6 +249,7 @@ class SizeResult:
     dynamo_write_units_per_tick: float
     dynamo_operations_per_tick: dict[str, float]
     lists_read: int
+    changes_applied: int  # connection list changes applied from the log instead
     measured_ticks: int  # of the real shards
     empty_ticks: int  # measured ticks that found no readings (should be none)
     gb_seconds_per_hour: float
@@ -650,6 +651,7 @@ class Simulation:
             measured_ticks=len(records),
             empty_ticks=sum(1 for r in reports if not r.readings),
             lists_read=sum(flusher.roster.lists_read for flusher in self.flushers.values()),
+            changes_applied=sum(flusher.roster.changes_applied for flusher in self.flushers.values()),
             gb_seconds_per_hour=layout.shards * memory_mb / 1024 * 3600,
             wall_seconds=wall,
         )
@@ -782,7 +784,10 @@ def rows(results: Sequence[SizeResult]) -> list[tuple[str, list[str]]]:
             "flush memory; Lambda GB-s per hour (x shards)",
             each(lambda r: f"{r.memory_mb:,} MB; {r.gb_seconds_per_hour:,.0f}"),
         ),
-        ("org lists read (real shards)", each(lambda r: f"{r.lists_read:,}")),
+        (
+            "org lists read; changes applied (real shards)",
+            each(lambda r: f"{r.lists_read:,}; {r.changes_applied:,}"),
+        ),
         (
             "measured shard-ticks (empty, failed); layout changes",
             each(lambda r: f"{r.measured_ticks} ({r.empty_ticks}, {r.tick_failures}); {r.layout_changes}"),

@@ -140,6 +140,15 @@ def org_connections_version_key(org_id: str) -> Key:
     return key(org_connections_pk(org_id), ORG_CONNECTIONS_VERSION_SK)
 
 
+def org_connection_changes_pk(org_id: str) -> str:
+    return f"ORGCHANGES#{org_id}"
+
+
+def org_connection_change_key(org_id: str, version: int) -> Key:
+    """The change that made the org's connection list ``version`` (zero-padded: sorts by number)."""
+    return key(org_connection_changes_pk(org_id), f"{version:012d}")
+
+
 def request_window_key(connection_id: str, window: int) -> Key:
     return key(f"RATE#{connection_id}", str(window))
 

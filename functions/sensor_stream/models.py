@@ -647,6 +647,15 @@ class ConnectionRecord(WireModel):
         return self.token_expires_at is not None and self.token_expires_at <= now
 
 
+class ConnectionChange(WireModel):
+    """One change of an org's connection list, logged under the list version it made
+    (docs/data-model.md, pattern 15): the connection's record as written, or None when
+    the connection was removed. The flush applies these instead of reading the list again."""
+
+    connection_id: str
+    record: ConnectionRecord | None = None
+
+
 class UnitSeen(WireModel):
     """A unit of an org as the registry knows it: written with every message that carries
     the unit, so ``lastReading`` and ``lastSeenAt`` (its ``receivedAt``) are the newest

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 import flush.handler
 from sensor_stream import clients, keys
 from sensor_stream.delivery import TickReport
+from sensor_stream.roster import ConnectionRoster
 from sensor_stream.store.dynamo import N, S
 from tests.support.botocore_hooks import count_calls, fail_operation
 from tests.support.clock import FakeClock
@@ -581,20 +582,25 @@ def test_a_reading_after_an_idle_renewal_tick_is_delivered_on_the_next_tick(
     assert units(stack.take(connection_id)) == ["u1"]
 
 
-def test_a_busy_tick_reads_each_orgs_connection_list_only_when_it_changed(
-    stack: InProcessStack, clock: FakeClock
-):
-    first = stack.open("acme")
+def delivered_to_one_browser(stack: InProcessStack, clock: FakeClock) -> tuple[str, ConnectionRoster]:
+    """A browser of acme that got a reading: the flusher knows acme's list."""
+    connection_id = stack.open("acme")
     stack.publish_telemetry("acme", "dev-1", reading("u1", clock.iso()))
     stack.deliver()
-    roster = stack.flusher().roster
-    read_before = roster.lists_read
+    return connection_id, stack.flusher().roster
+
+
+def test_a_busy_tick_applies_the_changes_of_an_orgs_connections_without_reading_its_list(
+    stack: InProcessStack, clock: FakeClock
+):
+    first, roster = delivered_to_one_browser(stack, clock)
+    read_before, applied_before = roster.lists_read, roster.changes_applied
 
     for _ in range(3):  # nothing about acme's connections changes
         stack.publish_telemetry("acme", "dev-1", reading("u1", clock.iso()))
         stack.deliver()
-    unchanged = roster.lists_read - read_before
-    second = stack.open("acme")  # a new connection: read again, and it gets the next tick
+    unchanged = roster.changes_applied - applied_before
+    second = stack.open("acme")  # a new connection: it gets the next tick
     stack.publish_telemetry("acme", "dev-1", reading("u2", clock.iso()))
     stack.deliver()
     stack.request(first, {"action": "subscribe", "unitIds": ["u3"]})  # a narrower subscription
@@ -606,9 +612,28 @@ def test_a_busy_tick_reads_each_orgs_connection_list_only_when_it_changed(
     stack.deliver()
 
     assert unchanged == 0
-    assert roster.lists_read - read_before == 3
+    assert roster.lists_read == read_before, "each change came from the log, not the list"
+    assert roster.changes_applied - applied_before >= 3  # connect, subscribe, disconnect
     assert units(stack.take(second)) == ["u2", "u2"]
     assert units(stack.take(first)) == ["u3"]
+
+
+def test_a_change_missing_from_the_log_makes_the_flush_read_the_list_whole(
+    stack: InProcessStack, clock: FakeClock
+):
+    first, roster = delivered_to_one_browser(stack, clock)
+    read_before = roster.lists_read
+    second = stack.open("acme")
+    # As if the writer died between bumping the version and logging its change.
+    version = stack.store.connections.list_versions(["acme"])["acme"]
+    stack.store.table.delete(keys.org_connection_change_key("acme", version))
+
+    stack.publish_telemetry("acme", "dev-1", reading("u2", clock.iso()))
+    stack.deliver()
+
+    assert roster.lists_read == read_before + 1
+    assert units(stack.take(first)) == ["u1", "u2"]
+    assert units(stack.take(second)) == ["u2"]
 
 
 def test_a_successor_reads_the_busy_orgs_connection_lists_before_it_takes_over(

@@ -1,24 +1,33 @@
 """WebSocket connections: a record by connection id (requests) and a copy under the org
-(the flush's fan-out), both versioned, and each connection's request counter."""
+(the flush's fan-out), both versioned; the org's list version and a log of its changes
+(so the flush applies a change instead of reading the list again); and each
+connection's request counter."""
 
 from __future__ import annotations
 
 import contextlib
 import threading
+import time
 
 from ..keys import (
     DUE_SESSION_END,
     connection_key,
+    org_connection_change_key,
+    org_connection_changes_pk,
     org_connection_key,
     org_connections_pk,
     org_connections_version_key,
     request_window_key,
 )
-from ..models import ConnectionRecord
+from ..models import ConnectionChange, ConnectionRecord
 from ..settings import Settings
 from ..table import PARTITION_KEY, TTL_ATTRIBUTE
 from .dynamo import ConditionFailed, Item, N, S, Table
 from .timers import timer_item
+
+# How long a change of an org's connection list stays in its log: a flusher that is further
+# behind (or new) reads the list whole.
+CHANGE_LOG_SECONDS = 3600
 
 
 class StaleConnection(Exception):
@@ -67,7 +76,7 @@ class ConnectionStore:
         by_id, by_org = self._items(record)
         self._table.put(by_id, condition="attribute_not_exists(pk)")
         self._put_org_copy(by_org, record.version)
-        self._list_changed(record.org_id)
+        self._list_changed(record.org_id, ConnectionChange(connection_id=record.connection_id, record=record))
         self._schedule_expiry(record)
         return record
 
@@ -81,7 +90,9 @@ class ConnectionStore:
         except ConditionFailed as conflict:
             raise StaleConnection(record.connection_id) from conflict
         self._put_org_copy(by_org, updated.version)
-        self._list_changed(updated.org_id)
+        self._list_changed(
+            updated.org_id, ConnectionChange(connection_id=updated.connection_id, record=updated)
+        )
         if updated.token_expires_at != record.token_expires_at:
             self._schedule_expiry(updated)
         return updated
@@ -93,10 +104,32 @@ class ConnectionStore:
                 item, condition="attribute_not_exists(pk) OR version < :new", values={":new": N(version)}
             )
 
-    def _list_changed(self, org_id: str) -> None:
-        # After the change itself: a flusher that reads the new version then finds the
-        # change when it reads the list (docs/data-model.md, pattern 15).
-        self._table.update(org_connections_version_key(org_id), "ADD v :one", values={":one": N(1)})
+    def _list_changed(self, org_id: str, change: ConnectionChange) -> None:
+        """Bump the org's list version and log the change under the new version. After the
+        change itself: a flusher that reads the new version then finds the change, in the
+        log or in the list (docs/data-model.md, pattern 15). Should the log write fail, the
+        version has a gap there, and the flush reads the list whole."""
+        bumped = self._table.update(
+            org_connections_version_key(org_id), "ADD v :one", values={":one": N(1)}, return_new=True
+        )
+        self._table.put(
+            {
+                **org_connection_change_key(org_id, int(bumped["v"]["N"])),
+                "data": S(change.to_json()),
+                TTL_ATTRIBUTE: N(int(time.time()) + CHANGE_LOG_SECONDS),
+            }
+        )
+
+    def changes(self, org_id: str, after: int, through: int) -> dict[int, ConnectionChange]:
+        """The logged changes that made list versions ``after`` + 1 .. ``through`` (consistent;
+        a version whose change is missing or expired is absent)."""
+        first, last = org_connection_change_key(org_id, after + 1), org_connection_change_key(org_id, through)
+        items = self._table.query(
+            org_connection_changes_pk(org_id), sk_between=(first["sk"]["S"], last["sk"]["S"]), consistent=True
+        )
+        return {
+            int(item["sk"]["S"]): ConnectionChange.model_validate_json(item["data"]["S"]) for item in items
+        }
 
     def list_versions(self, org_ids: list[str]) -> dict[str, int]:
         """Each org's connection list version (0: never changed), in one read per 100 orgs."""
@@ -121,7 +154,7 @@ class ConnectionStore:
     def delete(self, connection_id: str, org_id: str) -> None:
         # The org copy first: flush stops posting to it before the record disappears.
         self._table.delete(org_connection_key(org_id, connection_id))
-        self._list_changed(org_id)
+        self._list_changed(org_id, ConnectionChange(connection_id=connection_id))
         self._table.delete(connection_key(connection_id))
 
     def of_org(self, org_id: str, now: float) -> list[ConnectionRecord]:
