@@ -8,6 +8,7 @@ bounds throughput"). Empty where /proc is not available.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -38,16 +39,22 @@ def read_process(pid: int) -> ProcessCpu | None:
     return ProcessCpu(pid, parent, name, (user + system) / TICKS_PER_SECOND)
 
 
-def process_tree(root: int) -> list[ProcessCpu]:
-    """``root`` and every process descended from it, as they are now."""
-    processes = [p for p in (read_process(int(d.name)) for d in PROC.glob("[0-9]*")) if p]
+def descendants(processes: Iterable[ProcessCpu], root: int) -> list[ProcessCpu]:
+    """``root`` and every process among ``processes`` descended from it."""
     children: dict[int, list[ProcessCpu]] = {}
+    tree: list[ProcessCpu] = []
     for process in processes:
         children.setdefault(process.parent, []).append(process)
-    tree = [p for p in processes if p.pid == root]
+        if process.pid == root:
+            tree.append(process)
     for process in tree:  # grows while it is walked
         tree.extend(children.get(process.pid, []))
     return tree
+
+
+def process_tree(root: int) -> list[ProcessCpu]:
+    """``root`` and every process descended from it, as they are now."""
+    return descendants((p for p in (read_process(int(d.name)) for d in PROC.glob("[0-9]*")) if p), root)
 
 
 @dataclass
@@ -63,13 +70,7 @@ class CpuSnapshot:
 
     def subtree(self, root: int) -> CpuSnapshot:
         """Only ``root`` and its descendants."""
-        kept = {pid: p for pid, p in self.by_pid.items() if pid == root}
-        grown = True
-        while grown:
-            more = {pid: p for pid, p in self.by_pid.items() if p.parent in kept and pid not in kept}
-            kept.update(more)
-            grown = bool(more)
-        return CpuSnapshot(self.at_monotonic, kept)
+        return CpuSnapshot(self.at_monotonic, {p.pid: p for p in descendants(self.by_pid.values(), root)})
 
     def without(self, pids: set[int]) -> CpuSnapshot:
         return CpuSnapshot(self.at_monotonic, {pid: p for pid, p in self.by_pid.items() if pid not in pids})
@@ -112,8 +113,9 @@ class CpuUsage:
 def stack_and_driver(before: CpuSnapshot, after: CpuSnapshot, stack: int) -> CpuUsage:
     """Snapshots of the benchmark's own tree, which holds the stack (``stack``) and the load
     driver's processes: the stack's usage by name, with the driver's total beside it."""
-    stack_usage = usage_between(before.subtree(stack), after.subtree(stack), stack)
-    stack_pids = set(after.subtree(stack).by_pid) | set(before.subtree(stack).by_pid)
+    stack_before, stack_after = before.subtree(stack), after.subtree(stack)
+    stack_usage = usage_between(stack_before, stack_after, stack)
+    stack_pids = set(stack_before.by_pid) | set(stack_after.by_pid)
     driver = usage_between(before.without(stack_pids), after.without(stack_pids), root=-1)
     return replace(stack_usage, driver_seconds=driver.total)
 

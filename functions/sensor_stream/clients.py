@@ -46,8 +46,8 @@ def _config(**options: Any) -> Config:
     return Config(user_agent=user_agent(), **options)
 
 
-def _retries() -> Config:
-    return _config(retries={"mode": "standard", "max_attempts": 3}, max_pool_connections=64)
+def _retries(**options: Any) -> Config:
+    return _config(retries={"mode": "standard", "max_attempts": 3}, max_pool_connections=64, **options)
 
 
 def _client(service: str, config: Config, endpoint_url: str | None = None) -> Any:
@@ -63,8 +63,7 @@ def store() -> SensorStore:
     DynamoDB validates each one anyway (a ValidationException instead of a ParamValidationError)."""
     from .store import SensorStore
 
-    config = _retries().merge(_config(parameter_validation=False))
-    return SensorStore(_client("dynamodb", config), get_settings())
+    return SensorStore(_client("dynamodb", _retries(parameter_validation=False)), get_settings())
 
 
 def _management_api(config: Config) -> ConnectionGateway:

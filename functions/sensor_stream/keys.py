@@ -144,9 +144,13 @@ def org_connection_changes_pk(org_id: str) -> str:
     return f"ORGCHANGES#{org_id}"
 
 
+def org_connection_change_sk(version: int) -> str:
+    """The change that made an org's connection list ``version`` (zero-padded: sorts by number)."""
+    return f"{version:012d}"
+
+
 def org_connection_change_key(org_id: str, version: int) -> Key:
-    """The change that made the org's connection list ``version`` (zero-padded: sorts by number)."""
-    return key(org_connection_changes_pk(org_id), f"{version:012d}")
+    return key(org_connection_changes_pk(org_id), org_connection_change_sk(version))
 
 
 def request_window_key(connection_id: str, window: int) -> Key:

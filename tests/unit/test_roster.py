@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sensor_stream import clients, keys
-from sensor_stream.models import ConnectionChange, ConnectionRecord, Subscription
+from sensor_stream.models import ConnectionRecord, Subscription
 from sensor_stream.roster import ConnectionRoster
 from sensor_stream.store import SensorStore
 
@@ -116,9 +116,7 @@ def test_an_older_save_logged_after_a_newer_one_does_not_win(aws: None):
     )
     store.table.put({**keys.org_connection_key(org_id, CONNECTIONS[0]), **_copy_attributes(newer)})
     for logged in (newer, older):  # the log, in the order the versions were bumped
-        store.connections._list_changed(
-            org_id, ConnectionChange(connection_id=logged.connection_id, record=logged)
-        )
+        store.connections._list_changed(org_id, logged.connection_id, logged)
 
     [[seen]] = roster.of_orgs([org_id], NOW)
 

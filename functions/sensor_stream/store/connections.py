@@ -13,6 +13,7 @@ from ..keys import (
     DUE_SESSION_END,
     connection_key,
     org_connection_change_key,
+    org_connection_change_sk,
     org_connection_changes_pk,
     org_connection_key,
     org_connections_pk,
@@ -76,7 +77,7 @@ class ConnectionStore:
         by_id, by_org = self._items(record)
         self._table.put(by_id, condition="attribute_not_exists(pk)")
         self._put_org_copy(by_org, record.version)
-        self._list_changed(record.org_id, ConnectionChange(connection_id=record.connection_id, record=record))
+        self._list_changed(record.org_id, record.connection_id, record)
         self._schedule_expiry(record)
         return record
 
@@ -90,9 +91,7 @@ class ConnectionStore:
         except ConditionFailed as conflict:
             raise StaleConnection(record.connection_id) from conflict
         self._put_org_copy(by_org, updated.version)
-        self._list_changed(
-            updated.org_id, ConnectionChange(connection_id=updated.connection_id, record=updated)
-        )
+        self._list_changed(updated.org_id, updated.connection_id, updated)
         if updated.token_expires_at != record.token_expires_at:
             self._schedule_expiry(updated)
         return updated
@@ -104,8 +103,9 @@ class ConnectionStore:
                 item, condition="attribute_not_exists(pk) OR version < :new", values={":new": N(version)}
             )
 
-    def _list_changed(self, org_id: str, change: ConnectionChange) -> None:
-        """Bump the org's list version and log the change under the new version. After the
+    def _list_changed(self, org_id: str, connection_id: str, record: ConnectionRecord | None) -> None:
+        """Bump the org's list version and log the change (the connection's record as written,
+        None when it was removed) under the new version. After the
         change itself: a flusher that reads the new version then finds the change, in the
         log or in the list (docs/data-model.md, pattern 15). Should the log write fail, the
         version has a gap there, and the flush reads the list whole."""
@@ -115,7 +115,7 @@ class ConnectionStore:
         self._table.put(
             {
                 **org_connection_change_key(org_id, int(bumped["v"]["N"])),
-                "data": S(change.to_json()),
+                "data": S(ConnectionChange(connection_id=connection_id, record=record).to_json()),
                 TTL_ATTRIBUTE: N(int(time.time()) + CHANGE_LOG_SECONDS),
             }
         )
@@ -123,10 +123,8 @@ class ConnectionStore:
     def changes(self, org_id: str, after: int, through: int) -> dict[int, ConnectionChange]:
         """The logged changes that made list versions ``after`` + 1 .. ``through`` (consistent;
         a version whose change is missing or expired is absent)."""
-        first, last = org_connection_change_key(org_id, after + 1), org_connection_change_key(org_id, through)
-        items = self._table.query(
-            org_connection_changes_pk(org_id), sk_between=(first["sk"]["S"], last["sk"]["S"]), consistent=True
-        )
+        between = (org_connection_change_sk(after + 1), org_connection_change_sk(through))
+        items = self._table.query(org_connection_changes_pk(org_id), sk_between=between, consistent=True)
         return {
             int(item["sk"]["S"]): ConnectionChange.model_validate_json(item["data"]["S"]) for item in items
         }
@@ -154,7 +152,7 @@ class ConnectionStore:
     def delete(self, connection_id: str, org_id: str) -> None:
         # The org copy first: flush stops posting to it before the record disappears.
         self._table.delete(org_connection_key(org_id, connection_id))
-        self._list_changed(org_id, ConnectionChange(connection_id=connection_id))
+        self._list_changed(org_id, connection_id, None)
         self._table.delete(connection_key(connection_id))
 
     def of_org(self, org_id: str, now: float) -> list[ConnectionRecord]:
