@@ -235,13 +235,14 @@ class Fanout:
                 elif outcome == "sent":
                     # It took this post: what waits now has waited only since (not stalled).
                     lane.blocked_since = now
-            elif outcome == "gone":
-                young = now - lane.record.connected_at.timestamp() < self._settings.connect_grace_seconds
-                if not young:
-                    self._counts.connections_gone += 1
-                    lane.closed = True
-                    delete_record = True
+            elif outcome == "gone" and not self._handshake_may_be_open(lane.record, now):
+                self._counts.connections_gone += 1
+                lane.closed = True
+                delete_record = True
             elif not lane.closed:
+                # A young connection's 410 (its handshake still in progress) is retried
+                # like any failed post, without counting against it: the browser is about
+                # to read, and dropping the parcel would lose it to this browser for good.
                 # Retried with the next tick's readings (they are older, so they go first).
                 lane.waiting[:0] = parcel.readings
                 lane.notices[:0] = parcel.notices
@@ -252,7 +253,7 @@ class Fanout:
                     # so the connection is not stalled (MAX_LANE_BACKLOG still bounds the wait).
                     lane.blocked_since = None
                     self._counts.posts_throttled += 1
-                else:
+                elif outcome == "failed":
                     if lane.blocked_since is None:
                         lane.blocked_since = now
                     self._counts.posts_failed += 1
@@ -266,6 +267,10 @@ class Fanout:
         with self._lock:
             # Last: whoever waits for posts in flight sees this one's effects complete.
             lane.in_flight = None
+
+    def _handshake_may_be_open(self, record: ConnectionRecord, now: float) -> bool:
+        """API Gateway answers 410 to posts until the $connect handshake completes."""
+        return now - record.connected_at.timestamp() < self._settings.connect_grace_seconds
 
     # --- closing --------------------------------------------------------------------------
 

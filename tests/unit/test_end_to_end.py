@@ -232,7 +232,23 @@ def test_410_right_after_connect_is_a_handshake_in_progress_not_a_gone_connectio
     posts.gone.discard(connecting)  # the handshake completed
     stack.publish_telemetry("acme", "dev-1", reading("u2", clock.iso()))
     stack.deliver()
-    assert units_of(stack.take(connecting)) == ["u2"]
+    # What the refused post carried is retried, not lost to this browser.
+    assert units_of(stack.take(connecting)) == ["u1", "u2"]
+
+
+def test_a_young_connection_that_stays_gone_past_the_handshake_grace_is_deleted(
+    stack: InProcessStack, clock: FakeClock, posts: PostRecorder
+):
+    vanished = stack.open("acme")  # the browser went away before its handshake completed
+    posts.gone.add(vanished)
+    stack.publish_telemetry("acme", "dev-1", reading("u1", clock.iso()))
+    assert stack.deliver().fanout.connections_gone == 0
+
+    clock.advance(stack.settings.connect_grace_seconds)
+    report = stack.deliver()
+
+    assert report.fanout.connections_gone == 1
+    assert stack.store.connections.get(vanished, clock.time()) is None
 
 
 def test_redelivered_iot_message_is_stored_once_and_delivered_once(stack: InProcessStack, clock: FakeClock):
