@@ -3,6 +3,8 @@
 from typing import Any
 
 import boto3
+import pytest
+from botocore.exceptions import ClientError
 
 from devstack import moto_fidelity
 from devstack.moto_fidelity import all_tables, expire_items
@@ -115,3 +117,19 @@ def test_an_update_expression_parsed_once_applies_each_requests_values(aws):
 
     assert (first["firstSeenAt"], first["lastSeenAt"]) == ({"S": "t1"}, {"S": "t1"})
     assert (second["firstSeenAt"], second["lastSeenAt"]) == ({"S": "t1"}, {"S": "t2"})
+
+
+def test_an_item_past_the_size_limit_is_refused_and_one_under_it_stored(aws):
+    client = boto3.client("dynamodb")
+    under = {"pk": {"S": "UNIT#a"}, "sk": {"S": "R#1"}, "a": {"S": "x" * 200_000}, "b": {"S": "y" * 200_000}}
+    over = {**under, "sk": {"S": "R#2"}, "c": {"S": "z" * 10_000}}
+    moto_fidelity.apply()
+
+    client.put_item(TableName=TABLE_NAME, Item=under)
+    with pytest.raises(ClientError) as refused:
+        client.put_item(TableName=TABLE_NAME, Item=over)
+
+    assert refused.value.response["Error"]["Code"] == "ValidationException"
+    assert "size has exceeded" in refused.value.response["Error"]["Message"]
+    stored = client.get_item(TableName=TABLE_NAME, Key={"pk": {"S": "UNIT#a"}, "sk": {"S": "R#1"}})["Item"]
+    assert stored == under
