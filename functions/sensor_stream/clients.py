@@ -12,12 +12,13 @@ settings or boto3's own AWS_ENDPOINT_URL_* variables, which is all the local sta
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .settings import get_settings
 
 if TYPE_CHECKING:
     from botocore.config import Config
+    from mypy_boto3_dynamodb import DynamoDBClient
 
     from .auth import TokenVerifier
     from .coordination import WorkerStarter
@@ -60,10 +61,18 @@ def _client(service: str, config: Config, endpoint_url: str | None = None) -> An
 def store() -> SensorStore:
     """DynamoDB without botocore's client-side parameter validation (~27 checks a request,
     a tenth of ingest's CPU): the store builds every request from typed items itself, and
-    DynamoDB validates each one anyway (a ValidationException instead of a ParamValidationError)."""
+    DynamoDB validates each one anyway (a ValidationException instead of a ParamValidationError).
+    Its writes of every reading (PutItem, BatchWriteItem) skip boto3's per-call machinery
+    (dynamodb_writes.py: half the CPU a message); everything else is boto3's."""
+    import boto3
+
+    from .dynamodb_writes import LeanWrites
     from .store import SensorStore
 
-    return SensorStore(_client("dynamodb", _retries(parameter_validation=False)), get_settings())
+    client = _client("dynamodb", _retries(parameter_validation=False))
+    assert boto3.DEFAULT_SESSION is not None  # boto3.client() set it up
+    writes = LeanWrites(client, boto3.DEFAULT_SESSION.get_credentials())
+    return SensorStore(cast("DynamoDBClient", writes), get_settings())
 
 
 def _management_api(config: Config) -> ConnectionGateway:

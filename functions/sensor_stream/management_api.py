@@ -125,7 +125,7 @@ class SignedManagementApi:
                 method, path, body=body, headers=headers, retries=False, redirect=False, preload_content=True
             )
         except urllib3.exceptions.HTTPError as error:
-            raise _botocore_error(error, self.signer.origin + path) from error
+            raise botocore_error(error, self.signer.origin + path) from error
         if response.status >= 300:
             raise ClientError(_error_response(response), operation)  # type: ignore[arg-type]
 
@@ -159,7 +159,7 @@ def _error_response(response: urllib3.BaseHTTPResponse) -> dict[str, Any]:
     }
 
 
-def _botocore_error(error: urllib3.exceptions.HTTPError, url: str) -> Exception:
+def botocore_error(error: urllib3.exceptions.HTTPError, url: str) -> Exception:
     """urllib3's failure as the botocore exception its URLLib3Session raises for it."""
     # In botocore's order: urllib3's NewConnectionError is a ConnectTimeoutError too.
     if isinstance(error, urllib3.exceptions.SSLError):
