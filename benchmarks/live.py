@@ -12,6 +12,8 @@ baseline, plus the in-process figures of benchmarks/run.py. Prints figures, neve
 Scenarios (readings/s x browsers; single-reading messages unless said):
     inprocess   ingest/flush/packing cost against in-process moto (benchmarks/run.py)
     coldstart   each handler's import (python -X importtime, 5 runs): the cold start we control
+    sdk         the CPU of ingest's two DynamoDB writes a message: boto3 against the store's
+                lean writes and the bare requests (benchmarks/sdk_overhead.py)
     flushcpu    the flush's CPU per tick idle, 50/s x 50, 1,000/s x 500 and its time at 128-1,769 MB
                 (not in the default run: ~5 minutes)
     10x10       10/s to 10 browsers
@@ -81,7 +83,8 @@ SCENARIOS: dict[str, Workload] = {
 IN_PROCESS = "inprocess"
 COLD_START = "coldstart"
 FLUSH_CPU = "flushcpu"
-SECTIONS = (IN_PROCESS, COLD_START, FLUSH_CPU)  # sections of their own, not workloads
+SDK = "sdk"
+SECTIONS = (IN_PROCESS, COLD_START, SDK, FLUSH_CPU)  # sections of their own, not workloads
 DEFAULT_FLUSH_PERIOD_SECONDS = 15.0
 WORKLOAD_FLAGS = ("rate", "browsers", "per_message", "units", "devices", "orgs", "duration", "drain")
 
@@ -119,7 +122,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def chosen(args: argparse.Namespace) -> list[tuple[str, Workload | None]]:
     """(name, workload) to run; None for the sections (in-process, cold start, flush CPU)."""
     overrides = {flag: getattr(args, flag) for flag in WORKLOAD_FLAGS if getattr(args, flag) is not None}
-    names = args.scenario or ([] if overrides else [IN_PROCESS, COLD_START, *SCENARIOS])  # not FLUSH_CPU
+    names = args.scenario or ([] if overrides else [IN_PROCESS, COLD_START, SDK, *SCENARIOS])  # not FLUSH_CPU
     if not names:
         workload = dataclasses.replace(Workload(rate=10, browsers=10), **overrides)
         return [("custom", workload)]
@@ -150,6 +153,7 @@ def machine() -> str:
 SECTION_MODULES = {
     IN_PROCESS: ("our own code's cost against in-process moto", "benchmarks.run"),
     COLD_START: ("each handler's import, the part of a cold start our code decides", "benchmarks.coldstart"),
+    SDK: ("the CPU of ingest's DynamoDB writes, boto3 against the lean writes", "benchmarks.sdk_overhead"),
     FLUSH_CPU: ("the flush's CPU per tick and the memory it needs", "benchmarks.flush_cpu"),
 }
 

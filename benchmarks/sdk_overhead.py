@@ -5,7 +5,8 @@ HTTP requests of the same bodies over urllib3 (the library botocore itself sends
 Against the local stack's DynamoDB (moto, in its own process, as ``make dev`` runs it);
 only the sender's CPU is counted (``time.process_time``). Prints figures, never asserts.
 
-    python -m benchmarks.sdk_overhead               # 3 rounds of 1,000 messages
+    make bench ARGS="--scenario sdk"                # 3 rounds of 1,000 messages
+    python -m benchmarks.sdk_overhead               # the same
     python -m benchmarks.sdk_overhead --messages 3000
 
 Each is measured signed (SigV4, as in AWS) and unsigned (the local stack signs with a
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import socket
 import statistics
 import time
@@ -152,6 +154,10 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=1000, help="messages a round (default 1,000)")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    # Nothing leaves this machine: a region for the clients, credentials for the signer.
+    os.environ.setdefault("AWS_DEFAULT_REGION", REGION)
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", CREDENTIALS.access_key)
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", CREDENTIALS.secret_key)
     endpoint, server = start_dynamodb()
     try:
         table.create_table(clients._client("dynamodb", clients._retries(), endpoint), TABLE)
