@@ -15,8 +15,9 @@ the client's endpoint, User-Agent and timeouts; the signer its ``choose-signer``
 picks (SigV4 by default); its ``before-send`` event, whose handler may answer instead of
 the network (moto's in-process mock in tests, the local stack's fault injection); the
 standard retry mode's conditions and back-off (throttling, 5xx, connection errors, a bad
-``x-amz-crc32``), 3 attempts. Not kept: the standard mode's client-wide retry quota, and
-X-Ray's DynamoDB subsegments (the HTTP call is still traced through http.client).
+``x-amz-crc32``), with as many attempts as the client's config allows. Not kept: the
+standard mode's client-wide retry quota, and X-Ray's DynamoDB subsegments (the HTTP call
+is still traced through http.client).
 """
 
 from __future__ import annotations
@@ -41,7 +42,6 @@ from .management_api import botocore_error
 
 SERVICE = "dynamodb"
 DEFAULT_SIGNATURE = "v4"
-MAX_ATTEMPTS = 3
 
 
 class _HttpResponse:
@@ -69,7 +69,6 @@ class LeanWrites:
         client: Any,
         credentials: Credentials | None,
         *,
-        max_attempts: int = MAX_ATTEMPTS,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._client = client
@@ -85,7 +84,10 @@ class LeanWrites:
         self._signature = meta.config.signature_version or DEFAULT_SIGNATURE
         self._sleep = sleep
         self._retry = standard.RetryPolicy(
-            retry_checker=standard.StandardRetryConditions(max_attempts=max_attempts),
+            # As many attempts as the client's own config allows (the store's: 4).
+            retry_checker=standard.StandardRetryConditions(
+                max_attempts=meta.config.retries.get("total_max_attempts", standard.DEFAULT_MAX_ATTEMPTS)
+            ),
             retry_backoff=standard.ExponentialBackoff(
                 service_name=SERVICE,
                 throttling_detector=standard.ThrottlingErrorDetector(standard.RetryEventAdapter()),

@@ -177,6 +177,20 @@ def test_three_throttled_attempts_raise_the_throttling_error(
     assert len(sent) == 3
 
 
+def test_the_store_makes_as_many_attempts_as_boto3_with_its_config(aws: None):
+    store_writes = clients.store().table.client
+    boto3_client = clients._client("dynamodb", clients._retries(parameter_validation=False))
+    attempts = []
+    for client, events_of in ((store_writes, store_writes), (boto3_client, boto3_client)):
+        # 5xx: DynamoDB's 25-ms back-off base keeps the test short (throttling's is 1 s).
+        sent = answers_first(events_of, [answer(500, {"__type": "InternalServerError"}) for _ in range(10)])
+        with pytest.raises(ClientError):
+            client.put_item(TableName=TABLE_NAME, Item=item("r1"))
+        attempts.append(len(sent))
+
+    assert attempts == [4, 4]
+
+
 @pytest.mark.parametrize(
     "first",
     [
@@ -285,4 +299,4 @@ def test_an_unreachable_endpoint_is_retried_then_raised_as_botocore_raises_it():
     with pytest.raises(EndpointConnectionError):
         lean.put_item(TableName=TABLE_NAME, Item=item("r1"))
 
-    assert len(delays) == 2
+    assert len(delays) == 3  # max_attempts 3 in botocore's config: retries, so 4 attempts
