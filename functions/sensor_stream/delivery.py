@@ -497,7 +497,10 @@ class Flusher:
         for record in records:
             if record.token_expired(now):
                 continue
-            wanted = [r for r in readings if record.wants_unit(r.unit_id, r.site_id)]
+            if record.wants_everything:
+                wanted = readings  # the lane copies what it takes
+            else:
+                wanted = [r for r in readings if record.wants_unit(r.unit_id, r.site_id)]
             notices = [
                 e.message.to_json().encode() for e in events if record.wants_unit(e.unit_id, e.site_id)
             ]

@@ -23,7 +23,7 @@ from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
 from .gateway import ConnectionGateway
 from .models import ConnectionRecord
 from .observability import logger
-from .packing import PackedReading, pack_batches
+from .packing import PackedReading, TickPacking
 from .settings import Settings
 from .store import SensorStore
 
@@ -115,6 +115,7 @@ class Fanout:
         self._closing: set[Future[None]] = set()
         self._lock = threading.Lock()
         self._counts = FanoutCounts()
+        self._packing = TickPacking()
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -199,7 +200,7 @@ class Fanout:
             if record.token_expired(self._clock()):
                 outcome = "expired"  # the token-expiry timer closes it; it may see nothing more
             else:
-                messages = [*pack_batches(parcel.readings, server_time=server_time), *parcel.notices]
+                messages = [*self._packing.pack(parcel.readings, server_time), *parcel.notices]
                 for message in messages:
                     if not self._gateway.send(record.connection_id, message):
                         outcome = "gone"

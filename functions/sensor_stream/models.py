@@ -638,6 +638,11 @@ class ConnectionRecord(WireModel):
     def wants(self, reading: Reading) -> bool:
         return self.wants_unit(reading.unit_id, reading.site_id)
 
+    @property
+    def wants_everything(self) -> bool:
+        """Every reading of its org: no unit limit in the token, the whole org subscribed."""
+        return self.allowed_units is None and self.subscription.scope == "org"
+
     def wants_unit(self, unit_id: str, site_id: str | None) -> bool:
         if self.allowed_units is not None and unit_id not in self.allowed_units:
             return False

@@ -5,6 +5,7 @@ copied into every message that carries it."""
 from __future__ import annotations
 
 import json
+import threading
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -100,3 +101,32 @@ def pack_batches(
             size += len(unit_head) + current_bytes + _UNIT_TAIL_BYTES
     close_message()
     return messages
+
+
+class TickPacking:
+    """``pack_batches`` once per distinct parcel of a tick: the connections that want the
+    same readings (every whole-org subscriber of an org, on a tick without retries) post
+    the same bytes, so they are built once, not once per connection. Thread-safe; what it
+    holds is dropped when the tick's server time changes."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._server_time: datetime | None = None
+        # By the identities of the parcel's readings; the value keeps those readings
+        # alive, so no identity is reused while it is a key.
+        self._packed: dict[tuple[int, ...], tuple[list[PackedReading], list[bytes]]] = {}
+
+    def pack(self, readings: list[PackedReading], server_time: datetime) -> list[bytes]:
+        key = tuple(map(id, readings))
+        with self._lock:
+            if server_time != self._server_time:
+                self._packed.clear()
+                self._server_time = server_time
+            hit = self._packed.get(key)
+        if hit is not None:
+            return hit[1]
+        messages = pack_batches(readings, server_time=server_time)
+        with self._lock:
+            if server_time == self._server_time:
+                self._packed[key] = (list(readings), messages)
+        return messages

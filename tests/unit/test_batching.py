@@ -13,7 +13,7 @@ import pytest
 
 from sensor_stream.gateway import MAX_MESSAGE_BYTES
 from sensor_stream.models import Reading, ReadingsBatchMessage
-from sensor_stream.packing import PackedReading, pack_batches
+from sensor_stream.packing import PackedReading, TickPacking, pack_batches
 
 NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 # The contract's bound; MAX_MESSAGE_BYTES is the code's own, stricter one.
@@ -129,3 +129,34 @@ def test_many_units_with_the_longest_ids_stay_under_the_frame_limit():
     messages = batch_messages(readings, server_time=NOW)
 
     assert_well_formed(messages, readings)
+
+
+# --- one tick's packing, shared by the connections that want the same readings ---------------
+
+
+def test_connections_that_want_the_same_readings_post_the_same_messages_packed_once():
+    packing = TickPacking()
+    readings = [PackedReading.from_reading(make_reading(f"u{i % 7}", i, index=i)) for i in range(300)]
+    whole_org, another_whole_org = list(readings), list(readings)  # each lane holds its own list
+    selected = [r for r in readings if r.unit_id == "u1"]
+
+    first = packing.pack(whole_org, NOW)
+    second = packing.pack(another_whole_org, NOW)
+    alone = packing.pack(selected, NOW)
+
+    assert first == pack_batches(readings, server_time=NOW)
+    assert second is first  # built once
+    assert alone == pack_batches(selected, server_time=NOW) != first
+
+
+def test_a_new_tick_packs_again_with_its_server_time():
+    packing = TickPacking()
+    readings = [PackedReading.from_reading(make_reading("u1", i, index=i)) for i in range(3)]
+    later = NOW + timedelta(seconds=1)
+
+    packing.pack(readings, NOW)
+    again = packing.pack(readings, later)
+
+    assert again == pack_batches(readings, server_time=later)
+    parsed = [ReadingsBatchMessage.model_validate_json(message) for message in again]
+    assert [message.server_time for message in parsed] == [later]
