@@ -28,17 +28,15 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import urllib3
 from botocore import UNSIGNED
 from botocore.auth import AUTH_TYPE_MAPS
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotocoreConnectionError
-from botocore.httpsession import get_cert_path
 from botocore.retries import standard
 
-from .management_api import botocore_error
+from .lean_http import endpoint_pool, send
 
 SERVICE = "dynamodb"
 DEFAULT_SIGNATURE = "v4"
@@ -93,14 +91,11 @@ class LeanWrites:
                 throttling_detector=standard.ThrottlingErrorDetector(standard.RetryEventAdapter()),
             ),
         )
-        https = {"ca_certs": get_cert_path(True)} if self._url.startswith("https:") else {}
-        self._pool = urllib3.connection_from_url(
+        self._pool = endpoint_pool(
             self._url,
-            maxsize=meta.config.max_pool_connections,
-            block=False,
-            timeout=urllib3.Timeout(connect=meta.config.connect_timeout, read=meta.config.read_timeout),
-            retries=False,
-            **https,
+            max_connections=meta.config.max_pool_connections,
+            connect_timeout=meta.config.connect_timeout,
+            read_timeout=meta.config.read_timeout,
         )
 
     def __getattr__(self, name: str) -> Any:
@@ -182,18 +177,8 @@ class LeanWrites:
         for _, answer in self._events.emit(f"before-send.{SERVICE}.{operation}", request=prepared):
             if answer is not None:
                 return _HttpResponse(answer.status_code, answer.headers, answer.content)
-        try:
-            sent = self._pool.urlopen(
-                "POST",
-                self._url,
-                body=body,
-                headers=dict(prepared.headers.items()),
-                retries=False,
-                redirect=False,
-                preload_content=True,
-            )
-        except urllib3.exceptions.HTTPError as error:
-            raise botocore_error(error, self._url) from error
+        headers = dict(prepared.headers.items())
+        sent = send(self._pool, "POST", self._url, body=body, headers=headers, url=self._url)
         return _HttpResponse(sent.status, sent.headers, sent.data or b"")
 
     def _sign(self, operation: str, request: AWSRequest) -> None:

@@ -20,42 +20,21 @@ network. Like the boto3 client the flush used, it never retries inside a call.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from http.client import responses as reason_phrases
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlsplit
 
 import urllib3
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
-from botocore.exceptions import (
-    ClientError,
-    ConnectionClosedError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    HTTPClientError,
-    ReadTimeoutError,
-    SSLError,
-)
-from botocore.httpsession import get_cert_path
+from botocore.exceptions import ClientError
 from botocore.utils import percent_encode
+
+from .lean_http import endpoint_pool, send
 
 SIGNING_SERVICE = "execute-api"
 USER_AGENT = "sensor-stream-management-api/1"
-
-
-class ConnectionPool(Protocol):
-    """What the client needs of urllib3's connection pool (tests answer in-process)."""
-
-    def urlopen(
-        self,
-        method: str,
-        url: str,
-        body: bytes | None = None,
-        headers: Mapping[str, str] | None = None,
-        **kw: Any,
-    ) -> urllib3.BaseHTTPResponse: ...
 
 
 class ExecuteApiSigner:
@@ -99,16 +78,11 @@ class SignedManagementApi:
     ) -> None:
         self.endpoint_url = endpoint_url
         self.signer = ExecuteApiSigner(endpoint_url, region=region, credentials=credentials)
-        https = {"ca_certs": get_cert_path(True)} if endpoint_url.startswith("https:") else {}
-        # One pool for the one host; block=False: a burst past maxsize opens extra
-        # connections (closed after use) instead of waiting for one.
-        self.pool: ConnectionPool = urllib3.connection_from_url(
+        self.pool = endpoint_pool(
             endpoint_url,
-            maxsize=max_connections,
-            block=False,
-            timeout=urllib3.Timeout(connect=timeout_seconds, read=timeout_seconds),
-            retries=False,
-            **https,
+            max_connections=max_connections,
+            connect_timeout=timeout_seconds,
+            read_timeout=timeout_seconds,
         )
 
     def post_to_connection(self, *, ConnectionId: str, Data: bytes) -> None:
@@ -120,12 +94,7 @@ class SignedManagementApi:
     def _call(self, operation: str, method: str, connection_id: str, body: bytes) -> None:
         path = self.signer.connection_path(connection_id)
         headers = self.signer.headers(method, path, body)
-        try:
-            response = self.pool.urlopen(
-                method, path, body=body, headers=headers, retries=False, redirect=False, preload_content=True
-            )
-        except urllib3.exceptions.HTTPError as error:
-            raise botocore_error(error, self.signer.origin + path) from error
+        response = send(self.pool, method, path, body=body, headers=headers, url=self.signer.origin + path)
         if response.status >= 300:
             raise ClientError(_error_response(response), operation)  # type: ignore[arg-type]
 
@@ -157,19 +126,3 @@ def _error_response(response: urllib3.BaseHTTPResponse) -> dict[str, Any]:
             "HTTPHeaders": {name.lower(): value for name, value in response.headers.items()},
         },
     }
-
-
-def botocore_error(error: urllib3.exceptions.HTTPError, url: str) -> Exception:
-    """urllib3's failure as the botocore exception its URLLib3Session raises for it."""
-    # In botocore's order: urllib3's NewConnectionError is a ConnectTimeoutError too.
-    if isinstance(error, urllib3.exceptions.SSLError):
-        return SSLError(endpoint_url=url, error=error)
-    if isinstance(error, urllib3.exceptions.NewConnectionError):  # refused, DNS failures
-        return EndpointConnectionError(endpoint_url=url, error=error)
-    if isinstance(error, urllib3.exceptions.ConnectTimeoutError):
-        return ConnectTimeoutError(endpoint_url=url, error=error)
-    if isinstance(error, urllib3.exceptions.ReadTimeoutError):
-        return ReadTimeoutError(endpoint_url=url, error=error)
-    if isinstance(error, urllib3.exceptions.ProtocolError):
-        return ConnectionClosedError(error=error, request=None, endpoint_url=url)
-    return HTTPClientError(error=error)

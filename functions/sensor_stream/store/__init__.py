@@ -42,7 +42,7 @@ class SensorStore:
         # Replaceable (tests run the whole system on a fake clock).
         self.clock = clock
         self.readings = ReadingStore(self.table, settings, clock=lambda: self.clock())
-        self.connections = ConnectionStore(self.table, settings)
+        self.connections = ConnectionStore(self.table, settings, clock=lambda: self.clock())
         self.commands = CommandStore(self.table, settings)
         self.flush_state = FlushStateStore(self.table, settings)
         self.alerts = AlertStore(self.table, settings, clock=lambda: self.clock())

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections.abc import Callable
 
 from ..keys import (
     DUE_SESSION_END,
@@ -54,9 +55,10 @@ class _LocalWindows:
 
 
 class ConnectionStore:
-    def __init__(self, table: Table, settings: Settings) -> None:
+    def __init__(self, table: Table, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
         self._table = table
         self._settings = settings
+        self._clock = clock
         self._local_windows = _LocalWindows()
 
     def _items(self, record: ConnectionRecord) -> tuple[Item, Item]:
@@ -116,7 +118,7 @@ class ConnectionStore:
             {
                 **org_connection_change_key(org_id, int(bumped["v"]["N"])),
                 "data": S(ConnectionChange(connection_id=connection_id, record=record).to_json()),
-                TTL_ATTRIBUTE: N(int(time.time()) + CHANGE_LOG_SECONDS),
+                TTL_ATTRIBUTE: N(int(self._clock()) + CHANGE_LOG_SECONDS),
             }
         )
 
