@@ -1,11 +1,12 @@
 """Ingest's two DynamoDB writes without boto3's per-call machinery.
 
 Every stored reading costs two requests: the history item's conditional PutItem and the
-BatchWriteItem of its outbox entry and registry items. Through boto3's client each costs
-twice the CPU of the request itself (shape-driven serialising and parsing, endpoint
-rules, ~30 events, header objects): 2.2 ms of CPU a message signed, against 1.1 ms for
-the same requests as plain JSON over urllib3 (``python -m benchmarks.sdk_overhead``,
-devstack/README.md), which is most of ingest's CPU and so of its Lambda bill.
+BatchWriteItem of its outbox entry and registry items. Through boto3's client they cost
+about twice the CPU of the requests themselves (shape-driven serialising and parsing,
+endpoint rules, ~30 events, header objects): 1.6-2.6 ms of CPU a message signed, against
+0.9-1.2 ms for the same requests as plain JSON over urllib3; these lean writes take 56-68 %
+of boto3's (``make bench ARGS="--scenario sdk"``, devstack/README.md). That was most of
+ingest's CPU, and so of its Lambda bill.
 
 :class:`LeanWrites` wraps the store's boto3 client: ``put_item`` and ``batch_write_item``
 take and return what boto3's do, keyword for keyword, and raise the same ``ClientError``
