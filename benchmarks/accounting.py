@@ -15,14 +15,16 @@ millions of readings and merge across processes.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
+import operator
 from collections import Counter, OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+import orjson
 
 BATCH_TYPE = "sensor:readings:batch"
 
@@ -70,6 +72,9 @@ class LatencyHistogram:
     def merge(self, other: LatencyHistogram) -> None:
         self.counts.update(other.counts)
 
+    def merge_counts(self, counts: Mapping[int, int]) -> None:
+        self.counts.update(counts)
+
     @property
     def count(self) -> int:
         return sum(self.counts.values())
@@ -99,6 +104,141 @@ def merge_histograms(histograms: Iterable[LatencyHistogram]) -> LatencyHistogram
     return merged
 
 
+# --- one message, parsed once for every browser that receives it -------------------------
+
+
+@dataclass(frozen=True)
+class ReadingFacts:
+    """One reading of a message as the ledger needs it, parsed once."""
+
+    value: str  # its id
+    parsed: tuple[int, int, float] | None  # (device, seq, sent_at); None: not this run's
+    at_server: float | None  # receivedAt
+    seen: float | None  # where a resume would start: min(recordedAt, receivedAt)
+
+
+@dataclass(frozen=True)
+class DeviceSeqs:
+    """One device's readings in a message: their sequence numbers."""
+
+    device: int
+    seqs: tuple[int, ...]
+    pick: Callable[[bytearray], tuple[int, ...]]  # a ledger's arrivals at those numbers
+
+    @classmethod
+    def of(cls, device: int, seqs: list[int]) -> DeviceSeqs:
+        # itemgetter of one index returns the item itself, of two or more a tuple.
+        return cls(device, tuple(seqs), operator.itemgetter(*seqs, seqs[0]))
+
+
+@dataclass(frozen=True)
+class FreshRun:
+    """What a message adds to a ledger that has seen none of its readings, precomputed for
+    a message of this run's readings, none repeated, all with the server's times. Most
+    messages of a run qualify; a ledger that has none of them yet takes them whole."""
+
+    seqs: tuple[DeviceSeqs, ...]
+    ids: tuple[str, ...]  # in the message's order (the client forgets the oldest first)
+    sent_by_second: tuple[tuple[int, tuple[float, ...]], ...]  # sent_at grouped by whole second
+    to_received: Counter[int]  # device -> receivedAt, per millisecond
+    waiting_for_tick: Counter[int]  # receivedAt -> the tick's serverTime, per millisecond
+    newest_seen: float | None
+
+
+@dataclass(frozen=True)
+class MessageDigest:
+    """A server message as every ledger reads it (:func:`digest_message`)."""
+
+    type: str | None
+    error_code: str | None
+    replay: bool
+    server_time: float | None
+    readings: tuple[ReadingFacts, ...]
+    out_of_order: int  # readings earlier (recordedAt) than the one before them in their batch
+    fresh: FreshRun | None
+
+
+def _time_or_none(value: Any) -> float | None:
+    try:
+        return parse_time(str(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _millis(seconds: float) -> int:
+    return max(0, int(seconds * 1000))
+
+
+def digest_of(message: Mapping[str, Any]) -> MessageDigest:
+    """The facts of a parsed server message that each browser's ledger counts."""
+    error = message.get("error")
+    error_code = error.get("code") if isinstance(error, Mapping) else None
+    server_time = _time_or_none(message.get("serverTime")) if "serverTime" in message else None
+    facts: list[ReadingFacts] = []
+    out_of_order = 0
+    if message.get("type") == BATCH_TYPE:
+        for batch in message.get("batches", []):
+            previous_recorded: str | None = None
+            for reading in batch.get("readings", []):
+                recorded = reading.get("recordedAt", "")
+                # Same format and zone everywhere: string order is time order.
+                if previous_recorded is not None and recorded < previous_recorded:
+                    out_of_order += 1
+                previous_recorded = recorded
+                value = str(reading.get("id", ""))
+                at_server = _time_or_none(reading.get("receivedAt"))
+                times = [t for t in (_time_or_none(reading.get("recordedAt")), at_server) if t is not None]
+                seen = min(times) if times else None
+                facts.append(ReadingFacts(value, parse_reading_id(value), at_server, seen))
+    readings = tuple(facts)
+    return MessageDigest(
+        type=message.get("type"),
+        error_code=error_code,
+        replay=message.get("replay") is True,
+        server_time=server_time,
+        readings=readings,
+        out_of_order=out_of_order,
+        fresh=_fresh_run(readings, server_time),
+    )
+
+
+def _fresh_run(readings: tuple[ReadingFacts, ...], server_time: float | None) -> FreshRun | None:
+    if not readings or server_time is None:
+        return None
+    by_device: dict[int, list[int]] = {}
+    to_received: Counter[int] = Counter()
+    waiting: Counter[int] = Counter()
+    by_second: dict[int, list[float]] = {}
+    for reading in readings:
+        if reading.parsed is None or reading.at_server is None:
+            return None
+        device, seq, sent_at = reading.parsed
+        by_device.setdefault(device, []).append(seq)
+        to_received[_millis(reading.at_server - sent_at)] += 1
+        waiting[_millis(server_time - reading.at_server)] += 1
+        by_second.setdefault(int(sent_at), []).append(sent_at)
+    ids = tuple(reading.value for reading in readings)
+    if len(set(ids)) != len(ids):
+        return None
+    seen = [reading.seen for reading in readings if reading.seen is not None]
+    return FreshRun(
+        seqs=tuple(DeviceSeqs.of(device, numbers) for device, numbers in by_device.items()),
+        ids=ids,
+        sent_by_second=tuple((second, tuple(sent)) for second, sent in by_second.items()),
+        to_received=to_received,
+        waiting_for_tick=waiting,
+        newest_seen=max(seen) if seen else None,
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def digest_message(raw: str | bytes) -> MessageDigest:
+    """:func:`digest_of` the message's JSON, once per distinct message: a tick posts the
+    same bytes to every connection that wants the same readings, so a run's browsers
+    mostly receive the same messages (the load driver shares the stack's two cores)."""
+    return digest_of(orjson.loads(raw))
+
+
 # --- per connection ---------------------------------------------------------------------
 
 
@@ -117,6 +257,17 @@ class ClientDedupe:
         if len(self._seen) > self.capacity:
             self._seen.popitem(last=False)
         return True
+
+    def none_seen(self, values: Iterable[str]) -> bool:
+        """Whether every one of ``values`` would be new (nothing is remembered)."""
+        return self._seen.keys().isdisjoint(values)
+
+    def remember(self, values: Iterable[str]) -> None:
+        """:meth:`is_new` for each of ``values``, all known to be new and distinct."""
+        seen = self._seen
+        seen.update(dict.fromkeys(values))
+        while len(seen) > self.capacity:
+            seen.popitem(last=False)
 
 
 @dataclass
@@ -167,34 +318,67 @@ class ConnectionLedger:
 
     def record_message(self, message: Mapping[str, Any], received_at: float) -> int:
         """Count one server message received at ``received_at``; returns the readings in it."""
-        if message.get("type") != BATCH_TYPE:
+        return self.record(digest_of(message), received_at)
+
+    def record(self, digest: MessageDigest, received_at: float) -> int:
+        """:meth:`record_message` for a message already digested (:func:`digest_message`)."""
+        if digest.type != BATCH_TYPE:
             return 0
         self.messages_by_second[int(received_at)] += 1
         self.last_message_at = received_at
-        replay = message.get("replay") is True
-        count = 0
-        for batch in message.get("batches", []):
-            previous_recorded: str | None = None
-            for reading in batch.get("readings", []):
-                count += 1
-                recorded = reading.get("recordedAt", "")
-                # Same format and zone everywhere: string order is time order.
-                if previous_recorded is not None and recorded < previous_recorded:
-                    self.out_of_order += 1
-                previous_recorded = recorded
-                self._record_reading(reading, received_at, replay, message.get("serverTime"))
-        return count
+        self.out_of_order += digest.out_of_order
+        if digest.replay:
+            self.replayed += len(digest.readings)
+        fresh = digest.fresh
+        if fresh is not None and self._all_new(fresh):
+            self._record_fresh(fresh, received_at, digest.server_time)
+        else:
+            for reading in digest.readings:
+                self._record_reading(reading, received_at, digest.server_time)
+        return len(digest.readings)
 
-    def _record_reading(
-        self, reading: Mapping[str, Any], received_at: float, replay: bool, server_time: Any = None
-    ) -> None:
-        value = str(reading.get("id", ""))
-        if replay:
-            self.replayed += 1
+    def _all_new(self, fresh: FreshRun) -> bool:
+        """Whether none of the message's readings has arrived before (nor is remembered by
+        the client's de-duplication), and all are of this connection's devices."""
+        for device in fresh.seqs:
+            arrivals = self._arrivals.get(device.device)
+            if arrivals is None:
+                return False
+            last = max(device.seqs)
+            if last >= len(arrivals):  # 0: not arrived yet, as past the end
+                arrivals.extend(bytes(last + 1 - len(arrivals)))
+            if any(device.pick(arrivals)):
+                return False
+        return self._dedupe.none_seen(fresh.ids)
+
+    def _record_fresh(self, fresh: FreshRun, received_at: float, server_time: float | None) -> None:
+        """The per-reading path's outcome for a message of first arrivals, taken whole."""
+        for device in fresh.seqs:
+            arrivals = self._arrivals[device.device]  # long enough: _all_new extended it
+            for seq in device.seqs:
+                arrivals[seq] = 1
+        self._dedupe.remember(fresh.ids)
+        self._note_newest(fresh.newest_seen)
+        for second, sent in fresh.sent_by_second:
+            millis = [int((received_at - sent_at) * 1000) for sent_at in sent]
+            if min(millis) < 0:  # clock skew: counted as 0, as LatencyHistogram.add does
+                millis = [max(0, value) for value in millis]
+            self.latency.counts.update(millis)
+            by_second = self.latency_by_sent_second.get(second)
+            if by_second is None:
+                by_second = self.latency_by_sent_second[second] = LatencyHistogram()
+            by_second.counts.update(millis)
+        self.to_received.merge_counts(fresh.to_received)
+        self.waiting_for_tick.merge_counts(fresh.waiting_for_tick)
+        if server_time is not None:
+            self.tick_to_browser.add(received_at - server_time, sum(fresh.to_received.values()))
+
+    def _record_reading(self, reading: ReadingFacts, received_at: float, server_time: float | None) -> None:
+        value = reading.value
         passed_dedupe = self._dedupe.is_new(value)
         if passed_dedupe:
-            self._note_newest(reading)
-        parsed = parse_reading_id(value)
+            self._note_newest(reading.seen)
+        parsed = reading.parsed
         arrivals = self._arrivals.get(parsed[0]) if parsed else None
         if parsed is None or arrivals is None:
             self.foreign += 1
@@ -207,12 +391,10 @@ class ConnectionLedger:
         if arrivals[seq] == 1:
             latency = received_at - sent_at
             self.latency.add(latency)
-            with contextlib.suppress(KeyError, ValueError):
-                at_server = parse_time(str(reading["receivedAt"]))
-                tick = parse_time(str(server_time))
-                self.to_received.add(at_server - sent_at)
-                self.waiting_for_tick.add(tick - at_server)
-                self.tick_to_browser.add(received_at - tick)
+            if reading.at_server is not None and server_time is not None:
+                self.to_received.add(reading.at_server - sent_at)
+                self.waiting_for_tick.add(server_time - reading.at_server)
+                self.tick_to_browser.add(received_at - server_time)
             by_second = self.latency_by_sent_second.get(int(sent_at))
             if by_second is None:
                 by_second = self.latency_by_sent_second[int(sent_at)] = LatencyHistogram()
@@ -221,19 +403,11 @@ class ConnectionLedger:
             # A repeat the application sees again: the dedupe window had forgotten the id.
             self.duplicated_after_dedupe += 1
 
-    def _note_newest(self, reading: Mapping[str, Any]) -> None:
+    def _note_newest(self, seen: float | None) -> None:
         """Where a resume starts, as the browser client computes it: the earlier of
         ``recordedAt`` and ``receivedAt`` of the newest reading seen."""
-        times = []
-        for key in ("recordedAt", "receivedAt"):
-            try:
-                times.append(parse_time(str(reading[key])))
-            except (KeyError, ValueError):
-                continue
-        if times:
-            seen = min(times)
-            if self.newest_seen is None or seen > self.newest_seen:
-                self.newest_seen = seen
+        if seen is not None and (self.newest_seen is None or seen > self.newest_seen):
+            self.newest_seen = seen
 
     def complete(self, sent: Mapping[int, int]) -> bool:
         """True when every reading in ``sent`` (device -> readings sent) has arrived."""

@@ -6,13 +6,19 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from benchmarks.accounting import (
     BATCH_TYPE,
     ClientDedupe,
     ConnectionLedger,
+    FreshRun,
     LatencyHistogram,
+    digest_message,
+    digest_of,
     latency_by_period_second,
     latency_by_window,
     parse_reading_id,
@@ -279,3 +285,84 @@ def test_latency_splits_at_the_readings_received_at_and_the_ticks_server_time():
     assert ledger.to_received.percentile(50) == pytest.approx(0.25, abs=0.002)
     assert ledger.waiting_for_tick.percentile(50) == pytest.approx(0.45, abs=0.002)
     assert ledger.tick_to_browser.percentile(50) == pytest.approx(0.1, abs=0.002)
+
+
+# --- a message taken whole (the load driver's fast path) ---------------------------------
+
+
+class ReadingByReadingLedger(ConnectionLedger):
+    """The reference: every message counted one reading at a time."""
+
+    def _all_new(self, fresh: FreshRun) -> bool:
+        return False
+
+
+@st.composite
+def server_messages(draw: st.DrawFn) -> tuple[dict[str, Any], float]:
+    """A batch as a run's browsers may get it: runs of sequence numbers, gaps, repeats,
+    readings of another org's device (2) or not of this run, with or without the server's
+    times, replayed or live; received at some time after it was sent."""
+    readings = []
+    for _ in range(draw(st.integers(1, 4))):
+        device = draw(st.sampled_from([0, 1, 2]))
+        first = draw(st.integers(0, 12))
+        for seq in range(first, first + draw(st.integers(1, 4))):
+            sent_at = T0 + seq * 0.25 + device * 0.01
+            item = reading(
+                device, seq, sent_at, unit=f"u{device}", recorded=sent_at - draw(st.sampled_from([0, 0.3]))
+            )
+            item["receivedAt"] = iso(sent_at + draw(st.sampled_from([0.05, 0.4])))
+            if draw(st.booleans()) and draw(st.booleans()):
+                del item["receivedAt"]
+            if draw(st.integers(0, 9)) == 0:
+                item["id"] = f"r-{seq}"
+            readings.append(item)
+    if draw(st.booleans()):
+        readings.reverse()
+    message = batch(*readings, replay=draw(st.booleans()))
+    if draw(st.integers(0, 5)) == 0:
+        del message["serverTime"]
+    return message, T0 + 5 + draw(st.floats(0, 2))
+
+
+@given(st.lists(server_messages(), max_size=10), st.integers(1, 8))
+def test_a_message_taken_whole_counts_as_it_would_reading_by_reading(
+    messages: list[tuple[dict[str, Any], float]], dedupe_capacity: int
+) -> None:
+    whole = ConnectionLedger("b0", devices=[0, 1], dedupe_capacity=dedupe_capacity)
+    each = ReadingByReadingLedger("b0", devices=[0, 1], dedupe_capacity=dedupe_capacity)
+    for message, received_at in messages:
+        digest = digest_of(message)
+        assert whole.record(digest, received_at) == each.record(digest, received_at)
+    sent = {0: 20, 1: 20}
+    assert whole.summary(sent, examples=40) == each.summary(sent, examples=40)
+    for histogram in ("latency", "to_received", "waiting_for_tick", "tick_to_browser"):
+        assert getattr(whole, histogram).counts == getattr(each, histogram).counts, histogram
+    assert {s: h.counts for s, h in whole.latency_by_sent_second.items()} == {
+        s: h.counts for s, h in each.latency_by_sent_second.items()
+    }
+    assert whole.newest_seen == each.newest_seen
+    # What the client's de-duplication remembers, in the order it forgets it.
+    assert list(whole._dedupe._seen) == list(each._dedupe._seen)
+
+
+def test_a_message_of_first_arrivals_is_taken_whole_and_one_with_a_repeat_reading_by_reading() -> None:
+    runs = digest_of(batch(reading(0, 3, T0), reading(0, 5, T0), reading(1, 0, T0)))
+    assert runs.fresh is not None
+    assert sorted((device.device, device.seqs) for device in runs.fresh.seqs) == [(0, (3, 5)), (1, (0,))]
+    assert digest_of(batch(reading(0, 3, T0), reading(0, 3, T0))).fresh is None
+    assert digest_of(batch(reading(0, 3, T0), {**reading(0, 4, T0), "id": "r-4"})).fresh is None
+    ledger = ConnectionLedger("b0", devices=[0, 1])
+    ledger.record(runs, received_at=T0 + 1)
+    assert ledger.summary({0: 6, 1: 1}).missing_examples == [(0, 0), (0, 1), (0, 2), (0, 4)]
+    assert ledger.latency.counts == Counter({1000: 3})
+    # A repeat among new readings: that message is counted reading by reading.
+    ledger.record(digest_of(batch(reading(0, 4, T0), reading(0, 5, T0))), received_at=T0 + 2)
+    assert ledger.summary({0: 6, 1: 1}).duplicated == 1
+    assert ledger.latency.counts == Counter({1000: 3, 2000: 1})
+
+
+def test_the_same_message_bytes_are_parsed_once_for_every_browser() -> None:
+    raw = orjson.dumps(batch(reading(0, 0, T0)))
+    assert digest_message(raw) is digest_message(raw)
+    assert digest_message(raw).readings[0].parsed == (0, 0, T0)
