@@ -1,10 +1,13 @@
 """The local stack's TTL sweeper removes what DynamoDB's TTL would remove, and only that."""
 
+import json
 from typing import Any
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from devstack import moto_fidelity
 from devstack.moto_fidelity import all_tables, expire_items
@@ -133,3 +136,108 @@ def test_an_item_past_the_size_limit_is_refused_and_one_under_it_stored(aws):
     assert "size has exceeded" in refused.value.response["Error"]["Message"]
     stored = client.get_item(TableName=TABLE_NAME, Key={"pk": {"S": "UNIT#a"}, "sk": {"S": "R#1"}})["Item"]
     assert stored == under
+
+
+def _moto_parse(action: str, body: bytes) -> Any:
+    """What moto's own parser makes of a DynamoDB request body (its shape-driven walk)."""
+    from moto.core.parse import PROTOCOL_PARSERS
+    from moto.core.utils import get_service_model
+
+    operation = get_service_model("dynamodb").operation_model(action)
+    parser = PROTOCOL_PARSERS["json"](operation, map_type=dict)
+    request: Any = {
+        "method": "POST",
+        "values": {},
+        "headers": {},
+        "body": body,
+        "url_path": "/",
+        "url_params": {},
+    }
+    return parser.parse(request)
+
+
+scalars = st.one_of(
+    st.builds(lambda s: {"S": s}, st.text(max_size=8)),
+    st.builds(lambda n: {"N": str(n)}, st.integers(-(10**12), 10**12)),
+    st.builds(lambda b: {"BOOL": b}, st.booleans()),
+    st.just({"NULL": True}),
+    st.builds(
+        lambda ss: {"SS": sorted(ss)}, st.sets(st.text(min_size=1, max_size=4), min_size=1, max_size=3)
+    ),
+    st.builds(
+        lambda ns: {"NS": [str(n) for n in sorted(ns)]}, st.sets(st.integers(0, 99), min_size=1, max_size=3)
+    ),
+)
+attribute_values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.builds(lambda items: {"L": items}, st.lists(inner, max_size=3)),
+        st.builds(
+            lambda fields: {"M": fields}, st.dictionaries(st.text(min_size=1, max_size=5), inner, max_size=3)
+        ),
+    ),
+    max_leaves=8,
+)
+items = st.dictionaries(st.text(min_size=1, max_size=6), attribute_values, min_size=1, max_size=5)
+
+
+@given(items, items)
+@settings(max_examples=60)
+def test_an_item_request_without_binary_values_is_its_json_as_moto_would_parse_it(item, key):
+    requests = {
+        "PutItem": {
+            "TableName": TABLE_NAME,
+            "Item": item,
+            "ConditionExpression": "attribute_not_exists(pk) OR v < :v",
+            "ExpressionAttributeValues": {":v": {"N": "3"}},
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        },
+        "BatchWriteItem": {
+            "RequestItems": {TABLE_NAME: [{"PutRequest": {"Item": item}}, {"DeleteRequest": {"Key": key}}]}
+        },
+        "Query": {
+            "TableName": TABLE_NAME,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": "a"}},
+            "ExclusiveStartKey": key,
+            "Limit": 25,
+            "ConsistentRead": True,
+        },
+        "UpdateItem": {
+            "TableName": TABLE_NAME,
+            "Key": key,
+            "UpdateExpression": "SET #a = :a",
+            "ExpressionAttributeNames": {"#a": "a"},
+            "ExpressionAttributeValues": {":a": item[next(iter(item))]},
+        },
+    }
+    for action, request in requests.items():
+        body = json.dumps(request).encode()
+        assert action in moto_fidelity.PLAIN_JSON_ACTIONS
+        assert _moto_parse(action, body) == json.loads(body), action
+
+
+def test_binary_values_still_arrive_as_bytes_and_nested_values_as_sent(aws):
+    moto_fidelity.apply()
+    client = boto3.client("dynamodb")
+    item: dict[str, Any] = {
+        "pk": {"S": "BIN#1"},
+        "sk": {"S": "x"},
+        "blob": {"B": b"\x00\xffraw"},
+        "blobs": {"BS": [b"a", b"b"]},
+        "nested": {"M": {"list": {"L": [{"N": "1.5"}, {"S": "two"}, {"BOOL": False}, {"NULL": True}]}}},
+    }
+    client.put_item(TableName=TABLE_NAME, Item=item)
+    client.put_item(
+        TableName=TABLE_NAME, Item={"pk": {"S": "PLAIN#1"}, "sk": {"S": "x"}, "n": {"NS": ["1", "2"]}}
+    )
+    got = client.get_item(
+        TableName=TABLE_NAME, Key={"pk": {"S": "BIN#1"}, "sk": {"S": "x"}}, ConsistentRead=True
+    )
+    assert got["Item"] == item
+    queried = client.query(
+        TableName=TABLE_NAME,
+        KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": "PLAIN#1"}},
+    )["Items"]
+    assert queried == [{"pk": {"S": "PLAIN#1"}, "sk": {"S": "x"}, "n": {"NS": ["1", "2"]}}]
