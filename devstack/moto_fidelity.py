@@ -15,8 +15,10 @@ and moto writes every item of an answer through its generic, shape-driven serial
 written with ``json.dumps`` instead. Condition expressions without values (e.g.
 ``attribute_not_exists(pk)``, one per stored reading) and update expressions are parsed
 once, not per request, moto's list of its handler's methods is computed once per
-class, an item's size is checked once, not once per attribute, and item requests without
-binary values are read as the JSON they are instead of rebuilt along moto's shapes.
+class, an item's size is checked once, not once per attribute, item requests without
+binary values are read as the JSON they are instead of rebuilt along moto's shapes, a
+request id is drawn in one call, and a DynamoDB request's URL is taken from its Host
+header and its form (it has none) not parsed.
 It patches the emulator only; the functions' code is untouched.
 """
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import json
+import string
 import threading
 import time
 from collections.abc import Callable
@@ -76,6 +79,8 @@ def apply() -> None:
     _list_handler_methods_once()
     _check_item_size_once()
     _read_plain_item_requests_as_json()
+    _draw_request_ids_at_once()
+    _answer_batch_writes_as_json()
 
 
 # Data-plane requests whose members are strings, numbers, booleans, lists and maps only,
@@ -271,6 +276,50 @@ def _write_item_answers_as_json() -> None:
     DynamoResult.execute_result = execute_result  # type: ignore[method-assign,assignment]
 
 
+def _raw_url(request: Any) -> str:
+    """moto's ``Request.raw_url`` (the URL as it arrived) from the Host header, instead of
+    werkzeug's URL reconstruction with its IRI decoding (a twentieth of a write here)."""
+    environ = request.environ
+    host = environ.get("HTTP_HOST")
+    if not host:
+        return str(request.raw_url)
+    query = environ.get("QUERY_STRING")
+    url = f"{environ['wsgi.url_scheme']}://{host}{request.raw_path}"
+    return f"{url}?{query}" if query else url
+
+
+REQUEST_ID_CHARACTERS = string.ascii_letters + string.digits
+
+
+def _draw_request_ids_at_once() -> None:
+    """moto's request id (52 letters and digits, one ``random.choice`` call each: a tenth
+    of a write's CPU here) drawn from the same random source in one call."""
+    import moto.core.responses
+    from moto.moto_api._internal import mock_random
+
+    def gen_amzn_requestid_long(headerdict: dict[str, Any] | None = None) -> str:
+        request_id = "".join(mock_random.choices(REQUEST_ID_CHARACTERS, k=52))
+        if isinstance(headerdict, dict):
+            headerdict["x-amzn-requestid"] = request_id
+        return request_id
+
+    moto.core.responses.gen_amzn_requestid_long = gen_amzn_requestid_long
+
+
+def _answer_batch_writes_as_json() -> None:
+    """BatchWriteItem's answer (consumed capacity, no unprocessed items) goes through
+    moto's shape-driven serializer, a sixth of a write's CPU here; it is plain JSON, so it
+    is written as the other item answers are (:func:`_write_item_answers_as_json`)."""
+    from moto.dynamodb.responses import DynamoHandler, DynamoResult
+
+    generic = DynamoHandler.batch_write_item
+
+    def batch_write_item(self: DynamoHandler) -> Any:
+        return DynamoResult(generic(self).result)
+
+    DynamoHandler.batch_write_item = batch_write_item  # type: ignore[method-assign]
+
+
 DYNAMODB_TARGET_PREFIX = "DynamoDB_20120810."
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Any]
 
@@ -283,10 +332,12 @@ class DynamoDbFastPath:
     def __init__(self, fallback: WsgiApp) -> None:
         from moto.dynamodb.responses import DynamoHandler
         from moto.moto_server.werkzeug_app import BackendRequest
+        from werkzeug.datastructures import ImmutableMultiDict
 
         self._fallback = fallback
         self._handler = DynamoHandler
         self._request_class = BackendRequest
+        self._no_form: ImmutableMultiDict[str, Any] = ImmutableMultiDict()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         if not environ.get("HTTP_X_AMZ_TARGET", "").startswith(DYNAMODB_TARGET_PREFIX):
@@ -295,8 +346,10 @@ class DynamoDbFastPath:
         from werkzeug.wrappers import Response
 
         request = self._request_class(environ)
+        # A DynamoDB request is JSON, never a form: what werkzeug's form parsing would find.
+        request.form = request.files = self._no_form
         try:
-            result = self._handler.dispatch(request, request.raw_url, dict(request.headers))
+            result = self._handler.dispatch(request, _raw_url(request), dict(request.headers))
         except ClientError as error:  # as moto's convert_to_flask_response answers it
             result = 400, {}, error.response["Error"]["Message"]
         status, headers, body = result if len(result) == 3 else (200, {}, result)

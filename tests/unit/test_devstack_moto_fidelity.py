@@ -70,14 +70,24 @@ def test_answers_carrying_items_are_the_same_with_the_json_writer(aws):
                 ExpressionAttributeValues={":v": {"N": "3"}},
                 ReturnValues="ALL_NEW",
             )["Attributes"],
+            client.batch_write_item(
+                RequestItems={
+                    TABLE_NAME: [
+                        {"PutRequest": {"Item": {"pk": {"S": "UNIT#b"}, "sk": {"S": "R#1"}}}},
+                        {"DeleteRequest": {"Key": {"pk": {"S": "UNIT#b"}, "sk": {"S": "R#0"}}}},
+                    ]
+                },
+                ReturnConsumedCapacity="TOTAL",
+            ),
         ]
 
     generic = answers()
     moto_fidelity.apply()
     with_json_writer = answers()
 
-    for answer in (generic[2], with_json_writer[2]):
-        answer.pop("ResponseMetadata")
+    for answers_of_one_writer in (generic, with_json_writer):
+        for answer in (answers_of_one_writer[2], answers_of_one_writer[4]):
+            answer.pop("ResponseMetadata")
     assert with_json_writer == generic
     assert with_json_writer[0] == item
     assert with_json_writer[1] is False
@@ -241,3 +251,25 @@ def test_binary_values_still_arrive_as_bytes_and_nested_values_as_sent(aws):
         ExpressionAttributeValues={":pk": {"S": "PLAIN#1"}},
     )["Items"]
     assert queried == [{"pk": {"S": "PLAIN#1"}, "sk": {"S": "x"}, "n": {"NS": ["1", "2"]}}]
+
+
+def test_request_ids_are_moto_s_fifty_two_letters_and_digits(aws):
+    moto_fidelity.apply()
+    client = boto3.client("dynamodb")
+    ids = [client.list_tables()["ResponseMetadata"]["RequestId"] for _ in range(3)]
+    assert all(len(value) == 52 and value.isalnum() and value.isascii() for value in ids)
+    assert len(set(ids)) == 3
+
+
+@pytest.mark.parametrize(
+    ("path", "query", "host"),
+    [("/", "", "127.0.0.1:4566"), ("/a%2Fb/c", "x=1&y=%20", "localhost:8000"), ("//twice", "", "h")],
+)
+def test_a_request_url_from_its_host_header_is_moto_s_raw_url(path, query, host):
+    from moto.moto_server.werkzeug_app import BackendRequest
+    from werkzeug.test import EnvironBuilder
+
+    environ = EnvironBuilder(path="/", base_url=f"http://{host}", query_string=query).get_environ()
+    environ["RAW_URI"] = f"{path}?{query}" if query else path
+    request = BackendRequest(environ)
+    assert moto_fidelity._raw_url(request) == request.raw_url
