@@ -319,7 +319,18 @@ class LambdaFunction:
         return [pid for pid in killed if pid is not None]
 
     def close(self) -> None:
+        """Stop: invocations still queued fail at once (an environment would otherwise run
+        the whole backlog of an overloaded stack before it saw its stop), then each
+        environment ends after its running invocation."""
         self._closed = True
+        while True:
+            try:
+                queued = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if queued is not None and queued.future.set_running_or_notify_cancel():
+                stopping = FunctionError("ServiceUnavailable", "the local stack is stopping")
+                queued.future.set_exception(stopping)
         for _ in self._environments:
             self._queue.put(None)
         for environment in list(self._environments):

@@ -66,6 +66,25 @@ def test_an_environment_gets_the_event_as_json_with_a_context_and_is_reused(star
     assert (second["pid"], second["invocations"]) == (first["pid"], 2)
 
 
+def test_closing_fails_the_queued_invocations_at_once_and_lets_the_running_one_finish():
+    config = FunctionConfig(name="fn-sleep", handler=f"{HANDLERS}.sleep", timeout_seconds=20, concurrency=1)
+    function = LambdaFunction(config, [0.0, 0.0])
+    running = function.submit({"seconds": 0.5})
+    while not running.running():
+        time.sleep(0.01)
+    backlog = [function.submit({"seconds": 0.5}) for _ in range(20)]
+
+    function.close()
+
+    assert "pid" in running.result(timeout=0)
+    for queued in backlog:
+        with pytest.raises(FunctionError) as refused:
+            queued.result(timeout=0)
+        assert refused.value.error_type == "ServiceUnavailable"
+    with pytest.raises(FunctionError):
+        function.submit({"seconds": 0}).result(timeout=0)
+
+
 def test_errors_and_results_that_are_not_json_are_function_errors(start_function):
     with pytest.raises(FunctionError) as raised:
         start_function("fail").invoke({"n": 1})
