@@ -97,9 +97,10 @@ def gateway() -> ConnectionGateway:
 def fanout_gateway() -> ConnectionGateway:
     """The flush's posts: the lean signed client (management_api.py: half the CPU of boto3's
     client a post, docs/posting.md), with botocore's credentials and region as boto3 would
-    find them. Short timeouts and no retry inside the call, because a post that fails is
-    retried on the next tick with what arrived meanwhile, and a slow connection must not
-    hold a posting thread."""
+    find them, and the signer boto3's clients would choose. Short timeouts and no retry
+    inside the call, because a post that fails is retried on the next tick with what
+    arrived meanwhile, and a slow connection must not hold a posting thread."""
+    import boto3
     import botocore.session
 
     from .gateway import ConnectionGateway
@@ -111,6 +112,10 @@ def fanout_gateway() -> ConnectionGateway:
     session = botocore.session.get_session()
     credentials = session.get_credentials()
     region = session.get_config_variable("region")
+    # The event hooks every boto3 client of the function inherits (its signer choice).
+    if boto3.DEFAULT_SESSION is None:
+        boto3.setup_default_session()
+    assert boto3.DEFAULT_SESSION is not None
     if credentials is None or not region:
         raise RuntimeError("no AWS credentials or region for the Management API")
     return ConnectionGateway(
@@ -120,6 +125,7 @@ def fanout_gateway() -> ConnectionGateway:
             credentials=credentials,
             timeout_seconds=settings.flush_post_timeout_seconds,
             max_connections=settings.flush_post_concurrency + 8,
+            events=boto3.DEFAULT_SESSION.events,
         )
     )
 

@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import urllib3
-from botocore.auth import SigV4Auth
+from botocore.auth import AUTH_TYPE_MAPS, SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
@@ -38,9 +38,18 @@ USER_AGENT = "sensor-stream-management-api/1"
 
 
 class ExecuteApiSigner:
-    """SigV4 headers for requests to one endpoint, by botocore's signer and credentials."""
+    """SigV4 headers for requests to one endpoint, by botocore's signer and credentials;
+    or the signer a handler of the session's ``choose-signer`` event names, as boto3's
+    clients let it choose (none does in AWS)."""
 
-    def __init__(self, endpoint_url: str, *, region: str, credentials: Credentials) -> None:
+    def __init__(
+        self,
+        endpoint_url: str,
+        *,
+        region: str,
+        credentials: Credentials,
+        events: Any = None,
+    ) -> None:
         parts = urlsplit(endpoint_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) endpoint: {endpoint_url!r}")
@@ -48,6 +57,20 @@ class ExecuteApiSigner:
         self.stage_path = parts.path.rstrip("/")
         self._region = region
         self._credentials = credentials
+        self._signer = self._chosen_signer(events)
+
+    def _chosen_signer(self, events: Any) -> Any:
+        if events is None:
+            return SigV4Auth
+        # One answer for every operation: the flush's posts and deletes are signed alike.
+        chosen = events.emit_until_response(
+            f"choose-signer.{SIGNING_SERVICE}.PostToConnection",
+            signing_name=SIGNING_SERVICE,
+            region_name=self._region,
+            signature_version="v4",
+            context={},
+        )[1]
+        return AUTH_TYPE_MAPS[chosen] if isinstance(chosen, str) else SigV4Auth
 
     def connection_path(self, connection_id: str) -> str:
         # Encoded as botocore encodes a URI label: ids hold '=' (and could hold '/').
@@ -57,7 +80,7 @@ class ExecuteApiSigner:
         request = AWSRequest(method=method, url=self.origin + path, data=body)
         # Frozen: a refresh between reading the key and the token cannot mix two sets.
         credentials = self._credentials.get_frozen_credentials()
-        SigV4Auth(credentials, SIGNING_SERVICE, self._region).add_auth(request)
+        self._signer(credentials, SIGNING_SERVICE, self._region).add_auth(request)
         headers = dict(request.headers.items())
         headers["User-Agent"] = USER_AGENT
         return headers
@@ -75,9 +98,10 @@ class SignedManagementApi:
         credentials: Credentials,
         timeout_seconds: float,
         max_connections: int,
+        events: Any = None,
     ) -> None:
         self.endpoint_url = endpoint_url
-        self.signer = ExecuteApiSigner(endpoint_url, region=region, credentials=credentials)
+        self.signer = ExecuteApiSigner(endpoint_url, region=region, credentials=credentials, events=events)
         self.pool = endpoint_pool(
             endpoint_url,
             max_connections=max_connections,

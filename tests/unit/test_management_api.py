@@ -13,9 +13,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, cast
 
 import boto3
+import botocore.auth
 import botocore.session
 import pytest
 from botocore.auth import SigV4Auth
@@ -29,6 +30,7 @@ from botocore.exceptions import (
     HTTPClientError,
     ReadTimeoutError,
 )
+from botocore.hooks import HierarchicalEmitter
 
 from devstack.faults import GatewayFaults, GatewayFaultSettings
 from devstack.http_server import LoopbackHttpServer
@@ -411,3 +413,64 @@ def test_posts_reuse_kept_alive_connections(server):
 def test_an_endpoint_that_is_not_http_is_refused():
     with pytest.raises(ValueError, match="not an http"):
         signed_client("wss://abc.execute-api.eu-west-1.amazonaws.com/live")
+
+
+# --- the signer the session's hooks choose ------------------------------------------------------
+
+
+class NamedSigner:
+    """A signer as botocore's AUTH_TYPE_MAPS holds them: built per request, adds its auth."""
+
+    def __init__(self, credentials: Any, service_name: str, region_name: str) -> None:
+        self.scope = f"{region_name}/{service_name}"
+
+    def add_auth(self, request: AWSRequest) -> None:
+        request.headers["Authorization"] = f"test-signer {self.scope}"
+
+
+def test_a_signer_chosen_by_the_sessions_choose_signer_hook_signs_the_posts(server, monkeypatch):
+    monkeypatch.setitem(botocore.auth.AUTH_TYPE_MAPS, "test-signer", NamedSigner)
+    events = HierarchicalEmitter()
+    asked: list[dict[str, Any]] = []
+
+    def choose(**kwargs: Any) -> str:
+        asked.append(kwargs)
+        return "test-signer"
+
+    events.register("choose-signer.execute-api", cast(Any, choose))  # it answers: the stubs say None
+    client = SignedManagementApi(
+        server.url,
+        region=REGION,
+        credentials=Credentials("AKIDEXAMPLE", "secret", "session-token"),
+        timeout_seconds=2.0,
+        max_connections=4,
+        events=events,
+    )
+
+    client.post_to_connection(ConnectionId=CONNECTION_ID, Data=b"{}")
+    client.delete_connection(ConnectionId=CONNECTION_ID)
+
+    assert [request.headers["Authorization"] for request in server.received] == [
+        f"test-signer {REGION}/execute-api"
+    ] * 2
+    assert asked[0]["signature_version"] == "v4"
+    assert asked[0]["signing_name"] == "execute-api"
+
+
+def test_without_a_hook_that_answers_the_posts_are_signed_with_sigv4(server):
+    events = HierarchicalEmitter()
+    events.register("choose-signer.execute-api", lambda **kwargs: None)
+    credentials = Credentials("AKIDEXAMPLE", "secret", "session-token")
+    client = SignedManagementApi(
+        server.url,
+        region=REGION,
+        credentials=credentials,
+        timeout_seconds=2.0,
+        max_connections=4,
+        events=events,
+    )
+
+    client.post_to_connection(ConnectionId=CONNECTION_ID, Data=b'{"a": 1}')
+
+    [request] = server.received
+    assert signature_is_valid(request, credentials.get_frozen_credentials())
