@@ -273,3 +273,23 @@ def test_a_request_url_from_its_host_header_is_moto_s_raw_url(path, query, host)
     environ["RAW_URI"] = f"{path}?{query}" if query else path
     request = BackendRequest(environ)
     assert moto_fidelity._raw_url(request) == request.raw_url
+
+
+def test_queries_without_copies_answer_the_stored_items_and_projections_leave_them_whole(aws):
+    moto_fidelity.apply()
+    client = boto3.client("dynamodb")
+    stored: Any = {"pk": {"S": "OUTBOX#1"}, "sk": {"S": "r1"}, "data": {"S": "x"}}
+    stored["n"] = {"M": {"a": {"N": "1"}}}
+    client.put_item(TableName=TABLE_NAME, Item=stored)
+    condition: Any = {
+        "KeyConditionExpression": "pk = :pk",
+        "ExpressionAttributeValues": {":pk": {"S": "OUTBOX#1"}},
+    }
+
+    projected = client.query(TableName=TABLE_NAME, ProjectionExpression="sk, n.a", **condition)["Items"]
+    plain = client.query(TableName=TABLE_NAME, ConsistentRead=True, **condition)["Items"]
+    scanned = client.scan(TableName=TABLE_NAME)["Items"]
+
+    assert projected == [{"sk": {"S": "r1"}, "n": {"M": {"a": {"N": "1"}}}}]
+    assert plain == scanned == [stored]
+    assert not getattr(moto_fidelity._scope, "share_results", False)
