@@ -319,9 +319,19 @@ class LambdaFunction:
         return [pid for pid in killed if pid is not None]
 
     def close(self) -> None:
-        """Stop: invocations still queued fail at once (an environment would otherwise run
-        the whole backlog of an overloaded stack before it saw its stop), then each
-        environment ends after its running invocation."""
+        """Stop: :meth:`stop_accepting`, then each environment ends after its running
+        invocation."""
+        self.stop_accepting()
+        for _ in self._environments:
+            self._queue.put(None)
+        for environment in list(self._environments):
+            environment.stop()
+        for environment in list(self._environments):
+            environment.join(5)
+
+    def stop_accepting(self) -> None:
+        """New invocations and those still queued fail at once (an environment would
+        otherwise run the whole backlog of an overloaded stack before it saw its stop)."""
         self._closed = True
         while True:
             try:
@@ -331,12 +341,6 @@ class LambdaFunction:
             if queued is not None and queued.future.set_running_or_notify_cancel():
                 stopping = FunctionError("ServiceUnavailable", "the local stack is stopping")
                 queued.future.set_exception(stopping)
-        for _ in self._environments:
-            self._queue.put(None)
-        for environment in list(self._environments):
-            environment.stop()
-        for environment in list(self._environments):
-            environment.join(5)
 
 
 class InProcessFunction:

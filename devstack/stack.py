@@ -381,6 +381,11 @@ async def run_stack(config: StackConfig, ready_stream: TextIO) -> None:
         log.info("stopping")
         # A flush still ticking would post into a gateway that is going away.
         await asyncio.to_thread(flush.end_running_invocations, 5)
+        # Nothing new starts from here: a backlog (a flooded connect function) and the
+        # $disconnect of every socket the gateway now closes fail at once instead of
+        # holding the stop up.
+        for function in functions.values():
+            function.stop_accepting()
     log.info("stopped")
 
 

@@ -74,9 +74,12 @@ def test_closing_fails_the_queued_invocations_at_once_and_lets_the_running_one_f
         time.sleep(0.01)
     backlog = [function.submit({"seconds": 0.5}) for _ in range(20)]
 
+    function.stop_accepting()
+    refused_at_once = function.submit({"seconds": 0})
     function.close()
 
     assert "pid" in running.result(timeout=0)
+    assert refused_at_once.done()
     for queued in backlog:
         with pytest.raises(FunctionError) as refused:
             queued.result(timeout=0)
