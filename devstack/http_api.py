@@ -23,7 +23,7 @@ from werkzeug.routing import Map, Rule
 
 from devstack.events import http_api_event
 from devstack.http_server import HttpRequest, HttpResponse
-from devstack.lambda_runtime import Function
+from devstack.lambda_runtime import Function, StackStopping
 from devstack.websocket_gateway import TokenBucket
 from sensor_stream.api_limits import (
     HTTP_THROTTLE_BURST_LIMIT,
@@ -137,6 +137,8 @@ class HttpApi:
         function = self._functions[route_key]
         try:
             result = function.invoke(self._event(request, claims, route_key, path_parameters))
+        except StackStopping:
+            return HttpResponse.json(503, {"message": "Service Unavailable"})
         except Exception:
             log.exception("%s failed on %s", function.name, route_key)
             return HttpResponse.json(500, {"message": "Internal Server Error"})

@@ -50,6 +50,13 @@ class FunctionError(Exception):
         self.error_type = error_type
 
 
+class StackStopping(FunctionError):
+    """The local stack is stopping: the invocation was refused, not run."""
+
+    def __init__(self) -> None:
+        super().__init__("ServiceUnavailable", "the local stack is stopping")
+
+
 class EventExpired(Exception):
     """An asynchronous event waited longer than the function's maximum event age."""
 
@@ -265,7 +272,7 @@ class LambdaFunction:
     def submit(self, event: dict[str, Any], *, max_age_seconds: float | None = None) -> Future[Any]:
         future: Future[Any] = Future()
         if self._closed:
-            future.set_exception(FunctionError("ServiceUnavailable", "the local stack is stopping"))
+            future.set_exception(StackStopping())
             return future
         expires_at = None if max_age_seconds is None else time.monotonic() + max_age_seconds
         self._queue.put(_Invocation(json.dumps(event), future, expires_at))
@@ -339,8 +346,7 @@ class LambdaFunction:
             except queue.Empty:
                 break
             if queued is not None and queued.future.set_running_or_notify_cancel():
-                stopping = FunctionError("ServiceUnavailable", "the local stack is stopping")
-                queued.future.set_exception(stopping)
+                queued.future.set_exception(StackStopping())
 
 
 class InProcessFunction:
@@ -411,6 +417,8 @@ class AsyncInvoker:
         error = done.exception()
         if error is None:
             return
+        if isinstance(error, StackStopping):
+            return  # nothing to retry: the stack is going away
         if isinstance(error, EventExpired):
             log.error("FAILED DELIVERY: %s: event from %s expired: %s", function.name, source, event)
             return

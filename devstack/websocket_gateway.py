@@ -50,7 +50,7 @@ from devstack.events import (
 )
 from devstack.faults import GatewayFaults
 from devstack.http_server import HttpRequest, HttpResponse
-from devstack.lambda_runtime import Function
+from devstack.lambda_runtime import Function, StackStopping
 from sensor_stream.api_limits import (
     WEBSOCKET_THROTTLE_BURST_LIMIT,
     WEBSOCKET_THROTTLE_RATE_LIMIT,
@@ -304,8 +304,9 @@ class WebSocketGateway:
             result = await asyncio.wait_for(
                 self._invoke(self._routes.connect, event), timeout=INTEGRATION_TIMEOUT_SECONDS
             )
-        except Exception:
-            log.exception("$connect failed for %s", connection_id)
+        except Exception as error:
+            if not isinstance(error, StackStopping):
+                log.exception("$connect failed for %s", connection_id)
             return socket.respond(HTTPStatus.INTERNAL_SERVER_ERROR, '{"message": "Internal server error"}')
         status = int(result.get("statusCode", 200)) if isinstance(result, dict) else 200
         if not 200 <= status < 300:
@@ -411,6 +412,8 @@ class WebSocketGateway:
         event = websocket_message_event(connection.caller(self.api_id, self.stage), route_key, message)
         try:
             await self._invoke(function, event)
+        except StackStopping:
+            return
         except Exception:
             log.exception("route %s failed for %s", route_key, connection.connection_id)
             # What API Gateway sends the client when the integration fails.
@@ -438,6 +441,8 @@ class WebSocketGateway:
         event = websocket_disconnect_event(connection.caller(self.api_id, self.stage), code, reason)
         try:
             await self._invoke(self._routes.disconnect, event)
+        except StackStopping:
+            return
         except Exception:
             log.exception("$disconnect failed for %s", connection.connection_id)
 

@@ -18,6 +18,7 @@ from devstack.lambda_runtime import (
     FunctionError,
     InProcessFunction,
     LambdaFunction,
+    StackStopping,
 )
 from devstack.lambda_worker import DYNAMODB_SERVER_ERROR_RATE, DYNAMODB_THROTTLE_RATE, LambdaContext
 from devstack.processes import context as process_context
@@ -84,7 +85,8 @@ def test_closing_fails_the_queued_invocations_at_once_and_lets_the_running_one_f
         with pytest.raises(FunctionError) as refused:
             queued.result(timeout=0)
         assert refused.value.error_type == "ServiceUnavailable"
-    with pytest.raises(FunctionError):
+        assert isinstance(refused.value, StackStopping)
+    with pytest.raises(StackStopping):
         function.submit({"seconds": 0}).result(timeout=0)
 
 
@@ -192,6 +194,20 @@ def test_a_failing_asynchronous_invocation_is_tried_three_times_then_reported(ca
     assert len(attempts) == 3
     assert ["retrying in 0.05 s" in retries[0], "retrying in 0.1 s" in retries[1]] == [True, True]
     assert any("FAILED DELIVERY" in r.message and "rule r" in r.message for r in caplog.records)
+
+
+def test_an_event_refused_because_the_stack_is_stopping_is_neither_retried_nor_reported(caplog):
+    config = FunctionConfig(name="fn-describe", handler=f"{HANDLERS}.describe", timeout_seconds=20)
+    function = LambdaFunction(config, [0.0, 0.0])
+    function.stop_accepting()
+    with caplog.at_level(logging.INFO, logger="devstack.lambda"):
+        invoker = AsyncInvoker(retry_base_seconds=0.01)
+        invoker.invoke(function, {"n": 1}, source="rule r")
+        time.sleep(0.1)  # past the first retry's delay, were there one
+        invoker.close()
+    function.close()
+
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 def test_an_invocation_that_succeeds_on_retry_is_not_reported(caplog):
