@@ -67,7 +67,7 @@ class LatencyHistogram:
     counts: Counter[int] = field(default_factory=Counter)
 
     def add(self, seconds: float, times: int = 1) -> None:
-        self.counts[max(0, int(seconds * 1000))] += times
+        self.counts[_millis(seconds)] += times
 
     def merge(self, other: LatencyHistogram) -> None:
         self.counts.update(other.counts)
@@ -231,7 +231,8 @@ def _fresh_run(readings: tuple[ReadingFacts, ...], server_time: float | None) ->
     )
 
 
-@functools.lru_cache(maxsize=4096)
+# A few ticks' worth of distinct messages (each ~30 KB of text held as the key).
+@functools.lru_cache(maxsize=256)
 def digest_message(raw: str | bytes) -> MessageDigest:
     """:func:`digest_of` the message's JSON, once per distinct message: a tick posts the
     same bytes to every connection that wants the same readings, so a run's browsers

@@ -29,15 +29,13 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from botocore import UNSIGNED
-from botocore.auth import AUTH_TYPE_MAPS
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotocoreConnectionError
 from botocore.retries import standard
 
-from .lean_http import endpoint_pool, send
+from .lean_http import chosen_signer, endpoint_pool, send
 
 SERVICE = "dynamodb"
 DEFAULT_SIGNATURE = "v4"
@@ -183,18 +181,12 @@ class LeanWrites:
         return _HttpResponse(sent.status, sent.headers, sent.data or b"")
 
     def _sign(self, operation: str, request: AWSRequest) -> None:
-        chosen = self._events.emit_until_response(
-            f"choose-signer.{SERVICE}.{operation}",
-            signing_name=SERVICE,
-            region_name=self._region,
-            signature_version=self._signature,
-            context={},
-        )[1]
-        signature = chosen if chosen is not None else self._signature
-        if signature is UNSIGNED:
+        signer = chosen_signer(
+            self._events, service=SERVICE, operation=operation, region=self._region, default=self._signature
+        )
+        if signer is None:
             return
         credentials = self._credentials.get_frozen_credentials() if self._credentials else None
-        signer: Any = AUTH_TYPE_MAPS[signature]
         signer(credentials, SERVICE, self._region).add_auth(request)
 
     @staticmethod

@@ -1,7 +1,8 @@
 """What the lean clients (management_api.py, dynamodb_writes.py) share: one kept-alive
-urllib3 pool per endpoint, as botocore's own URLLib3Session keeps, and a request whose
+urllib3 pool per endpoint, as botocore's own URLLib3Session keeps, a request whose
 network failures raise the botocore exceptions that session raises, so callers and
-botocore's retry rules read them as they read boto3's."""
+botocore's retry rules read them as they read boto3's, and the signer botocore's
+``choose-signer`` event picks."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 import urllib3
+from botocore import UNSIGNED
+from botocore.auth import AUTH_TYPE_MAPS
 from botocore.exceptions import (
     ConnectionClosedError,
     ConnectTimeoutError,
@@ -18,6 +21,20 @@ from botocore.exceptions import (
     SSLError,
 )
 from botocore.httpsession import get_cert_path
+
+
+def chosen_signer(events: Any, *, service: str, operation: str, region: str, default: str) -> Any:
+    """The signer class that the handlers of ``events``' ``choose-signer`` event pick for
+    ``operation``, as boto3's clients let them (else ``default``'s); None: unsigned."""
+    chosen = events.emit_until_response(
+        f"choose-signer.{service}.{operation}",
+        signing_name=service,
+        region_name=region,
+        signature_version=default,
+        context={},
+    )[1]
+    signature = chosen if chosen is not None else default
+    return None if signature is UNSIGNED else AUTH_TYPE_MAPS[signature]
 
 
 class ConnectionPool(Protocol):

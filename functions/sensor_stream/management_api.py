@@ -25,13 +25,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import urllib3
-from botocore.auth import AUTH_TYPE_MAPS, SigV4Auth
+from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 from botocore.utils import percent_encode
 
-from .lean_http import endpoint_pool, send
+from .lean_http import chosen_signer, endpoint_pool, send
 
 SIGNING_SERVICE = "execute-api"
 USER_AGENT = "sensor-stream-management-api/1"
@@ -63,14 +63,9 @@ class ExecuteApiSigner:
         if events is None:
             return SigV4Auth
         # One answer for every operation: the flush's posts and deletes are signed alike.
-        chosen = events.emit_until_response(
-            f"choose-signer.{SIGNING_SERVICE}.PostToConnection",
-            signing_name=SIGNING_SERVICE,
-            region_name=self._region,
-            signature_version="v4",
-            context={},
-        )[1]
-        return AUTH_TYPE_MAPS[chosen] if isinstance(chosen, str) else SigV4Auth
+        return chosen_signer(
+            events, service=SIGNING_SERVICE, operation="PostToConnection", region=self._region, default="v4"
+        )
 
     def connection_path(self, connection_id: str) -> str:
         # Encoded as botocore encodes a URI label: ids hold '=' (and could hold '/').
@@ -80,7 +75,8 @@ class ExecuteApiSigner:
         request = AWSRequest(method=method, url=self.origin + path, data=body)
         # Frozen: a refresh between reading the key and the token cannot mix two sets.
         credentials = self._credentials.get_frozen_credentials()
-        self._signer(credentials, SIGNING_SERVICE, self._region).add_auth(request)
+        if self._signer is not None:
+            self._signer(credentials, SIGNING_SERVICE, self._region).add_auth(request)
         headers = dict(request.headers.items())
         headers["User-Agent"] = USER_AGENT
         return headers

@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, cast
 
 import boto3
+import botocore
 import botocore.auth
 import botocore.session
 import pytest
@@ -474,3 +475,21 @@ def test_without_a_hook_that_answers_the_posts_are_signed_with_sigv4(server):
 
     [request] = server.received
     assert signature_is_valid(request, credentials.get_frozen_credentials())
+
+
+def test_a_hook_that_chooses_no_signature_leaves_the_posts_unsigned(server):
+    events = HierarchicalEmitter()
+    events.register("choose-signer.execute-api", cast(Any, lambda **kwargs: botocore.UNSIGNED))
+    client = SignedManagementApi(
+        server.url,
+        region=REGION,
+        credentials=Credentials("AKIDEXAMPLE", "secret", "session-token"),
+        timeout_seconds=2.0,
+        max_connections=4,
+        events=events,
+    )
+
+    client.post_to_connection(ConnectionId=CONNECTION_ID, Data=b"{}")
+
+    [request] = server.received
+    assert "Authorization" not in request.headers
