@@ -119,7 +119,12 @@ def server() -> Iterator[FakeManagementApi]:
 
 
 def signed_client(
-    url: str, credentials: Credentials | None = None, *, timeout: float = 2.0, connections: int = 4
+    url: str,
+    credentials: Credentials | None = None,
+    *,
+    timeout: float = 2.0,
+    connections: int = 4,
+    events: HierarchicalEmitter | None = None,
 ) -> SignedManagementApi:
     return SignedManagementApi(
         url,
@@ -127,6 +132,7 @@ def signed_client(
         credentials=credentials or Credentials("AKIDEXAMPLE", "secret", "session-token"),
         timeout_seconds=timeout,
         max_connections=connections,
+        events=events,
     )
 
 
@@ -439,14 +445,7 @@ def test_a_signer_chosen_by_the_sessions_choose_signer_hook_signs_the_posts(serv
         return "test-signer"
 
     events.register("choose-signer.execute-api", cast(Any, choose))  # it answers: the stubs say None
-    client = SignedManagementApi(
-        server.url,
-        region=REGION,
-        credentials=Credentials("AKIDEXAMPLE", "secret", "session-token"),
-        timeout_seconds=2.0,
-        max_connections=4,
-        events=events,
-    )
+    client = signed_client(server.url, events=events)
 
     client.post_to_connection(ConnectionId=CONNECTION_ID, Data=b"{}")
     client.delete_connection(ConnectionId=CONNECTION_ID)
@@ -462,14 +461,7 @@ def test_without_a_hook_that_answers_the_posts_are_signed_with_sigv4(server):
     events = HierarchicalEmitter()
     events.register("choose-signer.execute-api", lambda **kwargs: None)
     credentials = Credentials("AKIDEXAMPLE", "secret", "session-token")
-    client = SignedManagementApi(
-        server.url,
-        region=REGION,
-        credentials=credentials,
-        timeout_seconds=2.0,
-        max_connections=4,
-        events=events,
-    )
+    client = signed_client(server.url, credentials, events=events)
 
     client.post_to_connection(ConnectionId=CONNECTION_ID, Data=b'{"a": 1}')
 
@@ -480,14 +472,7 @@ def test_without_a_hook_that_answers_the_posts_are_signed_with_sigv4(server):
 def test_a_hook_that_chooses_no_signature_leaves_the_posts_unsigned(server):
     events = HierarchicalEmitter()
     events.register("choose-signer.execute-api", cast(Any, lambda **kwargs: botocore.UNSIGNED))
-    client = SignedManagementApi(
-        server.url,
-        region=REGION,
-        credentials=Credentials("AKIDEXAMPLE", "secret", "session-token"),
-        timeout_seconds=2.0,
-        max_connections=4,
-        events=events,
-    )
+    client = signed_client(server.url, events=events)
 
     client.post_to_connection(ConnectionId=CONNECTION_ID, Data=b"{}")
 
