@@ -28,6 +28,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from sensor_stream.store.dynamo import BATCH_STATEMENTS
+
 # --- prices -----------------------------------------------------------------------------------
 
 READ_ON = "2026-11-22"
@@ -85,11 +87,12 @@ CONNECT_MEMORY_GB = 0.5
 @dataclass(frozen=True)
 class Measured:
     """Per-reading and per-tick figures of benchmarks/request_counts.py and flush_cpu.py
-    (in-process against moto, 2-core x86 VM, Python 3.11; recorded 2026-11-22)."""
+    (in-process against moto, 2-core x86 VM, Python 3.11; recorded 2026-11-22, the
+    requests of 10-reading messages 2026-11-23)."""
 
     # DynamoDB write requests per reading, by readings per message.
     write_requests_single: float = 2.00
-    write_requests_batch10: float = 1.10
+    write_requests_batch10: float = 0.20
     # Every message rewrites the registry item of each unit in it (UnitSeen with its last
     # reading, for listUnits and alerts), in the outbox batch; devices every 5 min.
     unit_registry_item_bytes: float = 398
@@ -207,8 +210,11 @@ def history_units(measured: Measured, inputs: Inputs) -> float:
 
 
 def write_requests_per_reading(per_message: int) -> float:
-    """What ingest sends: a conditional put per reading and one batch per message."""
-    return 1 + 1 / max(1, per_message)
+    """What ingest sends a message: its history items (a conditional put for one reading,
+    a BatchExecuteStatement per 25 for more) and one batch of outbox and registry items."""
+    per_message = max(1, per_message)
+    history = 1 if per_message == 1 else math.ceil(per_message / BATCH_STATEMENTS)
+    return (history + 1) / per_message
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from devstack.moto_fidelity import insert_fields
+
 ENVIRONMENT = {
     "AWS_ACCESS_KEY_ID": "bench",
     "AWS_SECRET_ACCESS_KEY": "bench",
@@ -42,7 +44,14 @@ ENVIRONMENT = {
     # A fresh flusher starts this far back (the default, 15 min, would take 90 ticks to catch up).
     "FLUSH_MAX_CATCH_UP_SECONDS": "5",
 }
-WRITES = ("PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems")
+WRITES = (
+    "PutItem",
+    "UpdateItem",
+    "DeleteItem",
+    "BatchWriteItem",
+    "BatchExecuteStatement",
+    "TransactWriteItems",
+)
 READS = ("GetItem", "Query", "BatchGetItem", "Scan", "TransactGetItems")
 WRITE_UNIT_BYTES = 1024
 READ_UNIT_BYTES = 4096
@@ -120,6 +129,13 @@ class Usage:
                         self._put(put["Item"])
                     else:
                         self.write_units += 1
+        elif operation == "BatchExecuteStatement":
+            # PartiQL INSERTs, each billed as the put of its item (a refused one too).
+            for statement in params["Statements"]:
+                fields = insert_fields(statement["Statement"])
+                if fields is None:
+                    raise ValueError(f"not an INSERT: {statement['Statement']}")
+                self._put(dict(zip(fields[1], statement["Parameters"], strict=True)))
         elif operation == "GetItem":
             self.read_units += read_units(item_size(parsed.get("Item", {})), consistent=_consistent(params))
         elif operation == "BatchGetItem":

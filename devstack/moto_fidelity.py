@@ -28,6 +28,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import re
 import string
 import threading
 import time
@@ -89,12 +90,22 @@ def apply() -> None:
     _read_plain_item_requests_as_json()
     _draw_request_ids_at_once()
     _answer_batch_writes_as_json()
+    emulate_partiql_inserts()
 
 
 # Data-plane requests whose members are strings, numbers, booleans, lists and maps only,
 # unless an attribute value is binary (B, BS) or a member is null.
 PLAIN_JSON_ACTIONS = frozenset(
-    {"PutItem", "UpdateItem", "DeleteItem", "GetItem", "Query", "BatchWriteItem", "BatchGetItem"}
+    {
+        "PutItem",
+        "UpdateItem",
+        "DeleteItem",
+        "GetItem",
+        "Query",
+        "BatchWriteItem",
+        "BatchGetItem",
+        "BatchExecuteStatement",
+    }
 )
 _NOT_PLAIN = (b'"B"', b'"BS"', b"null")
 
@@ -341,6 +352,84 @@ def _answer_batch_writes_as_json() -> None:
         return DynamoResult(generic(self).result)
 
     DynamoHandler.batch_write_item = batch_write_item  # type: ignore[method-assign]
+
+
+# PartiQL's put-if-absent with every value a parameter: INSERT INTO "t" VALUE {'a': ?, ...}
+_INSERT = re.compile(r"""\s*INSERT\s+INTO\s+"([^"]+)"\s+VALUE\s*\{(.*)\}\s*""", re.IGNORECASE | re.DOTALL)
+_INSERT_FIELD = re.compile(r"""\s*'((?:[^']|'')+)'\s*:\s*\?\s*(?:,|$)""")
+_emulated_partiql = False
+# One insert's existence check and put at a time: moto's server answers on many threads.
+_insert_lock = threading.Lock()
+
+
+def insert_fields(statement: str) -> tuple[str, list[str]] | None:
+    """The table and attribute names of a parameterised INSERT, or None for any other
+    statement (left to moto)."""
+    match = _INSERT.fullmatch(statement)
+    if match is None:
+        return None
+    fields, names, position = match.group(2), [], 0
+    while position < len(fields):
+        found = _INSERT_FIELD.match(fields, position)
+        if found is None or found.end() == position:
+            return None
+        names.append(found.group(1).replace("''", "'"))
+        position = found.end()
+    return match.group(1), names
+
+
+def emulate_partiql_inserts() -> None:
+    """BatchExecuteStatement's INSERTs as DynamoDB runs them. moto (5.2) cannot run a
+    parameterised INSERT in a batch (its parser fails on ``?``), lets an INSERT replace an
+    existing item (DynamoDB answers ``DuplicateItem``), and converts every item of every
+    table to JSON for each statement. Here each such INSERT is a put conditional on its
+    key being free, answered per statement as DynamoDB's BatchStatementResponse is
+    (docs: API_BatchStatementError, ql-reference.insert); other statements go to moto."""
+    global _emulated_partiql
+    if _emulated_partiql:
+        return
+    _emulated_partiql = True
+    from moto.dynamodb.exceptions import ConditionalCheckFailed
+    from moto.dynamodb.models import DynamoDBBackend
+
+    generic = DynamoDBBackend.batch_execute_statement
+
+    def run_insert(backend: DynamoDBBackend, table_name: str, names: list[str], values: list[Any]) -> Any:
+        if table_name not in backend.tables:
+            return {"Error": {"Code": "ResourceNotFound", "Message": "Requested resource not found"}}
+        if len(values) != len(names):
+            message = (
+                f"Number of parameters in request and statement don't match ({len(values)} != {len(names)})"
+            )
+            return {"Error": {"Code": "ValidationError", "Message": message}}
+        table = backend.tables[table_name]
+        try:
+            with _insert_lock:
+                table.put_item(
+                    dict(zip(names, values, strict=True)),
+                    condition_expression="attribute_not_exists(#key)",
+                    expression_attribute_names={"#key": table.hash_key_attr},
+                )
+        except ConditionalCheckFailed:
+            message = "Duplicate primary key exists in table"
+            return {"Error": {"Code": "DuplicateItem", "Message": message}}
+        except Exception as error:  # moto's validation (key types, item size): the statement's error
+            return {"Error": {"Code": "ValidationError", "Message": getattr(error, "message", str(error))}}
+        return {"TableName": table_name}
+
+    def batch_execute_statement(
+        self: DynamoDBBackend, statements: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        answers: list[dict[str, Any]] = []
+        for statement in statements:
+            insert = insert_fields(statement["Statement"])
+            if insert is None:
+                answers.extend(generic(self, [statement]))
+            else:
+                answers.append(run_insert(self, *insert, list(statement.get("Parameters", []))))
+        return answers
+
+    DynamoDBBackend.batch_execute_statement = batch_execute_statement  # type: ignore[method-assign]
 
 
 DYNAMODB_TARGET_PREFIX = "DynamoDB_20120810."

@@ -36,14 +36,17 @@ LOG_LEVEL = "INFO"
 FLUSH_POST_CONCURRENCY = 32
 
 # The DynamoDB calls each function makes through sensor_stream.store, and nothing else (no
-# Scan, no transactions, no stream reads). tests/infra/test_infra_table_access.py runs the
-# handlers and fails when a function calls something it is not granted, or is granted
-# something it no longer calls.
+# Scan, no transactions, no stream reads, of PartiQL INSERTs only).
+# tests/infra/test_infra_table_access.py runs the handlers and fails when a function calls
+# something it is not granted, or is granted something it no longer calls.
 TABLE_ACTIONS: dict[str, tuple[str, ...]] = {
-    # Conditional puts (history, quarantine, markers), outbox and registry batches, the
-    # first attempt's outbox entries looked up on a redelivery, the flush's progress read.
+    # Conditional puts (history, quarantine, markers), a message's history items as PartiQL
+    # INSERTs (BatchExecuteStatement), outbox and registry batches, the history items a
+    # batch found taken and the first attempt's outbox entries read back on a redelivery,
+    # the flush's progress read.
     catalog.INGEST.name: (
         "dynamodb:PutItem",
+        "dynamodb:PartiQLInsert",
         "dynamodb:BatchWriteItem",
         "dynamodb:BatchGetItem",
         "dynamodb:GetItem",

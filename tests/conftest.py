@@ -4,6 +4,8 @@ import os
 
 from hypothesis import settings
 
+from devstack.moto_fidelity import emulate_partiql_inserts
+
 # Set before any boto3 client exists; setdefault would let a developer's real profile leak in.
 os.environ.update(
     {
@@ -28,3 +30,6 @@ os.environ.pop("AWS_PROFILE", None)
 settings.register_profile("ci", derandomize=True, max_examples=100, deadline=None, database=None)
 settings.register_profile("explore", max_examples=2000, deadline=None, database=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+# moto cannot run PartiQL INSERTs in a batch; DynamoDB's behaviour, as the local stack has it.
+emulate_partiql_inserts()

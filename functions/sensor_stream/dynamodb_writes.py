@@ -1,6 +1,7 @@
-"""Ingest's two DynamoDB writes without boto3's per-call machinery.
+"""Ingest's DynamoDB writes without boto3's per-call machinery.
 
-Every stored reading costs two requests: the history item's conditional PutItem and the
+Every stored message costs two requests: the history items' conditional puts (a PutItem
+for one reading, a BatchExecuteStatement of PartiQL INSERTs for more) and the
 BatchWriteItem of its outbox entry and registry items. Through boto3's client they cost
 about twice the CPU of the requests themselves (shape-driven serialising and parsing,
 endpoint rules, ~30 events, header objects): 1.6-2.6 ms of CPU a message signed, against
@@ -8,17 +9,17 @@ endpoint rules, ~30 events, header objects): 1.6-2.6 ms of CPU a message signed,
 of boto3's (``make bench ARGS="--scenario sdk"``, devstack/README.md). That was most of
 ingest's CPU, and so of its Lambda bill.
 
-:class:`LeanWrites` wraps the store's boto3 client: ``put_item`` and ``batch_write_item``
-take and return what boto3's do, keyword for keyword, and raise the same ``ClientError``
-(code, message, HTTP status, and a failed condition's ``Item``); every other method is
-the boto3 client's own. What a request goes through is botocore's, in botocore's order:
-the client's endpoint, User-Agent and timeouts; the signer its ``choose-signer`` event
-picks (SigV4 by default); its ``before-send`` event, whose handler may answer instead of
-the network (moto's in-process mock in tests, the local stack's fault injection); the
-standard retry mode's conditions and back-off (throttling, 5xx, connection errors, a bad
-``x-amz-crc32``), with as many attempts as the client's config allows. Not kept: the
-standard mode's client-wide retry quota, and X-Ray's DynamoDB subsegments (the HTTP call
-is still traced through http.client).
+:class:`LeanWrites` wraps the store's boto3 client: ``put_item``, ``batch_write_item``
+and ``batch_execute_statement`` take and return what boto3's do, keyword for keyword,
+and raise the same ``ClientError`` (code, message, HTTP status, and a failed condition's
+``Item``); every other method is the boto3 client's own. What a request goes through is
+botocore's, in botocore's order: the client's endpoint, User-Agent and timeouts; the
+signer its ``choose-signer`` event picks (SigV4 by default); its ``before-send`` event,
+whose handler may answer instead of the network (moto's in-process mock in tests, the
+local stack's fault injection); the standard retry mode's conditions and back-off
+(throttling, 5xx, connection errors, a bad ``x-amz-crc32``), with as many attempts as
+the client's config allows. Not kept: the standard mode's client-wide retry quota, and
+X-Ray's DynamoDB subsegments (the HTTP call is still traced through http.client).
 """
 
 from __future__ import annotations
@@ -58,8 +59,8 @@ def _encode_bytes(value: object) -> str:
 
 
 class LeanWrites:
-    """``put_item`` and ``batch_write_item`` of ``client`` (boto3's DynamoDB client) over
-    urllib3; any other attribute is the client's."""
+    """``put_item``, ``batch_write_item`` and ``batch_execute_statement`` of ``client``
+    (boto3's DynamoDB client) over urllib3; any other attribute is the client's."""
 
     def __init__(
         self,
@@ -105,6 +106,9 @@ class LeanWrites:
 
     def batch_write_item(self, **request: Any) -> dict[str, Any]:
         return self._call("BatchWriteItem", request)
+
+    def batch_execute_statement(self, **request: Any) -> dict[str, Any]:
+        return self._call("BatchExecuteStatement", request)
 
     # --- one call: attempts as botocore's standard retry mode makes them -----------------
 

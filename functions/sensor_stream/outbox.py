@@ -2,7 +2,8 @@
 is delivered once and never lost (the argument is in docs/data-model.md, "Why the flush
 never misses a reading").
 
-1. Each reading is put into its unit's history once (a conditional put). The history item
+1. Each reading is put into its unit's history once (a conditional put; the readings of a
+   message go 25 to a request as PartiQL INSERTs). The history item
    records ``queuedIn``: the outbox entry and second this attempt means to queue it in.
 2. The new readings go into outbox entries (one per 100 readings), written under the
    arrival second *taken when the write starts*, together with any registry refreshes:
@@ -59,9 +60,7 @@ class ReadingQueue:
         chunks = [unique[i : i + ENTRY_READINGS] for i in range(0, len(unique), ENTRY_READINGS)]
         refs = [OutboxRef(intended, f"{attempt}.{index}") for index in range(len(chunks))]
         jobs = [(reading, ref) for chunk, ref in zip(chunks, refs, strict=True) for reading in chunk]
-        existing = self._store.readings.parallel(
-            lambda job: self._store.readings.put_history(org_id, job[0], job[1]), jobs
-        )
+        existing = self._store.readings.put_histories(org_id, jobs)
 
         entries: list[OutboxEntry] = []
         duplicates: list[tuple[Reading, Item]] = []
@@ -99,6 +98,8 @@ class ReadingQueue:
         recent_after = self._clock() - self._settings.recovery_window_seconds
         candidates: list[tuple[Reading, OutboxRef]] = []
         for _, item in duplicates:
+            if "data" not in item:  # stored, then expired before it could be read back
+                continue
             stored = Reading.model_validate_json(item["data"]["S"])
             queued_in = item.get("queuedIn", {}).get("S")
             if queued_in and stored.received_at.timestamp() >= recent_after:

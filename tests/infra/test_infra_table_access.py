@@ -9,6 +9,7 @@ kind of operation in ``sensor_stream.store`` that the scenario does not reach.""
 from __future__ import annotations
 
 import ast
+import json
 import threading
 from collections import defaultdict
 from collections.abc import Callable
@@ -56,6 +57,17 @@ ENVIRONMENT = {
 UNSET = ("JWT_JWKS_URL", "JWT_ISSUER", "JWT_AUDIENCE", "JWT_ORG_CLAIM", "JWT_UNITS_CLAIM", "JWT_TOKEN_USE")
 
 
+def iam_actions(operation: str, params: dict[str, Any]) -> set[str]:
+    """The IAM actions a call needs: its own name, except for PartiQL, which IAM grants by
+    statement verb (dynamodb:PartiQLInsert, ...; docs: ql-iam)."""
+    if operation not in ("ExecuteStatement", "BatchExecuteStatement"):
+        return {f"dynamodb:{operation}"}
+    if "body" in params:  # boto3's before-call has the serialised request
+        params = json.loads(params["body"])
+    statements = params.get("Statements") or [{"Statement": params.get("Statement", "")}]
+    return {f"dynamodb:PartiQL{s['Statement'].split(maxsplit=1)[0].capitalize()}" for s in statements}
+
+
 class CallRecorder:
     """DynamoDB operations by function. The function is the handler running (or the
     flusher, for the flush); the flush's posting threads (``post_*``) work for the flush
@@ -65,9 +77,9 @@ class CallRecorder:
         self.calls: dict[str, set[str]] = defaultdict(set)
         self.current = "none"
 
-    def __call__(self, model: Any, **_: Any) -> None:
+    def __call__(self, model: Any, params: dict[str, Any], **_: Any) -> None:
         function = "flush" if threading.current_thread().name.startswith("post") else self.current
-        self.calls[function].add(f"dynamodb:{model.name}")
+        self.calls[function].update(iam_actions(model.name, params))
 
     def acting_as(self, function: str, action: Callable[[], Any]) -> Any:
         previous, self.current = self.current, function
@@ -115,10 +127,14 @@ def _every_path_to_the_table(stack: InProcessStack, clock: FakeClock, recorder: 
 
     # ingest: new readings (conditional puts, one batch of outbox and registry items, the
     # flush's progress read for a late write), a redelivery (the first attempt's outbox
-    # entry looked up), a malformed message (quarantined), and the same over HTTP.
+    # entry looked up), a message of several readings and its redelivery (PartiQL inserts,
+    # the taken items read back), a malformed message (quarantined), and the same over HTTP.
     first = reading("fridge-1", clock.iso(-1), id="r-1")
     stack.publish_telemetry("acme", "dev-1", first)
     stack.publish_telemetry("acme", "dev-1", first)
+    several = {"readings": [reading("fridge-1", clock.iso(-2), id="r-0"), reading("fridge-2", clock.iso(-2))]}
+    stack.publish_telemetry("acme", "dev-1", several)
+    stack.publish_telemetry("acme", "dev-1", several)
     stack.publish_telemetry("acme", "dev-1", b"not json")
     status, _ = stack.post_readings(
         authorizer_claims("acme"), {"deviceId": "gw-1", "readings": [reading("fridge-2", clock.iso())]}
@@ -234,9 +250,12 @@ def test_the_scenario_reaches_every_kind_of_table_call(recorded: dict[str, set[s
         "query",
         "batch_write_item",
         "batch_get_item",
+        "batch_execute_statement",  # PartiQL INSERTs only (insert_statement)
     }
     sent = set().union(*recorded.values())
-    assert {f"dynamodb:{''.join(part.title() for part in op.split('_'))}" for op in operations} == sent
+    operation_names = {"".join(part.title() for part in op.split("_")) for op in operations}
+    expected = {action for name in operation_names for action in iam_actions(name, {"Statement": "INSERT"})}
+    assert expected == sent
     assert set(recorded) == set(FUNCTION_NAMES), "every call is made by a known function"
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from benchmarks.request_counts import WRITES
 from sensor_stream.models import ReadingsBatchMessage
 from tests.support.botocore_hooks import before_call_event, count_calls, fail_operation
 from tests.support.clock import FakeClock
@@ -18,8 +19,6 @@ from tests.support.readings import reading
 from tests.support.stack import InProcessStack
 
 pytestmark = pytest.mark.usefixtures("stack")
-
-WRITES = ("PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems")
 
 
 def reading_ids(messages: list[Any]) -> list[str]:
@@ -65,14 +64,52 @@ def test_a_single_reading_message_costs_two_write_requests(stack: InProcessStack
     assert calls["BatchWriteItem"] == 5
 
 
-def test_a_message_of_ten_readings_costs_eleven_write_requests(stack: InProcessStack, clock: FakeClock):
+def test_a_message_of_ten_readings_costs_two_write_requests(stack: InProcessStack, clock: FakeClock):
     calls = count_calls(stack.store.client)
 
     stack.publish_telemetry(
         "acme", "dev-1", {"readings": [reading(f"u{i}", clock.iso(-i)) for i in range(10)]}
     )
 
-    assert write_requests(calls) == 11
+    # The ten history items as PartiQL INSERTs in one request, then the outbox batch.
+    assert write_requests(calls) == 2
+    assert calls["BatchExecuteStatement"] == 1
+
+
+def test_a_request_of_sixty_readings_inserts_them_twenty_five_to_a_request(
+    stack: InProcessStack, clock: FakeClock
+):
+    connection_id = stack.open("acme")
+    calls = count_calls(stack.store.client)
+
+    body = {"deviceId": "gw-1", "readings": [reading("u1", clock.iso(-i), id=f"r{i}") for i in range(60)]}
+    assert stack.post_readings(authorizer_claims("acme"), body) == (200, {"accepted": 60, "duplicates": 0})
+    stack.deliver()
+
+    assert calls["BatchExecuteStatement"] == 3
+    assert sorted(reading_ids(stack.take(connection_id))) == sorted(f"r{i}" for i in range(60))
+
+
+def test_readings_of_a_message_already_stored_are_duplicates_and_only_the_new_ones_go_out(
+    stack: InProcessStack, clock: FakeClock
+):
+    connection_id = stack.open("acme")
+    earlier = [reading("u1", clock.iso(-i), id=f"m{i}", temperature=float(i)) for i in range(4)]
+    stack.publish_telemetry("acme", "dev-1", {"readings": earlier})
+    stack.deliver()
+    assert sorted(reading_ids(stack.take(connection_id))) == ["m0", "m1", "m2", "m3"]
+    clock.advance(1)
+
+    # Six new readings and the four again, one with another value: the first write wins.
+    changed = [{**earlier[0], "temperature": 99.0}, *earlier[1:]]
+    fresh = [reading("u1", clock.iso(-i), id=f"n{i}") for i in range(6)]
+    outcome = stack.publish_telemetry("acme", "dev-1", {"readings": fresh + changed})
+    stack.deliver()
+
+    assert outcome == {"stored": 6, "duplicates": 4, "quarantined": 0}
+    assert sorted(reading_ids(stack.take(connection_id))) == [f"n{i}" for i in range(6)]
+    stored = stack.store.readings.between("acme", "u1", clock.now() - timedelta(hours=1), clock.now(), 20)
+    assert {r.id: r.temperature for r in stored}["m0"] == 0.0
 
 
 def test_a_units_registry_item_goes_out_with_each_message_and_its_device_every_few_minutes(
@@ -204,7 +241,7 @@ def test_a_redelivery_queues_what_a_failed_attempt_stored_but_did_not_queue(
     # A third delivery finds them queued (by the second) and queues nothing.
     calls = count_calls(stack.store.client)
     stack.publish_telemetry("acme", "dev-1", message)
-    assert write_requests(calls) == 2  # the two refused history puts
+    assert write_requests(calls) == 1  # the two refused history inserts, in one request
     stack.deliver()
     assert reading_ids(stack.take(connection_id)) == []
 

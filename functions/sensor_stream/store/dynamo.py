@@ -20,6 +20,7 @@ else:
 Item = dict[str, Any]
 
 BATCH_WRITE_SIZE = 25  # DynamoDB's limit per BatchWriteItem
+BATCH_STATEMENTS = 25  # and per BatchExecuteStatement
 BATCH_GET_SIZE = 100  # and per BatchGetItem
 BATCH_ATTEMPTS = 6
 
@@ -53,6 +54,33 @@ class ConditionFailed(Exception):
     def __init__(self, item: Item) -> None:
         super().__init__("condition failed")
         self.item = item
+
+
+# A statement of a batch that failed for want of capacity or on a server error: sent again.
+RETRYABLE_STATEMENT_ERRORS = frozenset(
+    {
+        "ThrottlingError",
+        "ProvisionedThroughputExceeded",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "TransactionConflict",
+    }
+)
+
+
+class StatementFailed(Exception):
+    """A statement of a PartiQL batch failed for a reason that sending it again cannot fix
+    (validation, access, a missing table)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+
+
+def insert_statement(table_name: str, attribute_names: Sequence[str]) -> str:
+    """``INSERT INTO "table" VALUE {'name': ?, ...}``: PartiQL's put-if-absent of one item."""
+    fields = ", ".join("'{}': ?".format(name.replace("'", "''")) for name in attribute_names)
+    return f'INSERT INTO "{table_name}" VALUE {{{fields}}}'
 
 
 class Table:
@@ -182,6 +210,43 @@ class Table:
         for start in range(0, len(items), BATCH_WRITE_SIZE):
             chunk = items[start : start + BATCH_WRITE_SIZE]
             _until_processed(send, [{"PutRequest": {"Item": item}} for item in chunk], "writes")
+
+    def insert_new(self, items: Sequence[Item]) -> list[bool]:
+        """Put each item unless one with its key exists (first write wins, item by item),
+        25 to a request: PartiQL INSERTs in a BatchExecuteStatement, each a single-item
+        write like a conditional PutItem. True where the item was put, False where its key
+        was taken (``DuplicateItem``). Statements throttled or failed on a server error are
+        sent again with back-off; any other failure raises StatementFailed."""
+        inserted: list[bool] = []
+        for start in range(0, len(items), BATCH_STATEMENTS):
+            inserted.extend(self._insert_batch(items[start : start + BATCH_STATEMENTS]))
+        return inserted
+
+    def _insert_batch(self, items: Sequence[Item]) -> list[bool]:
+        outcome: dict[int, bool] = {}
+
+        def send(pending: list[int]) -> list[int]:
+            statements: list[Any] = [
+                {
+                    "Statement": insert_statement(self.name, list(items[i])),
+                    "Parameters": list(items[i].values()),
+                }
+                for i in pending
+            ]
+            responses = self.client.batch_execute_statement(Statements=statements)["Responses"]
+            retry: list[int] = []
+            for index, response in zip(pending, responses, strict=True):
+                code = response.get("Error", {}).get("Code")
+                if code is None or code == "DuplicateItem":
+                    outcome[index] = code is None
+                elif code in RETRYABLE_STATEMENT_ERRORS:
+                    retry.append(index)
+                else:
+                    raise StatementFailed(str(code), str(response["Error"].get("Message", "")))
+            return retry
+
+        _until_processed(send, list(range(len(items))), "inserts")
+        return [outcome[index] for index in range(len(items))]
 
     def batch_get(self, keys: Sequence[Key], *, consistent: bool = False) -> list[Item]:
         """The items that exist among ``keys`` (100 per request), in no particular order."""
