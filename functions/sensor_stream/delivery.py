@@ -52,8 +52,10 @@ from .store.flush_state import doorbell_kind
 RECENT_SECONDS = 30
 # Digests handed to a successor at most (8 bytes each; the hand-over item stays < 400 KB).
 MAX_HANDOVER_DIGESTS = 40_000
-# At a hand-over, how long to let posts still in flight end before closing their lanes.
-HANDOVER_POST_WAIT_SECONDS = 0.5
+# At a hand-over, how long to go on posting what the lanes hold (a backlog when the flush
+# is behind) before closing the lanes still holding some; far below the lease's remaining
+# 20 s, so the waiting successor never takes over by expiry meanwhile.
+HANDOVER_DRAIN_SECONDS = 5.0
 # A successor reads the connection lists of the orgs with readings in these last seconds
 # before it asks for the lease.
 PRELOAD_SECONDS = 3
@@ -546,9 +548,11 @@ class Flusher:
     # --- hand-over and exit -------------------------------------------------------------
 
     def hand_over(self, successor: str) -> bool:
-        """Pass the lease to the waiting successor after this tick: posts still in flight
-        get a moment, then their lanes are closed (those browsers resume)."""
-        self._wait_for_posts(HANDOVER_POST_WAIT_SECONDS)
+        """Pass the lease to the waiting successor after this tick: what the lanes hold is
+        posted first, for a few seconds at most; lanes still holding some are then closed
+        (those browsers resume). Closing every busy lane at once would turn a flush that is
+        behind into a reconnect storm and resumes past their bound."""
+        self._drain_lanes(HANDOVER_DRAIN_SECONDS)
         self.fanout.abandon_in_flight()
         delivered = (self._next_second - 1) if self._next_second is not None else self._delivered_through
         handed = self._state.hand_over(
@@ -572,6 +576,13 @@ class Flusher:
         if self._next_second is not None:
             self._delivered_through = self._next_second - 1
         self._state.release(self.owner, delivered_through=self._delivered_through)
+
+    def _drain_lanes(self, seconds: float) -> None:
+        # Real time, whatever clock the ticks follow: this waits on the network.
+        deadline = time.monotonic() + seconds
+        while self.fanout.holding() and time.monotonic() < deadline:
+            self.fanout.dispatch(server_time_of(self._clock()))
+            time.sleep(0.002)
 
     def _wait_for_posts(self, seconds: float) -> None:
         # Real time, whatever clock the ticks follow: this waits on the network.

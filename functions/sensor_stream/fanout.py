@@ -80,6 +80,8 @@ class _Lane:
     notices: list[bytes] = field(default_factory=list)
     waiting_for: list[TickSettlement] = field(default_factory=list)
     in_flight: Future[None] | None = None
+    # Whether the post in flight has left the flush's own queue (a posting thread runs it).
+    posting: bool = False
     # Since when readings have been waiting on a post in flight or a failed one.
     blocked_since: float | None = None
     failures: int = 0
@@ -155,7 +157,11 @@ class Fanout:
             for lane in self._lanes.values():
                 if lane.closed or not (lane.waiting or lane.notices):
                     continue
-                if lane.in_flight is not None and lane.blocked_since is None:
+                if lane.in_flight is not None and not lane.posting:
+                    # Queued behind other connections' posts: the flush is behind, not
+                    # this browser (it degrades by falling behind, never by dropping it).
+                    lane.blocked_since = None
+                elif lane.in_flight is not None and lane.blocked_since is None:
                     lane.blocked_since = now
                 blocked_for = now - lane.blocked_since if lane.blocked_since is not None else 0.0
                 if blocked_for > self._settings.flush_stalled_connection_seconds or (
@@ -182,6 +188,14 @@ class Fanout:
             self._closing = {future for future in self._closing if not future.done()}
             return sum(1 for lane in self._lanes.values() if lane.in_flight is not None) + len(self._closing)
 
+    def holding(self) -> bool:
+        """Whether any lane has a post in flight or readings waiting for one."""
+        with self._lock:
+            return any(
+                not lane.closed and (lane.in_flight is not None or lane.waiting or lane.notices)
+                for lane in self._lanes.values()
+            )
+
     def abandon_in_flight(self) -> None:
         """Hand-over: lanes whose post has not ended are closed (their browsers resume),
         so the successor can start right after what this flusher dispatched."""
@@ -193,6 +207,7 @@ class Fanout:
     # --- one post (posting thread) ------------------------------------------------------
 
     def _post(self, lane: _Lane, parcel: _Parcel, server_time: datetime) -> None:
+        lane.posting = True
         record = lane.record
         outcome = "sent"
         sent = 0
@@ -267,6 +282,7 @@ class Fanout:
             settlement.done()
         with self._lock:
             # Last: whoever waits for posts in flight sees this one's effects complete.
+            lane.posting = False
             lane.in_flight = None
 
     def _handshake_may_be_open(self, record: ConnectionRecord, now: float) -> bool:

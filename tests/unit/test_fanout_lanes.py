@@ -73,3 +73,28 @@ def test_a_connection_throttled_for_longer_than_the_stall_limit_is_kept_and_gets
     assert posts.deleted == []
     assert len(posts.refused) >= 2 * stack.settings.flush_stalled_connection_seconds - 1
     assert recorded_at(stack.take(connection_id)) == sent
+
+
+def test_a_connection_whose_posts_wait_behind_other_connections_posts_is_not_closed(
+    stack: InProcessStack, clock: FakeClock, posts: PostRecorder, monkeypatch: pytest.MonkeyPatch
+):
+    # One posting thread, taken by a connection whose post hangs: the other connection's
+    # posts wait in the flush's own queue. The flush is behind, not that browser: it must
+    # get everything later, not be closed as stalled.
+    stack.reconfigure(monkeypatch, FLUSH_POST_CONCURRENCY="1", FLUSH_TICK_POST_WAIT_SECONDS="0.05")
+    hanging = stack.open("acme")
+    waiting = stack.open("acme")
+    release = posts.hold(hanging)
+    sent = []
+    for _ in range(2 * round(stack.settings.flush_stalled_connection_seconds)):
+        sent.append(clock.iso())
+        stack.publish_telemetry("acme", "dev-1", reading("u1", sent[-1]))
+        stack.deliver()
+    release.set()
+    stack.settle()
+    stack.deliver()
+    stack.settle()
+
+    assert hanging in posts.deleted  # its own post hung: that one is stalled
+    assert waiting not in posts.deleted
+    assert recorded_at(stack.take(waiting)) == sent

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -659,3 +660,29 @@ def test_a_successor_reads_the_busy_orgs_connection_lists_before_it_takes_over(
     assert successor.roster.lists_read == preloaded, "its first tick read no list"
     for connection_id in connections.values():
         assert units(stack.take(connection_id)) == ["u1", "u2"]
+
+
+def test_a_hand_over_posts_what_a_lane_still_holds_instead_of_closing_it(
+    stack: InProcessStack, clock: FakeClock, posts: PostRecorder, monkeypatch: pytest.MonkeyPatch
+):
+    # A flush that is behind: the connection's post of u1 is still in flight when u2 is
+    # read, so u2 waits in its lane at the hand-over. Posted before the lease passes, not
+    # dropped with a close (whose resume would be bounded).
+    stack.reconfigure(monkeypatch, FLUSH_TICK_POST_WAIT_SECONDS="0.05")
+    connection_id = stack.open("acme")
+    release = posts.hold(connection_id)
+    stack.publish_telemetry("acme", "dev-1", reading("u1", clock.iso()))
+    stack.deliver(owner="running")
+    stack.publish_telemetry("acme", "dev-1", reading("u2", clock.iso()))
+    stack.deliver(owner="running")
+    successor = stack.flusher("successor")
+    assert successor.wait_as_successor()
+    threading.Timer(0.3, release.set).start()  # the slow post ends during the hand-over
+
+    assert stack.flusher("running").hand_over("successor")
+    assert successor.poll_for_lease() is not None
+    stack.publish_telemetry("acme", "dev-1", reading("u3", clock.iso()))
+    stack.deliver(owner="successor")
+
+    assert posts.deleted == []
+    assert units(stack.take(connection_id)) == ["u1", "u2", "u3"]
