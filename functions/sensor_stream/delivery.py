@@ -53,9 +53,10 @@ RECENT_SECONDS = 30
 # Digests handed to a successor at most (8 bytes each; the hand-over item stays < 400 KB).
 MAX_HANDOVER_DIGESTS = 40_000
 # At a hand-over, how long to go on posting what the lanes hold (a backlog when the flush
-# is behind) before closing the lanes still holding some; far below the lease's remaining
-# 20 s, so the waiting successor never takes over by expiry meanwhile.
-HANDOVER_DRAIN_SECONDS = 5.0
+# is behind) before closing the lanes still holding some: inside the invocation's stop
+# margin (FLUSH_STOP_MARGIN_SECONDS, 5 s, less a tick), and far below the lease's
+# remaining 20 s, so the waiting successor never takes over by expiry meanwhile.
+HANDOVER_DRAIN_SECONDS = 3.0
 # A successor reads the connection lists of the orgs with readings in these last seconds
 # before it asks for the lease.
 PRELOAD_SECONDS = 3
