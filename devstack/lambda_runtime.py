@@ -206,6 +206,10 @@ class _Environment:
                 raise FunctionError("Sandbox.Timedout", f"Task timed out after {timeout:.2f} seconds")
             answer = json.loads(connection.recv_bytes())
         except (EOFError, OSError) as error:
+            if function.stopping:
+                # Its environment was stopped with the stack, mid-invocation: refused, not failed.
+                self._discard()
+                raise StackStopping() from error
             if self.process is not None:
                 self.process.join(2)  # reap it, to tell how it ended
             exit_code = self.process.exitcode if self.process else None
@@ -335,6 +339,11 @@ class LambdaFunction:
             environment.stop()
         for environment in list(self._environments):
             environment.join(5)
+
+    @property
+    def stopping(self) -> bool:
+        """Whether the stack is stopping this function (it accepts no more invocations)."""
+        return self._closed
 
     def stop_accepting(self) -> None:
         """New invocations and those still queued fail at once (an environment would

@@ -258,3 +258,19 @@ def test_a_prewarmed_environment_serves_the_first_invocations_without_another_on
 
     assert function.environments == 1
     assert {answer["pid"] for answer in answers} == {answers[0]["pid"]}
+
+
+def test_an_invocation_cut_short_by_the_stack_stopping_is_refused_not_a_runtime_error(start_function):
+    function = start_function("sleep", concurrency=1)
+    running = function.submit({"seconds": 5})
+    while not running.running():
+        time.sleep(0.01)
+
+    function.stop_accepting()
+    # The worker ends with the stack, mid-invocation (at Ctrl-C the terminal's SIGINT reaches
+    # the whole process group).
+    while not function.kill_running():
+        time.sleep(0.01)
+
+    with pytest.raises(StackStopping):
+        running.result(timeout=10)
