@@ -553,7 +553,7 @@ class Flusher:
         posted first, for a few seconds at most; lanes still holding some are then closed
         (those browsers resume). Closing every busy lane at once would turn a flush that is
         behind into a reconnect storm and resumes past their bound."""
-        self._drain_lanes(HANDOVER_DRAIN_SECONDS)
+        self._wait_for_posts(HANDOVER_DRAIN_SECONDS, dispatching=True)
         self.fanout.abandon_in_flight()
         delivered = (self._next_second - 1) if self._next_second is not None else self._delivered_through
         handed = self._state.hand_over(
@@ -578,17 +578,16 @@ class Flusher:
             self._delivered_through = self._next_second - 1
         self._state.release(self.owner, delivered_through=self._delivered_through)
 
-    def _drain_lanes(self, seconds: float) -> None:
+    def _wait_for_posts(self, seconds: float, *, dispatching: bool = False) -> None:
+        """Until no post is in flight, or ``seconds`` passed; ``dispatching``: also post
+        what the lanes hold meanwhile, until none holds any."""
         # Real time, whatever clock the ticks follow: this waits on the network.
         deadline = time.monotonic() + seconds
-        while self.fanout.holding() and time.monotonic() < deadline:
-            self.fanout.dispatch(server_time_of(self._clock()))
-            time.sleep(0.002)
-
-    def _wait_for_posts(self, seconds: float) -> None:
-        # Real time, whatever clock the ticks follow: this waits on the network.
-        deadline = time.monotonic() + seconds
-        while self.fanout.in_flight() and time.monotonic() < deadline:
+        while time.monotonic() < deadline and (
+            self.fanout.in_flight() or (dispatching and self.fanout.waiting())
+        ):
+            if dispatching:
+                self.fanout.dispatch(server_time_of(self._clock()))
             time.sleep(0.002)
 
     # --- timers -------------------------------------------------------------------------

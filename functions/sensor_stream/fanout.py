@@ -188,13 +188,10 @@ class Fanout:
             self._closing = {future for future in self._closing if not future.done()}
             return sum(1 for lane in self._lanes.values() if lane.in_flight is not None) + len(self._closing)
 
-    def holding(self) -> bool:
-        """Whether any lane has a post in flight or readings waiting for one."""
+    def waiting(self) -> bool:
+        """Whether any lane has readings or notices waiting for a post."""
         with self._lock:
-            return any(
-                not lane.closed and (lane.in_flight is not None or lane.waiting or lane.notices)
-                for lane in self._lanes.values()
-            )
+            return any(not lane.closed and (lane.waiting or lane.notices) for lane in self._lanes.values())
 
     def abandon_in_flight(self) -> None:
         """Hand-over: lanes whose post has not ended are closed (their browsers resume),

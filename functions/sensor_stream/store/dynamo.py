@@ -68,6 +68,10 @@ RETRYABLE_STATEMENT_ERRORS = frozenset(
 )
 
 
+# Runs a function over batches and returns its results in order (map, or a thread pool's).
+BatchRunner = Callable[[Callable[[Sequence[Item]], list[bool]], list[Sequence[Item]]], list[list[bool]]]
+
+
 class StatementFailed(Exception):
     """A statement of a PartiQL batch failed for a reason that sending it again cannot fix
     (validation, access, a missing table)."""
@@ -211,16 +215,26 @@ class Table:
             chunk = items[start : start + BATCH_WRITE_SIZE]
             _until_processed(send, [{"PutRequest": {"Item": item}} for item in chunk], "writes")
 
-    def insert_new(self, items: Sequence[Item]) -> list[bool]:
+    def insert_new(
+        self,
+        items: Sequence[Item],
+        *,
+        map_batches: Callable[
+            [Callable[[Sequence[Item]], list[bool]], list[Sequence[Item]]], list[list[bool]]
+        ]
+        | None = None,
+    ) -> list[bool]:
         """Put each item unless one with its key exists (first write wins, item by item),
         25 to a request: PartiQL INSERTs in a BatchExecuteStatement, each a single-item
         write like a conditional PutItem. True where the item was put, False where its key
         was taken (``DuplicateItem``). Statements throttled or failed on a server error are
-        sent again with back-off; any other failure raises StatementFailed."""
-        inserted: list[bool] = []
-        for start in range(0, len(items), BATCH_STATEMENTS):
-            inserted.extend(self._insert_batch(items[start : start + BATCH_STATEMENTS]))
-        return inserted
+        sent again with back-off; any other failure raises StatementFailed. ``map_batches``
+        runs the requests (e.g. in parallel); one after the other by default."""
+        batches = [
+            items[start : start + BATCH_STATEMENTS] for start in range(0, len(items), BATCH_STATEMENTS)
+        ]
+        run = map_batches or (lambda work, parts: [work(part) for part in parts])
+        return [flag for flags in run(self._insert_batch, batches) for flag in flags]
 
     def _insert_batch(self, items: Sequence[Item]) -> list[bool]:
         outcome: dict[int, bool] = {}

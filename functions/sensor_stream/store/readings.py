@@ -17,7 +17,7 @@ from .. import keys
 from ..models import QuarantinedMessage, Reading, UnitSeen, format_time
 from ..settings import Settings
 from ..table import TTL_ATTRIBUTE
-from .dynamo import BATCH_STATEMENTS, ConditionFailed, Item, N, S, Table, string
+from .dynamo import ConditionFailed, Item, N, S, Table, string
 
 # Requests in parallel: conditional puts of a large HTTP batch, per-unit queries of a resume.
 PARALLEL_REQUESTS = 16
@@ -128,8 +128,7 @@ class ReadingStore:
         if len(jobs) <= 1:
             return [self.put_history(org_id, reading, ref) for reading, ref in jobs]
         items = [self.history_item(org_id, reading, ref) for reading, ref in jobs]
-        chunks = [items[i : i + BATCH_STATEMENTS] for i in range(0, len(items), BATCH_STATEMENTS)]
-        inserted = [flag for flags in self.parallel(self._table.insert_new, chunks) for flag in flags]
+        inserted = self._table.insert_new(items, map_batches=self.parallel)
         taken = [keys.key_values(item) for item, new in zip(items, inserted, strict=True) if not new]
         stored: dict[tuple[str, str], Item] = {}
         if taken:
