@@ -5,9 +5,10 @@ for one reading, a BatchExecuteStatement of PartiQL INSERTs for more) and the
 BatchWriteItem of its outbox entry and registry items. Through boto3's client they cost
 about twice the CPU of the requests themselves (shape-driven serialising and parsing,
 endpoint rules, ~30 events, header objects): 1.6-2.6 ms of CPU a message signed, against
-0.9-1.2 ms for the same requests as plain JSON over urllib3; these lean writes take 56-68 %
-of boto3's (``make bench ARGS="--scenario sdk"``, devstack/README.md). That was most of
-ingest's CPU, and so of its Lambda bill.
+0.9-1.2 ms for the same requests as plain JSON over urllib3; these lean writes took 56-68 %
+of boto3's (``make bench ARGS="--scenario sdk"``, devstack/README.md), and now send over
+lean_http's connections instead of urllib3's. That was most of ingest's CPU, and so of
+its Lambda bill.
 
 :class:`LeanWrites` wraps the store's boto3 client: ``put_item``, ``batch_write_item``
 and ``batch_execute_statement`` take and return what boto3's do, keyword for keyword,
@@ -19,7 +20,8 @@ whose handler may answer instead of the network (moto's in-process mock in tests
 local stack's fault injection); the standard retry mode's conditions and back-off
 (throttling, 5xx, connection errors, a bad ``x-amz-crc32``), with as many attempts as
 the client's config allows. Not kept: the standard mode's client-wide retry quota, and
-X-Ray's DynamoDB subsegments (the HTTP call is still traced through http.client).
+X-Ray's per-call details (each request is still one ``DynamoDB`` subsegment with its
+operation, tracing.aws_request_traces).
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotocoreConnectionError
 from botocore.retries import standard
 
-from .lean_http import chosen_signer, endpoint_pool, send
+from .lean_http import chosen_signer, endpoint_pool
+from .tracing import aws_request_traces
 
 SERVICE = "dynamodb"
 DEFAULT_SIGNATURE = "v4"
@@ -60,7 +63,7 @@ def _encode_bytes(value: object) -> str:
 
 class LeanWrites:
     """``put_item``, ``batch_write_item`` and ``batch_execute_statement`` of ``client``
-    (boto3's DynamoDB client) over urllib3; any other attribute is the client's."""
+    (boto3's DynamoDB client) over lean_http; any other attribute is the client's."""
 
     def __init__(
         self,
@@ -91,6 +94,7 @@ class LeanWrites:
                 throttling_detector=standard.ThrottlingErrorDetector(standard.RetryEventAdapter()),
             ),
         )
+        self._traced = aws_request_traces("DynamoDB")
         self._pool = endpoint_pool(
             self._url,
             max_connections=meta.config.max_pool_connections,
@@ -181,7 +185,8 @@ class LeanWrites:
             if answer is not None:
                 return _HttpResponse(answer.status_code, answer.headers, answer.content)
         headers = dict(prepared.headers.items())
-        sent = send(self._pool, "POST", self._url, body=body, headers=headers, url=self._url)
+        with self._traced(operation):
+            sent = self._pool.urlopen("POST", self._url, body=body, headers=headers)
         return _HttpResponse(sent.status, sent.headers, sent.data or b"")
 
     def _sign(self, operation: str, request: AWSRequest) -> None:

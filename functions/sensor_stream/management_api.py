@@ -6,8 +6,9 @@ flush's 32 threads, which bounds a flush at 512 MB (0.29 vCPU) to ~220-300 posts
 second. A post needs far less: its URL, a SigV4 signature and one request on a
 kept-alive connection. This client does just that, with botocore's own signer (service
 ``execute-api``) and credentials (refreshed by botocore when they can expire), over
-urllib3, which botocore itself uses: about half boto3's CPU a post on the flush's thread
-pool (docs/posting.md).
+lean_http's kept-alive connections: about half boto3's CPU a post over urllib3 on the
+flush's thread pool (docs/posting.md), and less again since lean_http reads answers with
+httptools instead of urllib3 (devstack/README.md).
 
 Its failures are botocore's, so callers read them as they read boto3's: a ``ClientError``
 whose code is what API Gateway names in ``x-amzn-ErrorType`` (``GoneException``,
@@ -24,14 +25,13 @@ from http.client import responses as reason_phrases
 from typing import Any
 from urllib.parse import urlsplit
 
-import urllib3
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 from botocore.utils import percent_encode
 
-from .lean_http import chosen_signer, endpoint_pool, send
+from .lean_http import HttpAnswer, chosen_signer, endpoint_pool
 
 SIGNING_SERVICE = "execute-api"
 USER_AGENT = "sensor-stream-management-api/1"
@@ -114,12 +114,12 @@ class SignedManagementApi:
     def _call(self, operation: str, method: str, connection_id: str, body: bytes) -> None:
         path = self.signer.connection_path(connection_id)
         headers = self.signer.headers(method, path, body)
-        response = send(self.pool, method, path, body=body, headers=headers, url=self.signer.origin + path)
+        response = self.pool.urlopen(method, path, body=body, headers=headers)
         if response.status >= 300:
             raise ClientError(_error_response(response), operation)  # type: ignore[arg-type]
 
 
-def _error_response(response: urllib3.BaseHTTPResponse) -> dict[str, Any]:
+def _error_response(response: HttpAnswer) -> dict[str, Any]:
     """The error as botocore's rest-json parser reads it: the code from x-amzn-ErrorType,
     else the body's code or __type, else the status; a 5xx that is not JSON (a proxy's
     HTML page) is just its status."""

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from aws_lambda_powertools.shared import constants
@@ -53,6 +54,25 @@ def trace_handler(handler: Handler) -> Handler:
 
     tracer = Tracer(service=SERVICE, patch_modules=list(PATCHED_MODULES))
     return cast(Handler, tracer.capture_lambda_handler(handler))
+
+
+def aws_request_traces(service: str) -> Callable[[str], AbstractContextManager[Any]]:
+    """For requests the lean clients send over their own sockets, which X-Ray's patched
+    http.client and botocore no longer see: a context per request (by operation) that
+    records it as X-Ray's botocore patch would, an ``aws`` subsegment named for the service
+    with its operation; where tracing is off, nothing (and the SDK is not imported)."""
+    if not tracing_enabled():
+        return lambda operation: nullcontext()
+    from aws_xray_sdk.core import xray_recorder
+
+    @contextmanager
+    def traced(operation: str) -> Iterator[None]:
+        with xray_recorder.in_subsegment(service, namespace="aws") as subsegment:
+            if subsegment is not None:  # None: no segment to attach to
+                subsegment.set_aws({"operation": operation})
+            yield
+
+    return traced
 
 
 class Recorder(Protocol):

@@ -179,3 +179,38 @@ def test_the_flush_handler_traces_only_its_working_ticks(
         flusher.close()
 
     assert [s.annotations.get("readings") for s in recorder.ended] == [1]
+
+
+def test_in_lambda_the_lean_writes_record_each_request_as_botocores_patch_would():
+    # LeanWrites sends over its own sockets, which the patched http.client does not see.
+    script = (
+        "import json\n"
+        "from aws_xray_sdk.core import xray_recorder\n"
+        "from sensor_stream.tracing import aws_request_traces\n"
+        "sent = []\n"
+        "class Emitter:\n"
+        "    def send_entity(self, entity):\n"
+        "        sent.append(entity.to_dict())\n"
+        "    def set_daemon_address(self, address):\n"
+        "        pass\n"
+        "xray_recorder.configure(emitter=Emitter(), streaming_threshold=0)\n"
+        "with aws_request_traces('DynamoDB')('PutItem'):\n"
+        "    pass\n"
+        "print(json.dumps([[e['name'], e['namespace'], e['aws'], 'end_time' in e] for e in sent]))\n"
+    )
+    env = {
+        "LAMBDA_TASK_ROOT": str(ROOT / "functions"),
+        "_X_AMZN_TRACE_ID": "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
+    }
+    assert run_python(script, env) == [["DynamoDB", "aws", {"operation": "PutItem"}, True]]
+
+
+def test_without_tracing_the_lean_writes_record_nothing_and_load_no_xray():
+    script = (
+        "import json, sys\n"
+        "from sensor_stream.tracing import aws_request_traces\n"
+        "with aws_request_traces('DynamoDB')('PutItem'):\n"
+        "    pass\n"
+        "print(json.dumps('aws_xray_sdk' in sys.modules))\n"
+    )
+    assert run_python(script, {}) is False
