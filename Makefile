@@ -107,7 +107,7 @@ e2e: $(STAMP_PY) $(STAMP_NODE) $(CHROMIUM) $(MOSQUITTO)
 test: $(STAMP_PY) $(STAMP_NODE) $(STAMP_CHECKOV) $(CHROMIUM) $(MOSQUITTO) lint typecheck ## Lint, type-check and run every test
 	$(PY) -m pytest -q
 
-bench: $(STAMP_PY) ## Live path end to end vs a naive baseline, and in-process figures (prints, never asserts): ARGS="--scenario 100x100", ARGS=--help
+bench: $(STAMP_PY) $(MOSQUITTO) ## Live path end to end vs a naive baseline, and in-process figures (prints, never asserts): ARGS="--scenario 100x100", ARGS=--help
 	$(PY) -m benchmarks $(ARGS)
 
 cost: $(STAMP_PY) ## Monthly AWS bill by service, three scenarios x three designs (docs/cost.md): ARGS="--devices 200 --browsers 40", ARGS=--help
@@ -116,7 +116,7 @@ cost: $(STAMP_PY) ## Monthly AWS bill by service, three scenarios x three design
 posting: $(STAMP_PY) ## Flush posting: posts/s and CPU per post, boto3 vs the signed client vs asyncio, on the local gateway (docs/posting.md): ARGS="--latency 20/150", ARGS=--help
 	$(PY) -m benchmarks.posting $(ARGS)
 
-soak: $(STAMP_PY) ## Devices and browsers with faults against the local stack for 60 s; exits 1 on any loss: ARGS="--duration 300", ARGS=--help
+soak: $(STAMP_PY) $(MOSQUITTO) ## Devices and browsers with faults against the local stack for 60 s; exits 1 on any loss: ARGS="--duration 300", ARGS=--help
 	$(PY) -m benchmarks.soak $(ARGS)
 
 scale: $(STAMP_PY) ## The sharded flush at 1,000/10,000/50,000 connections, simulated with API Gateway's latency and rate limit (docs/scaling.md): ARGS="--sizes 50000 --account-rate 60000", ARGS=--help
