@@ -79,7 +79,7 @@ async def _serve_gateway(connections: int, pipe: Connection) -> None:
     from websockets.asyncio.client import connect
 
     from devstack.faults import GatewayFaults, GatewayFaultSettings
-    from devstack.http_server import LoopbackHttpServer
+    from devstack.http_server import AsyncHttpServer
     from devstack.lambda_runtime import InProcessFunction
     from devstack.websocket_gateway import Routes, WebSocketGateway
 
@@ -94,8 +94,8 @@ async def _serve_gateway(connections: int, pipe: Connection) -> None:
     faults = GatewayFaults()
     gateway = WebSocketGateway(Routes(function, function, function, {}), stage=STAGE, faults=faults)
     port = await gateway.start(0)
-    management = LoopbackHttpServer("management-api", gateway.management_api, 0)
-    management.start()
+    management = AsyncHttpServer("management-api", gateway.management_api)
+    await management.start(0)
     received = [0]
 
     async def browser() -> None:
@@ -121,7 +121,7 @@ async def _serve_gateway(connections: int, pipe: Connection) -> None:
             break
     for task in browsers:
         task.cancel()
-    management.stop()
+    await management.stop()
     await gateway.stop()
 
 

@@ -35,8 +35,8 @@ from devstack.example_rules import DOOR_OPEN_AFTER_SECONDS, example_rules
 from devstack.example_rules import install as install_example_rules
 from devstack.faults import AdminApi, FaultState
 from devstack.http_api import HttpApi, JwtAuthorizer
+from devstack.http_server import AsyncHttpServer, HttpRequest, HttpResponse, LoopbackHttpServer
 from devstack.http_server import Endpoint as HttpEndpoint
-from devstack.http_server import HttpRequest, HttpResponse, LoopbackHttpServer
 from devstack.iot_core import IotDataPlane, deploy_rules, serve_broker
 from devstack.lambda_api import LambdaInvokeApi
 from devstack.lambda_runtime import AsyncInvoker, FunctionConfig, LambdaFunction
@@ -252,14 +252,15 @@ async def run_stack(config: StackConfig, ready_stream: TextIO) -> None:
 
         gateway: WebSocketGateway | None = None
 
-        def management_api(request: HttpRequest) -> HttpResponse:
+        async def management_api(request: HttpRequest) -> HttpResponse:
             if gateway is None:
                 return HttpResponse.json(503, {"message": "starting"})
-            return gateway.management_api(request)
+            return await gateway.management_api(request)
 
-        management_server = LoopbackHttpServer("management-api", management_api, 0)
-        management_server.start()
-        running.push_async_callback(asyncio.to_thread, management_server.stop)
+        # On this event loop, the gateway's: the flush's posts reach its sockets directly.
+        management_server = AsyncHttpServer("management-api", management_api)
+        await management_server.start(0)
+        running.push_async_callback(management_server.stop)
 
         invoker = AsyncInvoker(config.async_retry_base_seconds)
         running.callback(invoker.close)

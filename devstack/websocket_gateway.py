@@ -130,26 +130,28 @@ def _iso(epoch_ms: int) -> str:
     )
 
 
-def _text_frames(data: bytes) -> str | bytes | list[str] | list[bytes]:
-    """The message as API Gateway delivers it: text when it is UTF-8, in frames of 32 KB."""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        if len(data) <= MAX_FRAME_BYTES:
-            return data
-        return [data[i : i + MAX_FRAME_BYTES] for i in range(0, len(data), MAX_FRAME_BYTES)]
+def _text_frames(data: bytes) -> tuple[bytes | list[bytes], bool]:
+    """The message as API Gateway delivers it: text when it is UTF-8 (sent as the bytes
+    they are, not decoded and encoded again), in frames of 32 KB; and whether it is text."""
+    text = data.isascii()  # JSON from the functions: checked in C, without decoding
+    if not text:
+        try:
+            data.decode("utf-8")
+            text = True
+        except UnicodeDecodeError:
+            pass
     if len(data) <= MAX_FRAME_BYTES:
-        return text
-    chunks: list[str] = []
+        return data, text
+    chunks: list[bytes] = []
     start = 0
     while start < len(data):
         end = min(start + MAX_FRAME_BYTES, len(data))
-        # Never cut inside a UTF-8 sequence: back off over continuation bytes.
-        while end < len(data) and data[end] & 0xC0 == 0x80:
+        # Never cut text inside a UTF-8 sequence: back off over continuation bytes.
+        while text and end < len(data) and data[end] & 0xC0 == 0x80:
             end -= 1
-        chunks.append(data[start:end].decode("utf-8"))
+        chunks.append(data[start:end])
         start = end
-    return chunks
+    return chunks, text
 
 
 class _FrameLimitedProtocol(ServerProtocol):
@@ -244,6 +246,7 @@ class WebSocketGateway:
         self._connections: dict[str, _Connection] = {}
         self._server: Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
         self._stopping = False
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -251,6 +254,7 @@ class WebSocketGateway:
 
     async def start(self, port: int) -> int:
         self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
         self._server = await serve(
             self._serve_connection,
             LOOPBACK,
@@ -364,8 +368,9 @@ class WebSocketGateway:
             connection.wakeup.clear()
             while connection.outbox:
                 data = connection.outbox[0]
+                frames, text = _text_frames(data)
                 try:
-                    await connection.socket.send(_text_frames(data))
+                    await connection.socket.send(frames, text=text)
                 except ConnectionClosed:
                     return
                 with connection.lock:
@@ -446,7 +451,7 @@ class WebSocketGateway:
         except Exception:
             log.exception("$disconnect failed for %s", connection.connection_id)
 
-    # --- Management API (called from HTTP server threads) -----------------------------
+    # --- Management API (on the event loop, or from HTTP server threads) ----------------
 
     def post(self, connection_id: str, data: bytes) -> int:
         """Accept ``data`` into the connection's buffer: 200, 410 (gone) or 429 (full)."""
@@ -467,7 +472,10 @@ class WebSocketGateway:
             connection.outbox.append(data)
             connection.buffered_bytes += len(data)
         assert self._loop is not None, "the gateway is not started"
-        self._loop.call_soon_threadsafe(connection.wakeup.set)
+        if threading.get_ident() == self._loop_thread:
+            connection.wakeup.set()
+        else:
+            self._loop.call_soon_threadsafe(connection.wakeup.set)
         return 200
 
     def _close_stalled(self, connection: _Connection) -> None:
@@ -499,18 +507,22 @@ class WebSocketGateway:
         asyncio.run_coroutine_threadsafe(connection.socket.close(1000), self._loop)
         return True
 
-    def management_api(self, request: HttpRequest) -> HttpResponse:
-        """``/{stage}/@connections/{connectionId}``, answered as API Gateway does."""
+    async def management_api(self, request: HttpRequest) -> HttpResponse:
+        """``/{stage}/@connections/{connectionId}``, answered as API Gateway does, served
+        on the gateway's event loop (devstack/http_server.AsyncHttpServer): a post's
+        latency holds the answer on its own HTTP connection only."""
+        latency = self._faults.post_latency_seconds() if request.method == "POST" else 0.0
+        if latency > 0:
+            await asyncio.sleep(latency)
+        return self._management_answer(request)
+
+    def _management_answer(self, request: HttpRequest) -> HttpResponse:
         segments = request.raw_path.strip("/").split("/")
         if len(segments) != 3 or segments[0] != self.stage or segments[1] != "@connections":
             return HttpResponse.json(404, {"message": "Not Found"}, {"x-amzn-ErrorType": "NotFoundException"})
         connection_id = unquote(segments[2])
         request_id = {"x-amzn-RequestId": str(uuid.uuid4())}
         if request.method == "POST":
-            # Held in this connection's server thread: other connections' posts go on.
-            latency = self._faults.post_latency_seconds()
-            if latency > 0:  # sleep(0) would still give up the GIL and wait to take it back
-                time.sleep(latency)
             if len(request.body) > MAX_MESSAGE_BYTES:
                 return HttpResponse.json(
                     413,

@@ -4,6 +4,7 @@ next to boto3's client where both should behave alike."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import threading
@@ -34,7 +35,7 @@ from botocore.exceptions import (
 from botocore.hooks import HierarchicalEmitter
 
 from devstack.faults import GatewayFaults, GatewayFaultSettings
-from devstack.http_server import LoopbackHttpServer
+from devstack.http_server import AsyncHttpServer
 from devstack.lambda_runtime import InProcessFunction
 from devstack.websocket_gateway import Routes, WebSocketGateway
 from sensor_stream import clients
@@ -372,10 +373,15 @@ def local_gateway() -> Iterator[tuple[str, GatewayFaults]]:
     faults = GatewayFaults()
     function = InProcessFunction("connect", lambda event, context: {"statusCode": 200}, timeout_seconds=5)
     gateway = WebSocketGateway(Routes(function, function, function, {}), stage=STAGE, faults=faults)
-    management = LoopbackHttpServer("management-api", gateway.management_api, 0)
-    management.start()
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    management = AsyncHttpServer("management-api", gateway.management_api)
+    asyncio.run_coroutine_threadsafe(management.start(0), loop).result(10)
     yield f"{management.url}/{STAGE}", faults
-    management.stop()
+    asyncio.run_coroutine_threadsafe(management.stop(), loop).result(10)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join()
 
 
 def test_the_local_gateways_answers_reach_the_flush_as_api_gateways_do(local_gateway):
