@@ -293,3 +293,99 @@ def test_queries_without_copies_answer_the_stored_items_and_projections_leave_th
     assert projected == [{"sk": {"S": "r1"}, "n": {"M": {"a": {"N": "1"}}}}]
     assert plain == scanned == [stored]
     assert not getattr(moto_fidelity._scope, "share_results", False)
+
+
+SIGNED = "SignedHeaders=host, Signature=x"
+
+
+def _dynamodb_environ(operation: str, request: dict[str, Any]) -> dict[str, Any]:
+    from werkzeug.test import EnvironBuilder
+
+    environ = EnvironBuilder(
+        path="/",
+        base_url="http://127.0.0.1:4566",
+        method="POST",
+        data=json.dumps(request).encode(),
+        headers=[
+            ("X-Amz-Target", f"DynamoDB_20120810.{operation}"),
+            ("Content-Type", "application/x-amz-json-1.0"),
+            (
+                "Authorization",
+                f"AWS4-HMAC-SHA256 Credential=testing/20261123/eu-west-1/dynamodb/aws4_request, {SIGNED}",
+            ),
+        ],
+    ).get_environ()
+    environ["RAW_URI"] = "/"
+    return environ
+
+
+def test_the_fast_paths_set_up_answers_every_request_as_motos_own_set_up(aws):
+    """set_up_json_request stands in for moto's setup_class on DynamoDB requests: the same
+    requests, each against its own table, get the same answers both ways."""
+    from moto.dynamodb.responses import DynamoHandler
+    from moto.moto_server.werkzeug_app import BackendRequest, DomainDispatcherApplication, create_backend_app
+
+    moto_fidelity.apply()
+    client = boto3.client("dynamodb")
+    twin = f"{TABLE_NAME}-twin"
+    client.create_table(
+        TableName=twin,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    fast = moto_fidelity.DynamoDbFastPath(DomainDispatcherApplication(create_backend_app))
+    item = {"pk": {"S": "H#u1"}, "sk": {"S": "r1"}, "v": {"N": "1"}, "gone": {"NULL": True}}
+    requests: list[tuple[str, dict[str, Any]]] = [
+        ("PutItem", {"Item": item, "ConditionExpression": "attribute_not_exists(pk)"}),
+        (
+            "PutItem",
+            {
+                "Item": {**item, "v": {"N": "2"}},
+                "ConditionExpression": "attribute_not_exists(pk)",
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            },
+        ),
+        (
+            "BatchWriteItem",
+            {"RequestItems": {"@": [{"PutRequest": {"Item": {"pk": {"S": "O#1"}, "sk": {"S": "a"}}}}]}},
+        ),
+        ("GetItem", {"Key": {"pk": {"S": "H#u1"}, "sk": {"S": "r1"}}, "ConsistentRead": True}),
+        ("Query", {"KeyConditionExpression": "pk = :p", "ExpressionAttributeValues": {":p": {"S": "H#u1"}}}),
+        (
+            "UpdateItem",
+            {
+                "Key": {"pk": {"S": "H#u1"}, "sk": {"S": "r1"}},
+                "UpdateExpression": "SET v = v + :one",
+                "ExpressionAttributeValues": {":one": {"N": "1"}},
+                "ReturnValues": "ALL_NEW",
+            },
+        ),
+        ("PutItem", {"Item": {"pk": {"S": ""}, "sk": {"S": "x"}}}),  # a validation error
+        ("DescribeTable", {"TableName": "missing"}),  # an error
+    ]
+
+    def addressed(request: dict[str, Any], table: str) -> dict[str, Any]:
+        body = json.loads(json.dumps(request).replace('"@"', json.dumps(table)))
+        return body if "RequestItems" in body else {"TableName": table, **body}
+
+    def answer_by_fast_path(operation: str, request: dict[str, Any], table: str) -> tuple[Any, ...]:
+        body = addressed(request, table)
+        started: dict[str, Any] = {}
+        chunks = fast(_dynamodb_environ(operation, body), lambda status, headers: started.update(s=status))
+        return started["s"], json.loads(b"".join(chunks) or b"{}")
+
+    def answer_by_moto(operation: str, request: dict[str, Any], table: str) -> tuple[Any, ...]:
+        body = addressed(request, table)
+        environ = _dynamodb_environ(operation, body)
+        status, _, answer = DynamoHandler.dispatch(BackendRequest(environ), "http://127.0.0.1:4566/", {})
+        return f"{status} ", json.loads(answer or "{}")
+
+    for operation, request in requests:
+        ours_status, ours = answer_by_fast_path(operation, request, TABLE_NAME)
+        theirs_status, theirs = answer_by_moto(operation, request, twin)
+        assert ours_status.split()[0] == theirs_status.split()[0], operation
+        assert json.dumps(ours) == json.dumps(theirs).replace(twin, TABLE_NAME), operation
