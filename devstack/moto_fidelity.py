@@ -108,7 +108,15 @@ PLAIN_JSON_ACTIONS = frozenset(
         "BatchExecuteStatement",
     }
 )
-_NOT_PLAIN = (b'"B"', b'"BS"', b"null")
+_BINARY = (b'"B"', b'"BS"')
+
+
+def _holds_none(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(item is None or _holds_none(item) for item in value.values())
+    if isinstance(value, list):
+        return any(item is None or _holds_none(item) for item in value)
+    return False
 
 
 def _read_plain_item_requests_as_json() -> None:
@@ -122,14 +130,17 @@ def _read_plain_item_requests_as_json() -> None:
 
     def parse_parameters(self: DynamoHandler, request: Any) -> None:
         body = request.data
-        if self._get_action() not in PLAIN_JSON_ACTIONS or any(marker in body for marker in _NOT_PLAIN):
+        if self._get_action() not in PLAIN_JSON_ACTIONS or any(marker in body for marker in _BINARY):
             return generic(self, request)
         try:
-            self.params = json.loads(body)
+            params = json.loads(body)
         except ValueError:
             return generic(self, request)
-        if not isinstance(self.params, dict):
+        # "null" in the body is mostly inside a string (a reading's JSON); only a JSON null
+        # member is one moto's parser would drop.
+        if not isinstance(params, dict) or (b"null" in body and _holds_none(params)):
             return generic(self, request)
+        self.params = params
         return None
 
     DynamoHandler.parse_parameters = parse_parameters  # type: ignore[method-assign,assignment]
@@ -313,11 +324,11 @@ def _write_item_answers_as_json() -> None:
 
 def set_up_json_request(handler: Any, request: Any, full_url: str) -> None:
     """What moto's ``BaseResponse.setup_class`` leaves on a handler, for a request of a
-    JSON protocol (DynamoDB's): its URL, method, headers, region (SigV4's credential
-    scope, as setup_class falls back to), account and parameters. Skipped: the form and
-    file handling and query-string parsing that only S3 and query-protocol services use
-    (setup_class parses the JSON body as a query string on every request): a quarter of
-    moto's CPU for a write. Other services still get setup_class."""
+    JSON protocol (DynamoDB's): its URL, method, headers, region, account and parameters.
+    Skipped: the form and file handling and query-string parsing that only S3 and
+    query-protocol services use (setup_class parses the JSON body as a query string on
+    every request): a quarter of moto's CPU for a write. Other services still get
+    setup_class."""
     from moto.core.responses import get_partition
     from moto.iam.models import mark_account_as_visited
 

@@ -389,3 +389,29 @@ def test_the_fast_paths_set_up_answers_every_request_as_motos_own_set_up(aws):
         theirs_status, theirs = answer_by_moto(operation, request, twin)
         assert ours_status.split()[0] == theirs_status.split()[0], operation
         assert json.dumps(ours) == json.dumps(theirs).replace(twin, TABLE_NAME), operation
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # A reading's JSON in a string attribute: "null" inside a string is no null member.
+        {"TableName": TABLE_NAME, "Item": {"pk": {"S": "a"}, "data": {"S": '{"humidity": null}'}}},
+        {"TableName": TABLE_NAME, "Item": {"pk": {"S": "a"}}, "ConditionExpression": None},
+        {"TableName": TABLE_NAME, "Item": {"pk": {"S": "a"}, "m": {"L": [{"S": "x"}]}}, "Expected": None},
+    ],
+    ids=["null-in-a-string", "null-member", "nested-null-member"],
+)
+def test_a_request_with_null_in_it_is_read_as_motos_parser_reads_it(monkeypatch, body):
+    from moto.dynamodb.responses import DynamoHandler
+
+    moto_fidelity.apply()
+    handler = DynamoHandler()
+    monkeypatch.setattr(handler, "_get_action", lambda: "PutItem")
+    data = json.dumps(body).encode()
+    fields = {"data": data, "content_type": "application/x-amz-json-1.0", "method": "POST", "path": "/"}
+    request = type("Request", (), {**fields, "values": {}, "headers": {}})
+    handler.uri_match = {}
+
+    DynamoHandler.parse_parameters(handler, request)
+
+    assert handler.params == _moto_parse("PutItem", data)
