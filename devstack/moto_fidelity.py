@@ -77,6 +77,10 @@ def apply() -> None:
             # The base-table query keeps only this partition's items anyway.
             # list() first: a copy taken without yielding to the server's other threads.
             partition = list(self.items.get(scoped[1], {}).values())
+            if all(item.range_key.type == "S" for item in partition):
+                # Strings sort as DynamoDB sorts them (UTF-8 byte order is code point
+                # order), compared in C rather than by DynamoType's __lt__.
+                return sorted(partition, key=lambda item: item.range_key.value)
             return sorted(partition, key=lambda item: item.range_key)
         return original_all_items(self)
 

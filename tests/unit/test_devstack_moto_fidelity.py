@@ -409,9 +409,38 @@ def test_a_request_with_null_in_it_is_read_as_motos_parser_reads_it(monkeypatch,
     monkeypatch.setattr(handler, "_get_action", lambda: "PutItem")
     data = json.dumps(body).encode()
     fields = {"data": data, "content_type": "application/x-amz-json-1.0", "method": "POST", "path": "/"}
-    request = type("Request", (), {**fields, "values": {}, "headers": {}})
+    request: Any = type("Request", (), {**fields, "values": {}, "headers": {}})
     handler.uri_match = {}
 
     DynamoHandler.parse_parameters(handler, request)
 
     assert handler.params == _moto_parse("PutItem", data)
+
+
+@given(st.lists(st.text(min_size=1, max_size=6), min_size=1, max_size=12, unique=True))
+@settings(max_examples=30)
+def test_a_partitions_string_sort_keys_come_back_in_dynamodbs_order_utf8_bytes(sort_keys):
+    from moto import mock_aws
+
+    moto_fidelity.apply()
+    with mock_aws():
+        client = boto3.client("dynamodb")
+        client.create_table(
+            TableName="order",
+            KeySchema=[
+                {"AttributeName": "pk", "KeyType": "HASH"},
+                {"AttributeName": "sk", "KeyType": "RANGE"},
+            ],
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        for sort_key in sort_keys:
+            client.put_item(TableName="order", Item={"pk": {"S": "p"}, "sk": {"S": sort_key}})
+        items = client.query(
+            TableName="order", KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": "p"}}
+        )["Items"]
+
+    assert [item["sk"]["S"] for item in items] == sorted(sort_keys, key=lambda key: key.encode())
