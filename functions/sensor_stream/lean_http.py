@@ -36,6 +36,7 @@ from botocore.exceptions import (
 )
 from botocore.httpsession import get_cert_path
 
+_FRAMING = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 # One read; an answer of the Management API or a DynamoDB write fits in one or two.
 RECEIVE_BYTES = 65536
 
@@ -176,7 +177,11 @@ class KeepAliveConnections:
             url = urlsplit(url)._replace(scheme="", netloc="").geturl() or "/"
         payload = body or b""
         lines = [f"{method} {url} HTTP/1.1", f"Host: {self._host_header.decode()}"]
-        lines += [f"{name}: {value}" for name, value in (headers or {}).items() if name.lower() != "host"]
+        # Host and the body's length are this request's own, whatever ``headers`` says
+        # (botocore's prepared requests carry a Content-Length: a second one is a 400).
+        lines += [
+            f"{name}: {value}" for name, value in (headers or {}).items() if name.lower() not in _FRAMING
+        ]
         lines.append(f"Content-Length: {len(payload)}")
         # Head and body in one write: two small writes meet Nagle's algorithm.
         request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload

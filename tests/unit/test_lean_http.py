@@ -153,6 +153,19 @@ def test_a_request_carries_its_method_path_host_headers_and_body_in_http_1_1(ser
     assert body == b"hello"
 
 
+def test_the_request_frames_its_body_itself_whatever_the_headers_say(serve):
+    # botocore's prepared requests carry Content-Length: sent twice, servers answer 400.
+    server = serve(ok())
+    headers = {"Content-Length": "999", "content-length": "7", "Host": "elsewhere", "Connection": "close"}
+
+    connections(server.port).urlopen("POST", "/", body=b"four", headers=headers)
+
+    head = server.requests[0].partition(b"\r\n\r\n")[0].decode().lower().split("\r\n")
+    assert [line for line in head if line.startswith("content-length")] == ["content-length: 4"]
+    assert [line for line in head if line.startswith("host")] == [f"host: 127.0.0.1:{server.port}"]
+    assert not [line for line in head if line.startswith("connection")]
+
+
 def test_a_whole_url_is_sent_as_its_path_and_query(serve):
     server = serve(ok())
 
