@@ -292,9 +292,13 @@ class AsyncHttpServer:
         self.connections: set[_AsyncHttpProtocol] = set()
         self._server: asyncio.Server | None = None
 
-    async def start(self, port: int) -> None:
+    async def start(self, port: int, *, listener: socket.socket | None = None) -> None:
+        """Listen on ``port`` of 127.0.0.1, or on ``listener``, a socket bound already."""
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: _AsyncHttpProtocol(self), LOOPBACK, port)
+        if listener is not None:
+            self._server = await loop.create_server(lambda: _AsyncHttpProtocol(self), sock=listener)
+        else:
+            self._server = await loop.create_server(lambda: _AsyncHttpProtocol(self), LOOPBACK, port)
 
     @property
     def port(self) -> int:
