@@ -17,6 +17,7 @@ figures). moto's own server is replaced to raise that bound:
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import signal
 import socket
@@ -38,8 +39,6 @@ WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 def wsgi_environ(request: HttpRequest, server_name: str, server_port: int) -> dict[str, Any]:
     """The WSGI environ of ``request`` (PEP 3333), as werkzeug's server would build it."""
-    import io
-
     environ: dict[str, Any] = {
         "wsgi.version": (1, 0),
         "wsgi.url_scheme": "http",

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from devstack import moto_fidelity
 from devstack.moto_fidelity import all_tables, expire_items
+from sensor_stream.table import create_table
 from tests.unit.conftest import TABLE_NAME
 
 NOW = 1_800_000_000
@@ -328,15 +329,7 @@ def test_the_fast_paths_set_up_answers_every_request_as_motos_own_set_up(aws):
     moto_fidelity.apply()
     client = boto3.client("dynamodb")
     twin = f"{TABLE_NAME}-twin"
-    client.create_table(
-        TableName=twin,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_table(client, twin)
     fast = moto_fidelity.DynamoDbFastPath(DomainDispatcherApplication(create_backend_app))
     item = {"pk": {"S": "H#u1"}, "sk": {"S": "r1"}, "v": {"N": "1"}, "gone": {"NULL": True}}
     requests: list[tuple[str, dict[str, Any]]] = [
@@ -425,18 +418,7 @@ def test_a_partitions_string_sort_keys_come_back_in_dynamodbs_order_utf8_bytes(s
     moto_fidelity.apply()
     with mock_aws():
         client = boto3.client("dynamodb")
-        client.create_table(
-            TableName="order",
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_table(client, "order")
         for sort_key in sort_keys:
             client.put_item(TableName="order", Item={"pk": {"S": "p"}, "sk": {"S": sort_key}})
         items = client.query(
@@ -473,18 +455,7 @@ def test_a_key_condition_on_string_sort_keys_keeps_what_dynamodb_keeps(sort_keys
         values[":b"] = {"S": high}
     with mock_aws():
         client = boto3.client("dynamodb")
-        client.create_table(
-            TableName="range",
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_table(client, "range")
         for sort_key in sort_keys:
             client.put_item(TableName="range", Item={"pk": {"S": "p"}, "sk": {"S": sort_key}})
         try:
