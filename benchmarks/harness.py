@@ -322,7 +322,7 @@ def _run(
         complete = 0
         for child in browser_children:
             child.send("progress", load.sent)
-            done, _missing = child.expect("progress")
+            (done,) = child.expect("progress")
             complete += done
         if complete == len(specs):
             break

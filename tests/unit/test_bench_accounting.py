@@ -325,6 +325,16 @@ def server_messages(draw: st.DrawFn) -> tuple[dict[str, Any], float]:
     return message, T0 + 5 + draw(st.floats(0, 2))
 
 
+def assert_same_figures(ledger: ConnectionLedger, other: ConnectionLedger, sent: dict[int, int]) -> None:
+    assert ledger.summary(sent, examples=40) == other.summary(sent, examples=40)
+    for histogram in ("latency", "to_received", "waiting_for_tick", "tick_to_browser"):
+        assert getattr(ledger, histogram).counts == getattr(other, histogram).counts, histogram
+    assert {s: h.counts for s, h in ledger.latency_by_sent_second.items()} == {
+        s: h.counts for s, h in other.latency_by_sent_second.items()
+    }
+    assert ledger.newest_seen == other.newest_seen
+
+
 @given(st.lists(server_messages(), max_size=10), st.integers(1, 8))
 def test_a_message_taken_whole_counts_as_it_would_reading_by_reading(
     messages: list[tuple[dict[str, Any], float]], dedupe_capacity: int
@@ -334,16 +344,39 @@ def test_a_message_taken_whole_counts_as_it_would_reading_by_reading(
     for message, received_at in messages:
         digest = digest_of(message)
         assert whole.record(digest, received_at) == each.record(digest, received_at)
-    sent = {0: 20, 1: 20}
-    assert whole.summary(sent, examples=40) == each.summary(sent, examples=40)
-    for histogram in ("latency", "to_received", "waiting_for_tick", "tick_to_browser"):
-        assert getattr(whole, histogram).counts == getattr(each, histogram).counts, histogram
-    assert {s: h.counts for s, h in whole.latency_by_sent_second.items()} == {
-        s: h.counts for s, h in each.latency_by_sent_second.items()
-    }
-    assert whole.newest_seen == each.newest_seen
+    assert_same_figures(whole, each, sent={0: 20, 1: 20})
     # What the client's de-duplication remembers, in the order it forgets it.
     assert list(whole._dedupe._seen) == list(each._dedupe._seen)
+
+
+@given(st.lists(st.tuples(server_messages(), st.booleans()), max_size=10), st.integers(1, 8))
+def test_messages_held_and_counted_later_give_the_figures_of_counting_each_on_arrival(
+    messages: list[tuple[tuple[dict[str, Any], float], bool]], dedupe_capacity: int
+) -> None:
+    held = ConnectionLedger("b0", devices=[0, 1], dedupe_capacity=dedupe_capacity)
+    counted = ConnectionLedger("b0", devices=[0, 1], dedupe_capacity=dedupe_capacity)
+    sent = {0: 20, 1: 20}
+    for (message, received_at), look_now in messages:
+        digest = digest_of(message)
+        held.hold(digest, received_at)
+        counted.record(digest, received_at)
+        if look_now:  # the drain asks in between: what is held so far is counted then
+            assert held.complete(sent) == counted.complete(sent)
+    assert_same_figures(held, counted, sent)
+    assert held.messages_by_second == counted.messages_by_second
+
+
+def test_held_messages_are_not_counted_while_too_few_readings_have_come_to_be_complete() -> None:
+    ledger = ConnectionLedger("b0", devices=[0])
+    ledger.hold(digest_of(batch(reading(0, 0, T0), reading(0, 1, T0))), received_at=T0 + 1)
+    assert not ledger.complete({0: 3})
+    assert ledger.latency.count == 0  # still held: two deliveries cannot cover three readings
+    ledger.hold(digest_of(batch(reading(0, 1, T0))), received_at=T0 + 2)
+    assert not ledger.complete({0: 3})  # three deliveries, one a repeat: counted, 0.2 missing
+    assert ledger.latency.count == 2
+    ledger.hold(digest_of(batch(reading(0, 2, T0))), received_at=T0 + 3)
+    assert ledger.complete({0: 3})
+    assert ledger.summary({0: 3}).duplicated == 1
 
 
 def test_a_message_of_first_arrivals_is_taken_whole_and_one_with_a_repeat_reading_by_reading() -> None:
