@@ -28,7 +28,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from devstack import moto_fidelity
-from devstack.http_server import AsyncEndpoint, AsyncHttpServer, HttpRequest, HttpResponse
+from devstack.http_server import AsyncEndpoint, AsyncHttpServer, HttpRequest, HttpResponse, ImmediateEndpoint
 from devstack.moto_fidelity import DYNAMODB_TARGET_PREFIX
 from devstack.processes import die_with_parent, name_process
 
@@ -106,6 +106,37 @@ def wsgi_endpoint(app: WsgiApp, server_name: str, server_port: int) -> AsyncEndp
     return endpoint
 
 
+def dynamodb_answers(
+    app: moto_fidelity.DynamoDbFastPath, server_name: str, server_port: int
+) -> ImmediateEndpoint:
+    """DynamoDB's requests handed to moto's DynamoDB handler as the server parsed them
+    (``DynamoDbFastPath.answer``), answered on the spot; None for any other request (the
+    WSGI endpoint's)."""
+
+    def answer(request: HttpRequest) -> HttpResponse | None:
+        headers = request.headers
+        target = headers.get("X-Amz-Target")
+        if not target or not target.startswith(DYNAMODB_TARGET_PREFIX) or headers.get("Content-Encoding"):
+            return None
+        query = f"?{request.raw_query}" if request.raw_query else ""
+        url = f"http://{headers.get('Host') or f'{server_name}:{server_port}'}{request.raw_path}{query}"
+        try:
+            status, answer_headers, body = app.answer(
+                request.method, request.raw_path, headers, request.body, url
+            )
+        except Exception:
+            log.exception("moto failed on %s %s", request.method, request.raw_path)
+            return HttpResponse(500, b'{"__type": "InternalFailure", "message": "moto failed"}')
+        kept = {
+            name: value
+            for name, value in answer_headers.items()
+            if name.lower() not in ("content-length", "connection", "transfer-encoding")
+        }
+        return HttpResponse(status, body, kept)
+
+    return answer
+
+
 def serve(listener: socket.socket, ready: Connection, ttl_sweep_seconds: float) -> None:
     """Entry point of the process: serve moto's app on ``listener`` (bound by the stack,
     so the port is known and checked before this process starts) until SIGTERM."""
@@ -122,9 +153,11 @@ def serve(listener: socket.socket, ready: Connection, ttl_sweep_seconds: float) 
     sweeper.stop()
 
 
-async def _serve(listener: socket.socket, ready: Connection, app: WsgiApp) -> None:
+async def _serve(listener: socket.socket, ready: Connection, app: moto_fidelity.DynamoDbFastPath) -> None:
     host, port = listener.getsockname()[:2]
-    server = AsyncHttpServer("moto", wsgi_endpoint(app, host, port))
+    server = AsyncHttpServer(
+        "moto", wsgi_endpoint(app, host, port), immediate=dynamodb_answers(app, host, port)
+    )
     await server.start(0, listener=listener)
     stopped = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopped.set)

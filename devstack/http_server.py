@@ -160,6 +160,8 @@ class LoopbackHttpServer(BackgroundHttpServer):
 
 
 AsyncEndpoint = Callable[[HttpRequest], Awaitable[HttpResponse]]
+# Answers a request on the spot, or None to leave it to the endpoint.
+ImmediateEndpoint = Callable[[HttpRequest], HttpResponse | None]
 
 
 class _AsyncHttpProtocol(asyncio.Protocol):
@@ -173,6 +175,8 @@ class _AsyncHttpProtocol(asyncio.Protocol):
         self._requests: asyncio.Queue[HttpRequest | HttpResponse | None] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
         self._client_ip = ""
+        # Requests (and refusals) queued for the worker and not yet answered.
+        self._unanswered = 0
         self._reset()
 
     def _reset(self) -> None:
@@ -196,7 +200,7 @@ class _AsyncHttpProtocol(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError:
-            self._requests.put_nowait(HttpResponse.json(400, {"message": "Bad Request"}))
+            self._queue(HttpResponse.json(400, {"message": "Bad Request"}))
             self._requests.put_nowait(None)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -225,7 +229,7 @@ class _AsyncHttpProtocol(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         if self._refusal is not None:
-            self._requests.put_nowait(self._refusal)
+            self._queue(self._refusal)
             self._requests.put_nowait(None)  # and close, as the threaded server does
             self._reset()
             return
@@ -233,20 +237,42 @@ class _AsyncHttpProtocol(asyncio.Protocol):
         headers = Message()
         for name, value in zip(self._header_names, self._header_values, strict=True):
             headers[name] = value
-        self._requests.put_nowait(
-            HttpRequest(
-                method=self._parser.get_method().decode(),
-                raw_path=parts.path,
-                raw_query=parts.query,
-                headers=headers,
-                body=b"".join(self._body),
-                client_ip=self._client_ip,
-                protocol=f"HTTP/{self._parser.get_http_version()}",
-            )
+        request = HttpRequest(
+            method=self._parser.get_method().decode(),
+            raw_path=parts.path,
+            raw_query=parts.query,
+            headers=headers,
+            body=b"".join(self._body),
+            client_ip=self._client_ip,
+            protocol=f"HTTP/{self._parser.get_http_version()}",
         )
-        if not self._parser.should_keep_alive():
-            self._requests.put_nowait(None)
+        keep_alive = self._parser.should_keep_alive()
         self._reset()
+        if not self._answered_at_once(request):
+            self._queue(request)
+        if not keep_alive:
+            self._requests.put_nowait(None)
+
+    def _answered_at_once(self, request: HttpRequest) -> bool:
+        """The server's immediate endpoint answers here, without a trip through the
+        worker's queue, when no earlier request of the connection is still unanswered."""
+        immediate = self._server.immediate
+        if immediate is None or self._unanswered or self._transport is None:
+            return False
+        try:
+            response = immediate(request)
+        except Exception:
+            log.exception("%s: %s %s failed", self._server.name, request.method, request.raw_path)
+            response = HttpResponse.json(500, {"message": "Internal Server Error"})
+        if response is None:
+            return False
+        if not self._transport.is_closing():
+            self._transport.write(_response_bytes(response, head_only=request.method == "HEAD"))
+        return True
+
+    def _queue(self, request: HttpRequest | HttpResponse) -> None:
+        self._unanswered += 1
+        self._requests.put_nowait(request)
 
     async def _answer_in_order(self) -> None:
         assert self._transport is not None
@@ -260,6 +286,7 @@ class _AsyncHttpProtocol(asyncio.Protocol):
                 except Exception:
                     log.exception("%s: %s %s failed", self._server.name, request.method, request.raw_path)
                     response = HttpResponse.json(500, {"message": "Internal Server Error"})
+            self._unanswered -= 1
             if self._transport.is_closing():
                 return
             self._transport.write(_response_bytes(response, head_only=method == "HEAD"))
@@ -286,9 +313,13 @@ class AsyncHttpServer:
     that answers many small requests (the Management API's posts): no thread per client,
     and httptools' parser (llhttp) instead of the standard library's."""
 
-    def __init__(self, name: str, endpoint: AsyncEndpoint) -> None:
+    def __init__(
+        self, name: str, endpoint: AsyncEndpoint, *, immediate: ImmediateEndpoint | None = None
+    ) -> None:
         self.name = name
         self.endpoint = endpoint
+        # Tried first for each request (on the loop, as it is parsed); None: the endpoint's.
+        self.immediate = immediate
         self.connections: set[_AsyncHttpProtocol] = set()
         self._server: asyncio.Server | None = None
 

@@ -34,7 +34,7 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 from moto.dynamodb.models.table import Table
 
@@ -402,7 +402,8 @@ REQUEST_ID_CHARACTERS = string.ascii_letters + string.digits
 
 def _draw_request_ids_at_once() -> None:
     """moto's request id (52 letters and digits, one ``random.choice`` call each: a tenth
-    of a write's CPU here) drawn from the same random source in one call."""
+    of a write's CPU here) drawn from the same random source in one call, and for
+    DynamoDB's JSON answers not searched for in the body."""
     import moto.core.responses
     from moto.moto_api._internal import mock_random
 
@@ -413,6 +414,18 @@ def _draw_request_ids_at_once() -> None:
         return request_id
 
     moto.core.responses.gen_amzn_requestid_long = gen_amzn_requestid_long
+
+    from moto.dynamodb.responses import DynamoHandler
+
+    def enrich_json_response(headers: dict[str, str], body: Any) -> tuple[dict[str, str], Any]:
+        # moto's own also writes the id into an XML body's <RequestId> with a regular
+        # expression run over every answer (a Query's too); DynamoDB answers JSON.
+        if "status" in headers:
+            headers["status"] = str(headers["status"])
+        gen_amzn_requestid_long(headers)
+        return headers, body
+
+    DynamoHandler._enrich_response = staticmethod(enrich_json_response)  # type: ignore[method-assign]
 
 
 def _answer_batch_writes_as_json() -> None:
@@ -529,20 +542,57 @@ class DynamoDbFastPath:
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         if not environ.get("HTTP_X_AMZ_TARGET", "").startswith(DYNAMODB_TARGET_PREFIX):
             return self._fallback(environ, start_response)
-        from botocore.exceptions import ClientError
         from werkzeug.wrappers import Response
 
         request = self._request_class(environ)
         # A DynamoDB request is JSON, never a form: what werkzeug's form parsing would find.
         request.form = request.files = self._no_form
+        status, headers, body = self._dispatch(request, _raw_url(request))
+        return Response(response=body, status=status, headers=headers)(environ, start_response)
+
+    def answer(
+        self, method: str, raw_path: str, headers: Any, body: bytes, url: str
+    ) -> tuple[int, dict[str, str], bytes]:
+        """A DynamoDB request as an HTTP server parsed it (``headers``: looked up in any
+        case), answered by moto's handler as :meth:`__call__` answers it, without building
+        a WSGI environ, werkzeug's request and its response around it (a tenth of moto's
+        CPU for a write). Status, headers (as werkzeug would send them) and body."""
+        request = _JsonRequest(method, raw_path, headers, body, self._no_form)
+        status, answer_headers, content = self._dispatch(request, url)
+        sent = {name: str(value) for name, value in answer_headers.items()}
+        if not any(name.lower() == "content-type" for name in sent):
+            sent["Content-Type"] = "text/plain; charset=utf-8"  # werkzeug's default
+        return status, sent, content.encode() if isinstance(content, str) else bytes(content or b"")
+
+    def _dispatch(self, request: Any, url: str) -> tuple[int, dict[str, Any], Any]:
+        from botocore.exceptions import ClientError
+
         try:
             handler = self._handler()
-            set_up_json_request(handler, request, _raw_url(request))
+            set_up_json_request(handler, request, url)
             result = handler.call_action()
         except ClientError as error:  # as moto's convert_to_flask_response answers it
             result = 400, {}, error.response["Error"]["Message"]
-        status, headers, body = result if len(result) == 3 else (200, {}, result)
-        return Response(response=body, status=status, headers=headers)(environ, start_response)
+        return result if len(result) == 3 else (200, {}, result)
+
+
+class _JsonRequest:
+    """What moto's DynamoDB handler and :func:`set_up_json_request` read of a request
+    (werkzeug's request, which moto's server builds, has much more)."""
+
+    from_wsgi_server = True
+    # botocore does not compress DynamoDB's requests; the server refuses a compressed body.
+    content_encoding = None
+
+    def __init__(self, method: str, raw_path: str, headers: Any, body: bytes, no_form: Any) -> None:
+        self.method = method
+        self.raw_path = raw_path
+        self.path = unquote(raw_path)
+        self.headers = headers
+        self.data = body
+        self.content_type = headers.get("Content-Type")
+        # A JSON request has no form and no query parameters.
+        self.form = self.values = self.args = no_form
 
 
 def expire_items(tables: Callable[[], list[Table]], now: float | None = None) -> int:

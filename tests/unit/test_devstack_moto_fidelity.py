@@ -320,6 +320,54 @@ def _dynamodb_environ(operation: str, request: dict[str, Any]) -> dict[str, Any]
     return environ
 
 
+ITEM = {"pk": {"S": "H#u1"}, "sk": {"S": "r1"}, "v": {"N": "1"}, "gone": {"NULL": True}}
+# DynamoDB requests ("@" stands for the table's name) the local stack's writes, reads and
+# errors take.
+DYNAMODB_REQUESTS: list[tuple[str, dict[str, Any]]] = [
+    ("PutItem", {"Item": ITEM, "ConditionExpression": "attribute_not_exists(pk)"}),
+    (
+        "PutItem",
+        {
+            "Item": {**ITEM, "v": {"N": "2"}},
+            "ConditionExpression": "attribute_not_exists(pk)",
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        },
+    ),
+    (
+        "BatchWriteItem",
+        {"RequestItems": {"@": [{"PutRequest": {"Item": {"pk": {"S": "O#1"}, "sk": {"S": "a"}}}}]}},
+    ),
+    ("GetItem", {"Key": {"pk": {"S": "H#u1"}, "sk": {"S": "r1"}}, "ConsistentRead": True}),
+    ("Query", {"KeyConditionExpression": "pk = :p", "ExpressionAttributeValues": {":p": {"S": "H#u1"}}}),
+    (
+        "UpdateItem",
+        {
+            "Key": {"pk": {"S": "H#u1"}, "sk": {"S": "r1"}},
+            "UpdateExpression": "SET v = v + :one",
+            "ExpressionAttributeValues": {":one": {"N": "1"}},
+            "ReturnValues": "ALL_NEW",
+        },
+    ),
+    ("PutItem", {"Item": {"pk": {"S": ""}, "sk": {"S": "x"}}}),  # a validation error
+    ("DescribeTable", {"TableName": "missing"}),  # an error
+]
+
+
+def _addressed(request: dict[str, Any], table: str) -> dict[str, Any]:
+    body = json.loads(json.dumps(request).replace('"@"', json.dumps(table)))
+    return body if "RequestItems" in body or "TableName" in body else {"TableName": table, **body}
+
+
+def _answer_through_wsgi(app: Any, operation: str, body: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+    started: dict[str, Any] = {}
+
+    def start_response(status: str, headers: list[tuple[str, str]]) -> None:
+        started.update(status=int(status.split()[0]), headers=dict(headers))
+
+    content = b"".join(app(_dynamodb_environ(operation, body), start_response))
+    return started["status"], started["headers"], content
+
+
 def test_the_fast_paths_set_up_answers_every_request_as_motos_own_set_up(aws):
     """set_up_json_request stands in for moto's setup_class on DynamoDB requests: the same
     requests, each against its own table, get the same answers both ways."""
@@ -331,57 +379,54 @@ def test_the_fast_paths_set_up_answers_every_request_as_motos_own_set_up(aws):
     twin = f"{TABLE_NAME}-twin"
     create_table(client, twin)
     fast = moto_fidelity.DynamoDbFastPath(DomainDispatcherApplication(create_backend_app))
-    item = {"pk": {"S": "H#u1"}, "sk": {"S": "r1"}, "v": {"N": "1"}, "gone": {"NULL": True}}
-    requests: list[tuple[str, dict[str, Any]]] = [
-        ("PutItem", {"Item": item, "ConditionExpression": "attribute_not_exists(pk)"}),
-        (
-            "PutItem",
-            {
-                "Item": {**item, "v": {"N": "2"}},
-                "ConditionExpression": "attribute_not_exists(pk)",
-                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-            },
-        ),
-        (
-            "BatchWriteItem",
-            {"RequestItems": {"@": [{"PutRequest": {"Item": {"pk": {"S": "O#1"}, "sk": {"S": "a"}}}}]}},
-        ),
-        ("GetItem", {"Key": {"pk": {"S": "H#u1"}, "sk": {"S": "r1"}}, "ConsistentRead": True}),
-        ("Query", {"KeyConditionExpression": "pk = :p", "ExpressionAttributeValues": {":p": {"S": "H#u1"}}}),
-        (
-            "UpdateItem",
-            {
-                "Key": {"pk": {"S": "H#u1"}, "sk": {"S": "r1"}},
-                "UpdateExpression": "SET v = v + :one",
-                "ExpressionAttributeValues": {":one": {"N": "1"}},
-                "ReturnValues": "ALL_NEW",
-            },
-        ),
-        ("PutItem", {"Item": {"pk": {"S": ""}, "sk": {"S": "x"}}}),  # a validation error
-        ("DescribeTable", {"TableName": "missing"}),  # an error
-    ]
 
-    def addressed(request: dict[str, Any], table: str) -> dict[str, Any]:
-        body = json.loads(json.dumps(request).replace('"@"', json.dumps(table)))
-        return body if "RequestItems" in body else {"TableName": table, **body}
-
-    def answer_by_fast_path(operation: str, request: dict[str, Any], table: str) -> tuple[Any, ...]:
-        body = addressed(request, table)
-        started: dict[str, Any] = {}
-        chunks = fast(_dynamodb_environ(operation, body), lambda status, headers: started.update(s=status))
-        return started["s"], json.loads(b"".join(chunks) or b"{}")
-
-    def answer_by_moto(operation: str, request: dict[str, Any], table: str) -> tuple[Any, ...]:
-        body = addressed(request, table)
-        environ = _dynamodb_environ(operation, body)
+    def answer_by_moto(operation: str, request: dict[str, Any]) -> tuple[Any, ...]:
+        environ = _dynamodb_environ(operation, _addressed(request, twin))
         status, _, answer = DynamoHandler.dispatch(BackendRequest(environ), "http://127.0.0.1:4566/", {})
-        return f"{status} ", json.loads(answer or "{}")
+        return int(status), json.loads(answer or "{}")
 
-    for operation, request in requests:
-        ours_status, ours = answer_by_fast_path(operation, request, TABLE_NAME)
-        theirs_status, theirs = answer_by_moto(operation, request, twin)
-        assert ours_status.split()[0] == theirs_status.split()[0], operation
-        assert json.dumps(ours) == json.dumps(theirs).replace(twin, TABLE_NAME), operation
+    for operation, request in DYNAMODB_REQUESTS:
+        ours_status, _, ours = _answer_through_wsgi(fast, operation, _addressed(request, TABLE_NAME))
+        theirs_status, theirs = answer_by_moto(operation, request)
+        assert ours_status == theirs_status, operation
+        expected = json.dumps(theirs).replace(twin, TABLE_NAME)
+        assert json.dumps(json.loads(ours or b"{}")) == expected, operation
+
+
+def test_a_parsed_request_handed_to_moto_is_answered_as_through_wsgi(aws):
+    """DynamoDbFastPath.answer (the local stack's server hands it the request it parsed)
+    answers status, headers and body as the WSGI path does, errors included."""
+    from email.message import Message
+
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    moto_fidelity.apply()
+    client = boto3.client("dynamodb")
+    twin = f"{TABLE_NAME}-direct"
+    create_table(client, twin)
+    fast = moto_fidelity.DynamoDbFastPath(DomainDispatcherApplication(create_backend_app))
+    varying = {"x-amzn-requestid", "x-amz-crc32", "content-length"}
+
+    for operation, request in DYNAMODB_REQUESTS:
+        wsgi_status, wsgi_headers, wsgi_body = _answer_through_wsgi(
+            fast, operation, _addressed(request, TABLE_NAME)
+        )
+        environ = _dynamodb_environ(operation, _addressed(request, twin))
+        headers = Message()
+        for name, value in environ.items():
+            if name.startswith("HTTP_"):
+                headers[name[5:].replace("_", "-").title()] = value
+        headers["Content-Type"] = environ["CONTENT_TYPE"]
+        body = environ["wsgi.input"].read()
+        status, direct_headers, direct_body = fast.answer(
+            "POST", "/", headers, body, "http://127.0.0.1:4566/"
+        )
+
+        assert status == wsgi_status, operation
+        assert direct_body.decode().replace(twin, TABLE_NAME) == wsgi_body.decode(), operation
+        assert {k.lower(): v for k, v in direct_headers.items() if k.lower() not in varying} == {
+            k.lower(): v for k, v in wsgi_headers.items() if k.lower() not in varying
+        }, operation
 
 
 @pytest.mark.parametrize(
