@@ -285,9 +285,12 @@ async def run_stack(config: StackConfig, ready_stream: TextIO) -> None:
             key: LambdaFunction(function_config, faults.dynamodb_rates)
             for key, function_config in _function_configs(config).items()
         }
-        for function in functions.values():
+        for key, function in functions.items():
             running.push_async_callback(asyncio.to_thread, function.close)
-            function.prewarm()
+            # Ingest's environments all start with the stack: a first burst of devices
+            # would otherwise wait on their initialisation (~1 s of CPU each here), taken
+            # from a machine already busy with that burst.
+            function.prewarm(config.ingest_concurrency if key == "ingest" else 1)
         connect, publish = functions["connect"], functions["publish"]
         ingest, flush = functions["ingest"], functions["flush"]
         lambda_api.serve({function.name: function for function in functions.values()})
