@@ -93,6 +93,11 @@ class GatewayFaults:
             return True
         return settings.gone_rate > 0 and self._chance() < settings.gone_rate
 
+    @property
+    def holds_posts(self) -> bool:
+        """Whether a post latency is set (each post's answer may then be held back)."""
+        return self.settings.post_latency_ms is not None
+
     def post_latency_seconds(self) -> float:
         """How long the answer of the next post is held back (0 without a latency set)."""
         latency = self.settings.post_latency_ms

@@ -257,8 +257,14 @@ async def run_stack(config: StackConfig, ready_stream: TextIO) -> None:
                 return HttpResponse.json(503, {"message": "starting"})
             return await gateway.management_api(request)
 
-        # On this event loop, the gateway's: the flush's posts reach its sockets directly.
-        management_server = AsyncHttpServer("management-api", management_api)
+        def management_answer_at_once(request: HttpRequest) -> HttpResponse | None:
+            return None if gateway is None else gateway.management_answer_at_once(request)
+
+        # On this event loop, the gateway's: the flush's posts reach its sockets directly,
+        # most answered as they are parsed.
+        management_server = AsyncHttpServer(
+            "management-api", management_api, immediate=management_answer_at_once
+        )
         await management_server.start(0)
         running.push_async_callback(management_server.stop)
 

@@ -36,7 +36,12 @@ def running() -> Iterator[Running]:
             await asyncio.sleep(0.5)
         return HttpResponse.json(200, {"path": request.raw_path, "body": request.body.decode()})
 
-    server = AsyncHttpServer("test", endpoint)
+    def immediate(request: HttpRequest) -> HttpResponse | None:
+        if not request.raw_path.startswith("/now"):
+            return None
+        return HttpResponse.json(200, {"path": request.raw_path, "at once": True})
+
+    server = AsyncHttpServer("test", endpoint, immediate=immediate)
     holder = Running(server, loop)
     asyncio.run_coroutine_threadsafe(server.start(0), loop).result(10)
     yield holder
@@ -134,3 +139,37 @@ def test_a_head_request_gets_the_head_only(running):
     head, _, body = received.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 OK")
     assert body == b""
+
+
+def test_what_the_immediate_endpoint_answers_never_reaches_the_endpoint(running):
+    pool = KeepAliveConnections(running.server.url, max_connections=1, connect_timeout=1, read_timeout=5)
+
+    now = pool.urlopen("POST", "/now", body=b"x")
+    later = pool.urlopen("POST", "/later", body=b"y")
+
+    assert json.loads(now.data or b"") == {"path": "/now", "at once": True}
+    assert json.loads(later.data or b"") == {"path": "/later", "body": "y"}
+    assert [request.raw_path for request in running.seen] == ["/later"]
+
+
+def test_a_request_behind_an_unanswered_one_waits_its_turn_whoever_answers_it(running):
+    three = (
+        b"POST /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\na"
+        b"POST /now1 HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nb"
+        b"POST /now2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 1\r\n\r\nc"
+    )
+
+    received = raw_exchange(running.server.port, three, answers=3)
+
+    assert received.index(b'"/slow"') < received.index(b'"/now1"') < received.index(b'"/now2"')
+
+
+def test_an_immediate_answer_to_a_closing_request_closes_the_connection(running):
+    with socket.create_connection(("127.0.0.1", running.server.port), timeout=5) as connection:
+        connection.sendall(b"GET /now HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        received = b""
+        while chunk := connection.recv(65536):  # to the end: the server closes
+            received += chunk
+
+    assert received.startswith(b"HTTP/1.1 200 OK")
+    assert received.endswith(b'"at once": true}')
