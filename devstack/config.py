@@ -60,8 +60,9 @@ class StackConfig(BaseSettings):
     # The flush's fan-out shards here (each a flusher with its own environment, two at a
     # hand-over): FLUSH_MAX_SHARDS of the functions, kept small for two cores.
     flush_max_shards: int = Field(4, ge=1, le=32, alias="FLUSH_MAX_SHARDS")
-    # Ingest: three, not more, on two cores; each extra process only thrashes the caches
-    # (300 messages/s to 200 browsers: 1.8 ms of ingest CPU a message with 3, 2.15 with 6).
+    # Ingest: three, not more, on two cores, all started with the stack; more processes
+    # cost more CPU a message (300 messages/s to 200 browsers: six fell behind where three
+    # kept up; devstack/README.md, "What bounds throughput").
     ingest_concurrency: int = Field(3, ge=1, le=64, alias="LOCAL_INGEST_CONCURRENCY")
     connect_concurrency: int = Field(4, ge=1, le=64, alias="LOCAL_CONNECT_CONCURRENCY")
     publish_concurrency: int = Field(2, ge=1, le=64, alias="LOCAL_PUBLISH_CONCURRENCY")
