@@ -94,7 +94,10 @@ async def _serve_gateway(connections: int, pipe: Connection) -> None:
     faults = GatewayFaults()
     gateway = WebSocketGateway(Routes(function, function, function, {}), stage=STAGE, faults=faults)
     port = await gateway.start(0)
-    management = AsyncHttpServer("management-api", gateway.management_api)
+    # Served as the local stack serves it (devstack/stack.py).
+    management = AsyncHttpServer(
+        "management-api", gateway.management_api, immediate=gateway.management_answer_at_once
+    )
     await management.start(0)
     received = [0]
 

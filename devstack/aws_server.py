@@ -28,7 +28,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from devstack import moto_fidelity
-from devstack.http_server import AsyncEndpoint, AsyncHttpServer, HttpRequest, HttpResponse, ImmediateEndpoint
+from devstack.http_server import AsyncHttpServer, HttpRequest, HttpResponse, ImmediateEndpoint
 from devstack.moto_fidelity import DYNAMODB_TARGET_PREFIX
 from devstack.processes import die_with_parent, name_process
 
@@ -69,10 +69,22 @@ def wsgi_environ(request: HttpRequest, server_name: str, server_port: int) -> di
     return environ
 
 
-def wsgi_endpoint(app: WsgiApp, server_name: str, server_port: int) -> AsyncEndpoint:
-    """``app`` as an endpoint of the event-loop server, answered whole: DynamoDB requests
-    inline (moto answers them without waiting on anything), the others on a thread (an
-    SQS ``ReceiveMessage`` long-polls, and must not hold up the rest)."""
+# What the server frames itself, whatever the app's headers say.
+_FRAMING = ("content-length", "connection", "transfer-encoding")
+
+
+def _answer(status: int, headers: Iterable[tuple[str, str]], body: bytes) -> HttpResponse:
+    kept = {name: value for name, value in headers if name.lower() not in _FRAMING}
+    return HttpResponse(status, body, kept)
+
+
+def _moto_failed(request: HttpRequest) -> HttpResponse:
+    log.exception("moto failed on %s %s", request.method, request.raw_path)
+    return HttpResponse(500, b'{"__type": "InternalFailure", "message": "moto failed"}')
+
+
+def wsgi_answer(app: WsgiApp, server_name: str, server_port: int) -> Callable[[HttpRequest], HttpResponse]:
+    """``app``'s answer to a request, whole."""
 
     def answer(request: HttpRequest) -> HttpResponse:
         found: dict[str, Any] = {}
@@ -89,29 +101,18 @@ def wsgi_endpoint(app: WsgiApp, server_name: str, server_port: int) -> AsyncEndp
                 if hasattr(chunks, "close"):
                     chunks.close()
         except Exception:
-            log.exception("moto failed on %s %s", request.method, request.raw_path)
-            return HttpResponse(500, b'{"__type": "InternalFailure", "message": "moto failed"}')
-        headers = {
-            name: value
-            for name, value in found["headers"]
-            if name.lower() not in ("content-length", "connection", "transfer-encoding")
-        }
-        return HttpResponse(int(found["status"].partition(" ")[0]), body, headers)
+            return _moto_failed(request)
+        return _answer(int(found["status"].partition(" ")[0]), found["headers"], body)
 
-    async def endpoint(request: HttpRequest) -> HttpResponse:
-        if str(request.headers.get("X-Amz-Target", "")).startswith(DYNAMODB_TARGET_PREFIX):
-            return answer(request)
-        return await asyncio.to_thread(answer, request)
-
-    return endpoint
+    return answer
 
 
 def dynamodb_answers(
     app: moto_fidelity.DynamoDbFastPath, server_name: str, server_port: int
 ) -> ImmediateEndpoint:
     """DynamoDB's requests handed to moto's DynamoDB handler as the server parsed them
-    (``DynamoDbFastPath.answer``), answered on the spot; None for any other request (the
-    WSGI endpoint's)."""
+    (``DynamoDbFastPath.answer``): moto answers them without waiting on anything, so on
+    the spot. None for any other request, and for a compressed one (the WSGI app's)."""
 
     def answer(request: HttpRequest) -> HttpResponse | None:
         headers = request.headers
@@ -125,14 +126,8 @@ def dynamodb_answers(
                 request.method, request.raw_path, headers, request.body, url
             )
         except Exception:
-            log.exception("moto failed on %s %s", request.method, request.raw_path)
-            return HttpResponse(500, b'{"__type": "InternalFailure", "message": "moto failed"}')
-        kept = {
-            name: value
-            for name, value in answer_headers.items()
-            if name.lower() not in ("content-length", "connection", "transfer-encoding")
-        }
-        return HttpResponse(status, body, kept)
+            return _moto_failed(request)
+        return _answer(status, answer_headers.items(), body)
 
     return answer
 
@@ -155,9 +150,17 @@ def serve(listener: socket.socket, ready: Connection, ttl_sweep_seconds: float) 
 
 async def _serve(listener: socket.socket, ready: Connection, app: moto_fidelity.DynamoDbFastPath) -> None:
     host, port = listener.getsockname()[:2]
-    server = AsyncHttpServer(
-        "moto", wsgi_endpoint(app, host, port), immediate=dynamodb_answers(app, host, port)
-    )
+    dynamodb = dynamodb_answers(app, host, port)
+    through_wsgi = wsgi_answer(app, host, port)
+
+    async def endpoint(request: HttpRequest) -> HttpResponse:
+        # A DynamoDB request queued behind another of its connection: still answered at
+        # once. The rest on a thread: an SQS ReceiveMessage long-polls and must not hold
+        # up DynamoDB.
+        answered = dynamodb(request)
+        return answered if answered is not None else await asyncio.to_thread(through_wsgi, request)
+
+    server = AsyncHttpServer("moto", endpoint, immediate=dynamodb)
     await server.start(0, listener=listener)
     stopped = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopped.set)

@@ -100,6 +100,7 @@ def apply() -> None:
     _check_item_size_once()
     _read_plain_item_requests_as_json()
     _draw_request_ids_at_once()
+    _leave_json_answers_unsearched()
     _answer_batch_writes_as_json()
     emulate_partiql_inserts()
 
@@ -402,8 +403,7 @@ REQUEST_ID_CHARACTERS = string.ascii_letters + string.digits
 
 def _draw_request_ids_at_once() -> None:
     """moto's request id (52 letters and digits, one ``random.choice`` call each: a tenth
-    of a write's CPU here) drawn from the same random source in one call, and for
-    DynamoDB's JSON answers not searched for in the body."""
+    of a write's CPU here) drawn from the same random source in one call."""
     import moto.core.responses
     from moto.moto_api._internal import mock_random
 
@@ -415,14 +415,18 @@ def _draw_request_ids_at_once() -> None:
 
     moto.core.responses.gen_amzn_requestid_long = gen_amzn_requestid_long
 
+
+def _leave_json_answers_unsearched() -> None:
+    """moto writes an answer's request id into an XML body's ``<RequestId>`` with a regular
+    expression run over every answer, a Query's whole items too; DynamoDB answers JSON, so
+    its answers only get the id's header."""
+    import moto.core.responses
     from moto.dynamodb.responses import DynamoHandler
 
     def enrich_json_response(headers: dict[str, str], body: Any) -> tuple[dict[str, str], Any]:
-        # moto's own also writes the id into an XML body's <RequestId> with a regular
-        # expression run over every answer (a Query's too); DynamoDB answers JSON.
         if "status" in headers:
             headers["status"] = str(headers["status"])
-        gen_amzn_requestid_long(headers)
+        moto.core.responses.gen_amzn_requestid_long(headers)
         return headers, body
 
     DynamoHandler._enrich_response = staticmethod(enrich_json_response)  # type: ignore[method-assign]
@@ -581,7 +585,7 @@ class _JsonRequest:
     (werkzeug's request, which moto's server builds, has much more)."""
 
     from_wsgi_server = True
-    # botocore does not compress DynamoDB's requests; the server refuses a compressed body.
+    # A compressed body (botocore never compresses DynamoDB's) goes through __call__.
     content_encoding = None
 
     def __init__(self, method: str, raw_path: str, headers: Any, body: bytes, no_form: Any) -> None:
