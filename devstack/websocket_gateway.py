@@ -36,6 +36,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from devstack.config import LOOPBACK
@@ -172,12 +173,32 @@ class _FrameLimitedProtocol(ServerProtocol):
     def max_size(self, value: int | None) -> None:
         self.message_limit = value or MAX_MESSAGE_BYTES
 
+    # Set when the client left before its handshake could be answered.
+    left_unanswered = False
+
+    def send_response(self, response: Response) -> None:
+        # A client that left while $connect ran has no one to answer; websockets would
+        # assert CONNECTING and log two tracebacks (python-websockets/websockets#984).
+        if self.state is State.CLOSED:
+            self.left_unanswered = True
+        else:
+            super().send_response(response)
+
 
 class _GatewayServerConnection(ServerConnection):
     def __init__(self, protocol: ServerProtocol, *args: Any, **kwargs: Any) -> None:
         # websockets builds the protocol itself; give it the frame limit before any data.
         protocol.__class__ = _FrameLimitedProtocol
         super().__init__(protocol, *args, **kwargs)
+
+    async def handshake(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            await super().handshake(*args, **kwargs)
+        except ConnectionClosed:
+            # A client that left while $connect ran (the gateway logged it): the connection
+            # never opened, websockets drops the socket. Anything else is reported as before.
+            if not getattr(self.protocol, "left_unanswered", False):
+                raise
 
 
 @dataclass
@@ -312,6 +333,10 @@ class WebSocketGateway:
             if not isinstance(error, StackStopping):
                 log.exception("$connect failed for %s", connection_id)
             return socket.respond(HTTPStatus.INTERNAL_SERVER_ERROR, '{"message": "Internal server error"}')
+        if socket.protocol.state is State.CLOSED:
+            # Nothing to answer; posts to its id get 410, as to any connection that never opened.
+            log.info("%s: the client left during $connect", connection_id)
+            return None
         status = int(result.get("statusCode", 200)) if isinstance(result, dict) else 200
         if not 200 <= status < 300:
             body = result.get("body") if isinstance(result, dict) else None

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import socket
 import threading
 import time
 import urllib.error
@@ -470,3 +472,42 @@ def test_a_post_during_connect_is_gone_as_in_api_gateway(start_gateway):
         pass
 
     assert outcomes == ["gone"]
+
+
+def test_a_client_that_leaves_while_connect_runs_is_forgotten_quietly(start_gateway, caplog):
+    caplog.set_level(logging.INFO)
+    running = start_gateway()
+    client_left = threading.Event()
+
+    def connect_after_the_client_left(event: dict[str, Any]) -> dict[str, Any]:
+        if event["requestContext"]["routeKey"] == "$connect":
+            client_left.wait(10)
+            time.sleep(0.2)  # the gateway has seen the socket close
+        return connect_handler(event)
+
+    running.session_handler._respond = connect_after_the_client_left
+    host, port = running.websocket_url.removeprefix("ws://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as client:
+        client.sendall(
+            b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+            b"Sec-WebSocket-Protocol: sensor-stream.v1, " + GOOD_TOKEN.encode() + b"\r\n\r\n"
+        )
+        connection_id = running.connection_id()
+    client_left.set()
+
+    def told() -> bool:
+        said = f"{connection_id}: the client left during $connect"
+        return any(record.getMessage() == said for record in caplog.records)
+
+    deadline = time.monotonic() + 10
+    while not told() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    with pytest.raises(running.management().exceptions.GoneException):
+        running.management().post_to_connection(ConnectionId=connection_id, Data=b"{}")
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert told()
+    # The gateway goes on serving: the next client connects as usual.
+    running.session_handler._respond = connect_handler
+    with running.open() as again:
+        assert again.subprotocol == "sensor-stream.v1"
