@@ -554,7 +554,7 @@ class Simulation:
                     lease,
                     read_through=None,
                     delivered_through=None,
-                    connections=self.per_shard[k],
+                    load=self.per_shard[k],
                 )
             if self.finished.wait(self.settings.flush_renew_seconds):
                 break

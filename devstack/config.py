@@ -60,6 +60,12 @@ class StackConfig(BaseSettings):
     # The flush's fan-out shards here (each a flusher with its own environment, two at a
     # hand-over): FLUSH_MAX_SHARDS of the functions, kept small for two cores.
     flush_max_shards: int = Field(4, ge=1, le=32, alias="FLUSH_MAX_SHARDS")
+    # A shard's load (connections, or posts a second where more) before one more shard
+    # (AWS: 400, a third of a vCPU at 512 MB). A local flusher is a process with the whole
+    # machine's cores: it posts ~1,800 messages a second here, and every further shard reads
+    # every reading again on the same two cores (1,000 readings/s to 200 browsers is 1,800
+    # posts a second: four shards fell behind within seconds where one kept up).
+    flush_connections_per_shard: int = Field(2000, ge=1, alias="FLUSH_CONNECTIONS_PER_SHARD")
     # Ingest: three, not more, on two cores, all started with the stack; more processes
     # cost more CPU a message (300 messages/s to 200 browsers: six fell behind where three
     # kept up; devstack/README.md, "What bounds throughput").

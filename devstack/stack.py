@@ -90,6 +90,7 @@ def _function_environment(
             "AWS_ENDPOINT_URL_IOT_DATA_PLANE": iot_data_url,
             "AWS_ENDPOINT_URL_LAMBDA": lambda_url,
             "FLUSH_MAX_SHARDS": str(config.flush_max_shards),
+            "FLUSH_CONNECTIONS_PER_SHARD": str(config.flush_connections_per_shard),
             "WEBSOCKET_CALLBACK_URL": callback_url,
             "JWT_SECRET": config.jwt_secret,
             "POWERTOOLS_SERVICE_NAME": "sensor-stream",

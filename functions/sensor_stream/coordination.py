@@ -71,7 +71,7 @@ class ShardCoordinator:
             self._start(shard, now)
 
     def on_renew(
-        self, owner: str, state: FlushState, own_connections: int, delivered_through: int | None, now: float
+        self, owner: str, state: FlushState, own_load: int, delivered_through: int | None, now: float
     ) -> ShardLayout:
         """After shard 0 renewed its lease (``state``): the layout from now on."""
         layout = state.layout
@@ -88,7 +88,7 @@ class ShardCoordinator:
         others = self._store.flush_state.read_shards(range(1, top)) if top > 1 else {}
         if sizing_due:
             self._sized_at = now
-            layout = self._resize(owner, state, others, own_connections, delivered_through, now)
+            layout = self._resize(owner, state, others, own_load, delivered_through, now)
         self._keep_running(layout, others, now)
         return layout
 
@@ -97,17 +97,17 @@ class ShardCoordinator:
         owner: str,
         state: FlushState,
         others: Mapping[int, FlushState],
-        own_connections: int,
+        own_load: int,
         delivered_through: int | None,
         now: float,
     ) -> ShardLayout:
         layout = state.layout
         settings = self._settings
-        served = own_connections + sum(
-            other.connections for shard, other in others.items() if shard < layout.shards and other.held(now)
+        load = own_load + sum(
+            other.load for shard, other in others.items() if shard < layout.shards and other.held(now)
         )
         per_shard, most = settings.flush_connections_per_shard, settings.flush_max_shards
-        wanted = desired_shards(served, layout.shards, per_shard, most)
+        wanted = desired_shards(load, layout.shards, per_shard, most)
         if wanted == layout.shards or state.read_through is None:
             return layout
         progress = [delivered_through, *(other.delivered_through for other in others.values())]
@@ -118,7 +118,7 @@ class ShardCoordinator:
             return layout
         logger.info(
             "fan-out shards changed",
-            extra={"connections": served, "from": layout.shards, "to": wanted, "since": changed.since},
+            extra={"load": load, "from": layout.shards, "to": wanted, "since": changed.since},
         )
         metrics.add_metric(name="FlushShardsChanged", unit="Count", value=1)
         return changed

@@ -191,6 +191,9 @@ class Flusher:
         self._delivered_through: int | None = None
         # When the lease was last renewed (None: must renew before reading anything).
         self._renewed_at: float | None = None
+        # Messages posted and arrival seconds read since then (the shard's load).
+        self._posted_since_renewal = 0
+        self._seconds_since_renewal = 0
         # The last tick found nothing and left nothing in flight.
         self._idle = False
         self._fresh_start = False
@@ -384,16 +387,16 @@ class Flusher:
             # Announce the seconds of the next renew interval too: an idle tick in between
             # then makes one request, its outbox query.
             announce = max(last + math.ceil(settings.flush_renew_seconds) + 1, self._read_through or last)
-            # Not at an invocation's first renewal: it has read no connections yet, and a
-            # zero would let shard 0 size the shards down after every hand-over.
-            served = self.roster.served(self.shard, shards_now) if self._renewed_at is not None else None
+            load = self._shard_load(shards_now)
             state = self._state.renew(
                 self.owner,
                 now,
                 settings.flush_lease_seconds,
                 read_through=announce if self.shard == 0 else None,
                 delivered_through=self._delivered_through,
-                connections=served,
+                # Not at an invocation's first renewal: it has read no connections yet, and
+                # a zero would let shard 0 size the shards down after every hand-over.
+                load=load if self._renewed_at is not None else None,
             )
             if state is None:
                 report.lease_lost = True
@@ -405,7 +408,7 @@ class Flusher:
                 self.alerts.sync_rules(state.rules_version)
                 if self.coordinator is not None:
                     self._layout = self.coordinator.on_renew(
-                        self.owner, state, self.roster.served(0, shards_now), self._delivered_through, now
+                        self.owner, state, load, self._delivered_through, now
                     )
             if defer_reading:
                 report.seconds = []
@@ -482,6 +485,8 @@ class Flusher:
         for timer in timers:
             self._fire(timer, now, report)
         report.fanout = self.fanout.take_counts()
+        self._posted_since_renewal += report.fanout.messages_sent
+        self._seconds_since_renewal += len(report.seconds)
         unsettled = any(not settlement.settled for settlement in self._ticks)
         self._idle = not (queue.entries or queue.timers or events or unsettled or self.fanout.in_flight())
         report.duration_seconds = time.monotonic() - started
@@ -577,6 +582,17 @@ class Flusher:
         if self._next_second is not None:
             self._delivered_through = self._next_second - 1
         self._state.release(self.owner, delivered_through=self._delivered_through)
+
+    def _shard_load(self, shards: int) -> int:
+        """What this shard carries, for sizing: its connections, or the messages it posted
+        per arrival second read since the last renewal where those were more (connections
+        that get several messages a tick need a flusher's posting time as much). Per second
+        read, not per second of the clock: catching up on ten seconds in one tick is not
+        ten times the load."""
+        connections = self.roster.served(self.shard, shards)
+        posted, self._posted_since_renewal = self._posted_since_renewal, 0
+        seconds, self._seconds_since_renewal = self._seconds_since_renewal, 0
+        return max(connections, math.ceil(posted / seconds)) if seconds else connections
 
     def _wait_for_posts(self, seconds: float, *, dispatching: bool = False) -> None:
         """Until no post is in flight, or ``seconds`` passed; ``dispatching``: also post

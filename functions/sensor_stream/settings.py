@@ -70,7 +70,8 @@ class Settings(BaseSettings):
     flush_max_seconds_per_tick: int = Field(10, ge=1, alias="FLUSH_MAX_SECONDS_PER_TICK")
     flush_max_catch_up_seconds: int = Field(900, ge=1, alias="FLUSH_MAX_CATCH_UP_SECONDS")
     # Fan-out shards (docs/scaling.md): the connections one flusher posts to in a tick at
-    # most, the most shards, and how often shard 0 reconsiders their number.
+    # most (or its posts a second, where a connection gets several messages a tick), the
+    # most shards, and how often shard 0 reconsiders their number.
     # 400: what one flusher at 512 MB posts within a tick with room to spare (make scale:
     # ~0.5 ms of a vCPU a post, a third of a vCPU at 512 MB); 128 shards carry 51,200.
     flush_connections_per_shard: int = Field(400, ge=1, alias="FLUSH_CONNECTIONS_PER_SHARD")

@@ -3,9 +3,11 @@ N flushers, each delivering every reading to its share of them under its own lea
 
 A connection's shard is the jump consistent hash (Lamping and Veach, 2014) of its id: the
 same for every flusher, and when N grows to N + 1 only 1/(N + 1) of the connections move
-(all to the new shard). N is chosen by shard 0 from the connections the shards served
-(docs/scaling.md); a new N applies from an arrival second ``since`` onwards, so each
-second goes to each connection from exactly one shard, before and after the change.
+(all to the new shard). N is chosen by shard 0 from the shards' load: each one's
+connections, or the messages it posted a second where those were more (a connection that
+gets several messages a tick weighs as many; docs/scaling.md). A new N applies from an
+arrival second ``since`` onwards, so each second goes to each connection from exactly one
+shard, before and after the change.
 """
 
 from __future__ import annotations
@@ -57,15 +59,15 @@ class ShardLayout:
         return first < self.since <= last and self.shards != self.previous
 
 
-def desired_shards(connections: int, current: int, per_shard: int, most: int) -> int:
-    """Shards for ``connections``: up at once when one would carry more than ``per_shard``,
-    down only when the others would stay below 70 % of it, and then to as few as stay
-    below 70 % (no flapping at a boundary)."""
-    needed = max(1, min(most, math.ceil(connections / per_shard)))
+def desired_shards(load: int, current: int, per_shard: int, most: int) -> int:
+    """Shards for ``load`` (connections, or posts a second where more): up at once when one
+    would carry more than ``per_shard``, down only when the others would stay below 70 %
+    of it, and then to as few as stay below 70 % (no flapping at a boundary)."""
+    needed = max(1, min(most, math.ceil(load / per_shard)))
     if needed > current:
         return needed
-    if needed < current and connections < 0.7 * per_shard * (current - 1):
+    if needed < current and load < 0.7 * per_shard * (current - 1):
         # Not down to ``needed``: shards full to the brim would grow again at the next
-        # connection. The fewest n with connections < 70 % of n * per_shard (< current).
-        return max(needed, connections * 10 // (7 * per_shard) + 1)
+        # connection. The fewest n with load < 70 % of n * per_shard (< current).
+        return max(needed, load * 10 // (7 * per_shard) + 1)
     return current

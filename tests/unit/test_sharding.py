@@ -277,6 +277,17 @@ class Feed:
             self.stack.publish_telemetry(org, f"{org}-dev", reading(*sent))
             self.sent[org].append(sent)
 
+    def publish_bulk(self, org: str, count: int) -> None:
+        """``count`` readings of ``org``, as devices send them: up to 100 a message."""
+        clock = self.stack.clock
+        for start in range(0, count, 100):
+            batch = []
+            for _ in range(min(100, count - start)):
+                sent = (f"{org}-{len(self.sent[org])}", clock.iso())
+                batch.append(reading(*sent))
+                self.sent[org].append(sent)
+            self.stack.publish_telemetry(org, f"{org}-dev", {"readings": batch})
+
     def received(self, connection_id: str) -> Counter[tuple[str, str]]:
         return Counter(unit_readings(self.stack.recorder.received(connection_id)))
 
@@ -376,6 +387,35 @@ def test_growing_from_one_shard_to_three_delivers_each_reading_once_to_each_conn
     served = {f.shard: sum(r.reports[f.owner].connections for r in rounds[-3:]) for f in cluster.running}
     owned = by_shard(connections, 3)
     assert served == {shard: 3 * len(owned[shard]) for shard in range(3)}
+
+
+def test_connections_that_get_several_messages_a_tick_weigh_as_many_in_sizing(
+    cluster: ShardCluster, stack: InProcessStack, monkeypatch: pytest.MonkeyPatch
+):
+    """Three connections fit one shard of five, but 150 readings a second are two messages
+    a tick each: six posts a second, the posting time of six connections, so two shards;
+    once the readings stop, their connections alone fit one shard again."""
+    stack.reconfigure(monkeypatch, FLUSH_CONNECTIONS_PER_SHARD="5")
+    feed = Feed(stack)
+    connections = [stack.open("acme") for _ in range(3)]
+    feed.org_of.update(dict.fromkeys(connections, "acme"))
+    cluster.invoke(0)
+    layouts = []
+    for _ in range(20):
+        feed.publish_bulk("acme", 150)
+        posts = cluster.round().frames
+        layouts.append(cluster.layout_shards())
+        if layouts[-1] == 2 and len(cluster.running) == 2:
+            break
+    loads = [stack.store.flush_state.for_shard(shard).read().load for shard in (0, 1)]
+    drain(cluster, feed, one_message=False)
+    run_until(cluster, feed, lambda: len(cluster.running) == 1)
+
+    assert layouts[-1] == 2, f"{layouts} {loads}"
+    assert max(posts.values()) == 2  # messages a tick to a connection
+    assert sum(loads) >= 6  # posts a second, not the three connections
+    assert cluster.layout_shards() == 1
+    assert feed.missing_or_repeated(connections) == {}
 
 
 def test_shrinking_from_three_shards_to_one_delivers_each_reading_once_to_each_connection(

@@ -53,8 +53,9 @@ class FlushState:
     rules_version: int = 0
     # Shard 0's item: the fan-out shards and since when.
     layout: ShardLayout = field(default_factory=ShardLayout)
-    # The connections this shard served when it last renewed (sizing).
-    connections: int = 0
+    # This shard's load when it last renewed (sizing): its connections, or the messages it
+    # posted a second where those were more.
+    load: int = 0
 
     @classmethod
     def from_item(cls, item: Item) -> FlushState:
@@ -73,7 +74,7 @@ class FlushState:
                 since=int(number(item, "shardsSince") or 0),
                 previous=int(number(item, "previousShards") or 1),
             ),
-            connections=int(number(item, "connections") or 0),
+            load=int(number(item, "shardLoad") or 0),
         )
 
     def held(self, now: float) -> bool:
@@ -156,16 +157,16 @@ class FlushStateStore:
         *,
         read_through: int | None,
         delivered_through: int | None,
-        connections: int | None = None,
+        load: int | None = None,
     ) -> FlushState | None:
         """Renew the lease, announce the newest second about to be read (shard 0), record
-        what has been delivered and to how many connections (None: not known yet, the
-        recorded count stands), and learn whether a successor waits. None: lease lost."""
+        what has been delivered and the shard's load (None: not known yet, the recorded
+        figure stands), and learn whether a successor waits. None: lease lost."""
         update = "SET leaseUntil = :until"
         values = {":me": S(owner), ":until": N(now + lease_seconds)}
-        if connections is not None:
-            update += ", connections = :connections"
-            values[":connections"] = N(connections)
+        if load is not None:
+            update += ", shardLoad = :load"
+            values[":load"] = N(load)
         if read_through is not None:
             update += ", readThrough = :read"
             values[":read"] = N(read_through)
