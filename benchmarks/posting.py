@@ -1,8 +1,8 @@
 """Posting efficiency: posts/s of one flush worker and its CPU per post, for three ways of
 posting, against the local Management API emulator (prints, never asserts).
 
-A child process runs the emulator (devstack/websocket_gateway.py) with ``--connections``
-WebSocket clients that read everything; its post latency is set through the same fault
+A child process runs the emulator (devstack/websocket_gateway.py), another
+``--connections`` WebSocket clients that read everything; its post latency is set through the same fault
 settings as ``PUT /faults/gateway {"postLatencyMs": ...}``. Each design then runs in a
 fresh process of its own (imports and threads of one do not burden the next) and posts
 ``--rounds`` rounds of one ``--message-bytes`` message to every connection, as the flush
@@ -17,10 +17,12 @@ in flight at most.
   when aiohttp is not installed: it is no dependency of the project).
 
 CPU per post is the posting process's CPU time (all threads) over its posts, the
-emulator's own work excluded (it is API Gateway's in AWS). Lambda gives a function CPU in
-proportion to its memory (one vCPU at 1,769 MB), so at the flush's memory a CPU-bound
-worker posts at most ``vCPU share / CPU per post`` a second: printed as "ceiling", at the
-flush's memory (catalog.FLUSH) and at 1,769 MB (one vCPU, all a Python process can use).
+emulator's own work excluded (it is API Gateway's in AWS); the emulator's CPU per post is
+printed beside it, user and system apart (what the local stack's supervisor pays a post).
+Lambda gives a function CPU in proportion to its memory (one vCPU at 1,769 MB), so at the
+flush's memory a CPU-bound worker posts at most ``vCPU share / CPU per post`` a second:
+printed as "ceiling", at the flush's memory (catalog.FLUSH) and at 1,769 MB (one vCPU, all
+a Python process can use).
 
     .venv/bin/python -m benchmarks.posting                        # 0 and 20/150 ms latency
     .venv/bin/python -m benchmarks.posting --repeats 5 --latency 20/150 --concurrency 64
@@ -44,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import multiprocessing
 import os
 import platform
@@ -75,9 +78,32 @@ def serve_gateway(connections: int, pipe: Connection) -> None:
     asyncio.run(_serve_gateway(connections, pipe))
 
 
-async def _serve_gateway(connections: int, pipe: Connection) -> None:
+def serve_browsers(port: int, connections: int, pipe: Connection) -> None:
+    """The browsers, in a process of their own: the emulator's CPU is then its own."""
+    asyncio.run(_serve_browsers(port, connections, pipe))
+
+
+async def _serve_browsers(port: int, connections: int, pipe: Connection) -> None:
     from websockets.asyncio.client import connect
 
+    received = [0]
+
+    async def browser() -> None:
+        async with connect(f"ws://127.0.0.1:{port}", max_size=None) as socket:
+            async for _ in socket:
+                received[0] += 1
+
+    browsers = []
+    for _ in range(connections):
+        browsers.append(asyncio.create_task(browser()))
+        await asyncio.sleep(0)
+    while await asyncio.to_thread(pipe.recv) == "received":
+        pipe.send(received[0])
+    for task in browsers:
+        task.cancel()
+
+
+async def _serve_gateway(connections: int, pipe: Connection) -> None:
     from devstack.faults import GatewayFaults, GatewayFaultSettings
     from devstack.http_server import AsyncHttpServer
     from devstack.lambda_runtime import InProcessFunction
@@ -99,17 +125,7 @@ async def _serve_gateway(connections: int, pipe: Connection) -> None:
         "management-api", gateway.management_api, immediate=gateway.management_answer_at_once
     )
     await management.start(0)
-    received = [0]
-
-    async def browser() -> None:
-        async with connect(f"ws://127.0.0.1:{port}", max_size=None) as socket:
-            async for _ in socket:
-                received[0] += 1
-
-    browsers = []
-    for _ in range(connections):
-        browsers.append(asyncio.create_task(browser()))
-        await asyncio.sleep(0)
+    pipe.send(port)  # the browsers connect from a process of their own
     while len(connection_ids) < connections:
         await asyncio.sleep(0.05)
     pipe.send((f"{management.url}/{STAGE}", list(connection_ids)))
@@ -118,12 +134,11 @@ async def _serve_gateway(connections: int, pipe: Connection) -> None:
         if command == "latency":
             faults.settings = GatewayFaultSettings.model_validate({"postLatencyMs": argument})
             pipe.send(None)
-        elif command == "received":
-            pipe.send(received[0])
+        elif command == "cpu":
+            times = os.times()
+            pipe.send((times.user, times.system))
         else:
             break
-    for task in browsers:
-        task.cancel()
     await management.stop()
     await gateway.stop()
 
@@ -139,6 +154,8 @@ class Run:
     failed: int
     wall_seconds: float
     cpu_seconds: float
+    # The emulator's CPU (API Gateway's work in AWS) over the same posts: user, system.
+    emulator_seconds: tuple[float, float] = (0.0, 0.0)
 
     @property
     def posts_per_second(self) -> float:
@@ -284,15 +301,30 @@ def aiohttp_installed() -> bool:
 # --- orchestration --------------------------------------------------------------------------
 
 
-def measure(job: Job) -> Run | str:
+def measure(job: Job, emulator_cpu: Callable[[], tuple[float, float]]) -> Run | str:
+    """One design's run; ``emulator_cpu``: the emulator process's CPU so far (user, system),
+    whose growth over the run (the first round's included) is charged to its posts."""
     context = multiprocessing.get_context("spawn")
     ours, theirs = context.Pipe()
     process = context.Process(target=run_design, args=(job, theirs), name=f"post-{job.design}")
+    before = emulator_cpu()
     process.start()
     theirs.close()
     result: Run | str = ours.recv() if ours.poll(600) else "no answer within 600 s"
+    after = emulator_cpu()
     process.join(30)
-    return result
+    if isinstance(result, str):
+        return result
+    rounds = job.rounds + 1  # the first, unmeasured round went through the emulator too
+    share = job.rounds / rounds
+    spent = ((after[0] - before[0]) * share, (after[1] - before[1]) * share)
+    return dataclasses.replace(result, emulator_seconds=spent)
+
+
+def emulator_cpu(pipe: Connection) -> tuple[float, float]:
+    pipe.send(("cpu", None))
+    user, system = pipe.recv()
+    return float(user), float(system)
 
 
 def parse_latency(text: str) -> dict[str, float] | None:
@@ -322,12 +354,15 @@ def report(runs: list[Run], memory_mb: int) -> list[str]:
             cpu = [run.cpu_ms_per_post for run in mine]
             ceiling = [share * 1000 / value for value in cpu]
             full = [1000 / value for value in cpu]
+            user = [run.emulator_seconds[0] / run.posts * 1000 for run in mine]
+            system = [run.emulator_seconds[1] / run.posts * 1000 for run in mine]
             lines.append(
                 f"  {design:<8} x{concurrency:<4} {ranges(rates, 0):>13} posts/s   "
                 f"CPU {ranges(cpu, 3):>11} ms/post (median {statistics.median(cpu):.3f})   "
                 f"ceiling at {memory_mb} MB {ranges(ceiling, 0):>11}, "
                 f"at {FULL_VCPU_MB:,} MB {ranges(full, 0):>11} posts/s   "
-                f"failed {sum(run.failed for run in mine)} of {sum(run.posts for run in mine)}"
+                f"failed {sum(run.failed for run in mine)} of {sum(run.posts for run in mine)}   "
+                f"emulator CPU {ranges(user, 3)} user + {ranges(system, 3)} system ms/post"
             )
     return lines
 
@@ -372,6 +407,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     gateway.start()
     theirs.close()
+    to_browsers, theirs = context.Pipe()
+    browsers = context.Process(
+        target=serve_browsers, args=(ours.recv(), args.connections, theirs), name="browsers", daemon=True
+    )
+    browsers.start()
+    theirs.close()
     url, connection_ids = ours.recv()
     message = b'{"type": "readings", "padding": "' + b"x" * max(0, args.message_bytes - 34) + b'"}'
     try:
@@ -384,20 +425,22 @@ def main(argv: Sequence[str] | None = None) -> None:
                 for concurrency in args.concurrency or [32]:
                     for design in designs:
                         job = Job(design, url, connection_ids, message, args.rounds, concurrency)
-                        result = measure(job)
+                        result = measure(job, lambda: emulator_cpu(ours))
                         if isinstance(result, str):
                             print(f"  {design} x{concurrency} failed: {result}", flush=True)
                         else:
                             runs.append(result)
             for line in report(runs, catalog.FLUSH.memory_mb):
                 print(line, flush=True)
-        ours.send(("received", None))
-        print(f"  (the browsers received {ours.recv():,} messages in all)")
+        to_browsers.send("received")
+        print(f"  (the browsers received {to_browsers.recv():,} messages in all)")
     finally:
+        to_browsers.send("stop")
         ours.send(("stop", None))
-        gateway.join(10)
-        if gateway.is_alive():
-            gateway.terminate()
+        for process in (browsers, gateway):
+            process.join(10)
+            if process.is_alive():
+                process.terminate()
     print(f"load after: {os.getloadavg()[0]:.1f}")
 
 
