@@ -418,6 +418,34 @@ def test_connections_that_get_several_messages_a_tick_weigh_as_many_in_sizing(
     assert feed.missing_or_repeated(connections) == {}
 
 
+def test_a_shard_catching_up_on_several_seconds_in_one_tick_is_not_sized_up(
+    cluster: ShardCluster, stack: InProcessStack, monkeypatch: pytest.MonkeyPatch
+):
+    """Four seconds read in one tick (the flush was held up) post many messages at once;
+    per second read that is one message a connection, so one shard of five still fits."""
+    stack.reconfigure(monkeypatch, FLUSH_CONNECTIONS_PER_SHARD="5")
+    feed = Feed(stack)
+    connections = [stack.open("acme") for _ in range(3)]
+    feed.org_of.update(dict.fromkeys(connections, "acme"))
+    cluster.invoke(0)
+    run_until(cluster, feed, lambda: bool(feed.received(connections[0])))
+    for _ in range(4):  # held up within its lease: nothing ticks, readings keep coming
+        stack.clock.advance(1)
+        feed.publish_bulk("acme", 100)
+    layouts, loads, most_messages = [], [], 0
+    for _ in range(6):  # past the next sizing (every 4 s)
+        [done] = run(cluster, feed, 1, one_message=False)
+        most_messages = max(most_messages, *done.frames.values())
+        layouts.append(cluster.layout_shards())
+        loads.append(stack.store.flush_state.read().load)
+    drain(cluster, feed, one_message=False)
+
+    assert most_messages >= 3  # several messages to a connection in the catching-up tick
+    assert layouts == [1] * 6
+    assert max(loads) <= 5, loads
+    assert feed.missing_or_repeated(connections) == {}
+
+
 def test_shrinking_from_three_shards_to_one_delivers_each_reading_once_to_each_connection(
     cluster: ShardCluster, stack: InProcessStack
 ):
