@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from sensor_stream.settings import Settings
 from sensor_stream.store.dynamo import BATCH_STATEMENTS
 
 # --- prices -----------------------------------------------------------------------------------
@@ -80,6 +81,9 @@ FLUSH_MEMORIES_MB = (128, 256, 512, 1024, 1769)
 # (the rest is left for its network waits and for slower ticks: max/median ~1.4).
 FLUSH_TICK_BUDGET_SECONDS = 0.2
 WS_MESSAGE_BYTES = 32_000  # the flush's cap per post (API Gateway meters 32 KB units)
+# The fan-out shards' own rule (docs/scaling.md): a flusher per this much load, a shard's
+# connections or its posts a tick where those are more.
+FLUSH_LOAD_PER_SHARD: int = Settings.model_fields["flush_connections_per_shard"].default
 INGEST_MEMORY_GB = 0.5
 CONNECT_MEMORY_GB = 0.5
 
@@ -301,7 +305,8 @@ def logs(bill: Bill, estimates: Estimates, invocations: float) -> None:
 def flush_memory(measured: Measured, inputs: Inputs, shape: Shape) -> tuple[int, float, int]:
     """(memory MB, CPU seconds per busy tick, flushers) for the peak: every browser
     connected at once. Past one vCPU a Python flusher gains nothing (the GIL): the load
-    then needs several flushers (the fan-out shards of docs/scaling.md), priced by CPU."""
+    then needs several flushers (the fan-out shards of docs/scaling.md), as many as its CPU
+    needs and at least as many as the shards' sizing starts (posts or connections)."""
     posts_per_connection = math.ceil(
         shape.per_org_readings * measured.posted_bytes_per_reading / WS_MESSAGE_BYTES
     )
@@ -312,7 +317,8 @@ def flush_memory(measured: Measured, inputs: Inputs, shape: Shape) -> tuple[int,
         + posts * measured.flush_cpu_per_post
         + deliveries * measured.flush_cpu_per_delivery
     )
-    flushers = max(1, math.ceil(cpu / FLUSH_TICK_BUDGET_SECONDS))
+    sharded = math.ceil(max(inputs.browsers, posts) / FLUSH_LOAD_PER_SHARD)
+    flushers = max(1, math.ceil(cpu / FLUSH_TICK_BUDGET_SECONDS), sharded)
     per_flusher = cpu / flushers
     for memory in FLUSH_MEMORIES_MB:
         if per_flusher * FULL_VCPU_MB / memory <= FLUSH_TICK_BUDGET_SECONDS:
