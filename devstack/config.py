@@ -62,9 +62,9 @@ class StackConfig(BaseSettings):
     flush_max_shards: int = Field(4, ge=1, le=32, alias="FLUSH_MAX_SHARDS")
     # A shard's load (connections, or posts a second where more) before one more shard
     # (AWS: 400, a third of a vCPU at 512 MB). A local flusher is a process with the whole
-    # machine's cores: it posts ~1,800 messages a second here, and every further shard reads
-    # every reading again on the same two cores (1,000 readings/s to 200 browsers is 1,800
-    # posts a second: four shards fell behind within seconds where one kept up).
+    # machine's cores: it posted 1,194-1,647 messages a second here at 1,000 readings/s to
+    # 200 browsers (1,800 wanted), and every further shard reads every reading again on the
+    # same two cores (at that load four shards fell behind within seconds where one kept up).
     flush_connections_per_shard: int = Field(2000, ge=1, alias="FLUSH_CONNECTIONS_PER_SHARD")
     # Ingest: four on two cores, all started with the stack. An invocation waits ~8-10 ms
     # on moto and the busy cores for ~2 ms of CPU, so environments, not CPU, bound it; each

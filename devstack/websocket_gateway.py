@@ -197,7 +197,7 @@ class _GatewayServerConnection(ServerConnection):
         except ConnectionClosed:
             # A client that left while $connect ran (the gateway logged it): the connection
             # never opened, websockets drops the socket. Anything else is reported as before.
-            if not getattr(self.protocol, "left_unanswered", False):
+            if not (isinstance(self.protocol, _FrameLimitedProtocol) and self.protocol.left_unanswered):
                 raise
 
 
