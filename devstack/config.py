@@ -61,17 +61,19 @@ class StackConfig(BaseSettings):
     # hand-over): FLUSH_MAX_SHARDS of the functions, kept small for two cores.
     flush_max_shards: int = Field(4, ge=1, le=32, alias="FLUSH_MAX_SHARDS")
     # A shard's load (connections, or posts a second where more) before one more shard
-    # (AWS: 400, a third of a vCPU at 512 MB). A local flusher is a process with the whole
-    # machine's cores: it posted 1,194-1,647 messages a second here at 1,000 readings/s to
-    # 200 browsers (1,800 wanted), and every further shard reads every reading again on the
-    # same two cores (at that load four shards fell behind within seconds where one kept up).
-    flush_connections_per_shard: int = Field(2000, ge=1, alias="FLUSH_CONNECTIONS_PER_SHARD")
-    # Ingest: four on two cores, all started with the stack. An invocation waits ~8-10 ms
-    # on moto and the busy cores for ~2 ms of CPU, so environments, not CPU, bound it; each
-    # one more costs CPU a message (300 messages/s to 200 browsers, interleaved runs: four
-    # kept up in 10 of 11 where three did in 7 of 11; six fell behind where three kept up;
-    # devstack/README.md, "What bounds throughput").
-    ingest_concurrency: int = Field(4, ge=1, le=64, alias="LOCAL_INGEST_CONCURRENCY")
+    # (AWS: 400, a third of a vCPU at 512 MB). Here every shard shares the same two cores
+    # and reads every reading again: at 1,000 readings/s to 200 browsers four shards fell
+    # behind within seconds where one kept up, and at 1,800 readings/s two shards lost
+    # readings where one only fell behind. So one shard until 10,000 (set it lower to see
+    # the sharding work, as tests/e2e/test_fanout_shards.py does).
+    flush_connections_per_shard: int = Field(10_000, ge=1, alias="FLUSH_CONNECTIONS_PER_SHARD")
+    # Ingest: three on two cores, all started with the stack. An invocation waits ~8-10 ms
+    # on moto and the busy cores for ~2 ms of CPU, so environments bound it more than CPU:
+    # four kept up at 300 messages/s to 200 browsers in 10 of 11 runs where three did in 7
+    # of 11, but past capacity (1,800 readings/s) four took the flush's CPU until hand-overs
+    # closed connections and readings were lost, where three only fell behind; six fell
+    # behind at 300/s (devstack/README.md, "What bounds throughput").
+    ingest_concurrency: int = Field(3, ge=1, le=64, alias="LOCAL_INGEST_CONCURRENCY")
     connect_concurrency: int = Field(4, ge=1, le=64, alias="LOCAL_CONNECT_CONCURRENCY")
     publish_concurrency: int = Field(2, ge=1, le=64, alias="LOCAL_PUBLISH_CONCURRENCY")
     rules_concurrency: int = Field(1, ge=1, le=64, alias="LOCAL_RULES_CONCURRENCY")
