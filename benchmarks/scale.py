@@ -465,6 +465,9 @@ class Simulation:
             helpers.append(threading.Thread(target=self._churn, name="churn"))
         for helper in helpers:
             helper.start()
+        # A flusher's first tick runs at once (the warm-up): from the grid point before the
+        # first second with readings, so that each measured tick reads one of them.
+        time.sleep(max(0.0, self.first_second + self.settings.flush_grace_seconds - time.time()))
         self._start_shard(0)
         # Shard 0 starts the others through the coordinator (start_worker), as in AWS.
         while True:

@@ -175,7 +175,7 @@ def local_stack(
         "JWT_SECRET": JWT_SECRET,
         "TABLE_NAME": table_name,
         "SIMULATED_DEVICES": "0",
-        "LOG_LEVEL": "WARNING",
+        "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
         **env,
     }
     with log_path.open("w") as log_file:

@@ -8,10 +8,12 @@ connection per tick, each connection on its own lane). Timers that fall due in t
 seconds (command timeouts, token expiries) fire in the same tick.
 
 The schedule starts an invocation every minute. The new one waits as the successor; the
-running one hands the lease over at the end of its next tick, so no second goes without
-a tick. A crashed holder is replaced when its lease expires: its successor starts after
-the last second whose posts had all ended (``deliveredThrough``), so nothing is lost;
-browsers may then see a reading twice and drop it by id.
+running one's tick that finds it reads nothing new, finishes the posts it started and
+hands the lease over; the successor reads from the next unread second at once, so no
+second goes without a tick. A tick that overran its second is followed at once. A crashed
+holder is replaced when its lease expires: its successor starts after the last second
+whose posts had all ended (``deliveredThrough``), so nothing is lost; browsers may then
+see a reading twice and drop it by id.
 
 Past what one flusher posts in a tick, the connections are split over fan-out shards
 (sensor_stream.sharding, docs/scaling.md): shard k's flusher (k >= 1, started by shard 0,
@@ -216,13 +218,15 @@ class Flusher:
             return []
         reports: list[TickReport] = []
         handed_over = False
+        last_tick_at: float | None = None
         try:
             while keep_going():
-                self._sleep_until_next_tick()
+                self._sleep_until_next_tick(last_tick_at)
                 if not keep_going():
                     break
+                last_tick_at = self._clock()
                 try:
-                    report = self.tick(self._clock())
+                    report = self.tick(last_tick_at)
                 except Exception:
                     # A passing failure (throttling, a network blip) must not stop delivery;
                     # what was not read is read again on the next tick.
@@ -249,7 +253,7 @@ class Flusher:
         state = self.try_lease()
         if state is not None:
             return state
-        # The running invocation hands over at the end of its next tick: first read what it
+        # The running invocation hands over at its next tick: first read what it
         # knows, so that the first tick after the hand-over is as quick as the ones before.
         self.preload_roster()
         if not self.wait_as_successor():
@@ -333,10 +337,20 @@ class Flusher:
         """The newest second whose writes can have landed: it ended a grace ago."""
         return math.floor(now - self._settings.flush_grace_seconds) - 1
 
-    def _sleep_until_next_tick(self) -> None:
+    def _sleep_until_next_tick(self, last_tick_at: float | None) -> None:
+        """Ticks run on the grid (a grace after each second), one per grid point: the next
+        is the first grid point after the last tick started, at once if that passed while
+        the tick ran (waiting for the one after would add a second to what arrived). An
+        invocation's first tick runs as soon as the next second to read is ready: a
+        successor takes over mid-second."""
         grace = self._settings.flush_grace_seconds % 1
         now = self._clock()
-        next_tick = math.floor(now - grace) + 1 + grace
+        if last_tick_at is None:
+            next_tick = math.floor(now - grace) + 1 + grace
+            if self._next_second is not None:
+                next_tick = min(next_tick, self._next_second + 1 + self._settings.flush_grace_seconds)
+        else:
+            next_tick = math.floor(last_tick_at - grace) + 1 + grace
         self._sleep(max(0.0, next_tick - now))
 
     # --- one tick ---------------------------------------------------------------------
@@ -410,7 +424,7 @@ class Flusher:
                     self._layout = self.coordinator.on_renew(
                         self.owner, state, load, self._delivered_through, now
                     )
-            if defer_reading:
+            if defer_reading or self._yields_to_successor(report):
                 report.seconds = []
                 return report
 
@@ -422,6 +436,8 @@ class Flusher:
         timers = [t for t in queue.timers if t.kind in (DUE_COMMAND, DUE_SESSION_END) and self.shard == 0]
         for doorbell in (timer for timer in queue.timers if timer.kind == doorbell_kind(self.shard)):
             report.successor = doorbell.identifier
+        if self._yields_to_successor(report):
+            return report
         if self.shard == 0 and any(timer.kind == DUE_RULES for timer in queue.timers):
             self.alerts.sync_rules(None)
         for entry in queue.entries:
@@ -490,6 +506,17 @@ class Flusher:
         unsettled = any(not settlement.settled for settlement in self._ticks)
         self._idle = not (queue.entries or queue.timers or events or unsettled or self.fanout.in_flight())
         report.duration_seconds = time.monotonic() - started
+        logger.debug(
+            "tick",
+            extra={
+                "at": now,
+                "seconds": [report.seconds[0], report.seconds[-1]] if report.seconds else [],
+                "readings": report.readings,
+                "messages": report.fanout.messages_sent,
+                "duration": report.duration_seconds,
+                "posts_in_flight": self.fanout.in_flight(),
+            },
+        )
         self._record_metrics(report)
         return report
 
@@ -546,6 +573,15 @@ class Flusher:
         unannounced = self.shard == 0 and (self._read_through is None or last > self._read_through)
         return due or unannounced
 
+    def _yields_to_successor(self, report: TickReport) -> bool:
+        """A successor waits: this tick delivers nothing new (the successor reads its
+        seconds right after the hand-over), so the hand-over waits only for the posts of
+        the ticks before, and no second waits for a whole tick's posts and then a tick."""
+        if report.successor is None or report.successor == self.owner:
+            return False
+        report.seconds = []
+        return True
+
     def _settle_ticks(self) -> None:
         """Advance ``deliveredThrough`` over the oldest ticks whose posts have all ended."""
         while self._ticks and self._ticks[0].settled:
@@ -558,7 +594,9 @@ class Flusher:
         posted first, for a few seconds at most; lanes still holding some are then closed
         (those browsers resume). Closing every busy lane at once would turn a flush that is
         behind into a reconnect storm and resumes past their bound."""
+        draining_since = time.monotonic()
         self._wait_for_posts(HANDOVER_DRAIN_SECONDS, dispatching=True)
+        drained_for = time.monotonic() - draining_since
         self.fanout.abandon_in_flight()
         delivered = (self._next_second - 1) if self._next_second is not None else self._delivered_through
         handed = self._state.hand_over(
@@ -571,7 +609,10 @@ class Flusher:
         )
         if handed:
             self._renewed_at = None  # not ours any more: a later tick must find that out first
-            logger.info("flush handed over", extra={"successor": successor, "delivered_through": delivered})
+            logger.info(
+                "flush handed over",
+                extra={"successor": successor, "delivered_through": delivered, "drain_seconds": drained_for},
+            )
         return handed
 
     def finish(self) -> None:

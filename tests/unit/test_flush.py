@@ -334,15 +334,24 @@ def test_a_third_invocation_leaves_when_a_successor_already_waits(stack: InProce
     assert reports == []
 
 
-def test_run_hands_over_at_the_end_of_its_next_tick(stack: InProcessStack, clock: FakeClock):
+def test_run_hands_over_at_the_tick_that_finds_the_successor_which_reads_nothing_new(
+    stack: InProcessStack, clock: FakeClock
+):
+    connection_id = stack.open("acme")
     stack.deliver(owner="running")
     successor = stack.flusher("successor")
     assert successor.wait_as_successor()
+    stack.publish_telemetry("acme", "dev-1", reading("u1", clock.iso()))
 
     reports = stack.flusher("running").run(keep_going=lambda: True)
 
-    assert [report.successor for report in reports] == ["successor"]
+    assert reports[-1].successor == "successor"
+    assert reports[-1].seconds == []
+    assert reports[-1].readings == 0
+    assert stack.take(connection_id) == [], "u1 is the successor's to deliver"
     assert successor.poll_for_lease() is not None
+    stack.deliver(owner="successor")
+    assert units(stack.take(connection_id)) == ["u1"]
 
 
 def test_a_crashed_holder_is_replaced_once_its_lease_expires_and_nothing_is_lost(
@@ -391,28 +400,37 @@ def test_each_tick_announces_the_seconds_it_reads_before_it_reads_them(
     assert all(read is not None and read >= second for second, read in announced_at_query)
 
 
-def test_tick_loop_is_on_a_grid_a_grace_after_each_second_and_skips_slots_a_slow_tick_missed(
+def test_tick_loop_starts_at_once_then_ticks_a_grace_after_each_second_and_at_once_after_a_slow_tick(
     stack: InProcessStack, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ):
+    origin = math.floor(clock.time())
+    clock.set(datetime.fromtimestamp(origin + 0.5, UTC))
     flusher = stack.flusher()
-    durations = iter([0.2, 0.3, 2.5, 0.1, 0.9, 0.2])  # the third tick overruns two slots
+    durations = iter([0.2, 0.3, 2.5, 0.1, 0.9, 0.2])  # the third tick overruns two grid points
     started: list[float] = []
+    read: list[list[int]] = []
     real_tick = flusher.tick
 
     def timed_tick(now: float) -> TickReport:
         started.append(now)
         report = real_tick(now)
+        read.append(report.seconds)
         clock.advance(next(durations))
         return report
 
     monkeypatch.setattr(flusher, "tick", timed_tick)
-    origin = math.floor(clock.time())
     grace = stack.settings.flush_grace_seconds
 
-    reports = flusher.run(keep_going=lambda: clock.time() < origin + 7.5)
+    reports = flusher.run(keep_going=lambda: clock.time() < origin + 6.5)
 
-    assert len(reports) == 5
-    assert [t - origin - grace for t in started] == pytest.approx([1, 2, 3, 6, 7], abs=1e-3)
+    assert len(reports) == 6
+    # At once (its seconds are ready), then on the grid; the tick after the slow one at
+    # once, not at the next grid point: what arrived meanwhile waits no second more.
+    assert [t - origin for t in started] == pytest.approx(
+        [0.5, 1 + grace, 2 + grace, 4.6, 5 + grace, 6 + grace], abs=1e-3
+    )
+    assert [seconds[-1] - origin for seconds in read] == [-1, 0, 1, 3, 4, 5]
+    assert read[3] == [origin + 2, origin + 3]
 
 
 def test_a_failing_tick_does_not_end_the_loop_and_loses_nothing(stack: InProcessStack, clock: FakeClock):
@@ -470,8 +488,11 @@ def test_flush_handler_ticks_until_its_time_runs_low(
     stack.publish_telemetry(
         "acme", "dev-1", {"readings": [reading("u1", clock.iso(-1)), reading("u2", clock.iso())]}
     )
+    # The invocation's first tick runs at once: let the second they were stored in end.
+    stored_second_ends = math.floor(time.time()) + 1 + stack.settings.flush_grace_seconds
+    time.sleep(max(0.0, stored_second_ends + 0.05 - time.time()))
     context = FakeLambdaContext(
-        # Two ticks: the first may come before the readings' second has ended.
+        # Two ticks: the first reads them, the second finds nothing more.
         function_name="sensor-stream-flush",
         remaining_ms=countdown(50_000, 50_000, 50_000, 50_000, 1_000),
     )
