@@ -158,6 +158,11 @@ class CountingGateway(ConnectionGateway):
             self.posts[0] += 1
         return super().send(connection_id, message)
 
+    async def send_async(self, connection_id: str, message: bytes) -> bool:
+        with self._lock:
+            self.posts[0] += 1
+        return await super().send_async(connection_id, message)
+
 
 def _answer_posts(ready: Connection) -> None:
     from devstack.http_server import HttpResponse, LoopbackHttpServer

@@ -13,6 +13,9 @@ in flight at most.
   it: no retry, short timeouts) on a thread pool;
 - signed: sensor_stream.management_api's client (botocore's SigV4 signer and credentials,
   urllib3 keep-alive connections) on the same thread pool;
+- signed-loop: the same client's ``post_to_connection_async`` on one event loop
+  (lean_http's asyncio connections), ``--concurrency`` at once: how the flush's fan-out
+  posts since 24 November;
 - asyncio: aiohttp with keep-alive on one event loop, signing the same way (skipped
   when aiohttp is not installed: it is no dependency of the project).
 
@@ -36,10 +39,10 @@ runs of the default (3 runs a design each, aiohttp 3.14.5 installed aside):
     signed       988-1,500        0.49-0.69          502-720        0.50-0.58     421-596 / 1,453-2,058
     asyncio      577-2,095        0.27-0.34          477-573        0.38-0.45   650-1,068 / 2,247-3,690
 
-The flush posts with the signed client on its thread pool: half boto3's CPU a post, no
-new dependency. asyncio costs ~30-40% less CPU again but posts no faster against the
-latency (32 in flight bound all three); it would need aiohttp in the Lambda layer and the
-fan-out moved onto an event loop.
+The flush posted with the signed client on its thread pool: half boto3's CPU a post, no
+new dependency. asyncio cost ~30-40% less CPU again; the fan-out now posts that way with
+the signed client over lean_http's own asyncio connections (signed-loop; figures in
+docs/posting.md), no aiohttp.
 """
 
 from __future__ import annotations
@@ -61,7 +64,7 @@ from typing import Any
 from benchmarks.flush_cpu import FULL_VCPU_MB
 
 STAGE = "bench"
-DESIGNS = ("boto3", "signed", "asyncio")
+DESIGNS = ("boto3", "signed", "signed-loop", "asyncio")
 ENVIRONMENT = {
     "AWS_ACCESS_KEY_ID": "bench",
     "AWS_SECRET_ACCESS_KEY": "bench",
@@ -187,6 +190,8 @@ def run_design(job: Job, results: Connection) -> None:
 def _run_design(job: Job) -> Run:
     if job.design == "asyncio":
         return asyncio.run(_post_asyncio(job))
+    if job.design == "signed-loop":
+        return asyncio.run(_post_signed_loop(job))
     post = _boto3_post(job) if job.design == "boto3" else _signed_post(job)
     failed = [0]
 
@@ -251,6 +256,41 @@ def _signed_post(job: Job) -> Callable[[str, bytes], object]:
         max_connections=job.concurrency + 8,
     )
     return lambda connection_id, data: client.post_to_connection(ConnectionId=connection_id, Data=data)
+
+
+async def _post_signed_loop(job: Job) -> Run:
+    from sensor_stream.management_api import SignedManagementApi
+
+    region, credentials = _session_credentials()
+    client = SignedManagementApi(
+        job.url,
+        region=region,
+        credentials=credentials,
+        timeout_seconds=2.0,
+        max_connections=job.concurrency + 8,
+    )
+    slots = asyncio.Semaphore(job.concurrency)
+    failed = 0
+
+    async def post_one(connection_id: str) -> None:
+        nonlocal failed
+        async with slots:
+            try:
+                await client.post_to_connection_async(ConnectionId=connection_id, Data=job.message)
+            except Exception:
+                failed += 1
+
+    async def one_round() -> None:
+        await asyncio.gather(*(post_one(connection_id) for connection_id in job.connection_ids))
+
+    await one_round()
+    failed = 0
+    cpu, wall = time.process_time(), time.perf_counter()
+    for _ in range(job.rounds):
+        await one_round()
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    posts = job.rounds * len(job.connection_ids)
+    return Run(job.design, job.concurrency, posts, failed, wall, cpu)
 
 
 async def _post_asyncio(job: Job) -> Run:

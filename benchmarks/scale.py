@@ -34,6 +34,7 @@ second's tick was due.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import functools
 import json
@@ -139,7 +140,7 @@ class SimulatedApiGateway:
         self.payloads: dict[str, list[bytes]] = defaultdict(list)
 
     def attach(self, client: Any) -> None:
-        client.pool = self
+        client.pool = client.async_pool = self
 
     def urlopen(self, method: str, url: str, body: bytes | None = None, **_: Any) -> Any:
         connection_id = unquote(url.rsplit("/@connections/", 1)[1])
@@ -150,6 +151,20 @@ class SimulatedApiGateway:
             return _http_answer(204)
         admitted = self._bucket.take()  # the throttle decides as the request arrives
         time.sleep(self._latency())
+        return self._answer(connection_id, admitted, body)
+
+    async def request(self, method: str, url: str, body: bytes, headers: Any) -> Any:
+        """The fan-out's posts (on its event loop): the same, waiting without a thread."""
+        assert method == "POST", "the fan-out only posts"
+        connection_id = unquote(url.rsplit("/@connections/", 1)[1])
+        admitted = self._bucket.take()
+        await asyncio.sleep(self._latency())
+        return self._answer(connection_id, admitted, body)
+
+    def close(self) -> None:
+        """Nothing kept open."""
+
+    def _answer(self, connection_id: str, admitted: bool, body: bytes | None) -> Any:
         ended = time.time()
         with self._lock:
             if connection_id in self.gone:

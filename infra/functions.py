@@ -32,7 +32,7 @@ POWERTOOLS_SERVICE_NAME = "sensor-stream"
 POWERTOOLS_METRICS_NAMESPACE = "SensorStream"
 LOG_LEVEL = "INFO"
 
-# Posts to @connections run on a thread pool of this size; they wait on the network.
+# Posts to @connections in flight at once (on the fan-out's event loop); they wait on the network.
 FLUSH_POST_CONCURRENCY = 32
 
 # The DynamoDB calls each function makes through sensor_stream.store, and nothing else (no

@@ -99,7 +99,7 @@ def fanout_gateway() -> ConnectionGateway:
     client a post, docs/posting.md), with botocore's credentials and region as boto3 would
     find them, and the signer boto3's clients would choose. Short timeouts and no retry
     inside the call, because a post that fails is retried on the next tick with what
-    arrived meanwhile, and a slow connection must not hold a posting thread."""
+    arrived meanwhile, and a slow connection must not hold a posting slot."""
     import boto3
     import botocore.session
 

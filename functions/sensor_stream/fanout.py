@@ -12,6 +12,7 @@ Gateway answers 410 until it completes), not a gone connection.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -27,6 +28,8 @@ from .packing import PackedReading, TickPacking
 from .settings import Settings
 from .store import SensorStore
 
+# Closes of connections (Management API DELETE and the record's deletion) at once: rare.
+CLOSING_THREADS = 16
 # Posts that failed for reasons other than throttling before the lane is closed.
 MAX_POST_FAILURES = 3
 # Readings a lane may hold back before it is closed (its browser resumes instead).
@@ -75,12 +78,15 @@ class FanoutCounts:
 @dataclass
 class _Lane:
     record: ConnectionRecord
+    # Never changed in place: it may be a tick's list that other lanes hold too.
     waiting: list[PackedReading] = field(default_factory=list)
+    # The smallest receivedAt of ``waiting`` (format_time texts sort as times).
+    oldest_received: str | None = None
     # Other messages for the next post, as posted (alert:triggered/resolved), in order.
     notices: list[bytes] = field(default_factory=list)
     waiting_for: list[TickSettlement] = field(default_factory=list)
     in_flight: Future[None] | None = None
-    # Whether the post in flight has left the flush's own queue (a posting thread runs it).
+    # Whether the post in flight has left the flush's own queue (it holds a posting slot).
     posting: bool = False
     # Since when readings have been waiting on a post in flight or a failed one.
     blocked_since: float | None = None
@@ -93,6 +99,7 @@ class _Parcel:
     """What one post carries, and the ticks it settles."""
 
     readings: list[PackedReading]
+    oldest_received: str | None
     notices: list[bytes]
     settlements: list[TickSettlement]
 
@@ -110,17 +117,40 @@ class Fanout:
         self._gateway = gateway
         self._settings = settings
         self._clock = clock
-        self._pool = ThreadPoolExecutor(
-            max_workers=settings.flush_post_concurrency, thread_name_prefix="post"
-        )
+        assert gateway.posts_async, "the fan-out posts on an event loop"
+        # Posts run on one event loop, at most FLUSH_POST_CONCURRENCY at once: no thread a
+        # post (a thread each cost ~40 % more CPU a post, docs/posting.md).
+        self._loop = asyncio.new_event_loop()
+        self._posting_slots = asyncio.Semaphore(settings.flush_post_concurrency)
+        self._loop_thread = threading.Thread(target=self._loop.run_forever, name="posts", daemon=True)
+        self._loop_thread.start()
+        # Closes and record deletions block (DynamoDB, a DELETE): off the loop.
+        self._pool = ThreadPoolExecutor(max_workers=CLOSING_THREADS, thread_name_prefix="close")
         self._lanes: dict[str, _Lane] = {}
         self._closing: set[Future[None]] = set()
         self._lock = threading.Lock()
         self._counts = FanoutCounts()
         self._packing = TickPacking()
+        # Lanes with a post in flight (in_flight() is polled while a tick waits).
+        self._posts_in_flight = 0
+        # The oldest receivedAt of each readings list delivered since the last dispatch:
+        # the lanes of one org's whole-org subscribers share one list.
+        self._oldest_of: dict[int, str | None] = {}
 
     def close(self) -> None:
+        if self._loop.is_closed():
+            return
+        # The loop's connections closed on it (a warm environment's next invocation runs
+        # another loop), then it stops.
+        asyncio.run_coroutine_threadsafe(self._close_connections(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._loop_thread.join()
+        self._loop.close()
         self._pool.shutdown(wait=True)
+
+    async def _close_connections(self) -> None:
+        self._gateway.close_posting_connections()
+        await asyncio.sleep(0)  # the transports' closes run
 
     def take_counts(self) -> FanoutCounts:
         with self._lock:
@@ -137,13 +167,19 @@ class Fanout:
         notices: list[bytes] | None = None,
     ) -> None:
         """Queue readings (and other messages) for a connection; they go out now unless a
-        post is in flight."""
+        post is in flight. ``readings`` is not changed afterwards: lanes share it (one
+        packing and one scan for the oldest for all of them)."""
         with self._lock:
             lane = self._lanes.get(record.connection_id)
             if lane is None or lane.closed:
                 lane = self._lanes[record.connection_id] = _Lane(record)
             lane.record = record
-            lane.waiting.extend(readings)
+            if readings:
+                if id(readings) not in self._oldest_of:
+                    self._oldest_of[id(readings)] = min(r.received_at for r in readings)
+                oldest = self._oldest_of[id(readings)]
+                lane.waiting = [*lane.waiting, *readings] if lane.waiting else readings
+                lane.oldest_received = _earliest(lane.oldest_received, oldest)
             lane.notices.extend(notices or ())
             lane.waiting_for.append(tick)
             tick.add()
@@ -169,9 +205,13 @@ class Fanout:
                 ):
                     to_close.append(lane)
                 elif lane.in_flight is None:
-                    parcel = _Parcel(lane.waiting, lane.notices, lane.waiting_for)
-                    lane.waiting, lane.notices, lane.waiting_for = [], [], []
-                    lane.in_flight = self._pool.submit(self._post, lane, parcel, server_time)
+                    parcel = _Parcel(lane.waiting, lane.oldest_received, lane.notices, lane.waiting_for)
+                    lane.waiting, lane.oldest_received, lane.notices, lane.waiting_for = [], None, [], []
+                    self._posts_in_flight += 1
+                    lane.in_flight = asyncio.run_coroutine_threadsafe(
+                        self._post(lane, parcel, server_time), self._loop
+                    )
+            self._oldest_of.clear()
             for lane in to_close:
                 self._close_lane(lane, reason="stalled")
             # Lanes with nothing waiting and nothing in flight are forgotten.
@@ -185,8 +225,9 @@ class Fanout:
     def in_flight(self) -> int:
         """Posts, and closes of connections, not ended yet."""
         with self._lock:
-            self._closing = {future for future in self._closing if not future.done()}
-            return sum(1 for lane in self._lanes.values() if lane.in_flight is not None) + len(self._closing)
+            if self._closing:
+                self._closing = {future for future in self._closing if not future.done()}
+            return self._posts_in_flight + len(self._closing)
 
     def waiting(self) -> bool:
         """Whether any lane has readings or notices waiting for a post."""
@@ -201,11 +242,24 @@ class Fanout:
                 if lane.in_flight is not None or lane.waiting or lane.notices:
                     self._close_lane(lane, reason="hand-over")
 
-    # --- one post (posting thread) ------------------------------------------------------
+    # --- one post (the event loop) ------------------------------------------------------
 
-    def _post(self, lane: _Lane, parcel: _Parcel, server_time: datetime) -> None:
-        lane.posting = True
-        record = lane.record
+    async def _post(self, lane: _Lane, parcel: _Parcel, server_time: datetime) -> None:
+        async with self._posting_slots:
+            lane.posting = True
+            outcome, sent = await self._send(lane.record, parcel, server_time)
+        if self._finish(lane, parcel, outcome, sent):
+            # Blocking (DynamoDB): off the loop; the lane ends once it is done.
+            await self._loop.run_in_executor(self._pool, self._delete_record, lane.record)
+        with self._lock:
+            # Last: whoever waits for posts in flight sees this one's effects complete.
+            lane.posting = False
+            lane.in_flight = None
+            self._posts_in_flight -= 1
+
+    async def _send(
+        self, record: ConnectionRecord, parcel: _Parcel, server_time: datetime
+    ) -> tuple[str, int]:
         outcome = "sent"
         sent = 0
         try:
@@ -214,7 +268,7 @@ class Fanout:
             else:
                 messages = [*self._packing.pack(parcel.readings, server_time), *parcel.notices]
                 for message in messages:
-                    if not self._gateway.send(record.connection_id, message):
+                    if not await self._gateway.send_async(record.connection_id, message):
                         outcome = "gone"
                         break
                     sent += 1
@@ -230,17 +284,18 @@ class Fanout:
         except Exception:
             outcome = "failed"
             logger.exception("post failed", extra={"connection_id": record.connection_id})
-        self._finish(lane, parcel, outcome, sent)
+        return outcome, sent
 
-    def _finish(self, lane: _Lane, parcel: _Parcel, outcome: str, sent: int) -> None:
+    def _finish(self, lane: _Lane, parcel: _Parcel, outcome: str, sent: int) -> bool:
+        """The post's outcome on the lane and the counts; True: the connection is gone
+        (its record is to be deleted)."""
         now = self._clock()
         delete_record = False
         settlements = parcel.settlements
         with self._lock:
             self._counts.messages_sent += sent
-            if outcome == "sent" and sent and parcel.readings:
-                # format_time texts: the smallest is the oldest.
-                self._counts.lags.append(now - _epoch_seconds(min(r.received_at for r in parcel.readings)))
+            if outcome == "sent" and sent and parcel.oldest_received is not None:
+                self._counts.lags.append(now - _epoch_seconds(parcel.oldest_received))
             if outcome in ("sent", "expired"):
                 lane.failures = 0
                 if not lane.waiting:
@@ -257,7 +312,8 @@ class Fanout:
                 # like any failed post, without counting against it: the browser is about
                 # to read, and dropping the parcel would lose it to this browser for good.
                 # Retried with the next tick's readings (they are older, so they go first).
-                lane.waiting[:0] = parcel.readings
+                lane.waiting = [*parcel.readings, *lane.waiting]
+                lane.oldest_received = _earliest(lane.oldest_received, parcel.oldest_received)
                 lane.notices[:0] = parcel.notices
                 lane.waiting_for[:0] = settlements
                 settlements = []
@@ -273,14 +329,9 @@ class Fanout:
                     lane.failures += 1
                     if lane.failures >= MAX_POST_FAILURES:
                         self._close_lane(lane, reason="failing")
-        if delete_record:
-            self._delete_record(lane.record)
         for settlement in settlements:
             settlement.done()
-        with self._lock:
-            # Last: whoever waits for posts in flight sees this one's effects complete.
-            lane.posting = False
-            lane.in_flight = None
+        return delete_record
 
     def _handshake_may_be_open(self, record: ConnectionRecord, now: float) -> bool:
         """API Gateway answers 410 to posts until the $connect handshake completes."""
@@ -295,6 +346,7 @@ class Fanout:
         lane.closed = True
         self._counts.connections_closed += 1
         settlements, lane.waiting, lane.notices, lane.waiting_for = lane.waiting_for, [], [], []
+        lane.oldest_received = None
         for settlement in settlements:
             settlement.done()
         logger.info(
@@ -316,6 +368,10 @@ class Fanout:
             logger.exception(
                 "deleting a connection record failed", extra={"connection_id": record.connection_id}
             )
+
+
+def _earliest(first: str | None, second: str | None) -> str | None:
+    return second if first is None else first if second is None else min(first, second)
 
 
 def _error_code(error: Exception) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from botocore.exceptions import ClientError
 
@@ -22,11 +22,25 @@ class ManagementApi(Protocol):
     def delete_connection(self, *, ConnectionId: str) -> object: ...
 
 
+@runtime_checkable
+class AsyncManagementApi(ManagementApi, Protocol):
+    """A client that also posts on an event loop (the lean one: the flush's fan-out)."""
+
+    async def post_to_connection_async(self, *, ConnectionId: str, Data: bytes) -> object: ...
+
+    def close_async_connections(self) -> None: ...
+
+
 class ConnectionGateway:
     """Sends messages to connections; a gone connection is reported, not raised."""
 
     def __init__(self, client: ManagementApi) -> None:
         self._client = client
+        self._async_client = client if isinstance(client, AsyncManagementApi) else None
+
+    @property
+    def posts_async(self) -> bool:
+        return self._async_client is not None
 
     def send(self, connection_id: str, message: WireModel | bytes) -> bool:
         """Post one message. False when the connection is gone (HTTP 410)."""
@@ -39,6 +53,24 @@ class ConnectionGateway:
                 return False
             raise
         return True
+
+    async def send_async(self, connection_id: str, message: bytes) -> bool:
+        """``send`` on the caller's event loop; the client must post asynchronously."""
+        client = self._async_client
+        assert client is not None, "this client posts only synchronously"
+        try:
+            await client.post_to_connection_async(ConnectionId=connection_id, Data=message)
+        except ClientError as error:
+            if _is_gone(error):
+                logger.info("connection gone", extra={"connection_id": connection_id})
+                return False
+            raise
+        return True
+
+    def close_posting_connections(self) -> None:
+        """On the event loop that posted (``send_async``), before it stops."""
+        if self._async_client is not None:
+            self._async_client.close_async_connections()
 
     def disconnect(self, connection_id: str) -> None:
         try:

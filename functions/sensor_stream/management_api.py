@@ -8,7 +8,9 @@ kept-alive connection. This client does just that, with botocore's own signer (s
 ``execute-api``) and credentials (refreshed by botocore when they can expire), over
 lean_http's kept-alive connections: about half boto3's CPU a post over urllib3 on the
 flush's thread pool (docs/posting.md), and less again since lean_http reads answers with
-httptools instead of urllib3 (devstack/README.md).
+httptools instead of urllib3 (devstack/README.md). The fan-out posts with
+``post_to_connection_async`` on its event loop (lean_http's asyncio connections), with
+no thread a post.
 
 Its failures are botocore's, so callers read them as they read boto3's: a ``ClientError``
 whose code is what API Gateway names in ``x-amzn-ErrorType`` (``GoneException``,
@@ -31,7 +33,13 @@ from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 from botocore.utils import percent_encode
 
-from .lean_http import HttpAnswer, chosen_signer, endpoint_pool
+from .lean_http import (
+    AsyncConnectionPool,
+    AsyncKeepAliveConnections,
+    HttpAnswer,
+    chosen_signer,
+    endpoint_pool,
+)
 
 SIGNING_SERVICE = "execute-api"
 USER_AGENT = "sensor-stream-management-api/1"
@@ -104,9 +112,28 @@ class SignedManagementApi:
             connect_timeout=timeout_seconds,
             read_timeout=timeout_seconds,
         )
+        # The fan-out's posts, on its event loop.
+        self.async_pool: AsyncConnectionPool = AsyncKeepAliveConnections(
+            endpoint_url,
+            max_connections=max_connections,
+            connect_timeout=timeout_seconds,
+            read_timeout=timeout_seconds,
+        )
 
     def post_to_connection(self, *, ConnectionId: str, Data: bytes) -> None:
         self._call("PostToConnection", "POST", ConnectionId, Data)
+
+    async def post_to_connection_async(self, *, ConnectionId: str, Data: bytes) -> None:
+        """``post_to_connection`` on the caller's event loop (same answers and errors)."""
+        path = self.signer.connection_path(ConnectionId)
+        headers = self.signer.headers("POST", path, Data)
+        response = await self.async_pool.request("POST", path, Data, headers)
+        if response.status >= 300:
+            raise ClientError(_error_response(response), "PostToConnection")  # type: ignore[arg-type]
+
+    def close_async_connections(self) -> None:
+        """On the event loop that posted: its kept-alive connections closed."""
+        self.async_pool.close()
 
     def delete_connection(self, *, ConnectionId: str) -> None:
         self._call("DeleteConnection", "DELETE", ConnectionId, b"")

@@ -112,21 +112,21 @@ class TickPacking:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._server_time: datetime | None = None
-        # By the identities of the parcel's readings; the value keeps those readings
-        # alive, so no identity is reused while it is a key.
-        self._packed: dict[tuple[int, ...], tuple[list[PackedReading], list[bytes]]] = {}
+        # By the identity of the parcel's list (the fan-out never changes a list it
+        # delivered: lanes share a tick's list); the value keeps the list alive, so no
+        # identity is reused while it is a key.
+        self._packed: dict[int, tuple[list[PackedReading], list[bytes]]] = {}
 
     def pack(self, readings: list[PackedReading], server_time: datetime) -> list[bytes]:
-        key = tuple(map(id, readings))
         with self._lock:
             if server_time != self._server_time:
                 self._packed.clear()
                 self._server_time = server_time
-            hit = self._packed.get(key)
-        if hit is not None:
+            hit = self._packed.get(id(readings))
+        if hit is not None and hit[0] is readings:
             return hit[1]
         messages = pack_batches(readings, server_time=server_time)
         with self._lock:
             if server_time == self._server_time:
-                self._packed[key] = (list(readings), messages)
+                self._packed[id(readings)] = (readings, messages)
         return messages

@@ -12,6 +12,7 @@ mapping run as against the real endpoint.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from collections import defaultdict
@@ -104,7 +105,7 @@ class PostRecorder:
 
     def attach(self, client: Any) -> None:
         if isinstance(client, SignedManagementApi):
-            client.pool = _AnsweringPool(self)
+            client.pool = client.async_pool = _AnsweringPool(self)
             return
         events = client.meta.events
         events.register("before-parameter-build.apigatewaymanagementapi.PostToConnection", self._remember)
@@ -173,11 +174,18 @@ class PostRecorder:
 
 
 class _AnsweringPool:
-    """Stands in for the signed client's connection pool: answers its requests as API
-    Gateway's ``/@connections/{id}`` would, from the recorder."""
+    """Stands in for the signed client's connection pools: answers their requests as API
+    Gateway's ``/@connections/{id}`` would, from the recorder (the fan-out's, on its event
+    loop, in a thread: a held post blocks only itself)."""
 
     def __init__(self, recorder: PostRecorder) -> None:
         self._recorder = recorder
+
+    async def request(self, method: str, url: str, body: bytes, headers: Mapping[str, str]) -> Any:
+        return await asyncio.to_thread(self.urlopen, method, url, body, headers)
+
+    def close(self) -> None:
+        """Nothing kept open."""
 
     def urlopen(
         self,

@@ -137,16 +137,20 @@ def test_many_units_with_the_longest_ids_stay_under_the_frame_limit():
 def test_connections_that_want_the_same_readings_post_the_same_messages_packed_once():
     packing = TickPacking()
     readings = [PackedReading.from_reading(make_reading(f"u{i % 7}", i, index=i)) for i in range(300)]
-    whole_org, another_whole_org = list(readings), list(readings)  # each lane holds its own list
+    # The lanes of an org's whole-org subscribers hold the tick's list itself.
     selected = [r for r in readings if r.unit_id == "u1"]
+    merged_after_a_retry = [*selected, *readings]
 
-    first = packing.pack(whole_org, NOW)
-    second = packing.pack(another_whole_org, NOW)
+    first = packing.pack(readings, NOW)
+    second = packing.pack(readings, NOW)
     alone = packing.pack(selected, NOW)
+    retried = packing.pack(merged_after_a_retry, NOW)
 
     assert first == pack_batches(readings, server_time=NOW)
     assert second is first  # built once
     assert alone == pack_batches(selected, server_time=NOW) != first
+    assert retried == pack_batches(merged_after_a_retry, server_time=NOW)
+    assert packing.pack(readings, NOW + timedelta(seconds=1)) is not first  # the next tick's
 
 
 def test_a_new_tick_packs_again_with_its_server_time():

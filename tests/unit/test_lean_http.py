@@ -4,6 +4,7 @@ keeps a connection, and the botocore exceptions its failures raise."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime
 import socket
@@ -12,6 +13,7 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 from botocore.exceptions import (
@@ -24,7 +26,7 @@ from botocore.exceptions import (
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sensor_stream.lean_http import KeepAliveConnections
+from sensor_stream.lean_http import AsyncKeepAliveConnections, KeepAliveConnections
 
 # One answer per request: the bytes to send back, given the request's bytes.
 Script = Callable[[bytes], bytes | None]
@@ -130,13 +132,53 @@ def ok(body: bytes = b"{}", extra: bytes = b"") -> Script:
     )
 
 
-def connections(port: int, *, read_timeout: float = 5.0, scheme: str = "http") -> KeepAliveConnections:
-    return KeepAliveConnections(
-        f"{scheme}://127.0.0.1:{port}/live", max_connections=4, connect_timeout=1.0, read_timeout=read_timeout
-    )
+class OnEventLoop:
+    """AsyncKeepAliveConnections behind ``urlopen``: its requests run on one event loop in
+    a thread of its own (kept-alive connections belong to a loop), so that every test of
+    the threads' client holds for the fan-out's too."""
+
+    def __init__(self, pool: AsyncKeepAliveConnections) -> None:
+        self._pool = pool
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def _idle(self) -> Any:
+        return self._pool._idle
+
+    def urlopen(
+        self, method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> Any:
+        request = self._pool.request(method, url, body or b"", headers or {})
+        return asyncio.run_coroutine_threadsafe(request, self._loop).result()
+
+    def close(self) -> None:
+        self._loop.call_soon_threadsafe(self._pool.close)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
 
 
-def test_a_request_carries_its_method_path_host_headers_and_body_in_http_1_1(serve):
+@pytest.fixture(params=["threads", "event loop"])
+def connections(request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
+    """The client on the flush's threads (DynamoDB writes) or on its fan-out's event loop."""
+    on_loops: list[OnEventLoop] = []
+
+    def make(port: int, *, read_timeout: float = 5.0, scheme: str = "http") -> Any:
+        options = {"max_connections": 4, "connect_timeout": 1.0, "read_timeout": read_timeout}
+        url = f"{scheme}://127.0.0.1:{port}/live"
+        if request.param == "threads":
+            return KeepAliveConnections(url, **options)  # type: ignore[arg-type]
+        on_loops.append(OnEventLoop(AsyncKeepAliveConnections(url, **options)))  # type: ignore[arg-type]
+        return on_loops[-1]
+
+    yield make
+    for on_loop in on_loops:
+        on_loop.close()
+
+
+def test_a_request_carries_its_method_path_host_headers_and_body_in_http_1_1(serve, connections):
     server = serve(ok(b'{"a": 1}'))
 
     answer = connections(server.port).urlopen(
@@ -153,7 +195,7 @@ def test_a_request_carries_its_method_path_host_headers_and_body_in_http_1_1(ser
     assert body == b"hello"
 
 
-def test_the_request_frames_its_body_itself_whatever_the_headers_say(serve):
+def test_the_request_frames_its_body_itself_whatever_the_headers_say(serve, connections):
     # botocore's prepared requests carry Content-Length: sent twice, servers answer 400.
     server = serve(ok())
     headers = {"Content-Length": "999", "content-length": "7", "Host": "elsewhere", "Connection": "close"}
@@ -166,7 +208,7 @@ def test_the_request_frames_its_body_itself_whatever_the_headers_say(serve):
     assert not [line for line in head if line.startswith("connection")]
 
 
-def test_a_whole_url_is_sent_as_its_path_and_query(serve):
+def test_a_whole_url_is_sent_as_its_path_and_query(serve, connections):
     server = serve(ok())
 
     connections(server.port).urlopen("DELETE", f"http://127.0.0.1:{server.port}/live/x?y=1", headers={})
@@ -175,7 +217,7 @@ def test_a_whole_url_is_sent_as_its_path_and_query(serve):
     assert b"Content-Length: 0\r\n" in server.requests[0]
 
 
-def test_headers_are_read_in_any_case(serve):
+def test_headers_are_read_in_any_case(serve, connections):
     server = serve(ok(extra=b"X-Amzn-ErrorType: GoneException\r\n"))
 
     answer = connections(server.port).urlopen("POST", "/", body=b"")
@@ -186,7 +228,7 @@ def test_headers_are_read_in_any_case(serve):
     assert answer.headers.get("missing") is None
 
 
-def test_connections_are_kept_alive_and_reused(serve):
+def test_connections_are_kept_alive_and_reused(serve, connections):
     server = serve(ok())
     pool = connections(server.port)
 
@@ -196,7 +238,7 @@ def test_connections_are_kept_alive_and_reused(serve):
     assert server.connections == 1
 
 
-def test_concurrent_requests_each_get_their_own_connection_and_at_most_max_stay_open(serve):
+def test_concurrent_requests_each_get_their_own_connection_and_at_most_max_stay_open(serve, connections):
     server = serve(ok())
     pool = connections(server.port)
     barrier = threading.Barrier(8)
@@ -212,7 +254,7 @@ def test_concurrent_requests_each_get_their_own_connection_and_at_most_max_stay_
     assert len(pool._idle) <= 4
 
 
-def test_an_idle_connection_the_server_closed_is_not_used_again(serve):
+def test_an_idle_connection_the_server_closed_is_not_used_again(serve, connections):
     server = serve(ok())
     pool = connections(server.port)
     pool.urlopen("POST", "/", body=b"x")
@@ -222,7 +264,7 @@ def test_an_idle_connection_the_server_closed_is_not_used_again(serve):
     assert server.connections == 2
 
 
-def test_an_answer_that_says_connection_close_is_not_kept(serve):
+def test_an_answer_that_says_connection_close_is_not_kept(serve, connections):
     server = serve(ok(extra=b"Connection: close\r\n"))
     pool = connections(server.port)
 
@@ -232,7 +274,7 @@ def test_an_answer_that_says_connection_close_is_not_kept(serve):
     assert server.connections == 2
 
 
-def test_a_chunked_answer_is_read_whole(serve):
+def test_a_chunked_answer_is_read_whole(serve, connections):
     chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
     server = serve(lambda _: chunked)
     pool = connections(server.port)
@@ -242,7 +284,7 @@ def test_a_chunked_answer_is_read_whole(serve):
     assert server.connections == 1
 
 
-def test_an_answer_without_length_ends_with_its_connection(serve):
+def test_an_answer_without_length_ends_with_its_connection(serve, connections):
     server = serve(lambda _: b"HTTP/1.1 500 Internal Server Error\r\n\r\n<html>oops</html>", hang_up=True)
 
     answer = connections(server.port).urlopen("POST", "/", body=b"x")
@@ -250,28 +292,28 @@ def test_an_answer_without_length_ends_with_its_connection(serve):
     assert (answer.status, answer.data) == (500, b"<html>oops</html>")
 
 
-def test_an_answer_cut_short_is_botocores_connection_closed_error(serve):
+def test_an_answer_cut_short_is_botocores_connection_closed_error(serve, connections):
     server = serve(lambda _: b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", hang_up=True)
 
     with pytest.raises(ConnectionClosedError):
         connections(server.port).urlopen("POST", "/", body=b"x")
 
 
-def test_no_answer_at_all_is_botocores_connection_closed_error(serve):
+def test_no_answer_at_all_is_botocores_connection_closed_error(serve, connections):
     server = serve(lambda _: None)
 
     with pytest.raises(ConnectionClosedError):
         connections(server.port).urlopen("POST", "/", body=b"x")
 
 
-def test_an_answer_that_is_not_http_is_an_http_client_error(serve):
+def test_an_answer_that_is_not_http_is_an_http_client_error(serve, connections):
     server = serve(lambda _: b"SSH-2.0-OpenSSH\r\n\r\n")
 
     with pytest.raises(HTTPClientError):
         connections(server.port).urlopen("POST", "/", body=b"x")
 
 
-def test_a_slow_answer_is_botocores_read_timeout_and_its_connection_is_not_reused(serve):
+def test_a_slow_answer_is_botocores_read_timeout_and_its_connection_is_not_reused(serve, connections):
     slow = threading.Event()
 
     def script(request: bytes) -> bytes | None:
@@ -290,7 +332,7 @@ def test_a_slow_answer_is_botocores_read_timeout_and_its_connection_is_not_reuse
     assert server.connections == 2
 
 
-def test_a_refused_connection_is_botocores_endpoint_connection_error():
+def test_a_refused_connection_is_botocores_endpoint_connection_error(connections):
     with socket.create_server(("127.0.0.1", 0)) as closed:
         port = closed.getsockname()[1]
 
@@ -298,9 +340,10 @@ def test_a_refused_connection_is_botocores_endpoint_connection_error():
         connections(port).urlopen("POST", "/", body=b"x")
 
 
-def test_only_http_and_https_endpoints_are_accepted():
+@pytest.mark.parametrize("client", [KeepAliveConnections, AsyncKeepAliveConnections])
+def test_only_http_and_https_endpoints_are_accepted(client: type[KeepAliveConnections]):
     with pytest.raises(ValueError, match="not an http"):
-        KeepAliveConnections("ftp://example.com", max_connections=1, connect_timeout=1, read_timeout=1)
+        client("ftp://example.com", max_connections=1, connect_timeout=1, read_timeout=1)
 
 
 def _self_signed(directory: Path) -> ssl.SSLContext:
@@ -333,7 +376,7 @@ def _self_signed(directory: Path) -> ssl.SSLContext:
     return context
 
 
-def test_https_verifies_the_servers_certificate(serve, tmp_path):
+def test_https_verifies_the_servers_certificate(serve, connections, tmp_path):
     # A certificate no CA in botocore's bundle signed: refused, as botocore refuses it.
     server = serve(ok(), tls=_self_signed(tmp_path))
 
@@ -358,6 +401,26 @@ def test_a_chunked_answer_in_any_chunk_sizes_reads_back_its_body(body, pieces):
     encoded = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for chunk in chunks) + b"0\r\n\r\n"
     server = ScriptedServer(lambda _: b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + encoded)
     try:
-        assert connections(server.port).urlopen("POST", "/", body=b"x").data == body
+        pool = KeepAliveConnections(
+            f"http://127.0.0.1:{server.port}/", max_connections=1, connect_timeout=1, read_timeout=5
+        )
+        assert pool.urlopen("POST", "/", body=b"x").data == body
     finally:
         server.close()
+
+
+def test_the_event_loop_client_never_reuses_a_connection_of_a_loop_that_ended(serve):
+    # A warm Lambda environment: each flush invocation's fan-out runs a loop of its own over
+    # the same client; the connections the last one kept would be served by no loop.
+    server = serve(ok())
+    pool = AsyncKeepAliveConnections(
+        f"http://127.0.0.1:{server.port}/live", max_connections=4, connect_timeout=1.0, read_timeout=1.0
+    )
+
+    async def post() -> int:
+        return (await pool.request("POST", "/", b"x", {})).status
+
+    assert asyncio.run(post()) == 200
+    assert asyncio.run(post()) == 200
+
+    assert server.connections == 2
