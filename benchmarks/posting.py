@@ -55,7 +55,7 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -258,6 +258,24 @@ def _signed_post(job: Job) -> Callable[[str, bytes], object]:
     return lambda connection_id, data: client.post_to_connection(ConnectionId=connection_id, Data=data)
 
 
+async def _timed_rounds(job: Job, post_one: Callable[[str], Awaitable[bool]]) -> Run:
+    """One unmeasured round, then ``job.rounds`` measured ones, every post on the loop at
+    once (``post_one`` bounds how many are in flight); ``post_one``: False when it failed."""
+
+    async def one_round() -> int:
+        outcomes = await asyncio.gather(*(post_one(connection_id) for connection_id in job.connection_ids))
+        return outcomes.count(False)
+
+    await one_round()
+    failed = 0
+    cpu, wall = time.process_time(), time.perf_counter()
+    for _ in range(job.rounds):
+        failed += await one_round()
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    posts = job.rounds * len(job.connection_ids)
+    return Run(job.design, job.concurrency, posts, failed, wall, cpu)
+
+
 async def _post_signed_loop(job: Job) -> Run:
     from sensor_stream.management_api import SignedManagementApi
 
@@ -270,27 +288,16 @@ async def _post_signed_loop(job: Job) -> Run:
         max_connections=job.concurrency + 8,
     )
     slots = asyncio.Semaphore(job.concurrency)
-    failed = 0
 
-    async def post_one(connection_id: str) -> None:
-        nonlocal failed
+    async def post_one(connection_id: str) -> bool:
         async with slots:
             try:
                 await client.post_to_connection_async(ConnectionId=connection_id, Data=job.message)
             except Exception:
-                failed += 1
+                return False
+            return True
 
-    async def one_round() -> None:
-        await asyncio.gather(*(post_one(connection_id) for connection_id in job.connection_ids))
-
-    await one_round()
-    failed = 0
-    cpu, wall = time.process_time(), time.perf_counter()
-    for _ in range(job.rounds):
-        await one_round()
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    posts = job.rounds * len(job.connection_ids)
-    return Run(job.design, job.concurrency, posts, failed, wall, cpu)
+    return await _timed_rounds(job, post_one)
 
 
 async def _post_asyncio(job: Job) -> Run:
@@ -299,11 +306,9 @@ async def _post_asyncio(job: Job) -> Run:
     signer = _signer(job.url)
     timeout = aiohttp.ClientTimeout(sock_connect=2.0, sock_read=2.0)
     connector = aiohttp.TCPConnector(limit=job.concurrency, keepalive_timeout=60)
-    failed = 0
     async with aiohttp.ClientSession(signer.origin, connector=connector, timeout=timeout) as session:
 
-        async def post_one(connection_id: str) -> None:
-            nonlocal failed
+        async def post_one(connection_id: str) -> bool:
             path = signer.connection_path(connection_id)
             headers = signer.headers("POST", path, job.message)
             try:
@@ -312,22 +317,11 @@ async def _post_asyncio(job: Job) -> Run:
                     aiohttp.client.URL(signer.origin + path, encoded=True), data=job.message, headers=headers
                 ) as response:
                     await response.read()
-                    if response.status >= 300:
-                        failed += 1
+                    return response.status < 300
             except (aiohttp.ClientError, TimeoutError):
-                failed += 1
+                return False
 
-        async def one_round() -> None:
-            await asyncio.gather(*(post_one(connection_id) for connection_id in job.connection_ids))
-
-        await one_round()
-        failed = 0
-        cpu, wall = time.process_time(), time.perf_counter()
-        for _ in range(job.rounds):
-            await one_round()
-        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    posts = job.rounds * len(job.connection_ids)
-    return Run(job.design, job.concurrency, posts, failed, wall, cpu)
+        return await _timed_rounds(job, post_one)
 
 
 def aiohttp_installed() -> bool:

@@ -48,10 +48,7 @@ class ConnectionGateway:
         try:
             self._client.post_to_connection(ConnectionId=connection_id, Data=data)
         except ClientError as error:
-            if _is_gone(error):
-                logger.info("connection gone", extra={"connection_id": connection_id})
-                return False
-            raise
+            return _gone_or_raise(error, connection_id)
         return True
 
     async def send_async(self, connection_id: str, message: bytes) -> bool:
@@ -61,10 +58,7 @@ class ConnectionGateway:
         try:
             await client.post_to_connection_async(ConnectionId=connection_id, Data=message)
         except ClientError as error:
-            if _is_gone(error):
-                logger.info("connection gone", extra={"connection_id": connection_id})
-                return False
-            raise
+            return _gone_or_raise(error, connection_id)
         return True
 
     def close_posting_connections(self) -> None:
@@ -78,6 +72,14 @@ class ConnectionGateway:
         except ClientError as error:
             if not _is_gone(error):
                 raise
+
+
+def _gone_or_raise(error: ClientError, connection_id: str) -> bool:
+    """False for a gone connection (410); any other error is raised again."""
+    if not _is_gone(error):
+        raise error
+    logger.info("connection gone", extra={"connection_id": connection_id})
+    return False
 
 
 def _is_gone(error: ClientError) -> bool:

@@ -155,11 +155,8 @@ class _Reader:
         return Answer(self.parser.get_status_code(), header_lines, b"".join(self.body))
 
 
-class KeepAliveConnections:
-    """HTTP/1.1 requests to the endpoint of ``endpoint_url`` over kept-alive connections:
-    as many as are in use at once, of which ``max_connections`` stay open between
-    requests (as urllib3's pool with ``block=False``). Safe to share between threads.
-    Never retries: a failure raises botocore's exception for it."""
+class _Endpoint:
+    """Where the requests go, and the limits both clients keep."""
 
     def __init__(
         self, endpoint_url: str, *, max_connections: int, connect_timeout: float, read_timeout: float
@@ -177,8 +174,17 @@ class KeepAliveConnections:
         self._max_idle = max_connections
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
-        # deque's append and pop are atomic: threads share it without a lock.
-        self._idle: deque[socket.socket] = deque()
+        self._idle: deque[Any] = deque()
+
+
+class KeepAliveConnections(_Endpoint):
+    """HTTP/1.1 requests to the endpoint of ``endpoint_url`` over kept-alive connections:
+    as many as are in use at once, of which ``max_connections`` stay open between
+    requests (as urllib3's pool with ``block=False``). Safe to share between threads.
+    Never retries: a failure raises botocore's exception for it."""
+
+    # deque's append and pop are atomic: threads share it without a lock.
+    _idle: deque[socket.socket]
 
     def urlopen(
         self,
@@ -316,31 +322,15 @@ class _AsyncConnection(asyncio.Protocol):
             self.answered.set_exception(ConnectionClosedError(endpoint_url=self._endpoint_url, request=None))
 
 
-class AsyncKeepAliveConnections:
+class AsyncKeepAliveConnections(_Endpoint):
     """KeepAliveConnections on an asyncio event loop: one loop posts many requests at once
     without a thread each (the flush's fan-out: ~40 % less CPU a post than its threads,
     docs/posting.md). The same failures, as botocore's exceptions; never retries. Use it
     from one event loop (connections kept idle belong to it)."""
 
-    def __init__(
-        self, endpoint_url: str, *, max_connections: int, connect_timeout: float, read_timeout: float
-    ) -> None:
-        parts = urlsplit(endpoint_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"not an http(s) endpoint: {endpoint_url!r}")
-        self.endpoint_url = endpoint_url
-        self._hostname = parts.hostname
-        self._port = parts.port or (443 if parts.scheme == "https" else 80)
-        self._host_header = parts.netloc.rpartition("@")[2].encode("idna")
-        self._tls = (
-            ssl.create_default_context(cafile=get_cert_path(True)) if parts.scheme == "https" else None
-        )
-        self._max_idle = max_connections
-        self._connect_timeout = connect_timeout
-        self._read_timeout = read_timeout
-        self._idle: deque[_AsyncConnection] = deque()
-        # The loop the idle connections belong to.
-        self._loop: asyncio.AbstractEventLoop | None = None
+    _idle: deque[_AsyncConnection]
+    # The loop the idle connections belong to.
+    _loop: asyncio.AbstractEventLoop | None = None
 
     async def request(self, method: str, url: str, body: bytes, headers: Mapping[str, str]) -> Answer:
         request = _request_bytes(method, url, self._host_header, body, headers)
