@@ -1,7 +1,9 @@
 """The real local stack (``python -m devstack``) as a subprocess for the live benchmark
 and the soak: every port free, no simulated devices, a table of its own; stopped with
 SIGINT (as Ctrl-C) at the end. Its stderr goes to a log file under test-artifacts/bench/.
-``BENCH_STACK_DIR=/path/to/checkout`` runs that checkout's stack instead of this one's.
+``BENCH_STACK_DIR=/path/to/checkout`` runs that checkout's stack instead of this one's;
+``BENCH_LOG_LEVEL=DEBUG`` logs the functions at that level (the flush then logs each tick:
+its seconds, readings, messages, duration and posts still in flight; WARNING by default).
 
 The ready line names the WebSocket, HTTP, MQTT and dashboard endpoints. DynamoDB (moto)
 is on ``LOCAL_AWS_PORT`` and the fault-injection admin API (where the stack has one) on

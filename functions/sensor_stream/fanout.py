@@ -78,8 +78,11 @@ class FanoutCounts:
 @dataclass
 class _Lane:
     record: ConnectionRecord
-    # Never changed in place: it may be a tick's list that other lanes hold too.
-    waiting: list[PackedReading] = field(default_factory=list)
+    # The readings waiting, as the lists delivered (each a tick's list that the org's other
+    # lanes hold too; never changed): lanes behind alike hold the same lists, so their
+    # parcels are packed once (TickPacking), however long the backlog.
+    waiting: list[list[PackedReading]] = field(default_factory=list)
+    waiting_count: int = 0
     # The smallest receivedAt of ``waiting`` (format_time texts sort as times).
     oldest_received: str | None = None
     # Other messages for the next post, as posted (alert:triggered/resolved), in order.
@@ -92,13 +95,15 @@ class _Lane:
     blocked_since: float | None = None
     failures: int = 0
     closed: bool = False
+    # Closed while its post was in flight: the connection is closed once the post ended.
+    close_after_post: bool = False
 
 
 @dataclass
 class _Parcel:
     """What one post carries, and the ticks it settles."""
 
-    readings: list[PackedReading]
+    readings: list[list[PackedReading]]
     oldest_received: str | None
     notices: list[bytes]
     settlements: list[TickSettlement]
@@ -138,17 +143,22 @@ class Fanout:
         self._oldest_of: dict[int, str | None] = {}
 
     def close(self) -> None:
+        """Every post started or queued ends first (each has its timeout), as do the closes
+        of lanes closed while posting: a lane closed at a hand-over still gets what it
+        took, then its browser resumes. Then the loop's connections are closed on it (a
+        warm environment's next invocation runs another loop), and it stops."""
         if self._loop.is_closed():
             return
-        # The loop's connections closed on it (a warm environment's next invocation runs
-        # another loop), then it stops.
-        asyncio.run_coroutine_threadsafe(self._close_connections(), self._loop).result(timeout=10)
+        asyncio.run_coroutine_threadsafe(self._wind_down(), self._loop).result()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._loop_thread.join()
         self._loop.close()
         self._pool.shutdown(wait=True)
 
-    async def _close_connections(self) -> None:
+    async def _wind_down(self) -> None:
+        posts = asyncio.all_tasks() - {asyncio.current_task()}
+        if posts:
+            await asyncio.wait(posts)
         self._gateway.close_posting_connections()
         await asyncio.sleep(0)  # the transports' closes run
 
@@ -178,7 +188,8 @@ class Fanout:
                 if id(readings) not in self._oldest_of:
                     self._oldest_of[id(readings)] = min(r.received_at for r in readings)
                 oldest = self._oldest_of[id(readings)]
-                lane.waiting = [*lane.waiting, *readings] if lane.waiting else readings
+                lane.waiting.append(readings)
+                lane.waiting_count += len(readings)
                 lane.oldest_received = _earliest(lane.oldest_received, oldest)
             lane.notices.extend(notices or ())
             lane.waiting_for.append(tick)
@@ -201,12 +212,13 @@ class Fanout:
                     lane.blocked_since = now
                 blocked_for = now - lane.blocked_since if lane.blocked_since is not None else 0.0
                 if blocked_for > self._settings.flush_stalled_connection_seconds or (
-                    len(lane.waiting) > MAX_LANE_BACKLOG
+                    lane.waiting_count > MAX_LANE_BACKLOG
                 ):
                     to_close.append(lane)
                 elif lane.in_flight is None:
                     parcel = _Parcel(lane.waiting, lane.oldest_received, lane.notices, lane.waiting_for)
                     lane.waiting, lane.oldest_received, lane.notices, lane.waiting_for = [], None, [], []
+                    lane.waiting_count = 0
                     self._posts_in_flight += 1
                     lane.in_flight = asyncio.run_coroutine_threadsafe(
                         self._post(lane, parcel, server_time), self._loop
@@ -251,6 +263,8 @@ class Fanout:
         if self._finish(lane, parcel, outcome, sent):
             # Blocking (DynamoDB): off the loop; the lane ends once it is done.
             await self._loop.run_in_executor(self._pool, self._delete_record, lane.record)
+        if lane.close_after_post:
+            await self._loop.run_in_executor(self._pool, self._disconnect, lane.record)
         with self._lock:
             # Last: whoever waits for posts in flight sees this one's effects complete.
             lane.posting = False
@@ -312,7 +326,8 @@ class Fanout:
                 # like any failed post, without counting against it: the browser is about
                 # to read, and dropping the parcel would lose it to this browser for good.
                 # Retried with the next tick's readings (they are older, so they go first).
-                lane.waiting = [*parcel.readings, *lane.waiting]
+                lane.waiting[:0] = parcel.readings
+                lane.waiting_count += sum(map(len, parcel.readings))
                 lane.oldest_received = _earliest(lane.oldest_received, parcel.oldest_received)
                 lane.notices[:0] = parcel.notices
                 lane.waiting_for[:0] = settlements
@@ -346,13 +361,18 @@ class Fanout:
         lane.closed = True
         self._counts.connections_closed += 1
         settlements, lane.waiting, lane.notices, lane.waiting_for = lane.waiting_for, [], [], []
+        lane.waiting_count = 0
         lane.oldest_received = None
         for settlement in settlements:
             settlement.done()
         logger.info(
             "closing a connection", extra={"connection_id": lane.record.connection_id, "reason": reason}
         )
-        self._closing.add(self._pool.submit(self._disconnect, lane.record))
+        if lane.in_flight is not None:
+            # What it took goes out first (its browser then resumes after it).
+            lane.close_after_post = True
+        else:
+            self._closing.add(self._pool.submit(self._disconnect, lane.record))
 
     def _disconnect(self, record: ConnectionRecord) -> None:
         try:

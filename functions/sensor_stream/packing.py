@@ -4,6 +4,7 @@ copied into every message that carries it."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 from collections import defaultdict
@@ -105,28 +106,29 @@ def pack_batches(
 
 class TickPacking:
     """``pack_batches`` once per distinct parcel of a tick: the connections that want the
-    same readings (every whole-org subscriber of an org, on a tick without retries) post
-    the same bytes, so they are built once, not once per connection. Thread-safe; what it
-    holds is dropped when the tick's server time changes."""
+    same readings (every whole-org subscriber of an org, and lanes behind alike) post the
+    same bytes, so they are built once, not once per connection. A parcel is the lists
+    delivered to its lane, each a tick's list that lanes share and nobody changes, so it
+    is known by their identities (not by its readings': lanes far behind hold tens of
+    thousands). Thread-safe; what it holds is dropped when the tick's server time changes."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._server_time: datetime | None = None
-        # By the identity of the parcel's list (the fan-out never changes a list it
-        # delivered: lanes share a tick's list); the value keeps the list alive, so no
-        # identity is reused while it is a key.
-        self._packed: dict[int, tuple[list[PackedReading], list[bytes]]] = {}
+        # The value keeps the lists alive, so no identity is reused while it is a key.
+        self._packed: dict[tuple[int, ...], tuple[list[list[PackedReading]], list[bytes]]] = {}
 
-    def pack(self, readings: list[PackedReading], server_time: datetime) -> list[bytes]:
+    def pack(self, parts: list[list[PackedReading]], server_time: datetime) -> list[bytes]:
+        key = tuple(map(id, parts))
         with self._lock:
             if server_time != self._server_time:
                 self._packed.clear()
                 self._server_time = server_time
-            hit = self._packed.get(id(readings))
-        if hit is not None and hit[0] is readings:
+            hit = self._packed.get(key)
+        if hit is not None:
             return hit[1]
-        messages = pack_batches(readings, server_time=server_time)
+        messages = pack_batches(itertools.chain.from_iterable(parts), server_time=server_time)
         with self._lock:
             if server_time == self._server_time:
-                self._packed[id(readings)] = (readings, messages)
+                self._packed[key] = (list(parts), messages)
         return messages

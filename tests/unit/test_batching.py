@@ -137,20 +137,22 @@ def test_many_units_with_the_longest_ids_stay_under_the_frame_limit():
 def test_connections_that_want_the_same_readings_post_the_same_messages_packed_once():
     packing = TickPacking()
     readings = [PackedReading.from_reading(make_reading(f"u{i % 7}", i, index=i)) for i in range(300)]
-    # The lanes of an org's whole-org subscribers hold the tick's list itself.
+    # Each tick's list, as the lanes of an org's whole-org subscribers hold it.
+    first_tick, second_tick = readings[:200], readings[200:]
     selected = [r for r in readings if r.unit_id == "u1"]
-    merged_after_a_retry = [*selected, *readings]
 
-    first = packing.pack(readings, NOW)
-    second = packing.pack(readings, NOW)
-    alone = packing.pack(selected, NOW)
-    retried = packing.pack(merged_after_a_retry, NOW)
+    one_lane = packing.pack([first_tick, second_tick], NOW)  # behind by a tick
+    another_lane = packing.pack([first_tick, second_tick], NOW)
+    alone = packing.pack([selected], NOW)
+    caught_up = packing.pack([second_tick], NOW)
 
-    assert first == pack_batches(readings, server_time=NOW)
-    assert second is first  # built once
-    assert alone == pack_batches(selected, server_time=NOW) != first
-    assert retried == pack_batches(merged_after_a_retry, server_time=NOW)
-    assert packing.pack(readings, NOW + timedelta(seconds=1)) is not first  # the next tick's
+    assert one_lane == pack_batches(readings, server_time=NOW)
+    assert another_lane is one_lane  # built once
+    assert alone == pack_batches(selected, server_time=NOW) != one_lane
+    assert caught_up == pack_batches(second_tick, server_time=NOW)
+    assert (
+        packing.pack([first_tick, second_tick], NOW + timedelta(seconds=1)) is not one_lane
+    )  # the next tick's
 
 
 def test_a_new_tick_packs_again_with_its_server_time():
@@ -158,8 +160,8 @@ def test_a_new_tick_packs_again_with_its_server_time():
     readings = [PackedReading.from_reading(make_reading("u1", i, index=i)) for i in range(3)]
     later = NOW + timedelta(seconds=1)
 
-    packing.pack(readings, NOW)
-    again = packing.pack(readings, later)
+    packing.pack([readings], NOW)
+    again = packing.pack([readings], later)
 
     assert again == pack_batches(readings, server_time=later)
     parsed = [ReadingsBatchMessage.model_validate_json(message) for message in again]

@@ -98,3 +98,25 @@ def test_a_connection_whose_posts_wait_behind_other_connections_posts_is_not_clo
     assert hanging in posts.deleted  # its own post hung: that one is stalled
     assert waiting not in posts.deleted
     assert recorded_at(stack.take(waiting)) == sent
+
+
+def test_a_lane_closed_while_its_post_is_in_flight_gets_that_post_before_its_connection_closes(
+    stack: InProcessStack, clock: FakeClock, posts: PostRecorder, monkeypatch: pytest.MonkeyPatch
+):
+    # A hand-over past its drain closes the lanes still posting: their browsers resume, but
+    # what a post already took must not be cut off by the close, nor by the invocation's end.
+    stack.reconfigure(monkeypatch, FLUSH_TICK_POST_WAIT_SECONDS="0.05")
+    connection_id = stack.open("acme")
+    release = posts.hold(connection_id)
+    sent = clock.iso()
+    stack.publish_telemetry("acme", "dev-1", reading("u1", sent))
+    stack.deliver()
+    fanout = stack.flusher().fanout
+
+    fanout.abandon_in_flight()
+    assert posts.deleted == []  # not while its post is in flight
+    release.set()
+    fanout.close()  # as the invocation ends: its posts and closes end first
+
+    assert recorded_at(stack.take(connection_id)) == [sent]
+    assert posts.deleted == [connection_id]
