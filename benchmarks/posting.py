@@ -1,4 +1,4 @@
-"""Posting efficiency: posts/s of one flush worker and its CPU per post, for three ways of
+"""Posting efficiency: posts/s of one flush worker and its CPU per post, for four ways of
 posting, against the local Management API emulator (prints, never asserts).
 
 A child process runs the emulator (devstack/websocket_gateway.py), another
@@ -244,17 +244,22 @@ def _signer(url: str) -> Any:
     return ExecuteApiSigner(url, region=region, credentials=credentials)
 
 
-def _signed_post(job: Job) -> Callable[[str, bytes], object]:
+def _signed_client(job: Job) -> Any:
+    """sensor_stream.management_api's client as clients.fanout_gateway configures it."""
     from sensor_stream.management_api import SignedManagementApi
 
     region, credentials = _session_credentials()
-    client = SignedManagementApi(
+    return SignedManagementApi(
         job.url,
         region=region,
         credentials=credentials,
         timeout_seconds=2.0,
         max_connections=job.concurrency + 8,
     )
+
+
+def _signed_post(job: Job) -> Callable[[str, bytes], object]:
+    client = _signed_client(job)
     return lambda connection_id, data: client.post_to_connection(ConnectionId=connection_id, Data=data)
 
 
@@ -277,16 +282,7 @@ async def _timed_rounds(job: Job, post_one: Callable[[str], Awaitable[bool]]) ->
 
 
 async def _post_signed_loop(job: Job) -> Run:
-    from sensor_stream.management_api import SignedManagementApi
-
-    region, credentials = _session_credentials()
-    client = SignedManagementApi(
-        job.url,
-        region=region,
-        credentials=credentials,
-        timeout_seconds=2.0,
-        max_connections=job.concurrency + 8,
-    )
+    client = _signed_client(job)
     slots = asyncio.Semaphore(job.concurrency)
 
     async def post_one(connection_id: str) -> bool:

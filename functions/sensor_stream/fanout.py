@@ -82,7 +82,6 @@ class _Lane:
     # lanes hold too; never changed): lanes behind alike hold the same lists, so their
     # parcels are packed once (TickPacking), however long the backlog.
     waiting: list[list[PackedReading]] = field(default_factory=list)
-    waiting_count: int = 0
     # The smallest receivedAt of ``waiting`` (format_time texts sort as times).
     oldest_received: str | None = None
     # Other messages for the next post, as posted (alert:triggered/resolved), in order.
@@ -140,7 +139,7 @@ class Fanout:
         self._posts_in_flight = 0
         # The oldest receivedAt of each readings list delivered since the last dispatch:
         # the lanes of one org's whole-org subscribers share one list.
-        self._oldest_of: dict[int, str | None] = {}
+        self._oldest_of: dict[int, str] = {}
 
     def close(self) -> None:
         """Every post started or queued ends first (each has its timeout), as do the closes
@@ -189,7 +188,6 @@ class Fanout:
                     self._oldest_of[id(readings)] = min(r.received_at for r in readings)
                 oldest = self._oldest_of[id(readings)]
                 lane.waiting.append(readings)
-                lane.waiting_count += len(readings)
                 lane.oldest_received = _earliest(lane.oldest_received, oldest)
             lane.notices.extend(notices or ())
             lane.waiting_for.append(tick)
@@ -212,13 +210,12 @@ class Fanout:
                     lane.blocked_since = now
                 blocked_for = now - lane.blocked_since if lane.blocked_since is not None else 0.0
                 if blocked_for > self._settings.flush_stalled_connection_seconds or (
-                    lane.waiting_count > MAX_LANE_BACKLOG
+                    sum(map(len, lane.waiting)) > MAX_LANE_BACKLOG
                 ):
                     to_close.append(lane)
                 elif lane.in_flight is None:
                     parcel = _Parcel(lane.waiting, lane.oldest_received, lane.notices, lane.waiting_for)
                     lane.waiting, lane.oldest_received, lane.notices, lane.waiting_for = [], None, [], []
-                    lane.waiting_count = 0
                     self._posts_in_flight += 1
                     lane.in_flight = asyncio.run_coroutine_threadsafe(
                         self._post(lane, parcel, server_time), self._loop
@@ -327,7 +324,6 @@ class Fanout:
                 # to read, and dropping the parcel would lose it to this browser for good.
                 # Retried with the next tick's readings (they are older, so they go first).
                 lane.waiting[:0] = parcel.readings
-                lane.waiting_count += sum(map(len, parcel.readings))
                 lane.oldest_received = _earliest(lane.oldest_received, parcel.oldest_received)
                 lane.notices[:0] = parcel.notices
                 lane.waiting_for[:0] = settlements
@@ -361,7 +357,6 @@ class Fanout:
         lane.closed = True
         self._counts.connections_closed += 1
         settlements, lane.waiting, lane.notices, lane.waiting_for = lane.waiting_for, [], [], []
-        lane.waiting_count = 0
         lane.oldest_received = None
         for settlement in settlements:
             settlement.done()

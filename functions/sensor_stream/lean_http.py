@@ -292,9 +292,9 @@ class _AsyncConnection(asyncio.Protocol):
         self.lost = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # asyncio's TCP transports set TCP_NODELAY themselves.
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def data_received(self, data: bytes) -> None:
         if self.reader is None or self.answered is None or self.answered.done():
