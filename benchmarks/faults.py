@@ -89,9 +89,7 @@ class AdminApiFaults:
     def __init__(self, flush_period: float, org_id: str) -> None:
         self._flush_period = flush_period
         self._org_id = org_id
-        self._lines: list[str] = []
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
+        self._plan: AdminApiPlan | None = None
 
     def during_run(self, stack: RunningStack, start: float, duration: float) -> None:
         admin = stack.admin_url
@@ -125,9 +123,7 @@ class AdminApiFaults:
             (start + duration * 0.6 + 5, "that socket at full speed", slow(None)),
             (kill_at, "the flush killed (likely mid-tick)", self._kill(admin, "flush")),
         ]
-        plan.sort(key=lambda step: step[0])
-        self._thread = threading.Thread(target=self._run, args=(plan, start), daemon=True)
-        self._thread.start()
+        self._plan = AdminApiPlan(plan, start)
 
     def _mid_tick(self, origin: float, after: float) -> float:
         """The first moment after ``after`` that is KILL_INTO_TICK_SECONDS past a tick of
@@ -156,6 +152,52 @@ class AdminApiFaults:
 
         return act
 
+    def report(self) -> list[str]:
+        return self._plan.report() if self._plan else ["none injected (the run ended first)"]
+
+
+class SlowPosts:
+    """Every Management API post answered after a lognormal latency (``median_ms``,
+    ``p99_ms``) for the first ``seconds`` of sending: a gateway slower than the flush
+    expects, so the flush falls behind and hands over lanes still holding readings."""
+
+    def __init__(self, median_ms: float, p99_ms: float, seconds: float) -> None:
+        self.median_ms, self.p99_ms, self.seconds = median_ms, p99_ms, seconds
+        self._plan: AdminApiPlan | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> SlowPosts:
+        """``MEDIAN_MS:P99_MS:SECONDS``, e.g. ``60:200:14``."""
+        median_ms, p99_ms, seconds = (float(part) for part in text.split(":"))
+        return cls(median_ms, p99_ms, seconds)
+
+    def during_run(self, stack: RunningStack, start: float, duration: float) -> None:
+        url = f"{stack.admin_url}/faults/gateway"
+        latency = {"median": self.median_ms, "p99": self.p99_ms}
+        what = f"posts answered after {self.median_ms:g} ms (p99 {self.p99_ms:g}) for {self.seconds:g} s"
+        self._plan = AdminApiPlan(
+            [
+                (start, what, lambda: _request("PUT", url, {"postLatencyMs": latency})),
+                (start + self.seconds, "posts answered at once", lambda: _request("PUT", url, {})),
+            ],
+            start,
+        )
+
+    def report(self) -> list[str]:
+        return self._plan.report() if self._plan else ["none injected"]
+
+
+class AdminApiPlan:
+    """Admin API calls at set times, from a background thread; a line for each."""
+
+    def __init__(self, plan: list[tuple[float, str, Callable[[], Any]]], start: float) -> None:
+        self._lines: list[str] = []
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(
+            target=self._run, args=(sorted(plan, key=lambda s: s[0]), start), daemon=True
+        )
+        self._thread.start()
+
     def _run(self, plan: list[tuple[float, str, Callable[[], Any]]], start: float) -> None:
         for at, what, act in plan:
             time.sleep(max(0.0, at - time.time()))
@@ -168,8 +210,7 @@ class AdminApiFaults:
                 self._lines.append(f"{time.time() - start:5.1f} s  {what}: {outcome}")
 
     def report(self) -> list[str]:
-        if self._thread is not None:
-            self._thread.join(timeout=HTTP_TIMEOUT_SECONDS)
+        self._thread.join(timeout=HTTP_TIMEOUT_SECONDS)
         with self._lock:
             return list(self._lines) or ["none injected (the run ended first)"]
 

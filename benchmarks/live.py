@@ -8,6 +8,8 @@ baseline, plus the in-process figures of benchmarks/run.py. Prints figures, neve
     make bench ARGS="--scenario coldstart"       # only each handler's import time (benchmarks/coldstart.py)
     make bench ARGS="--scenario flushcpu"        # the flush's CPU per tick (benchmarks/flush_cpu.py, ~5 min)
     make bench ARGS="--design live"              # skip the naive baseline
+    make bench ARGS="--scenario 1000x200 --design live --drain 60 --slow-posts 60:200:14"
+                                                 # posts slow for 14 s: the flush falls behind
 
 Scenarios (readings/s x browsers; single-reading messages unless said):
     inprocess   ingest/flush/packing cost against in-process moto (benchmarks/run.py)
@@ -67,6 +69,7 @@ import sys
 import time
 from collections.abc import Sequence
 
+from benchmarks.faults import SlowPosts
 from benchmarks.harness import Processes, RunResult, Workload, run_workload
 from benchmarks.report import Figures, details, side_by_side
 
@@ -113,6 +116,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--browser-procs", type=int, default=1)
     parser.add_argument("--naive-workers", type=int, default=32, help="threads posting in the naive consumer")
     parser.add_argument("--per-connection", action="store_true", help="print every connection's figures")
+    parser.add_argument(
+        "--slow-posts",
+        type=SlowPosts.parse,
+        metavar="MEDIAN_MS:P99_MS:SECONDS",
+        help="the gateway answers each post after that latency for the first SECONDS of sending "
+        "(the admin API's fault): a flush that falls behind, and hands over lanes still holding readings",
+    )
     args = parser.parse_args(argv)
     if args.flush_period < 5:
         parser.error("--flush-period must be at least 5 s")
@@ -185,6 +195,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                         workload,
                         processes=processes,
                         flush_period=args.flush_period,
+                        faults=(lambda _: args.slow_posts) if args.slow_posts else None,
                         log=lambda line: print(line, flush=True),
                     )
                 )
@@ -198,6 +209,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         for line in side_by_side(figures):
             print(line)
         for each in figures:
+            for line in each.result.faults:
+                print(f"  [{each.result.design}] in-stack fault: {line}")
             for line in details(each, per_connection=args.per_connection):
                 print(line)
         print(flush=True)

@@ -9,11 +9,13 @@ seconds (command timeouts, token expiries) fire in the same tick.
 
 The schedule starts an invocation every minute. The new one waits as the successor; the
 running one's tick that finds it reads nothing new, finishes the posts it started and
-hands the lease over; the successor reads from the next unread second at once, so no
-second goes without a tick. A tick that overran its second is followed at once. A crashed
-holder is replaced when its lease expires: its successor starts after the last second
-whose posts had all ended (``deliveredThrough``), so nothing is lost; browsers may then
-see a reading twice and drop it by id.
+hands the lease over, with the lanes still behind (a flush that is behind: the arrival
+second each waits from, which the successor reads again for them first); the successor
+reads from the next unread second at once, so no second goes without a tick. A tick that
+overran its second is followed at once. A crashed holder is replaced when its lease
+expires: its successor starts after the last second whose posts had all ended
+(``deliveredThrough``), so nothing is lost; browsers may then see a reading twice and drop
+it by id.
 
 Past what one flusher posts in a tick, the connections are split over fan-out shards
 (sensor_stream.sharding, docs/scaling.md): shard k's flusher (k >= 1, started by shard 0,
@@ -47,7 +49,7 @@ from .packing import PackedReading
 from .roster import ConnectionRoster
 from .settings import Settings
 from .sharding import ShardLayout
-from .store import DueTimer, FlushState, SecondQueue, SensorStore
+from .store import DueTimer, FlushState, Handover, SecondQueue, SensorStore
 from .store.flush_state import doorbell_kind
 
 # How long delivered readings are remembered, to drop copies queued again by ingest.
@@ -55,10 +57,15 @@ RECENT_SECONDS = 30
 # Digests handed to a successor at most (8 bytes each; the hand-over item stays < 400 KB).
 MAX_HANDOVER_DIGESTS = 40_000
 # At a hand-over, how long to go on posting what the lanes hold (a backlog when the flush
-# is behind) before closing the lanes still holding some: inside the invocation's stop
-# margin (FLUSH_STOP_MARGIN_SECONDS, 5 s, less a tick), and far below the lease's
+# is behind) before handing over the lanes still holding some: far below the lease's
 # remaining 20 s, so the waiting successor never takes over by expiry meanwhile.
 HANDOVER_DRAIN_SECONDS = 3.0
+# Then posts waiting for a slot are recalled, and those being sent get this long to end
+# (the hand-over comes ~60 s before the invocation's timeout).
+HANDOVER_POST_END_SECONDS = 1.0
+# Lanes handed to a successor at most (~20 bytes each beside the digests' 320 KB); a lane
+# past them is closed (its browser resumes).
+MAX_HANDOVER_LANES = 2_000
 # A successor reads the connection lists of the orgs with readings in these last seconds
 # before it asks for the lease.
 PRELOAD_SECONDS = 3
@@ -89,27 +96,40 @@ def reading_digest(org_id: str, reading: PackedReading) -> int:
 class RecentReadings:
     """Digests of the readings delivered in the last RECENT_SECONDS ticks."""
 
-    def __init__(self, digests: bytes = b"") -> None:
-        self._by_tick: deque[list[int]] = deque([list(_unpack(digests))])
-        self._all: set[int] = set(self._by_tick[0])
+    def __init__(self, digests: bytes = b"", *, newer: int = 0, newer_since: int = -1) -> None:
+        """A predecessor's ``digests``: the first ``newer`` came from ticks that read
+        ``newer_since`` or later."""
+        handed = list(_unpack(digests))
+        # Each tick's first arrival second and digests, oldest first.
+        self._by_tick: deque[tuple[int, list[int]]] = deque(
+            [(-1, handed[newer:]), (newer_since, handed[:newer])]
+        )
+        self._all: set[int] = set(handed)
 
     def __contains__(self, digest: int) -> bool:
         return digest in self._all
 
-    def add_tick(self, digests: list[int]) -> None:
-        self._by_tick.append(digests)
+    def add_tick(self, first_second: int, digests: list[int]) -> None:
+        self._by_tick.append((first_second, digests))
         self._all.update(digests)
         while len(self._by_tick) > RECENT_SECONDS:
-            for old in self._by_tick.popleft():
+            for old in self._by_tick.popleft()[1]:
                 self._all.discard(old)
 
     def pack(self) -> bytes:
+        """The newest first, at most MAX_HANDOVER_DIGESTS."""
         newest: list[int] = []
-        for digests in reversed(self._by_tick):
+        for _, digests in reversed(self._by_tick):
             newest.extend(digests)
             if len(newest) >= MAX_HANDOVER_DIGESTS:
                 break
         return struct.pack(f">{min(len(newest), MAX_HANDOVER_DIGESTS)}Q", *newest[:MAX_HANDOVER_DIGESTS])
+
+    def count_since(self, second: int) -> int:
+        """How many of ``pack()``'s digests (the first ones) came from ticks that read
+        ``second`` or later."""
+        count = sum(len(digests) for first, digests in self._by_tick if first >= second)
+        return min(count, MAX_HANDOVER_DIGESTS)
 
 
 def spread(values: list[float], most: int) -> list[float]:
@@ -138,6 +158,8 @@ class TickReport:
     sessions_expired: int = 0
     alerts: int = 0
     lease_lost: bool = False
+    # Lanes a predecessor handed over that got their readings again.
+    lanes_resumed: int = 0
     # A shard the layout no longer has, done with the seconds before the change.
     retired: bool = False
     successor: str | None = None
@@ -186,6 +208,10 @@ class Flusher:
         # Publishing an alert (SNS) must not hold up a tick.
         self._publisher = ThreadPoolExecutor(max_workers=2, thread_name_prefix="alert")
         self._recent = RecentReadings()
+        # Lanes the predecessor handed over (connection -> first arrival second it waits
+        # for), and the readings it delivered before those seconds.
+        self._lanes_to_resume: dict[str, int] = {}
+        self._delivered_before_lanes: set[int] = set()
         # The next arrival second to read (None until the lease is held).
         self._next_second: int | None = None
         self._read_through: int | None = None
@@ -299,7 +325,14 @@ class Flusher:
         delivered recently) or once it expired (the holder died)."""
         current = self._state.read()
         if current.owner == self.owner:
-            self._recent = RecentReadings(self._state.handed_over_digests(self.owner))
+            handover = self._state.handed_over(self.owner)
+            self._lanes_to_resume = handover.lanes
+            self._recent = RecentReadings(
+                handover.recent,
+                newer=handover.newer_digests,
+                newer_since=min(handover.lanes.values(), default=-1),
+            )
+            self._delivered_before_lanes = set(_unpack(handover.delivered_before_lanes))
             self._start_from(current)
             return current
         if current.lease_until < self._clock():
@@ -366,6 +399,8 @@ class Flusher:
                 return report
             self._start_from(state)
         assert self._next_second is not None
+        if self._lanes_to_resume:
+            report.lanes_resumed = self._resume_lanes(now)
         ready = self._ready_through(now)
         oldest = ready - settings.flush_max_catch_up_seconds + 1
         first = self._next_second
@@ -482,7 +517,11 @@ class Flusher:
         report.alerts = len(events)
 
         if report.seconds or notices:
-            settlement = TickSettlement(last if report.seconds else self._next_second - 1)
+            settlement = (
+                TickSettlement(first, last)
+                if report.seconds
+                else TickSettlement(self._next_second, self._next_second - 1)
+            )
             self._ticks.append(settlement)
             orgs = sorted({*arrived, *notices})
             owned = self.roster.of_orgs(orgs, now, self.shard, shards_now)
@@ -492,7 +531,7 @@ class Flusher:
                 )
         if report.seconds:
             self._next_second = last + 1
-        self._recent.add_tick(delivered)
+        self._recent.add_tick(first, delivered)
         # Lanes that waited for a post in flight go out now too, then the tick waits a
         # while for its posts: normally they all end well within it.
         self.fanout.dispatch(server_time_of(now))
@@ -519,6 +558,60 @@ class Flusher:
         )
         self._record_metrics(report)
         return report
+
+    def _resume_lanes(self, now: float) -> int:
+        """The lanes the predecessor handed over get the readings of the seconds they wait
+        from that it had read (up to where this flusher starts), each once, as the
+        predecessor would have posted them; before anything newer."""
+        assert self._next_second is not None
+        lanes = self._lanes_to_resume
+        first, last = min(lanes.values()), self._next_second - 1
+        if first > last:
+            self._lanes_to_resume = {}
+            return 0
+        queue = self._store.readings.seconds_queue(first, last)
+        seen = set(self._delivered_before_lanes)
+        by_org: dict[str, list[tuple[int, PackedReading]]] = defaultdict(list)
+        for entry in queue.entries:  # in second order: a copy counts where it came first
+            for line in entry.lines:
+                try:
+                    reading = PackedReading.from_text(line)
+                except (ValueError, KeyError, TypeError):
+                    continue
+                digest = reading_digest(entry.org_id, reading)
+                if digest not in seen:
+                    seen.add(digest)
+                    by_org[entry.org_id].append((entry.second or first, reading))
+        settlement = TickSettlement(first, last)
+        self._ticks.append(settlement)
+        orgs = sorted(by_org)
+        resumed = 0
+        # Every connection of the orgs, whatever shard owns it now: these are this shard's.
+        for org_id, records in zip(orgs, self.roster.of_orgs(orgs, now), strict=True):
+            shared: dict[int, list[PackedReading]] = {}
+            for record in records:
+                since = lanes.get(record.connection_id)
+                if since is None or record.token_expired(now):
+                    continue
+                if record.wants_everything:
+                    if since not in shared:
+                        shared[since] = [r for second, r in by_org[org_id] if second >= since]
+                    wanted = shared[since]
+                else:
+                    wanted = [
+                        r
+                        for second, r in by_org[org_id]
+                        if second >= since and record.wants_unit(r.unit_id, r.site_id)
+                    ]
+                if wanted:
+                    self.fanout.deliver(record, wanted, settlement)
+                    resumed += 1
+        self._lanes_to_resume, self._delivered_before_lanes = {}, set()
+        logger.info(
+            "lanes handed over resumed",
+            extra={"lanes": len(lanes), "resumed": resumed, "seconds": [first, last]},
+        )
+        return resumed
 
     def _fan_out(
         self,
@@ -591,13 +684,16 @@ class Flusher:
 
     def hand_over(self, successor: str) -> bool:
         """Pass the lease to the waiting successor after this tick: what the lanes hold is
-        posted first, for a few seconds at most; lanes still holding some are then closed
-        (those browsers resume). Closing every busy lane at once would turn a flush that is
-        behind into a reconnect storm and resumes past their bound."""
+        posted first, for a few seconds at most; what they still hold then (a flush that is
+        behind) is handed over as the arrival second each lane waits from, and the
+        successor posts those seconds to them first. Closing the busy lanes instead turned
+        a flush that is behind into reconnect storms and resumes past their bound."""
         draining_since = time.monotonic()
         self._wait_for_posts(HANDOVER_DRAIN_SECONDS, dispatching=True)
         drained_for = time.monotonic() - draining_since
-        self.fanout.abandon_in_flight()
+        self.fanout.recall_queued_posts()
+        self._wait_for_posts(HANDOVER_POST_END_SECONDS)
+        lanes = self.fanout.hand_over_lanes(MAX_HANDOVER_LANES)
         delivered = (self._next_second - 1) if self._next_second is not None else self._delivered_through
         handed = self._state.hand_over(
             self.owner,
@@ -605,13 +701,22 @@ class Flusher:
             self._clock(),
             self._settings.flush_lease_seconds,
             delivered_through=delivered,
-            recent=self._recent.pack(),
+            handover=Handover(
+                recent=self._recent.pack(),
+                lanes=lanes,
+                newer_digests=self._recent.count_since(min(lanes.values())) if lanes else 0,
+            ),
         )
         if handed:
             self._renewed_at = None  # not ours any more: a later tick must find that out first
             logger.info(
                 "flush handed over",
-                extra={"successor": successor, "delivered_through": delivered, "drain_seconds": drained_for},
+                extra={
+                    "successor": successor,
+                    "delivered_through": delivered,
+                    "drain_seconds": drained_for,
+                    "lanes_handed_over": len(lanes),
+                },
             )
         return handed
 

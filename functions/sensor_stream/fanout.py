@@ -40,7 +40,9 @@ _THROTTLED = {"LimitExceededException", "TooManyRequestsException", "ThrottlingE
 class TickSettlement:
     """Counts the posts of one tick still in flight; settled when all have ended."""
 
-    def __init__(self, last_second: int) -> None:
+    def __init__(self, first_second: int, last_second: int) -> None:
+        # The arrival seconds the tick read (first > last: none, only notices).
+        self.first_second = first_second
         self.last_second = last_second
         self._open = 0
         self._lock = threading.Lock()
@@ -88,8 +90,12 @@ class _Lane:
     notices: list[bytes] = field(default_factory=list)
     waiting_for: list[TickSettlement] = field(default_factory=list)
     in_flight: Future[None] | None = None
+    # What the post in flight carries.
+    parcel: _Parcel | None = None
     # Whether the post in flight has left the flush's own queue (it holds a posting slot).
     posting: bool = False
+    # Handed to the successor while its post waited for a slot: that post is not sent.
+    recalled: bool = False
     # Since when readings have been waiting on a post in flight or a failed one.
     blocked_since: float | None = None
     failures: int = 0
@@ -216,6 +222,7 @@ class Fanout:
                 elif lane.in_flight is None:
                     parcel = _Parcel(lane.waiting, lane.oldest_received, lane.notices, lane.waiting_for)
                     lane.waiting, lane.oldest_received, lane.notices, lane.waiting_for = [], None, [], []
+                    lane.parcel = parcel
                     self._posts_in_flight += 1
                     lane.in_flight = asyncio.run_coroutine_threadsafe(
                         self._post(lane, parcel, server_time), self._loop
@@ -244,20 +251,62 @@ class Fanout:
             return any(not lane.closed and (lane.waiting or lane.notices) for lane in self._lanes.values())
 
     def abandon_in_flight(self) -> None:
-        """Hand-over: lanes whose post has not ended are closed (their browsers resume),
-        so the successor can start right after what this flusher dispatched."""
+        """Lanes whose post has not ended are closed (their browsers resume)."""
         with self._lock:
             for lane in list(self._lanes.values()):
                 if lane.in_flight is not None or lane.waiting or lane.notices:
                     self._close_lane(lane, reason="hand-over")
 
+    def recall_queued_posts(self) -> None:
+        """Hand-over, once the lanes had their time: posts still waiting for a posting slot
+        (a flush that is behind) are not sent; what they carry goes back to its lane, to be
+        handed over with what waits there (``hand_over_lanes``)."""
+        with self._lock:
+            for lane in self._lanes.values():
+                parcel = lane.parcel
+                if lane.in_flight is None or lane.posting or lane.recalled or parcel is None:
+                    continue
+                lane.recalled = True  # _post lets it go
+                lane.waiting[:0] = parcel.readings
+                lane.oldest_received = _earliest(lane.oldest_received, parcel.oldest_received)
+                lane.notices[:0] = parcel.notices
+                lane.waiting_for[:0] = parcel.settlements
+
+    def hand_over_lanes(self, most: int) -> dict[str, int]:
+        """Hand-over: the lanes holding readings no post took (a flush that is behind), each
+        as the first arrival second it still waits for. The successor posts those seconds'
+        readings to them before anything newer, so neither a close nor a resume's bound
+        loses any. Lanes whose post has not ended, that hold alert notices (not in the
+        outbox to read again), or past ``most`` are closed: their browsers resume."""
+        handed: dict[str, int] = {}
+        with self._lock:
+            for lane in list(self._lanes.values()):
+                if lane.closed or not (lane.in_flight or lane.waiting or lane.notices):
+                    continue
+                # A recalled post ends without sending, whenever it gets its slot.
+                posting = lane.in_flight is not None and not lane.recalled
+                if posting or lane.notices or not lane.waiting_for or len(handed) >= most:
+                    self._close_lane(lane, reason="hand-over")
+                    continue
+                handed[lane.record.connection_id] = min(t.first_second for t in lane.waiting_for)
+                lane.closed = True  # forgotten, not closed: the successor posts to it
+                for settlement in lane.waiting_for:
+                    settlement.done()
+                lane.waiting, lane.oldest_received, lane.waiting_for = [], None, []
+        return handed
+
     # --- one post (the event loop) ------------------------------------------------------
 
     async def _post(self, lane: _Lane, parcel: _Parcel, server_time: datetime) -> None:
+        outcome, sent = "recalled", 0
         async with self._posting_slots:
-            lane.posting = True
-            outcome, sent = await self._send(lane.record, parcel, server_time)
-        if self._finish(lane, parcel, outcome, sent):
+            with self._lock:
+                # Recalled at a hand-over while it waited for the slot: not sent.
+                recalled, lane.recalled = lane.recalled, False
+                lane.posting = not recalled
+            if not recalled:
+                outcome, sent = await self._send(lane.record, parcel, server_time)
+        if outcome != "recalled" and self._finish(lane, parcel, outcome, sent):
             # Blocking (DynamoDB): off the loop; the lane ends once it is done.
             await self._loop.run_in_executor(self._pool, self._delete_record, lane.record)
         if lane.close_after_post:
@@ -265,7 +314,7 @@ class Fanout:
         with self._lock:
             # Last: whoever waits for posts in flight sees this one's effects complete.
             lane.posting = False
-            lane.in_flight = None
+            lane.in_flight, lane.parcel = None, None
             self._posts_in_flight -= 1
 
     async def _send(

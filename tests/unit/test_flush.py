@@ -15,8 +15,8 @@ import pytest
 from pydantic import ValidationError
 
 import flush.handler
-from sensor_stream import clients, keys
-from sensor_stream.delivery import TickReport
+from sensor_stream import clients, delivery, keys
+from sensor_stream.delivery import Flusher, TickReport
 from sensor_stream.roster import ConnectionRoster
 from sensor_stream.store.dynamo import N, S
 from tests.support.botocore_hooks import count_calls, fail_operation
@@ -707,3 +707,108 @@ def test_a_hand_over_posts_what_a_lane_still_holds_instead_of_closing_it(
 
     assert posts.deleted == []
     assert units(stack.take(connection_id)) == ["u1", "u2", "u3"]
+
+
+def deliver_each(stack: InProcessStack, clock: FakeClock, unit_ids: list[str]) -> list[tuple[str, str]]:
+    """A reading of each unit, each delivered by the flusher "running" on a tick of its own."""
+    sent = []
+    for unit in unit_ids:
+        sent.append((unit, clock.iso()))
+        stack.publish_telemetry("acme", "dev-1", reading(unit, sent[-1][1]))
+        stack.deliver(owner="running")
+    return sent
+
+
+def hand_over_to_a_successor(stack: InProcessStack) -> Flusher:
+    """The flusher "running" hands over to "successor" (which has not looked yet)."""
+    successor = stack.flusher("successor")
+    assert successor.wait_as_successor()
+    assert stack.tick(owner="running").successor == "successor"
+    assert stack.flusher("running").hand_over("successor")
+    return successor
+
+
+def test_lanes_still_behind_after_the_drain_are_handed_to_the_successor_and_get_every_reading_once(
+    stack: InProcessStack, clock: FakeClock, posts: PostRecorder, monkeypatch: pytest.MonkeyPatch
+):
+    # A flush that is behind: its one posting slot is held by a post that hangs, so what the
+    # other connections wait for is still in their lanes when the drain ends. Those lanes are
+    # handed over as the arrival second each waits from, not closed (a resume is bounded at
+    # 1,000 readings): the successor posts those seconds to them before anything newer.
+    stack.reconfigure(monkeypatch, FLUSH_POST_CONCURRENCY="1", FLUSH_TICK_POST_WAIT_SECONDS="0.05")
+    monkeypatch.setattr(delivery, "HANDOVER_DRAIN_SECONDS", 0.2)
+    monkeypatch.setattr(delivery, "HANDOVER_POST_END_SECONDS", 0.2)
+    hanging = stack.open("acme")
+    whole_org = stack.open("acme")
+    one_unit = stack.open("acme", units=["u1"])
+    release = posts.hold(hanging)
+    sent = deliver_each(stack, clock, ["u1", "u2", "u1"])
+
+    successor = hand_over_to_a_successor(stack)
+    release.set()
+    stack.settle(owner="running")
+    assert successor.poll_for_lease() is not None
+    sent.append(("u2", clock.iso()))
+    stack.publish_telemetry("acme", "dev-1", reading("u2", sent[-1][1]))
+    report = stack.deliver(owner="successor")
+    stack.settle(owner="successor")
+
+    assert report.lanes_resumed == 2
+    assert posts.deleted == [hanging]  # posting as the lease passed: closed after that post
+    assert sorted(unit_readings(stack.take(whole_org))) == sorted(sent)
+    assert unit_readings(stack.take(one_unit)) == [pair for pair in sent if pair[0] == "u1"]
+
+
+def test_a_throttled_connection_is_handed_over_not_closed_and_gets_everything_once_throttling_ends(
+    stack: InProcessStack, clock: FakeClock, posts: PostRecorder
+):
+    # At the account's post rate API Gateway answers 429: every minute's hand-over would
+    # otherwise close each throttled connection (a wave of reconnects and bounded resumes).
+    connection_id = stack.open("acme")
+    posts.failing.add(connection_id)
+    sent = deliver_each(stack, clock, ["u1", "u2", "u3"])
+
+    successor = hand_over_to_a_successor(stack)
+    assert successor.poll_for_lease() is not None
+    posts.failing.discard(connection_id)
+    report = stack.deliver(owner="successor")
+    stack.settle(owner="successor")
+
+    assert report.lanes_resumed == 1
+    assert posts.deleted == []
+    assert sorted(unit_readings(stack.take(connection_id))) == sorted(sent)
+
+
+def test_a_handed_over_lane_gets_no_copy_of_a_reading_it_had_before_it_fell_behind(
+    stack: InProcessStack, clock: FakeClock, posts: PostRecorder, monkeypatch: pytest.MonkeyPatch
+):
+    # A copy queued again (a late outbox write) in a second the lane waits from is dropped
+    # by the predecessor, and again by the successor, which knows what was delivered before.
+    stack.reconfigure(monkeypatch, FLUSH_POST_CONCURRENCY="1", FLUSH_TICK_POST_WAIT_SECONDS="0.05")
+    monkeypatch.setattr(delivery, "HANDOVER_DRAIN_SECONDS", 0.2)
+    monkeypatch.setattr(delivery, "HANDOVER_POST_END_SECONDS", 0.2)
+    watcher = stack.open("acme", units=["u1"])
+    first = clock.iso()
+    stack.publish_telemetry("acme", "dev-1", reading("u1", first))
+    [entry] = outbox_entries(stack)
+    stack.deliver(owner="running")
+    stack.settle(owner="running")
+    assert unit_readings(stack.take(watcher)) == [("u1", first)]
+    hanging = stack.open("acme", units=["u2"])
+    release = posts.hold(hanging)
+    stack.publish_telemetry("acme", "dev-1", reading("u2", clock.iso()))
+    stack.deliver(owner="running")  # the one posting slot hangs from here on
+    second = clock.iso()
+    stack.publish_telemetry("acme", "dev-1", reading("u1", second))
+    stack.deliver(owner="running")  # the watcher falls behind
+    stack.store.table.put(requeued(entry, math.floor(clock.time())))
+    assert stack.deliver(owner="running").duplicates_dropped == 1
+
+    successor = hand_over_to_a_successor(stack)
+    release.set()
+    assert successor.poll_for_lease() is not None
+    report = stack.deliver(owner="successor")
+    stack.settle(owner="successor")
+
+    assert report.lanes_resumed == 1
+    assert unit_readings(stack.take(watcher)) == [("u1", second)]

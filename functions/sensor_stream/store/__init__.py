@@ -12,7 +12,7 @@ from .alerts import AlertStore
 from .commands import CommandStore
 from .connections import ConnectionStore, StaleConnection
 from .dynamo import ConditionFailed, Table
-from .flush_state import FlushState, FlushStateStore
+from .flush_state import FlushState, FlushStateStore, Handover
 from .readings import DueTimer, OutboxEntry, OutboxRef, ReadingStore, SecondQueue, shard_of
 
 if TYPE_CHECKING:
@@ -24,6 +24,7 @@ __all__ = [
     "ConditionFailed",
     "DueTimer",
     "FlushState",
+    "Handover",
     "OutboxEntry",
     "OutboxRef",
     "SecondQueue",

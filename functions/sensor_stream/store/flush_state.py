@@ -15,6 +15,7 @@ shard 0's is ``FLUSH/STATE`` (the one ingest reads; it also holds the shard layo
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 from dataclasses import dataclass, field, replace
 
@@ -34,6 +35,24 @@ def handover_key(shard: int) -> Key:
     # The digests of recently delivered readings handed from one flusher to the next; apart
     # from the state item, which ingest reads and which must therefore stay small.
     return key("FLUSH", "HANDOVER" if shard == 0 else f"HANDOVER#{shard}")
+
+
+@dataclass(frozen=True)
+class Handover:
+    """What a flusher leaves its successor beside the lease (``FLUSH/HANDOVER``)."""
+
+    # 8-byte digests of the readings delivered recently, newest first.
+    recent: bytes = b""
+    # Connections whose readings from that arrival second on were read but not posted (a
+    # flush that was behind): the successor posts them before anything newer.
+    lanes: dict[str, int] = field(default_factory=dict)
+    # How many of ``recent`` (the first ones) came from the seconds ``lanes`` go back to;
+    # the rest were delivered before them.
+    newer_digests: int = 0
+
+    @property
+    def delivered_before_lanes(self) -> bytes:
+        return self.recent[8 * self.newer_digests :]
 
 
 def doorbell_kind(shard: int) -> str:
@@ -206,10 +225,18 @@ class FlushStateStore:
         lease_seconds: float,
         *,
         delivered_through: int | None,
-        recent: bytes,
+        handover: Handover,
     ) -> bool:
         """Pass the lease to the waiting successor, with the progress it continues from."""
-        self._table.put({**self._handover_key, "recent": B(recent), "from": S(owner), "to": S(successor)})
+        item = {**self._handover_key, "recent": B(handover.recent), "from": S(owner), "to": S(successor)}
+        if handover.lanes:
+            # Grouped by second: the connection ids once each (the item stays < 400 KB).
+            by_second: dict[int, list[str]] = {}
+            for connection_id, second in handover.lanes.items():
+                by_second.setdefault(second, []).append(connection_id)
+            item["lanes"] = S(json.dumps(by_second, separators=(",", ":")))
+            item["newerDigests"] = N(handover.newer_digests)
+        self._table.put(item)
         update = "SET leaseOwner = :next, leaseUntil = :until REMOVE successor, successorSince"
         values = {":me": S(owner), ":next": S(successor), ":until": N(now + lease_seconds)}
         if delivered_through is not None:
@@ -223,10 +250,17 @@ class FlushStateStore:
             return False
         return True
 
-    def handed_over_digests(self, successor: str) -> bytes:
-        """The recent-delivery digests a predecessor left for ``successor`` (else empty)."""
+    def handed_over(self, successor: str) -> Handover:
+        """What a predecessor left for ``successor`` (else nothing)."""
         item = self._table.get(self._handover_key, consistent=True) or {}
-        return bytes(item["recent"]["B"]) if string(item, "to") == successor and "recent" in item else b""
+        if string(item, "to") != successor:
+            return Handover()
+        by_second: dict[str, list[str]] = json.loads(string(item, "lanes") or "{}")
+        return Handover(
+            recent=bytes(item["recent"]["B"]) if "recent" in item else b"",
+            lanes={cid: int(second) for second, ids in by_second.items() for cid in ids},
+            newer_digests=int(number(item, "newerDigests") or 0),
+        )
 
     def release(self, owner: str, *, delivered_through: int | None) -> None:
         update = "REMOVE leaseOwner, leaseUntil"

@@ -59,6 +59,8 @@ class OutboxEntry:
     org_id: str
     entry_id: str
     lines: list[str]
+    # The arrival second it is queued under (known once read back from the outbox).
+    second: int | None = None
 
 
 @dataclass(frozen=True)
@@ -223,14 +225,16 @@ class ReadingStore:
         queue = SecondQueue(entries=[], timers=[])
         for item in sorted((item for page in pages for item in page), key=lambda item: item["sk"]["S"]):
             _, sort_key = keys.key_values(item)
-            _, _, rest = sort_key.partition("#")
+            second, _, rest = sort_key.partition("#")
             if rest.startswith(keys.DUE_PREFIX):
                 kind, _, identifier = rest[len(keys.DUE_PREFIX) :].partition("#")
                 queue.timers.append(DueTimer(kind, identifier))
             elif "data" in item:
                 org_id = string(item, "orgId") or ""
                 entry_id = rest[len(org_id) + 1 :]
-                queue.entries.append(OutboxEntry(org_id, entry_id, item["data"]["S"].split("\n")))
+                queue.entries.append(
+                    OutboxEntry(org_id, entry_id, item["data"]["S"].split("\n"), second=int(second))
+                )
             elif "alerts" in item:
                 queue.alert_lines.extend(item["alerts"]["S"].split("\n"))
         return queue
