@@ -56,13 +56,18 @@ from .store.flush_state import doorbell_kind
 RECENT_SECONDS = 30
 # Digests handed to a successor at most (8 bytes each; the hand-over item stays < 400 KB).
 MAX_HANDOVER_DIGESTS = 40_000
-# At a hand-over, how long to go on posting what the lanes hold (a backlog when the flush
-# is behind) before handing over the lanes still holding some: far below the lease's
-# remaining 20 s, so the waiting successor never takes over by expiry meanwhile.
-HANDOVER_DRAIN_SECONDS = 3.0
-# Then posts waiting for a slot are recalled, and those being sent get this long to end
-# (the hand-over comes ~60 s before the invocation's timeout).
-HANDOVER_POST_END_SECONDS = 1.0
+# At a hand-over, how long to go on posting what the lanes hold before handing over the
+# lanes still holding some: enough for the last tick's posts to end in the normal case,
+# short because the successor waits for it: a lane that cannot drain (a throttled or
+# failing connection) held every org's next seconds back for the whole drain (3 s before
+# lanes were handed over).
+HANDOVER_DRAIN_SECONDS = 0.5
+# Then posts waiting for a slot are recalled, and those being sent get this long to end:
+# normally milliseconds; a flush that is behind may be sending a long backlog (dozens of
+# messages) to some connections, and a lane closed mid-post resumes with at most 1,000
+# readings. Far inside the lease's remaining 20 s (the hand-over comes ~60 s before the
+# invocation's timeout).
+HANDOVER_POST_END_SECONDS = 5.0
 # Lanes handed to a successor at most (~20 bytes each beside the digests' 320 KB); a lane
 # past them is closed (its browser resumes).
 MAX_HANDOVER_LANES = 2_000
@@ -693,6 +698,7 @@ class Flusher:
         drained_for = time.monotonic() - draining_since
         self.fanout.recall_queued_posts()
         self._wait_for_posts(HANDOVER_POST_END_SECONDS)
+        posts_ended_for = time.monotonic() - draining_since - drained_for
         lanes = self.fanout.hand_over_lanes(MAX_HANDOVER_LANES)
         delivered = (self._next_second - 1) if self._next_second is not None else self._delivered_through
         handed = self._state.hand_over(
@@ -715,6 +721,7 @@ class Flusher:
                     "successor": successor,
                     "delivered_through": delivered,
                     "drain_seconds": drained_for,
+                    "posts_ended_seconds": posts_ended_for,
                     "lanes_handed_over": len(lanes),
                 },
             )

@@ -728,6 +728,23 @@ def hand_over_to_a_successor(stack: InProcessStack) -> Flusher:
     return successor
 
 
+def one_posting_slot(stack: InProcessStack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One post at a time and short hand-over waits: a post that hangs leaves the other
+    connections behind, and still behind when the lease passes."""
+    stack.reconfigure(monkeypatch, FLUSH_POST_CONCURRENCY="1", FLUSH_TICK_POST_WAIT_SECONDS="0.05")
+    monkeypatch.setattr(delivery, "HANDOVER_DRAIN_SECONDS", 0.2)
+    monkeypatch.setattr(delivery, "HANDOVER_POST_END_SECONDS", 0.2)
+
+
+def hang_the_posting_slot(stack: InProcessStack, posts: PostRecorder, owner: str) -> threading.Event:
+    """A connection of unit u2 whose post hangs takes ``owner``'s one posting slot."""
+    hanging = stack.open("acme", units=["u2"])
+    release = posts.hold(hanging)
+    stack.publish_telemetry("acme", "dev-1", reading("u2", stack.clock.iso()))
+    stack.deliver(owner=owner)
+    return release
+
+
 def test_lanes_still_behind_after_the_drain_are_handed_to_the_successor_and_get_every_reading_once(
     stack: InProcessStack, clock: FakeClock, posts: PostRecorder, monkeypatch: pytest.MonkeyPatch
 ):
@@ -735,9 +752,7 @@ def test_lanes_still_behind_after_the_drain_are_handed_to_the_successor_and_get_
     # other connections wait for is still in their lanes when the drain ends. Those lanes are
     # handed over as the arrival second each waits from, not closed (a resume is bounded at
     # 1,000 readings): the successor posts those seconds to them before anything newer.
-    stack.reconfigure(monkeypatch, FLUSH_POST_CONCURRENCY="1", FLUSH_TICK_POST_WAIT_SECONDS="0.05")
-    monkeypatch.setattr(delivery, "HANDOVER_DRAIN_SECONDS", 0.2)
-    monkeypatch.setattr(delivery, "HANDOVER_POST_END_SECONDS", 0.2)
+    one_posting_slot(stack, monkeypatch)
     hanging = stack.open("acme")
     whole_org = stack.open("acme")
     one_unit = stack.open("acme", units=["u1"])
@@ -784,9 +799,7 @@ def test_a_handed_over_lane_gets_no_copy_of_a_reading_it_had_before_it_fell_behi
 ):
     # A copy queued again (a late outbox write) in a second the lane waits from is dropped
     # by the predecessor, and again by the successor, which knows what was delivered before.
-    stack.reconfigure(monkeypatch, FLUSH_POST_CONCURRENCY="1", FLUSH_TICK_POST_WAIT_SECONDS="0.05")
-    monkeypatch.setattr(delivery, "HANDOVER_DRAIN_SECONDS", 0.2)
-    monkeypatch.setattr(delivery, "HANDOVER_POST_END_SECONDS", 0.2)
+    one_posting_slot(stack, monkeypatch)
     watcher = stack.open("acme", units=["u1"])
     first = clock.iso()
     stack.publish_telemetry("acme", "dev-1", reading("u1", first))
@@ -794,10 +807,7 @@ def test_a_handed_over_lane_gets_no_copy_of_a_reading_it_had_before_it_fell_behi
     stack.deliver(owner="running")
     stack.settle(owner="running")
     assert unit_readings(stack.take(watcher)) == [("u1", first)]
-    hanging = stack.open("acme", units=["u2"])
-    release = posts.hold(hanging)
-    stack.publish_telemetry("acme", "dev-1", reading("u2", clock.iso()))
-    stack.deliver(owner="running")  # the one posting slot hangs from here on
+    release = hang_the_posting_slot(stack, posts, "running")
     second = clock.iso()
     stack.publish_telemetry("acme", "dev-1", reading("u1", second))
     stack.deliver(owner="running")  # the watcher falls behind
@@ -812,3 +822,36 @@ def test_a_handed_over_lane_gets_no_copy_of_a_reading_it_had_before_it_fell_behi
 
     assert report.lanes_resumed == 1
     assert unit_readings(stack.take(watcher)) == [("u1", second)]
+
+
+def test_a_lane_behind_across_two_hand_overs_gets_every_reading_once(
+    stack: InProcessStack, clock: FakeClock, posts: PostRecorder, monkeypatch: pytest.MonkeyPatch
+):
+    # The successor is behind as well (its one slot hangs too): it hands the lane on, with
+    # the digests of what the lane had before, which it got from its own predecessor.
+    one_posting_slot(stack, monkeypatch)
+    watcher = stack.open("acme", units=["u1"])
+    sent = deliver_each(stack, clock, ["u1"])
+    stack.settle(owner="running")
+    releases = [hang_the_posting_slot(stack, posts, "running")]
+    sent += deliver_each(stack, clock, ["u1", "u1"])
+    first = hand_over_to_a_successor(stack)
+    assert first.poll_for_lease() is not None
+    releases.append(hang_the_posting_slot(stack, posts, "successor"))
+    for _ in range(2):
+        sent.append(("u1", clock.iso()))
+        stack.publish_telemetry("acme", "dev-1", reading("u1", sent[-1][1]))
+        assert stack.deliver(owner="successor").readings == 1
+    second = stack.flusher("third")
+    assert second.wait_as_successor()
+    assert stack.tick(owner="successor").successor == "third"
+    assert first.hand_over("third")
+    for release in releases:
+        release.set()
+    assert second.poll_for_lease() is not None
+    report = stack.deliver(owner="third")
+    stack.settle(owner="third")
+
+    # The watcher, and one of the two u2 connections (the other held the slot: closed).
+    assert report.lanes_resumed == 2
+    assert unit_readings(stack.take(watcher)) == sent
