@@ -15,9 +15,11 @@ import pytest
 from pydantic import ValidationError
 
 import flush.handler
+from benchmarks.request_counts import item_size
 from sensor_stream import clients, delivery, keys
 from sensor_stream.delivery import Flusher, TickReport
 from sensor_stream.roster import ConnectionRoster
+from sensor_stream.store import Handover
 from sensor_stream.store.dynamo import N, S
 from tests.support.botocore_hooks import count_calls, fail_operation
 from tests.support.clock import FakeClock
@@ -855,3 +857,29 @@ def test_a_lane_behind_across_two_hand_overs_gets_every_reading_once(
     # The watcher, and one of the two u2 connections (the other held the slot: closed).
     assert report.lanes_resumed == 2
     assert unit_readings(stack.take(watcher)) == sent
+
+
+def test_a_hand_over_at_its_bounds_fits_one_item_and_reads_back_as_written(
+    stack: InProcessStack, clock: FakeClock
+):
+    # The most digests and lanes a hand-over carries, with ids as long as API Gateway's
+    # (16 characters) waiting from 30 different seconds: under DynamoDB's 400 KB an item.
+    handover = Handover(
+        recent=bytes(range(256)) * (8 * delivery.MAX_HANDOVER_DIGESTS // 256),
+        lanes={f"L0SM9c{n:09d}=": 1_772_366_400 + n % 30 for n in range(delivery.MAX_HANDOVER_LANES)},
+        newer_digests=12_345,
+    )
+    state = stack.store.flush_state
+    assert state.acquire("running", clock.time(), 60) is not None
+    assert state.wait_as_successor("successor", clock.time(), stale_after=60)
+
+    assert state.hand_over("running", "successor", clock.time(), 60, delivered_through=1, handover=handover)
+
+    [item] = [
+        item
+        for item in stack.store.client.scan(TableName=stack.settings.table_name)["Items"]
+        if item["sk"]["S"].startswith("HANDOVER")
+    ]
+    assert item_size(item) < 400_000
+    assert state.handed_over("successor") == handover
+    assert state.handed_over("someone-else") == Handover()
