@@ -36,6 +36,10 @@ HTTP_TIMEOUT_SECONDS = 10.0
 # invocation's start, which is about the ready line; the stack's own invocation start is
 # not visible from outside, so "mid-tick" is likely rather than certain).
 KILL_INTO_TICK_SECONDS = 0.1
+# Slow posts around the first hand-over (each post's answer held back, lognormal; p99
+# under FLUSH_POST_TIMEOUT_SECONDS).
+SLOW_POST_MEDIAN_MS, SLOW_POST_P99_MS = 700, 1200
+SLOW_POSTS_BEFORE_HANDOVER_SECONDS, SLOW_POSTS_AFTER_HANDOVER_SECONDS = 3.0, 4.0
 
 
 class StackFaults(Protocol):
@@ -83,8 +87,9 @@ def stack_faults(stack: RunningStack, *, flush_period: float, org_id: str) -> St
 
 
 class AdminApiFaults:
-    """The soak's in-stack faults at fixed fractions of the run: DynamoDB throttling, then
-    DynamoDB 5xx, a 410 storm, one slow socket, and the flush killed mid-tick once."""
+    """The soak's in-stack faults at fixed fractions of the run: slow posts across the
+    first hand-over, DynamoDB throttling, then DynamoDB 5xx, a 410 storm, one slow socket,
+    and the flush killed mid-tick once."""
 
     def __init__(self, flush_period: float, org_id: str) -> None:
         self._flush_period = flush_period
@@ -97,7 +102,7 @@ class AdminApiFaults:
         def dynamodb(document: dict[str, float]) -> Callable[[], Any]:
             return lambda: _request("PUT", f"{admin}/faults/dynamodb", document)
 
-        def gateway(document: dict[str, float]) -> Callable[[], Any]:
+        def gateway(document: dict[str, Any]) -> Callable[[], Any]:
             return lambda: _request("PUT", f"{admin}/faults/gateway", document)
 
         slow_connection: list[str] = []
@@ -112,7 +117,18 @@ class AdminApiFaults:
             return act
 
         kill_at = self._mid_tick(stack.ready_at, start + duration * 0.7)
+        # Posts answered only after ~0.7 s across the first hand-over (under the flush's
+        # 2-s post timeout, whose retries would repeat readings): lanes still wait for
+        # readings when the lease passes, and are handed to the successor.
+        handover_at = self._next_invocation(stack.ready_at, start + duration * 0.1)
+        latency = {"postLatencyMs": {"median": SLOW_POST_MEDIAN_MS, "p99": SLOW_POST_P99_MS}}
         plan: list[tuple[float, str, Callable[[], Any]]] = [
+            (
+                handover_at - SLOW_POSTS_BEFORE_HANDOVER_SECONDS,
+                f"posts answered after {SLOW_POST_MEDIAN_MS} ms (p99 {SLOW_POST_P99_MS}) across a hand-over",
+                gateway(latency),
+            ),
+            (handover_at + SLOW_POSTS_AFTER_HANDOVER_SECONDS, "posts answered at once", gateway({})),
             (start + duration * 0.2, "DynamoDB throttling 20% for 3 s", dynamodb({"throttleRate": 0.2})),
             (start + duration * 0.2 + 3, "DynamoDB throttling off", dynamodb({})),
             (start + duration * 0.35, "DynamoDB 5xx 10% for 2 s", dynamodb({"serverErrorRate": 0.1})),
@@ -124,6 +140,10 @@ class AdminApiFaults:
             (kill_at, "the flush killed (likely mid-tick)", self._kill(admin, "flush")),
         ]
         self._plan = AdminApiPlan(plan, start)
+
+    def _next_invocation(self, origin: float, after: float) -> float:
+        """When the flush's schedule next starts an invocation (a hand-over) after ``after``."""
+        return origin + math.ceil((after - origin) / self._flush_period) * self._flush_period
 
     def _mid_tick(self, origin: float, after: float) -> float:
         """The first moment after ``after`` that is KILL_INTO_TICK_SECONDS past a tick of

@@ -26,7 +26,9 @@ Faults from outside the stack (the same load and accounting code as ``make bench
   of ``--flush-period`` seconds, so hand-overs happen during the run.
 
 Faults inside the stack, through its fault-injection admin API (``LOCAL_ADMIN_PORT``,
-benchmarks/faults.py), where the stack has one: DynamoDB throttling (20% for 3 s) and
+benchmarks/faults.py), where the stack has one: posts answered only after ~0.7 s
+across the first hand-over (lanes still waiting then are handed to the successor),
+DynamoDB throttling (20% for 3 s) and
 5xx (10% for 2 s) through botocore hooks in the functions, 410 Gone for 10% of posts for
 3 s, one browser's socket slowed to 2,000 bytes/s for 5 s, and the flush killed
 (likely mid-tick) once, 70% into the run. A stack without the admin API gets none of

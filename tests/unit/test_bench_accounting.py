@@ -273,6 +273,13 @@ def test_the_flush_is_killed_just_after_a_tick_starts_and_not_in_the_hand_over_g
     assert faults._mid_tick(origin=1000.0, after=1036.5) == pytest.approx(1041.1)
 
 
+def test_the_slow_posts_fault_spans_the_first_hand_over_after_the_start() -> None:
+    faults = AdminApiFaults(flush_period=20, org_id="bench-org-0")
+    assert faults._next_invocation(origin=1000.0, after=1006.0) == pytest.approx(1020.0)
+    assert faults._next_invocation(origin=1000.0, after=1020.0) == pytest.approx(1020.0)
+    assert faults._next_invocation(origin=1000.0, after=1020.5) == pytest.approx(1040.0)
+
+
 def test_latency_splits_at_the_readings_received_at_and_the_ticks_server_time():
     ledger = ConnectionLedger("b0", devices=[0])
     stored = reading(0, 0, T0)
