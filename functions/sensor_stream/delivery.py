@@ -339,6 +339,9 @@ class Flusher:
             )
             self._delivered_before_lanes = set(_unpack(handover.delivered_before_lanes))
             self._start_from(current)
+            if handover.read_from is not None and self._next_second is not None:
+                # deliveredThrough waits before the handed lanes' seconds (see hand_over).
+                self._next_second = max(self._next_second, handover.read_from)
             return current
         if current.lease_until < self._clock():
             return self.try_lease()
@@ -474,8 +477,9 @@ class Flusher:
         queue = self._store.readings.seconds_queue(first, last) if report.seconds else SecondQueue([], [])
         # Timers are shard 0's; each shard answers its own successor's doorbell.
         timers = [t for t in queue.timers if t.kind in (DUE_COMMAND, DUE_SESSION_END) and self.shard == 0]
-        for doorbell in (timer for timer in queue.timers if timer.kind == doorbell_kind(self.shard)):
-            report.successor = doorbell.identifier
+        bells = [t.identifier for t in queue.timers if t.kind == doorbell_kind(self.shard)]
+        if any(bell != self.owner for bell in bells):
+            report.successor = self._waiting_successor(bells)
         if self._yields_to_successor(report):
             return report
         if self.shard == 0 and any(timer.kind == DUE_RULES for timer in queue.timers):
@@ -680,6 +684,17 @@ class Flusher:
         report.seconds = []
         return True
 
+    def _waiting_successor(self, bells: list[str]) -> str | None:
+        """The successor whose doorbell rang if it still waits (it rings after it entered
+        itself in the state). A doorbell read again after a hand-over, by a later holder
+        (the successor crashed before it read past that second), would otherwise make
+        every tick yield to an invocation that is gone."""
+        waiting = self._state.read().successor
+        if waiting in bells and waiting != self.owner:
+            return waiting
+        logger.info("a doorbell of a successor that no longer waits ignored", extra={"doorbells": bells})
+        return None
+
     def _settle_ticks(self) -> None:
         """Advance ``deliveredThrough`` over the oldest ticks whose posts have all ended."""
         while self._ticks and self._ticks[0].settled:
@@ -693,6 +708,9 @@ class Flusher:
         behind) is handed over as the arrival second each lane waits from, and the
         successor posts those seconds to them first. Closing the busy lanes instead turned
         a flush that is behind into reconnect storms and resumes past their bound."""
+        current = self._state.read()
+        if current.owner != self.owner or current.successor != successor:
+            return False  # lost the lease, or that successor left: nothing is handed
         draining_since = time.monotonic()
         self._wait_for_posts(HANDOVER_DRAIN_SECONDS, dispatching=True)
         drained_for = time.monotonic() - draining_since
@@ -700,7 +718,11 @@ class Flusher:
         self._wait_for_posts(HANDOVER_POST_END_SECONDS)
         posts_ended_for = time.monotonic() - draining_since - drained_for
         lanes = self.fanout.hand_over_lanes(MAX_HANDOVER_LANES)
-        delivered = (self._next_second - 1) if self._next_second is not None else self._delivered_through
+        read_from = self._next_second
+        delivered = (read_from - 1) if read_from is not None else self._delivered_through
+        if lanes and delivered is not None:
+            # Not delivered past the lanes' seconds until the successor posted them to them.
+            delivered = min(delivered, min(lanes.values()) - 1)
         handed = self._state.hand_over(
             self.owner,
             successor,
@@ -711,8 +733,13 @@ class Flusher:
                 recent=self._recent.pack(),
                 lanes=lanes,
                 newer_digests=self._recent.count_since(min(lanes.values())) if lanes else 0,
+                read_from=read_from if lanes else None,
             ),
         )
+        if not handed:
+            # The state changed since it was read: the lanes are nobody's, so their browsers
+            # resume instead.
+            self.fanout.close_handed_lanes()
         if handed:
             self._renewed_at = None  # not ours any more: a later tick must find that out first
             logger.info(

@@ -137,6 +137,8 @@ class Fanout:
         # Closes and record deletions block (DynamoDB, a DELETE): off the loop.
         self._pool = ThreadPoolExecutor(max_workers=CLOSING_THREADS, thread_name_prefix="close")
         self._lanes: dict[str, _Lane] = {}
+        # Connections whose lanes were handed to a successor (hand_over_lanes).
+        self._handed: list[ConnectionRecord] = []
         self._closing: set[Future[None]] = set()
         self._lock = threading.Lock()
         self._counts = FanoutCounts()
@@ -289,11 +291,21 @@ class Fanout:
                     self._close_lane(lane, reason="hand-over")
                     continue
                 handed[lane.record.connection_id] = min(t.first_second for t in lane.waiting_for)
+                self._handed.append(lane.record)
                 lane.closed = True  # forgotten, not closed: the successor posts to it
                 for settlement in lane.waiting_for:
                     settlement.done()
                 lane.waiting, lane.oldest_received, lane.waiting_for = [], None, []
         return handed
+
+    def close_handed_lanes(self) -> None:
+        """The hand-over failed after ``hand_over_lanes``: close those connections (their
+        browsers resume)."""
+        with self._lock:
+            records, self._handed = self._handed, []
+            for record in records:
+                self._counts.connections_closed += 1
+                self._closing.add(self._pool.submit(self._disconnect, record))
 
     # --- one post (the event loop) ------------------------------------------------------
 

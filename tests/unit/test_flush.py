@@ -883,3 +883,48 @@ def test_a_hand_over_at_its_bounds_fits_one_item_and_reads_back_as_written(
     assert item_size(item) < 400_000
     assert state.handed_over("successor") == handover
     assert state.handed_over("someone-else") == Handover()
+
+
+def test_a_successor_that_dies_before_posting_the_lanes_handed_to_it_loses_none_of_them(
+    stack: InProcessStack, clock: FakeClock, posts: PostRecorder, monkeypatch: pytest.MonkeyPatch
+):
+    # deliveredThrough stays before the handed lanes' seconds until they were posted: the
+    # invocation that takes the expired lease starts there (a crash may repeat, not lose),
+    # and the dead successor's doorbell, which it reads again, is not followed.
+    one_posting_slot(stack, monkeypatch)
+    # The lease (10 s here) expires within the catch-up window, read in one tick.
+    stack.reconfigure(monkeypatch, FLUSH_MAX_CATCH_UP_SECONDS="30", FLUSH_MAX_SECONDS_PER_TICK="60")
+    watcher = stack.open("acme", units=["u1"])
+    release = hang_the_posting_slot(stack, posts, "running")
+    sent = deliver_each(stack, clock, ["u1", "u1"])
+    successor = hand_over_to_a_successor(stack)
+    release.set()
+    assert successor.poll_for_lease() is not None  # and dies before its first tick
+    clock.advance(stack.settings.flush_lease_seconds + 1)
+
+    for _ in range(3):
+        assert stack.deliver(owner="third").successor is None  # the dead one's doorbell: stale
+    stack.settle(owner="third")
+
+    assert sorted(unit_readings(stack.take(watcher))) == sorted(sent)
+
+
+def test_the_doorbell_of_a_successor_that_died_after_taking_over_does_not_stall_the_next(
+    stack: InProcessStack, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+):
+    # The doorbell's second is read again after a hand-over; the invocation that takes the
+    # lease after the successor died must not yield to it tick after tick.
+    stack.reconfigure(monkeypatch, FLUSH_MAX_CATCH_UP_SECONDS="30", FLUSH_MAX_SECONDS_PER_TICK="60")
+    connection_id = stack.open("acme")
+    sent = deliver_each(stack, clock, ["u1"])
+    successor = hand_over_to_a_successor(stack)
+    assert successor.poll_for_lease() is not None  # and dies before its first tick
+    clock.advance(stack.settings.flush_lease_seconds + 1)
+    sent.append(("u2", clock.iso()))
+    stack.publish_telemetry("acme", "dev-1", reading("u2", sent[-1][1]))
+
+    reports = [stack.deliver(owner="next") for _ in range(2)]
+    stack.settle(owner="next")
+
+    assert [report.successor for report in reports] == [None, None]
+    assert sorted(unit_readings(stack.take(connection_id))) == sorted(sent)

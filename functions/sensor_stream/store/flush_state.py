@@ -49,6 +49,10 @@ class Handover:
     # How many of ``recent`` (the first ones) came from the seconds ``lanes`` go back to;
     # the rest were delivered before them.
     newer_digests: int = 0
+    # With lanes: the next arrival second to read. ``deliveredThrough`` then stays before
+    # the lanes' seconds until the successor delivered them, so that if it crashes first,
+    # its own successor delivers them again (at least once) instead of not at all.
+    read_from: int | None = None
 
     @property
     def delivered_before_lanes(self) -> bytes:
@@ -236,6 +240,8 @@ class FlushStateStore:
                 by_second.setdefault(second, []).append(connection_id)
             item["lanes"] = S(json.dumps(by_second, separators=(",", ":")))
             item["newerDigests"] = N(handover.newer_digests)
+            if handover.read_from is not None:
+                item["readFrom"] = N(handover.read_from)
         self._table.put(item)
         update = "SET leaseOwner = :next, leaseUntil = :until REMOVE successor, successorSince"
         values = {":me": S(owner), ":next": S(successor), ":until": N(now + lease_seconds)}
@@ -260,6 +266,7 @@ class FlushStateStore:
             recent=bytes(item["recent"]["B"]) if "recent" in item else b"",
             lanes={cid: int(second) for second, ids in by_second.items() for cid in ids},
             newer_digests=int(number(item, "newerDigests") or 0),
+            read_from=int(read_from) if (read_from := number(item, "readFrom")) is not None else None,
         )
 
     def release(self, owner: str, *, delivered_through: int | None) -> None:
