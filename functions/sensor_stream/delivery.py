@@ -32,7 +32,7 @@ import struct
 import time
 import uuid
 from collections import defaultdict, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -49,7 +49,7 @@ from .packing import PackedReading
 from .roster import ConnectionRoster
 from .settings import Settings
 from .sharding import ShardLayout
-from .store import DueTimer, FlushState, Handover, SecondQueue, SensorStore
+from .store import DueTimer, FlushState, Handover, OutboxEntry, SecondQueue, SensorStore
 from .store.flush_state import doorbell_kind
 
 # How long delivered readings are remembered, to drop copies queued again by ingest.
@@ -96,6 +96,18 @@ def summarize(reports: list[TickReport], shard: int) -> dict[str, int]:
 def reading_digest(org_id: str, reading: PackedReading) -> int:
     text = f"{org_id}|{reading.unit_id}|{reading.recorded_at}|{reading.reading_id}".encode()
     return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big")
+
+
+def queued_readings(queue: SecondQueue) -> Iterator[tuple[OutboxEntry, PackedReading | None, int]]:
+    """Each outbox line as (entry, reading, digest); reading None: the line is unreadable."""
+    for entry in queue.entries:
+        for line in entry.lines:
+            try:
+                reading = PackedReading.from_text(line)
+            except (ValueError, KeyError, TypeError):
+                yield entry, None, 0
+                continue
+            yield entry, reading, reading_digest(entry.org_id, reading)
 
 
 class RecentReadings:
@@ -484,17 +496,12 @@ class Flusher:
             return report
         if self.shard == 0 and any(timer.kind == DUE_RULES for timer in queue.timers):
             self.alerts.sync_rules(None)
-        for entry in queue.entries:
-            for line in entry.lines:
-                try:
-                    reading = PackedReading.from_text(line)
-                except (ValueError, KeyError, TypeError):
-                    report.unreadable += 1
-                    continue
-                digest = reading_digest(entry.org_id, reading)
-                if digest in self._recent or digest in this_tick:
-                    report.duplicates_dropped += 1
-                    continue
+        for entry, reading, digest in queued_readings(queue):
+            if reading is None:
+                report.unreadable += 1
+            elif digest in self._recent or digest in this_tick:
+                report.duplicates_dropped += 1
+            else:
                 this_tick.add(digest)
                 delivered.append(digest)
                 arrived[entry.org_id].append(reading)
@@ -576,21 +583,16 @@ class Flusher:
         lanes = self._lanes_to_resume
         first, last = min(lanes.values()), self._next_second - 1
         if first > last:
-            self._lanes_to_resume = {}
+            self._lanes_to_resume, self._delivered_before_lanes = {}, set()
             return 0
         queue = self._store.readings.seconds_queue(first, last)
         seen = set(self._delivered_before_lanes)
         by_org: dict[str, list[tuple[int, PackedReading]]] = defaultdict(list)
-        for entry in queue.entries:  # in second order: a copy counts where it came first
-            for line in entry.lines:
-                try:
-                    reading = PackedReading.from_text(line)
-                except (ValueError, KeyError, TypeError):
-                    continue
-                digest = reading_digest(entry.org_id, reading)
-                if digest not in seen:
-                    seen.add(digest)
-                    by_org[entry.org_id].append((entry.second or first, reading))
+        # In second order: a copy counts where it came first.
+        for entry, reading, digest in queued_readings(queue):
+            if reading is not None and digest not in seen:
+                seen.add(digest)
+                by_org[entry.org_id].append((entry.second or first, reading))
         settlement = TickSettlement(first, last)
         self._ticks.append(settlement)
         orgs = sorted(by_org)
@@ -708,9 +710,6 @@ class Flusher:
         behind) is handed over as the arrival second each lane waits from, and the
         successor posts those seconds to them first. Closing the busy lanes instead turned
         a flush that is behind into reconnect storms and resumes past their bound."""
-        current = self._state.read()
-        if current.owner != self.owner or current.successor != successor:
-            return False  # lost the lease, or that successor left: nothing is handed
         draining_since = time.monotonic()
         self._wait_for_posts(HANDOVER_DRAIN_SECONDS, dispatching=True)
         drained_for = time.monotonic() - draining_since
@@ -737,10 +736,10 @@ class Flusher:
             ),
         )
         if not handed:
-            # The state changed since it was read: the lanes are nobody's, so their browsers
-            # resume instead.
+            # The successor left, or the lease passed, meanwhile: the lanes are nobody's, so
+            # their browsers resume instead.
             self.fanout.close_handed_lanes()
-        if handed:
+        else:
             self._renewed_at = None  # not ours any more: a later tick must find that out first
             logger.info(
                 "flush handed over",

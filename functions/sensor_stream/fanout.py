@@ -283,7 +283,7 @@ class Fanout:
         handed: dict[str, int] = {}
         with self._lock:
             for lane in list(self._lanes.values()):
-                if lane.closed or not (lane.in_flight or lane.waiting or lane.notices):
+                if lane.closed or not (lane.in_flight is not None or lane.waiting or lane.notices):
                     continue
                 # A recalled post ends without sending, whenever it gets its slot.
                 posting = lane.in_flight is not None and not lane.recalled
