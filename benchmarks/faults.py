@@ -42,6 +42,10 @@ SLOW_POST_MEDIAN_MS, SLOW_POST_P99_MS = 700, 1200
 SLOW_POSTS_BEFORE_HANDOVER_SECONDS, SLOW_POSTS_AFTER_HANDOVER_SECONDS = 3.0, 4.0
 
 
+# An admin API call at a time: (when, what, the call).
+Step = tuple[float, str, Callable[[], Any]]
+
+
 class StackFaults(Protocol):
     def during_run(self, stack: RunningStack, start: float, duration: float) -> None:
         """Schedule the faults for a run that sends from ``start`` for ``duration``
@@ -102,7 +106,7 @@ class AdminApiFaults:
         def dynamodb(document: dict[str, float]) -> Callable[[], Any]:
             return lambda: _request("PUT", f"{admin}/faults/dynamodb", document)
 
-        def gateway(document: dict[str, Any]) -> Callable[[], Any]:
+        def gateway(document: dict[str, float]) -> Callable[[], Any]:
             return lambda: _request("PUT", f"{admin}/faults/gateway", document)
 
         slow_connection: list[str] = []
@@ -121,14 +125,12 @@ class AdminApiFaults:
         # 2-s post timeout, whose retries would repeat readings): lanes still wait for
         # readings when the lease passes, and are handed to the successor.
         handover_at = self._next_invocation(stack.ready_at, start + duration * 0.1)
-        latency = {"postLatencyMs": {"median": SLOW_POST_MEDIAN_MS, "p99": SLOW_POST_P99_MS}}
-        plan: list[tuple[float, str, Callable[[], Any]]] = [
-            (
-                handover_at - SLOW_POSTS_BEFORE_HANDOVER_SECONDS,
-                f"posts answered after {SLOW_POST_MEDIAN_MS} ms (p99 {SLOW_POST_P99_MS}) across a hand-over",
-                gateway(latency),
-            ),
-            (handover_at + SLOW_POSTS_AFTER_HANDOVER_SECONDS, "posts answered at once", gateway({})),
+        plan: list[Step] = [
+            *SlowPosts(
+                SLOW_POST_MEDIAN_MS,
+                SLOW_POST_P99_MS,
+                SLOW_POSTS_BEFORE_HANDOVER_SECONDS + SLOW_POSTS_AFTER_HANDOVER_SECONDS,
+            ).steps(admin, handover_at - SLOW_POSTS_BEFORE_HANDOVER_SECONDS),
             (start + duration * 0.2, "DynamoDB throttling 20% for 3 s", dynamodb({"throttleRate": 0.2})),
             (start + duration * 0.2 + 3, "DynamoDB throttling off", dynamodb({})),
             (start + duration * 0.35, "DynamoDB 5xx 10% for 2 s", dynamodb({"serverErrorRate": 0.1})),
@@ -192,16 +194,17 @@ class SlowPosts:
         return cls(median_ms, p99_ms, seconds)
 
     def during_run(self, stack: RunningStack, start: float, duration: float) -> None:
-        url = f"{stack.admin_url}/faults/gateway"
+        self._plan = AdminApiPlan(self.steps(stack.admin_url, start), start)
+
+    def steps(self, admin: str, at: float) -> list[Step]:
+        """The admin API calls that slow the posts from ``at`` on, and end it."""
+        url = f"{admin}/faults/gateway"
         latency = {"median": self.median_ms, "p99": self.p99_ms}
         what = f"posts answered after {self.median_ms:g} ms (p99 {self.p99_ms:g}) for {self.seconds:g} s"
-        self._plan = AdminApiPlan(
-            [
-                (start, what, lambda: _request("PUT", url, {"postLatencyMs": latency})),
-                (start + self.seconds, "posts answered at once", lambda: _request("PUT", url, {})),
-            ],
-            start,
-        )
+        return [
+            (at, what, lambda: _request("PUT", url, {"postLatencyMs": latency})),
+            (at + self.seconds, "posts answered at once", lambda: _request("PUT", url, {})),
+        ]
 
     def report(self) -> list[str]:
         return self._plan.report() if self._plan else ["none injected"]
@@ -210,7 +213,7 @@ class SlowPosts:
 class AdminApiPlan:
     """Admin API calls at set times, from a background thread; a line for each."""
 
-    def __init__(self, plan: list[tuple[float, str, Callable[[], Any]]], start: float) -> None:
+    def __init__(self, plan: list[Step], start: float) -> None:
         self._lines: list[str] = []
         self._lock = threading.Lock()
         self._thread = threading.Thread(
@@ -218,7 +221,7 @@ class AdminApiPlan:
         )
         self._thread.start()
 
-    def _run(self, plan: list[tuple[float, str, Callable[[], Any]]], start: float) -> None:
+    def _run(self, plan: list[Step], start: float) -> None:
         for at, what, act in plan:
             time.sleep(max(0.0, at - time.time()))
             try:
