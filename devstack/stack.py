@@ -208,6 +208,13 @@ def _function_configs(config: StackConfig) -> dict[str, FunctionConfig]:
     }
 
 
+def _environments_ahead(function_key: str, config: StackConfig) -> int:
+    """Environments started with the stack: all of ingest's, the first shard's two of the
+    flush (the running loop and the next one, which overlap at every hand-over), one of
+    each other function."""
+    return {"ingest": config.ingest_concurrency, "flush": 2}.get(function_key, 1)
+
+
 async def run_stack(config: StackConfig, ready_stream: TextIO) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -296,8 +303,10 @@ async def run_stack(config: StackConfig, ready_stream: TextIO) -> None:
             running.push_async_callback(asyncio.to_thread, function.close)
             # Ingest's environments all start with the stack: a first burst of devices
             # would otherwise wait on their initialisation (~1 s of CPU each here), taken
-            # from a machine already busy with that burst.
-            function.prewarm(config.ingest_concurrency if key == "ingest" else 1)
+            # from a machine already busy with that burst. So do the flush's two (the
+            # running invocation and its successor at each hand-over): on AWS a cold start
+            # does not take the running flush's CPU; here it would, at the first hand-over.
+            function.prewarm(_environments_ahead(key, config))
         connect, publish = functions["connect"], functions["publish"]
         ingest, flush = functions["ingest"], functions["flush"]
         lambda_api.serve({function.name: function for function in functions.values()})
