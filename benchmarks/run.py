@@ -64,9 +64,19 @@ class CountingManagementApi:
         self.posts = 0
         self.bytes = 0
 
-    def post_to_connection(self, ConnectionId: str, Data: bytes) -> dict[str, Any]:
+    def post_to_connection(self, *, ConnectionId: str, Data: bytes) -> dict[str, Any]:
         self.posts += 1
         self.bytes += len(Data)
+        return {}
+
+    async def post_to_connection_async(self, *, ConnectionId: str, Data: bytes) -> dict[str, Any]:
+        """The fan-out's posts, on its event loop."""
+        return self.post_to_connection(ConnectionId=ConnectionId, Data=Data)
+
+    def close_async_connections(self) -> None:
+        """Nothing kept open."""
+
+    def delete_connection(self, *, ConnectionId: str) -> dict[str, Any]:
         return {}
 
 
@@ -161,7 +171,7 @@ def bench_flush(store: SensorStore, settings: Settings, connections: int, readin
     store.clock = lambda: bucket + 0.5
     ReadingQueue(store).store_and_queue("acme", "dev-1", batch)
     api = CountingManagementApi()
-    flusher = Flusher(store, ConnectionGateway(api), settings)  # type: ignore[arg-type]
+    flusher = Flusher(store, ConnectionGateway(api), settings)
     try:
         t0 = time.perf_counter()
         report = flusher.tick(bucket + 1.5)
