@@ -61,24 +61,6 @@ class TickSettlement:
             return self._open == 0
 
 
-class _PostingSlot:
-    """One post's hold on the fan-out's posting slots (FLUSH_POST_CONCURRENCY): taken for
-    each message and given back between them, released once whatever happens."""
-
-    def __init__(self, slots: asyncio.Semaphore) -> None:
-        self._slots = slots
-        self._held = False
-
-    async def take(self) -> None:
-        await self._slots.acquire()
-        self._held = True
-
-    def give_back(self) -> None:
-        if self._held:
-            self._held = False
-            self._slots.release()
-
-
 @dataclass
 class FanoutCounts:
     messages_sent: int = 0
@@ -110,11 +92,8 @@ class _Lane:
     in_flight: Future[None] | None = None
     # What the post in flight carries.
     parcel: _Parcel | None = None
-    # Whether the post in flight holds a posting slot now (between its messages it queues
-    # behind the other connections', as before its first: the flush is behind, not it).
+    # Whether the post in flight has left the flush's own queue (it holds a posting slot).
     posting: bool = False
-    # Whether the post in flight has taken a slot once: then it is sent whole, not recalled.
-    started: bool = False
     # Handed to the successor while its post waited for a slot: that post is not sent.
     recalled: bool = False
     # Since when readings have been waiting on a post in flight or a failed one.
@@ -169,13 +148,6 @@ class Fanout:
         # The oldest receivedAt of each readings list delivered since the last dispatch:
         # the lanes of one org's whole-org subscribers share one list.
         self._oldest_of: dict[int, str] = {}
-        # A lane whose post ends with more waiting starts the next at once (not at the
-        # next tick), with the serverTime of the tick that last dispatched: posts take
-        # turns message by message, so a flush that is behind ends most of its lanes' posts
-        # together, just after a tick, and would otherwise keep them all a tick behind.
-        # Off from a hand-over's recall on (what waits then goes to the successor).
-        self._chaining = False
-        self._server_time: datetime | None = None
 
     def close(self) -> None:
         """Every post started or queued ends first (each has its timeout), as do the closes
@@ -184,8 +156,6 @@ class Fanout:
         warm environment's next invocation runs another loop), and it stops."""
         if self._loop.is_closed():
             return
-        with self._lock:
-            self._chaining = False  # nothing starts after the posts it waits for
         asyncio.run_coroutine_threadsafe(self._wind_down(), self._loop).result()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._loop_thread.join()
@@ -252,9 +222,14 @@ class Fanout:
                 ):
                     to_close.append(lane)
                 elif lane.in_flight is None:
-                    self._start_post(lane, server_time)
+                    parcel = _Parcel(lane.waiting, lane.oldest_received, lane.notices, lane.waiting_for)
+                    lane.waiting, lane.oldest_received, lane.notices, lane.waiting_for = [], None, [], []
+                    lane.parcel = parcel
+                    self._posts_in_flight += 1
+                    lane.in_flight = asyncio.run_coroutine_threadsafe(
+                        self._post(lane, parcel, server_time), self._loop
+                    )
             self._oldest_of.clear()
-            self._chaining, self._server_time = True, server_time
             for lane in to_close:
                 self._close_lane(lane, reason="stalled")
             # Lanes with nothing waiting and nothing in flight are forgotten.
@@ -264,14 +239,6 @@ class Fanout:
                 if lane.closed or (not lane.waiting and not lane.notices and not lane.in_flight)
             ]:
                 del self._lanes[connection_id]
-
-    def _start_post(self, lane: _Lane, server_time: datetime) -> None:
-        """Caller holds the lock: what the lane holds goes out in one post."""
-        parcel = _Parcel(lane.waiting, lane.oldest_received, lane.notices, lane.waiting_for)
-        lane.waiting, lane.oldest_received, lane.notices, lane.waiting_for = [], None, [], []
-        lane.parcel = parcel
-        self._posts_in_flight += 1
-        lane.in_flight = asyncio.run_coroutine_threadsafe(self._post(lane, parcel, server_time), self._loop)
 
     def in_flight(self) -> int:
         """Posts, and closes of connections, not ended yet."""
@@ -288,20 +255,18 @@ class Fanout:
     def abandon_in_flight(self) -> None:
         """Lanes whose post has not ended are closed (their browsers resume)."""
         with self._lock:
-            self._chaining = False
             for lane in list(self._lanes.values()):
                 if lane.in_flight is not None or lane.waiting or lane.notices:
                     self._close_lane(lane, reason="hand-over")
 
     def recall_queued_posts(self) -> None:
-        """Hand-over, once the lanes had their time: posts whose first message still waits
-        for a posting slot (a flush that is behind) are not sent; what they carry goes back to its lane, to be
+        """Hand-over, once the lanes had their time: posts still waiting for a posting slot
+        (a flush that is behind) are not sent; what they carry goes back to its lane, to be
         handed over with what waits there (``hand_over_lanes``)."""
         with self._lock:
-            self._chaining = False
             for lane in self._lanes.values():
                 parcel = lane.parcel
-                if lane.in_flight is None or lane.started or lane.recalled or parcel is None:
+                if lane.in_flight is None or lane.posting or lane.recalled or parcel is None:
                     continue
                 lane.recalled = True  # _post lets it go
                 lane.waiting[:0] = parcel.readings
@@ -346,17 +311,13 @@ class Fanout:
 
     async def _post(self, lane: _Lane, parcel: _Parcel, server_time: datetime) -> None:
         outcome, sent = "recalled", 0
-        slot = _PostingSlot(self._posting_slots)
-        await slot.take()
-        try:
+        async with self._posting_slots:
             with self._lock:
                 # Recalled at a hand-over while it waited for the slot: not sent.
                 recalled, lane.recalled = lane.recalled, False
-                lane.posting = lane.started = not recalled
+                lane.posting = not recalled
             if not recalled:
-                outcome, sent = await self._send(lane, parcel, server_time, slot)
-        finally:
-            slot.give_back()
+                outcome, sent = await self._send(lane.record, parcel, server_time)
         if outcome != "recalled" and self._finish(lane, parcel, outcome, sent):
             # Blocking (DynamoDB): off the loop; the lane ends once it is done.
             await self._loop.run_in_executor(self._pool, self._delete_record, lane.record)
@@ -364,18 +325,13 @@ class Fanout:
             await self._loop.run_in_executor(self._pool, self._disconnect, lane.record)
         with self._lock:
             # Last: whoever waits for posts in flight sees this one's effects complete.
-            lane.posting = lane.started = False
+            lane.posting = False
             lane.in_flight, lane.parcel = None, None
             self._posts_in_flight -= 1
-            # Only after a post that went out: a failed or throttled one waits for a tick.
-            chain = self._chaining and outcome == "sent" and not lane.closed
-            if chain and (lane.waiting or lane.notices) and self._server_time is not None:
-                self._start_post(lane, self._server_time)
 
     async def _send(
-        self, lane: _Lane, parcel: _Parcel, server_time: datetime, slot: _PostingSlot
+        self, record: ConnectionRecord, parcel: _Parcel, server_time: datetime
     ) -> tuple[str, int]:
-        record = lane.record
         outcome = "sent"
         sent = 0
         try:
@@ -383,13 +339,7 @@ class Fanout:
                 outcome = "expired"  # the token-expiry timer closes it; it may see nothing more
             else:
                 messages = [*self._packing.pack(parcel.readings, server_time), *parcel.notices]
-                for index, message in enumerate(messages):
-                    if index:
-                        # A message a turn: a tick's first messages (its readings that
-                        # arrived first, packing.arrival_order) reach every connection
-                        # before its later ones reach any, instead of each connection's
-                        # whole tick waiting for the connections posted before it.
-                        await self._next_turn(lane, slot)
+                for message in messages:
                     if not await self._gateway.send_async(record.connection_id, message):
                         outcome = "gone"
                         break
@@ -407,15 +357,6 @@ class Fanout:
             outcome = "failed"
             logger.exception("post failed", extra={"connection_id": record.connection_id})
         return outcome, sent
-
-    async def _next_turn(self, lane: _Lane, slot: _PostingSlot) -> None:
-        """Give the slot to the next post waiting and queue for one again behind it."""
-        with self._lock:
-            lane.posting = False
-        slot.give_back()
-        await slot.take()
-        with self._lock:
-            lane.posting = True
 
     def _finish(self, lane: _Lane, parcel: _Parcel, outcome: str, sent: int) -> bool:
         """The post's outcome on the lane and the counts; True: the connection is gone

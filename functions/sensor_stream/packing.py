@@ -18,13 +18,6 @@ from .models import Reading, format_time
 _PREFIX = '{"type":"sensor:readings:batch","serverTime":'
 # '],"count":N}' and the comma before the next unit, with room for a 5-digit count.
 _UNIT_TAIL_BYTES = 24
-# Arrival slots a second, for a live tick's order (arrival_order): its first messages post
-# ~1/N of a tick's posting time apart from its last, so a reading waits at most that much
-# longer than one that arrived with it; each unit heads a batch in up to N slots a message.
-ARRIVAL_SLOTS_PER_SECOND = 4
-ARRIVAL_ORDER_MAX_SECONDS = 2
-# format_time's "YYYY-MM-DDTHH:MM:SS" before ".mmmZ"
-_SECOND_CHARS = 19
 
 
 def _unit_batch(unit_head: str, texts: list[str]) -> str:
@@ -67,86 +60,48 @@ class PackedReading:
 def pack_batches(
     readings: Iterable[PackedReading], *, server_time: datetime, replay: bool = False
 ) -> list[bytes]:
-    """Readings grouped per unit (units in id order within a message), each unit's
-    readings ordered by ``recordedAt``, each reading once, in as few messages as fit under
-    the frame limit. A live tick that takes several messages sends the readings that
-    arrived first in the first ones (``arrival_order``); a replay goes unit by unit."""
+    """Readings grouped per unit (units in id order), each unit's readings ordered by
+    ``recordedAt``, each reading once, in as few messages as fit under the frame limit."""
     per_unit: dict[str, dict[tuple[str, str], PackedReading]] = defaultdict(dict)
     for reading in readings:
         per_unit[reading.unit_id].setdefault((reading.recorded_at, reading.reading_id), reading)
-    units = [[unit[key] for key in sorted(unit)] for _, unit in sorted(per_unit.items())]
     head = (
         _PREFIX + json.dumps(format_time(server_time)) + (',"replay":true' if replay else "") + ',"batches":['
     )
-    sequence = list(itertools.chain.from_iterable(units)) if replay else arrival_order(units)
-    return _fill_messages(sequence, head)
-
-
-def arrival_order(units: list[list[PackedReading]]) -> list[PackedReading]:
-    """A tick's readings oldest-arrived first, a slot of ARRIVAL_SLOTS_PER_SECOND at a time
-    (units in id order within a slot): the readings that waited longest for their second
-    to end go in a tick's first messages, the ones that arrived last in its last, so that
-    no unit's readings always wait for the others' messages. Each unit keeps its
-    ``recordedAt`` order: a reading recorded before one of a later slot moves to that slot.
-    Readings spanning more than ARRIVAL_ORDER_MAX_SECONDS of arrival (a lane catching up)
-    go unit by unit: the fewest unit headers, so the fewest bytes."""
-    flat = list(itertools.chain.from_iterable(units))
-    if len({reading.received_at[:_SECOND_CHARS] for reading in flat}) > ARRIVAL_ORDER_MAX_SECONDS:
-        return flat
-    slots: list[tuple[str, int]] = []
-    for unit in units:
-        latest = ("", 0)
-        for reading in unit:
-            latest = max(latest, _arrival_slot(reading.received_at))
-            slots.append(latest)
-    order = sorted(range(len(flat)), key=slots.__getitem__)  # stable: unit, then recordedAt
-    return [flat[index] for index in order]
-
-
-def _arrival_slot(received_at: str) -> tuple[str, int]:
-    """format_time text -> (its second, which slot of it), from the tenths digit."""
-    tenths = received_at[_SECOND_CHARS + 1 : _SECOND_CHARS + 2]
-    slot = int(tenths) * ARRIVAL_SLOTS_PER_SECOND // 10 if tenths.isdigit() else 0
-    return received_at[:_SECOND_CHARS], slot
-
-
-def _fill_messages(sequence: list[PackedReading], head: str) -> list[bytes]:
-    """The readings in this order, each message filled before the next is started; a unit
-    appears once in a message (its readings in sequence order), units in id order."""
-    head_bytes = len(head.encode()) + 2  # "]}"
+    head_bytes = len(head.encode())
     messages: list[bytes] = []
-    current: dict[str, list[str]] = {}
-    size = head_bytes
+    batches: list[str] = []
+    size = head_bytes + 2  # "]}"
 
     def close_message() -> None:
-        nonlocal current, size
-        if current:
-            batches = [
-                # Unit ids are ASCII identifiers: their JSON is themselves in quotes.
-                _unit_batch('{"unitId":' + json.dumps(unit_id) + ',"readings":[', texts)
-                for unit_id, texts in sorted(current.items())
-            ]
+        nonlocal batches, size
+        if batches:
             messages.append((head + ",".join(batches) + "]}").encode())
-        current, size = {}, head_bytes
+        batches, size = [], head_bytes + 2
 
-    for reading in sequence:
-        text_bytes = len(reading.text.encode()) + 1
-        texts = current.get(reading.unit_id)
-        added = text_bytes if texts is not None else text_bytes + _unit_overhead(reading.unit_id)
-        if size + added > MAX_MESSAGE_BYTES and current:
-            close_message()
-            texts, added = None, text_bytes + _unit_overhead(reading.unit_id)
-        if texts is None:
-            texts = current[reading.unit_id] = []
-        texts.append(reading.text)
-        size += added
+    for unit_id in sorted(per_unit):
+        unit = per_unit[unit_id]
+        # Unit ids are ASCII identifiers: their JSON is themselves in quotes.
+        unit_head = '{"unitId":' + json.dumps(unit_id) + ',"readings":['
+        current: list[str] = []
+        current_bytes = 0
+        for key in sorted(unit):
+            text = unit[key].text
+            text_bytes = len(text.encode()) + 1
+            unit_overhead = len(unit_head) + _UNIT_TAIL_BYTES + (1 if batches else 0)
+            if size + unit_overhead + current_bytes + text_bytes > MAX_MESSAGE_BYTES and (current or batches):
+                if current:
+                    batches.append(_unit_batch(unit_head, current))
+                    size += len(unit_head) + current_bytes + _UNIT_TAIL_BYTES
+                    current, current_bytes = [], 0
+                close_message()
+            current.append(text)
+            current_bytes += text_bytes
+        if current:
+            batches.append(_unit_batch(unit_head, current))
+            size += len(unit_head) + current_bytes + _UNIT_TAIL_BYTES
     close_message()
     return messages
-
-
-def _unit_overhead(unit_id: str) -> int:
-    """A unit's '{"unitId":...,"readings":[' and its tail, with the comma before it."""
-    return len('{"unitId":,"readings":[') + len(json.dumps(unit_id).encode()) + _UNIT_TAIL_BYTES
 
 
 class TickPacking:

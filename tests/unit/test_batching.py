@@ -7,12 +7,9 @@ from __future__ import annotations
 import itertools
 import json
 import random
-from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from sensor_stream.gateway import MAX_MESSAGE_BYTES
 from sensor_stream.models import Reading, ReadingsBatchMessage
@@ -169,79 +166,3 @@ def test_a_new_tick_packs_again_with_its_server_time():
     assert again == pack_batches(readings, server_time=later)
     parsed = [ReadingsBatchMessage.model_validate_json(message) for message in again]
     assert [message.server_time for message in parsed] == [later]
-
-
-# --- a live tick of several messages: the readings that arrived first go first ----------------
-
-
-def arriving(unit_id: str, index: int, arrived_after: float, recorded_before: float = 0.05) -> Reading:
-    """A reading received ``arrived_after`` seconds into NOW's second."""
-    received = NOW + timedelta(seconds=arrived_after)
-    return make_reading(unit_id, 0, long_fields=True, index=index).model_copy(
-        update={"received_at": received, "recorded_at": received - timedelta(seconds=recorded_before)}
-    )
-
-
-def arrival_quarter(reading: Reading) -> tuple[datetime, int]:
-    """The quarter of its second a reading arrived in (packing.ARRIVAL_SLOTS_PER_SECOND)."""
-    received = reading.received_at
-    return received.replace(microsecond=0), received.microsecond // 100_000 * 4 // 10
-
-
-def test_a_live_tick_of_several_messages_sends_the_readings_that_arrived_first_first():
-    # 40 units each reporting through the second: packed unit by unit, the last units'
-    # readings would always wait for every other unit's messages.
-    readings = [arriving(f"unit-{i % 40:02d}", i, i / 400) for i in range(400)]
-
-    messages = batch_messages(readings, server_time=NOW)
-
-    assert len(messages) > 2
-    assert_well_formed(messages, readings)
-    quarters = [[arrival_quarter(r) for b in m.batches for r in b.readings] for m in messages]
-    assert all(max(earlier) <= min(later) for earlier, later in itertools.pairwise(quarters))
-    assert quarters[0][0][1] == 0  # the first message opens with the first quarter
-    assert quarters[-1][-1][1] == 3  # the last one ends with the last
-    for message in messages:
-        unit_ids = [batch.unit_id for batch in message.batches]
-        assert unit_ids == sorted(set(unit_ids))  # a unit once a message, units in id order
-
-
-def test_a_replay_and_a_lane_far_behind_go_unit_by_unit_for_the_fewest_bytes():
-    spread_out = [arriving(f"unit-{i % 40:02d}", i, i / 100) for i in range(400)]  # over 4 s
-    one_second = [arriving(f"unit-{i % 40:02d}", i, i / 400) for i in range(400)]
-
-    for readings, replay in ((spread_out, False), (one_second, True)):
-        messages = batch_messages(readings, server_time=NOW, replay=replay)
-        assert_well_formed(messages, readings)
-        # Unit by unit: each unit's readings in one message, or two where a message ends.
-        batches_per_unit = Counter(batch.unit_id for m in messages for batch in m.batches)
-        assert sum(batches_per_unit.values()) <= 40 + len(messages) - 1
-
-
-@given(
-    st.lists(
-        st.tuples(
-            st.integers(0, 11),  # unit
-            st.floats(0, 1.5, exclude_max=True),  # arrival, seconds into NOW's second
-            st.floats(0, 30),  # how long before arriving it was recorded
-        ),
-        max_size=260,
-    )
-)
-def test_any_live_tick_keeps_each_units_time_order_each_reading_once_under_the_frame_limit(
-    draws: list[tuple[int, float, float]],
-):
-    readings = [
-        arriving(f"unit-{unit:02d}", index, arrived_after, recorded_before)
-        for index, (unit, arrived_after, recorded_before) in enumerate(draws)
-    ]
-
-    messages = batch_messages(readings, server_time=NOW)
-
-    if readings:
-        assert_well_formed(messages, readings)
-    for message in messages:
-        unit_ids = [batch.unit_id for batch in message.batches]
-        assert unit_ids == sorted(set(unit_ids))
-    sizes = frame_sizes(messages)
-    assert all(a + b > MAX_MESSAGE_BYTES for a, b in itertools.pairwise(sizes))

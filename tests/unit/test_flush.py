@@ -23,9 +23,9 @@ from sensor_stream.store import Handover
 from sensor_stream.store.dynamo import N, S
 from tests.support.botocore_hooks import count_calls, fail_operation
 from tests.support.clock import FakeClock
-from tests.support.events import authorizer_claims, scheduled_event
+from tests.support.events import scheduled_event
 from tests.support.lambda_context import FakeLambdaContext, countdown
-from tests.support.readings import full_reading, reading
+from tests.support.readings import reading
 from tests.support.stack import InProcessStack
 from tests.support.websocket import PostRecorder, unit_readings
 
@@ -928,54 +928,3 @@ def test_the_doorbell_of_a_successor_that_died_after_taking_over_does_not_stall_
 
     assert [report.successor for report in reports] == [None, None]
     assert sorted(unit_readings(stack.take(connection_id))) == sorted(sent)
-
-
-# --- posting order: a message a turn, and a lane that is free posts at once -------------------
-
-
-def a_large_tick(stack: InProcessStack, clock: FakeClock) -> None:
-    """Readings of one tick that take each whole-org connection several messages."""
-    readings = [
-        full_reading(f"unit-{i % 5}", clock.iso(-2 + i / 200), id=f"gw-{i:04d}-" + "r" * 40)
-        for i in range(400)
-    ]
-    stack.post_readings(authorizer_claims("acme"), {"deviceId": "gateway-1", "readings": readings})
-
-
-def test_connections_take_turns_a_message_each_so_a_ticks_first_messages_reach_all_first(
-    stack: InProcessStack, clock: FakeClock, posts: PostRecorder, monkeypatch: pytest.MonkeyPatch
-):
-    # One posting slot: whoever holds it posts one message, then queues behind the others.
-    stack.reconfigure(monkeypatch, FLUSH_POST_CONCURRENCY="1")
-    first, second = stack.open("acme"), stack.open("acme")
-    a_large_tick(stack, clock)
-
-    report = stack.deliver()
-
-    order = [post.connection_id for post in posts.posts]
-    messages_each = len(posts.frames(first))
-    assert messages_each == len(posts.frames(second)) > 2
-    assert report.fanout.messages_sent == 2 * messages_each
-    assert order == [first, second] * messages_each
-
-
-def test_a_lane_whose_post_ends_with_readings_waiting_posts_them_without_waiting_for_a_tick(
-    stack: InProcessStack, clock: FakeClock, posts: PostRecorder, monkeypatch: pytest.MonkeyPatch
-):
-    stack.reconfigure(monkeypatch, FLUSH_TICK_POST_WAIT_SECONDS="0.05")
-    slow = stack.open("acme")
-    release = posts.hold(slow)  # the browser's first post hangs past its tick
-    stack.publish_telemetry("acme", "dev-1", reading("u1", clock.iso()))
-    stack.deliver()
-    stack.publish_telemetry("acme", "dev-1", reading("u2", clock.iso()))
-    stack.deliver()  # u2 waits in the lane: its post is still in flight
-    assert posts.frames(slow) == []
-
-    del posts.held[slow]
-    release.set()
-    # No further tick: the lane's next post starts as the first one ends.
-    deadline = time.monotonic() + 10
-    while len(posts.frames(slow)) < 2 and time.monotonic() < deadline:
-        time.sleep(0.01)
-
-    assert [units([message]) for message in stack.take(slow)] == [["u1"], ["u2"]]
