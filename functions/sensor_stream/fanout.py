@@ -24,7 +24,7 @@ from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
 from .gateway import ConnectionGateway
 from .models import ConnectionRecord
 from .observability import logger
-from .packing import PackedReading, TickPacking
+from .packing import PackedReading, TickPacking, reading_keys
 from .settings import Settings
 from .store import SensorStore
 
@@ -317,7 +317,7 @@ class Fanout:
                 recalled, lane.recalled = lane.recalled, False
                 lane.posting = not recalled
             if not recalled:
-                outcome, sent = await self._send(lane.record, parcel, server_time)
+                outcome, sent, parcel = await self._send(lane.record, parcel, server_time)
         if outcome != "recalled" and self._finish(lane, parcel, outcome, sent):
             # Blocking (DynamoDB): off the loop; the lane ends once it is done.
             await self._loop.run_in_executor(self._pool, self._delete_record, lane.record)
@@ -331,14 +331,19 @@ class Fanout:
 
     async def _send(
         self, record: ConnectionRecord, parcel: _Parcel, server_time: datetime
-    ) -> tuple[str, int]:
+    ) -> tuple[str, int, _Parcel]:
+        """The outcome, the messages posted, and the parcel still owed if it is retried:
+        all of it, or, after a failure part-way, what the messages not posted carried
+        (posted messages are not posted again)."""
         outcome = "sent"
         sent = 0
+        packed: list[bytes] = []
         try:
             if record.token_expired(self._clock()):
                 outcome = "expired"  # the token-expiry timer closes it; it may see nothing more
             else:
-                messages = [*self._packing.pack(parcel.readings, server_time), *parcel.notices]
+                packed = self._packing.pack(parcel.readings, server_time)
+                messages = [*packed, *parcel.notices]
                 for message in messages:
                     if not await self._gateway.send_async(record.connection_id, message):
                         outcome = "gone"
@@ -356,7 +361,9 @@ class Fanout:
         except Exception:
             outcome = "failed"
             logger.exception("post failed", extra={"connection_id": record.connection_id})
-        return outcome, sent
+        if sent and outcome not in ("sent", "expired"):
+            parcel = _unsent_part(parcel, packed, sent)
+        return outcome, sent, parcel
 
     def _finish(self, lane: _Lane, parcel: _Parcel, outcome: str, sent: int) -> bool:
         """The post's outcome on the lane and the counts; True: the connection is gone
@@ -448,6 +455,18 @@ class Fanout:
 
 def _earliest(first: str | None, second: str | None) -> str | None:
     return second if first is None else first if second is None else min(first, second)
+
+
+def _unsent_part(parcel: _Parcel, packed: list[bytes], sent: int) -> _Parcel:
+    """What a parcel whose first ``sent`` messages went out still owes: the readings of its
+    packed messages not posted, and the notices not posted; the same ticks to settle."""
+    owed = reading_keys(packed[sent:])
+    readings = [
+        r for part in parcel.readings for r in part if (r.unit_id, r.recorded_at, r.reading_id) in owed
+    ]
+    oldest = min((r.received_at for r in readings), default=None)
+    notices = parcel.notices[max(0, sent - len(packed)) :]
+    return _Parcel([readings] if readings else [], oldest, notices, parcel.settlements)
 
 
 def _error_code(error: Exception) -> str:

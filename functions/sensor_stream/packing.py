@@ -104,6 +104,17 @@ def pack_batches(
     return messages
 
 
+def reading_keys(messages: list[bytes]) -> set[tuple[str, str, str]]:
+    """(unitId, recordedAt, id) of every reading that ``pack_batches`` messages carry:
+    what a post that failed part-way still owes is what its unsent messages held."""
+    return {
+        (reading["unitId"], reading["recordedAt"], reading["id"])
+        for message in messages
+        for batch in json.loads(message)["batches"]
+        for reading in batch["readings"]
+    }
+
+
 class TickPacking:
     """``pack_batches`` once per distinct parcel of a tick: the connections that want the
     same readings (every whole-org subscriber of an org, and lanes behind alike) post the

@@ -91,6 +91,8 @@ class PostRecorder:
         self.posts: list[Post] = []
         self.gone: set[str] = set()
         self.failing: set[str] = set()
+        # Posts to these connections go through this many more times, then get ``failure``.
+        self.failing_after: dict[str, int] = {}
         self.failure = ("LimitExceededException", 429)
         self.refused: list[Post] = []
         self._read_upto: dict[str, int] = defaultdict(int)
@@ -140,9 +142,12 @@ class PostRecorder:
             if post.connection_id in self.gone:
                 self.refused.append(post)
                 return "GoneException", 410
-            if post.connection_id in self.failing or "*" in self.failing:
+            allowed = self.failing_after.get(post.connection_id)
+            if post.connection_id in self.failing or "*" in self.failing or allowed == 0:
                 self.refused.append(post)
                 return self.failure
+            if allowed is not None:
+                self.failing_after[post.connection_id] = allowed - 1
             self.posts.append(post)
         return None
 

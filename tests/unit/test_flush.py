@@ -18,14 +18,15 @@ import flush.handler
 from benchmarks.request_counts import item_size
 from sensor_stream import clients, delivery, keys
 from sensor_stream.delivery import Flusher, TickReport
+from sensor_stream.models import ReadingsBatchMessage
 from sensor_stream.roster import ConnectionRoster
 from sensor_stream.store import Handover
 from sensor_stream.store.dynamo import N, S
 from tests.support.botocore_hooks import count_calls, fail_operation
 from tests.support.clock import FakeClock
-from tests.support.events import scheduled_event
+from tests.support.events import authorizer_claims, scheduled_event
 from tests.support.lambda_context import FakeLambdaContext, countdown
-from tests.support.readings import reading
+from tests.support.readings import full_reading, reading
 from tests.support.stack import InProcessStack
 from tests.support.websocket import PostRecorder, unit_readings
 
@@ -928,3 +929,38 @@ def test_the_doorbell_of_a_successor_that_died_after_taking_over_does_not_stall_
 
     assert [report.successor for report in reports] == [None, None]
     assert sorted(unit_readings(stack.take(connection_id))) == sorted(sent)
+
+
+def a_large_tick(stack: InProcessStack, clock: FakeClock) -> list[str]:
+    """Readings of one tick that take a whole-org connection several messages; their ids."""
+    readings = [
+        full_reading(f"unit-{i % 5}", clock.iso(-2 + i / 200), id=f"gw-{i:04d}-" + "r" * 40)
+        for i in range(400)
+    ]
+    stack.post_readings(authorizer_claims("acme"), {"deviceId": "gateway-1", "readings": readings})
+    return [r["id"] for r in readings]
+
+
+@pytest.mark.parametrize("failure", [("LimitExceededException", 429), ("InternalServerErrorException", 500)])
+def test_a_post_that_fails_part_way_is_retried_with_only_what_did_not_go_out(
+    stack: InProcessStack, clock: FakeClock, posts: PostRecorder, failure: tuple[str, int]
+):
+    connection = stack.open("acme")
+    sent = a_large_tick(stack, clock)
+    posts.failure = failure
+    posts.failing_after[connection] = 2  # two messages go out, then the rest fail
+
+    first = stack.deliver()
+    del posts.failing_after[connection]
+    retried = stack.deliver()
+
+    assert first.fanout.messages_sent == 2
+    assert retried.fanout.messages_sent >= 1
+    received = [
+        r.id
+        for message in stack.take(connection)
+        if isinstance(message, ReadingsBatchMessage)
+        for b in message.batches
+        for r in b.readings
+    ]
+    assert sorted(received) == sorted(sent), "each reading once: the two posted messages not again"
