@@ -24,7 +24,7 @@ from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
 from .gateway import ConnectionGateway
 from .models import ConnectionRecord
 from .observability import logger
-from .packing import PackedReading, TickPacking, reading_keys
+from .packing import PackedMessages, PackedReading, TickPacking
 from .settings import Settings
 from .store import SensorStore
 
@@ -337,7 +337,7 @@ class Fanout:
         (posted messages are not posted again)."""
         outcome = "sent"
         sent = 0
-        packed: list[bytes] = []
+        packed = PackedMessages([], [], [])
         try:
             if record.token_expired(self._clock()):
                 outcome = "expired"  # the token-expiry timer closes it; it may see nothing more
@@ -457,13 +457,10 @@ def _earliest(first: str | None, second: str | None) -> str | None:
     return second if first is None else first if second is None else min(first, second)
 
 
-def _unsent_part(parcel: _Parcel, packed: list[bytes], sent: int) -> _Parcel:
+def _unsent_part(parcel: _Parcel, packed: PackedMessages, sent: int) -> _Parcel:
     """What a parcel whose first ``sent`` messages went out still owes: the readings of its
     packed messages not posted, and the notices not posted; the same ticks to settle."""
-    owed = reading_keys(packed[sent:])
-    readings = [
-        r for part in parcel.readings for r in part if (r.unit_id, r.recorded_at, r.reading_id) in owed
-    ]
+    readings = packed.readings_after(min(sent, len(packed)))
     oldest = min((r.received_at for r in readings), default=None)
     notices = parcel.notices[max(0, sent - len(packed)) :]
     return _Parcel([readings] if readings else [], oldest, notices, parcel.settlements)

@@ -57,9 +57,26 @@ class PackedReading:
         )
 
 
+class PackedMessages(list[bytes]):
+    """``pack_batches``' messages, with the readings they carry in message order (each
+    once) and, for each message, how many of those it and the ones before it hold: what a
+    post that sent some of them still owes is known without reading them back."""
+
+    __slots__ = ("ends", "readings")
+
+    def __init__(self, messages: list[bytes], readings: list[PackedReading], ends: list[int]) -> None:
+        super().__init__(messages)
+        self.readings = readings
+        self.ends = ends
+
+    def readings_after(self, sent: int) -> list[PackedReading]:
+        """The readings of the messages after the first ``sent``."""
+        return self.readings[self.ends[sent - 1] :] if sent else self.readings
+
+
 def pack_batches(
     readings: Iterable[PackedReading], *, server_time: datetime, replay: bool = False
-) -> list[bytes]:
+) -> PackedMessages:
     """Readings grouped per unit (units in id order), each unit's readings ordered by
     ``recordedAt``, each reading once, in as few messages as fit under the frame limit."""
     per_unit: dict[str, dict[tuple[str, str], PackedReading]] = defaultdict(dict)
@@ -70,6 +87,8 @@ def pack_batches(
     )
     head_bytes = len(head.encode())
     messages: list[bytes] = []
+    in_order: list[PackedReading] = []
+    ends: list[int] = []
     batches: list[str] = []
     size = head_bytes + 2  # "]}"
 
@@ -77,6 +96,7 @@ def pack_batches(
         nonlocal batches, size
         if batches:
             messages.append((head + ",".join(batches) + "]}").encode())
+            ends.append(len(in_order))  # the reading that did not fit is not in yet
         batches, size = [], head_bytes + 2
 
     for unit_id in sorted(per_unit):
@@ -97,22 +117,12 @@ def pack_batches(
                 close_message()
             current.append(text)
             current_bytes += text_bytes
+            in_order.append(unit[key])
         if current:
             batches.append(_unit_batch(unit_head, current))
             size += len(unit_head) + current_bytes + _UNIT_TAIL_BYTES
     close_message()
-    return messages
-
-
-def reading_keys(messages: list[bytes]) -> set[tuple[str, str, str]]:
-    """(unitId, recordedAt, id) of every reading that ``pack_batches`` messages carry:
-    what a post that failed part-way still owes is what its unsent messages held."""
-    return {
-        (reading["unitId"], reading["recordedAt"], reading["id"])
-        for message in messages
-        for batch in json.loads(message)["batches"]
-        for reading in batch["readings"]
-    }
+    return PackedMessages(messages, in_order, ends)
 
 
 class TickPacking:
@@ -127,9 +137,9 @@ class TickPacking:
         self._lock = threading.Lock()
         self._server_time: datetime | None = None
         # The value keeps the lists alive, so no identity is reused while it is a key.
-        self._packed: dict[tuple[int, ...], tuple[list[list[PackedReading]], list[bytes]]] = {}
+        self._packed: dict[tuple[int, ...], tuple[list[list[PackedReading]], PackedMessages]] = {}
 
-    def pack(self, parts: list[list[PackedReading]], server_time: datetime) -> list[bytes]:
+    def pack(self, parts: list[list[PackedReading]], server_time: datetime) -> PackedMessages:
         key = tuple(map(id, parts))
         with self._lock:
             if server_time != self._server_time:

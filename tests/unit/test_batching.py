@@ -166,3 +166,18 @@ def test_a_new_tick_packs_again_with_its_server_time():
     assert again == pack_batches(readings, server_time=later)
     parsed = [ReadingsBatchMessage.model_validate_json(message) for message in again]
     assert [message.server_time for message in parsed] == [later]
+
+
+def test_the_packed_messages_say_which_readings_each_carries():
+    readings = [make_reading(f"unit-{i % 3}", i * 0.5, long_fields=True, index=i) for i in range(600)]
+    packed = pack_batches([PackedReading.from_reading(r) for r in readings], server_time=NOW)
+
+    assert len(packed) > 2
+    for sent in range(len(packed) + 1):
+        carried_later = {
+            r.id
+            for data in packed[sent:]
+            for batch in ReadingsBatchMessage.model_validate_json(data).batches
+            for r in batch.readings
+        }
+        assert {r.reading_id for r in packed.readings_after(sent)} == carried_later
